@@ -11,12 +11,13 @@ use std::sync::Arc;
 use futures::channel::oneshot;
 
 use crate::error::{ActorError, TrySendError};
+use crate::mailbox;
 use crate::system::status::Status;
 
 /// A cloneable, `Send` handle to an actor's (or a pool's) mailbox.
 pub struct Addr<M, E> {
     name: Arc<str>,
-    sender: async_channel::Sender<M>,
+    sender: mailbox::Sender<M>,
     status: Arc<Status<E>>,
 }
 
@@ -40,7 +41,7 @@ impl<M, E> fmt::Debug for Addr<M, E> {
 }
 
 impl<M: Send, E: Clone> Addr<M, E> {
-    pub(crate) fn new(name: Arc<str>, sender: async_channel::Sender<M>, status: Arc<Status<E>>) -> Self {
+    pub(crate) fn new(name: Arc<str>, sender: mailbox::Sender<M>, status: Arc<Status<E>>) -> Self {
         Addr { name, sender, status }
     }
 
@@ -51,14 +52,20 @@ impl<M: Send, E: Clone> Addr<M, E> {
 
     /// Queues `msg`, waiting while a bounded mailbox is full (backpressure).
     pub async fn send(&self, msg: M) -> Result<(), ActorError<E>> {
+        // Most sends find room: skip building the waiting machinery.
+        let msg = match self.sender.try_send(msg) {
+            Ok(()) => return Ok(()),
+            Err(mailbox::SendError::Closed(_)) => return Err(self.status.closed_error()),
+            Err(mailbox::SendError::Full(msg)) => msg,
+        };
         self.sender.send(msg).await.map_err(|_| self.status.closed_error())
     }
 
     /// Queues `msg` if there is room now.
     pub fn try_send(&self, msg: M) -> Result<(), TrySendError<M, E>> {
         self.sender.try_send(msg).map_err(|error| match error {
-            async_channel::TrySendError::Full(msg) => TrySendError::Full(msg),
-            async_channel::TrySendError::Closed(_) => TrySendError::Closed(self.status.closed_error()),
+            mailbox::SendError::Full(msg) => TrySendError::Full(msg),
+            mailbox::SendError::Closed(_) => TrySendError::Closed(self.status.closed_error()),
         })
     }
 

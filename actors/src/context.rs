@@ -12,10 +12,12 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use concurrent_queue::ConcurrentQueue;
 use futures::future::{AbortHandle, Abortable, Aborted};
 
 use crate::actor::Actor;
 use crate::addr::Addr;
+use crate::mailbox::Doorbell;
 use crate::runtime::{Runtime, TaskMonitor, catch_panic};
 
 /// A handler's view of its surroundings; see the module docs.
@@ -23,12 +25,45 @@ pub struct Context<A: Actor> {
     name: Arc<str>,
     addr: Addr<A::Msg, A::Error>,
     runtime: Runtime,
-    completions: async_channel::Sender<Completion<A::Msg>>,
+    completions: Arc<Completions<A::Msg>>,
     // BTreeMap, not HashMap: abort order must not depend on a random hasher.
     in_flight: BTreeMap<u64, AbortHandle>,
     next_job: u64,
     tasks: TaskMonitor,
     replaying: bool,
+}
+
+/// Finished jobs waiting for their actor, who is woken through its doorbell.
+pub(crate) struct Completions<M> {
+    queue: ConcurrentQueue<Completion<M>>,
+    doorbell: Arc<Doorbell>,
+}
+
+impl<M> Completions<M> {
+    pub(crate) fn new(doorbell: Arc<Doorbell>) -> Self {
+        Completions {
+            queue: ConcurrentQueue::unbounded(),
+            doorbell,
+        }
+    }
+
+    fn push(&self, completion: Completion<M>) {
+        // Unbounded and never closed: the push cannot fail.
+        let _ = self.queue.push(completion);
+        self.doorbell.ring();
+    }
+
+    pub(crate) fn pop(&self) -> Option<Completion<M>> {
+        // Checked first: `pop` fences even when there is nothing to take.
+        if self.queue.is_empty() {
+            return None;
+        }
+        self.queue.pop().ok()
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.queue.is_empty()
+    }
 }
 
 /// How a job ended, as reported to its actor.
@@ -43,7 +78,7 @@ impl<A: Actor> Context<A> {
         name: Arc<str>,
         addr: Addr<A::Msg, A::Error>,
         runtime: Runtime,
-        completions: async_channel::Sender<Completion<A::Msg>>,
+        completions: Arc<Completions<A::Msg>>,
         tasks: TaskMonitor,
         replaying: bool,
     ) -> Self {
@@ -139,14 +174,13 @@ impl<A: Actor> Context<A> {
 /// for a job that cannot report.
 struct JobReport<M> {
     job: u64,
-    completions: Option<async_channel::Sender<Completion<M>>>,
+    completions: Option<Arc<Completions<M>>>,
 }
 
 impl<M> JobReport<M> {
     fn send(mut self, completion: Completion<M>) {
         if let Some(completions) = self.completions.take() {
-            // Unbounded: fails only when the actor is gone, and then nobody waits.
-            let _ = completions.try_send(completion);
+            completions.push(completion);
         }
     }
 }
@@ -154,7 +188,7 @@ impl<M> JobReport<M> {
 impl<M> Drop for JobReport<M> {
     fn drop(&mut self) {
         if let Some(completions) = self.completions.take() {
-            let _ = completions.try_send(Completion::Aborted { job: self.job });
+            completions.push(Completion::Aborted { job: self.job });
         }
     }
 }

@@ -26,6 +26,7 @@ mod actor;
 mod addr;
 mod context;
 mod error;
+mod mailbox;
 mod record;
 pub mod runtime;
 mod system;

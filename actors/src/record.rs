@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use crate::actor::Actor;
 use crate::addr::Addr;
-use crate::context::Context;
+use crate::context::{Completions, Context};
 use crate::runtime::{Runtime, TaskMonitor, catch_panic};
 use crate::system::status::Status;
 
@@ -249,9 +249,9 @@ where
     D: FnMut(&str) -> Option<A::Msg>,
 {
     let name: Arc<str> = Arc::from(actor_name);
-    let (sender, _receiver) = async_channel::bounded(1);
+    let (sender, _receiver) = crate::mailbox::channel(Some(1));
     let addr = Addr::new(name.clone(), sender, Arc::new(Status::new()));
-    let (completions, _completions) = async_channel::bounded(1);
+    let completions = Arc::new(Completions::new(Arc::default()));
     let mut ctx = Context::new(name, addr, runtime, completions, TaskMonitor::new(), true);
     let mut handled = 0;
     for entry in entries.into_iter().filter(|entry| entry.actor == actor_name) {

@@ -29,6 +29,7 @@ use tracing::Instrument;
 use crate::actor::Actor;
 use crate::addr::Addr;
 use crate::error::ActorError;
+use crate::mailbox;
 use crate::record::Recorder;
 use crate::runtime::{Runtime, TaskMonitor};
 use status::Status;
@@ -48,7 +49,7 @@ pub enum Capacity {
 /// [`System::run_pool`].
 pub struct Mailbox<M, E> {
     addr: Addr<M, E>,
-    receiver: async_channel::Receiver<M>,
+    receiver: mailbox::Receiver<M>,
 }
 
 impl<M: Send, E: Clone> Mailbox<M, E> {
@@ -111,10 +112,10 @@ impl<E: Clone + std::fmt::Debug + Send + Sync + 'static> System<E> {
 
     /// Creates a mailbox named `name` whose actor starts later.
     pub fn mailbox<M: Send + 'static>(&self, name: &str, capacity: Capacity) -> (Addr<M, E>, Mailbox<M, E>) {
-        let (sender, receiver) = match capacity {
-            Capacity::Unbounded => async_channel::unbounded(),
-            Capacity::Bounded(size) => async_channel::bounded(size.max(1)),
-        };
+        let (sender, receiver) = mailbox::channel(match capacity {
+            Capacity::Unbounded => None,
+            Capacity::Bounded(size) => Some(size),
+        });
         let addr = Addr::new(Arc::from(name), sender, self.status.clone());
         (addr.clone(), Mailbox { addr, receiver })
     }

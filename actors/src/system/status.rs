@@ -9,17 +9,20 @@
 //! stopped can read the cause; "terminated" fires only once the result is
 //! written and no worker is running.
 
-use std::sync::OnceLock;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 
 use crate::error::ActorError;
+use crate::mailbox::Doorbell;
 
 pub(crate) struct Status<E> {
     result: OnceLock<ActorError<E>>,
+    /// Set (after the result) when every actor must stop; each worker checks
+    /// it whenever its doorbell rings.
+    stopping: AtomicBool,
+    doorbells: Mutex<Vec<Weak<Doorbell>>>,
     // Closing a channel wakes every receiver: a broadcast that needs no
     // bookkeeping and that a late listener still sees.
-    stop_sender: async_channel::Sender<()>,
-    stop_receiver: async_channel::Receiver<()>,
     terminated_sender: async_channel::Sender<()>,
     terminated_receiver: async_channel::Receiver<()>,
     running: AtomicUsize,
@@ -27,12 +30,11 @@ pub(crate) struct Status<E> {
 
 impl<E: Clone> Status<E> {
     pub(crate) fn new() -> Self {
-        let (stop_sender, stop_receiver) = async_channel::bounded(1);
         let (terminated_sender, terminated_receiver) = async_channel::bounded(1);
         Status {
             result: OnceLock::new(),
-            stop_sender,
-            stop_receiver,
+            stopping: AtomicBool::new(false),
+            doorbells: Mutex::new(Vec::new()),
             terminated_sender,
             terminated_receiver,
             running: AtomicUsize::new(0),
@@ -43,7 +45,11 @@ impl<E: Clone> Status<E> {
     /// then stops every actor. Returns whether this call's error won.
     pub(crate) fn close_with(&self, error: ActorError<E>) -> bool {
         let won = self.result.set(error).is_ok();
-        self.stop_sender.close();
+        self.stopping.store(true, Ordering::SeqCst);
+        let doorbells = std::mem::take(&mut *self.lock_doorbells());
+        for doorbell in doorbells.iter().filter_map(Weak::upgrade) {
+            doorbell.ring();
+        }
         if self.running.load(Ordering::Acquire) == 0 {
             self.terminated_sender.close();
         }
@@ -60,8 +66,26 @@ impl<E: Clone> Status<E> {
         self.result.get()
     }
 
-    pub(crate) fn stop_signal(&self) -> async_channel::Receiver<()> {
-        self.stop_receiver.clone()
+    /// True once every actor must stop.
+    pub(crate) fn is_stopping(&self) -> bool {
+        self.stopping.load(Ordering::SeqCst)
+    }
+
+    /// Has `doorbell` rung when the system stops. A worker registers before
+    /// its first poll, and checks [`Status::is_stopping`] after registering
+    /// its waker, so a stop is never missed.
+    pub(crate) fn watch(&self, doorbell: &Arc<Doorbell>) {
+        let mut doorbells = self.lock_doorbells();
+        doorbells.retain(|watched| watched.strong_count() > 0);
+        doorbells.push(Arc::downgrade(doorbell));
+        drop(doorbells);
+        if self.is_stopping() {
+            doorbell.ring();
+        }
+    }
+
+    fn lock_doorbells(&self) -> MutexGuard<'_, Vec<Weak<Doorbell>>> {
+        self.doorbells.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     pub(crate) fn worker_started(&self) {

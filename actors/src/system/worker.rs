@@ -7,30 +7,29 @@
 
 use std::future::poll_fn;
 use std::panic::AssertUnwindSafe;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
 
-use futures::{FutureExt, Stream};
+use futures::FutureExt;
 
 use super::status::Status;
 use crate::actor::{Actor, Ticker};
 use crate::addr::Addr;
-use crate::context::{Completion, Context};
+use crate::context::{Completion, Completions, Context};
 use crate::error::ActorError;
+use crate::mailbox::{self, Received};
 use crate::record::Recorder;
 use crate::runtime::task::next_after;
-use crate::runtime::{BoxFuture, Runtime, TaskGuard, TaskMonitor, catch_panic, panic_message};
+use crate::runtime::{BoxFuture, Runtime, TaskGuard, TaskMonitor, panic_message};
 
 pub(super) struct Worker<A: Actor> {
     name: Arc<str>,
     actor: A,
     ctx: Context<A>,
-    // Pinned because async-channel keeps its waker registration inline.
-    mailbox: Pin<Box<async_channel::Receiver<A::Msg>>>,
-    completions: Pin<Box<async_channel::Receiver<Completion<A::Msg>>>>,
-    stop: Pin<Box<async_channel::Receiver<()>>>,
+    /// Its doorbell is rung by new mail, finished jobs and the stop signal.
+    mailbox: mailbox::Receiver<A::Msg>,
+    completions: Arc<Completions<A::Msg>>,
     status: Arc<Status<A::Error>>,
     recorder: Option<Recorder>,
 }
@@ -60,22 +59,21 @@ impl<A: Actor> Worker<A> {
         name: Arc<str>,
         actor: A,
         addr: Addr<A::Msg, A::Error>,
-        mailbox: async_channel::Receiver<A::Msg>,
+        mailbox: mailbox::Receiver<A::Msg>,
         runtime: Runtime,
         status: Arc<Status<A::Error>>,
         tasks: TaskMonitor,
         recorder: Option<Recorder>,
     ) -> Self {
-        let (completion_sender, completions) = async_channel::unbounded();
-        let ctx = Context::new(name.clone(), addr, runtime, completion_sender, tasks, false);
-        let stop = status.stop_signal();
+        let completions = Arc::new(Completions::new(mailbox.doorbell().clone()));
+        let ctx = Context::new(name.clone(), addr, runtime, completions.clone(), tasks, false);
+        status.watch(mailbox.doorbell());
         Worker {
             name,
             actor,
             ctx,
-            mailbox: Box::pin(mailbox),
-            completions: Box::pin(completions),
-            stop: Box::pin(stop),
+            mailbox,
+            completions,
             status,
             recorder,
         }
@@ -150,28 +148,31 @@ impl<A: Actor> Worker<A> {
 
     async fn next_event(&mut self, tickers: &mut Tickers<A::Msg>, draining: bool) -> Event<A::Msg> {
         // Fast path: a queued message and nothing more urgent, taken without
-        // registering a single waker.
-        if !draining
-            && !self.stop.is_closed()
-            && self.completions.is_empty()
-            && !tickers.is_due(self.ctx.runtime())
-            && let Ok(msg) = self.mailbox.try_recv()
+        // registering a waker.
+        let mut found_empty = false;
+        if !draining && !self.status.is_stopping() && self.completions.is_empty() && !tickers.is_due(self.ctx.runtime())
         {
-            return Event::Message(msg);
+            match self.mailbox.try_recv() {
+                Received::Message(msg) => return Event::Message(msg),
+                Received::Empty => found_empty = true,
+                Received::Closed => {}
+            }
         }
         let Worker {
-            stop,
+            status,
             completions,
             mailbox,
             ctx,
             ..
         } = self;
         let runtime = ctx.runtime();
-        poll_fn(|cx| {
-            if stop.as_mut().poll_next(cx).is_ready() {
+        let event = poll_fn(|cx| {
+            // Registered first: anything that happens after this rings us.
+            mailbox.doorbell().register(cx);
+            if status.is_stopping() {
                 return Poll::Ready(Event::Stop);
             }
-            if let Poll::Ready(Some(completion)) = completions.as_mut().poll_next(cx) {
+            if let Some(completion) = completions.pop() {
                 return Poll::Ready(Event::Completion(completion));
             }
             if draining {
@@ -180,13 +181,22 @@ impl<A: Actor> Worker<A> {
             if let Poll::Ready(index) = tickers.poll_due(cx, runtime) {
                 return Poll::Ready(Event::Tick(index));
             }
-            match mailbox.as_mut().poll_next(cx) {
+            // Right after the fast path found it empty, go straight to parking.
+            let received = if std::mem::take(&mut found_empty) {
+                mailbox.park_and_recv()
+            } else {
+                mailbox.poll_recv()
+            };
+            match received {
                 Poll::Ready(Some(msg)) => Poll::Ready(Event::Message(msg)),
                 Poll::Ready(None) => Poll::Ready(Event::MailboxClosed),
                 Poll::Pending => Poll::Pending,
             }
         })
-        .await
+        .await;
+        // Busy now: a pool's next message should wake a worker that is idle.
+        mailbox.unpark();
+        event
     }
 
     /// Hands `msg` to the actor. False when the system must stop: the handler
@@ -198,18 +208,36 @@ impl<A: Actor> Worker<A> {
         }
         tracing::trace!(message = ?msg, "handle");
         let outcome = {
-            let mut handled = std::pin::pin!(catch_panic(self.actor.handle(msg, &mut self.ctx)));
-            let stop = &mut self.stop;
-            poll_fn(|cx| {
-                if let Poll::Ready(outcome) = handled.as_mut().poll(cx) {
-                    return Poll::Ready(Some(outcome));
+            // Panics are caught around creating and polling the handler's
+            // future directly: cheaper than stacking future adapters on the
+            // hottest path.
+            let actor = &mut self.actor;
+            let ctx = &mut self.ctx;
+            let created = std::panic::catch_unwind(AssertUnwindSafe(move || {
+                let actor: &mut A = actor;
+                actor.handle(msg, ctx)
+            }));
+            match created {
+                Err(payload) => Some(Err(panic_message(payload.as_ref()))),
+                Ok(handled) => {
+                    let mut handled = std::pin::pin!(handled);
+                    let (status, doorbell) = (&self.status, self.mailbox.doorbell());
+                    poll_fn(|cx| {
+                        match std::panic::catch_unwind(AssertUnwindSafe(|| handled.as_mut().poll(cx))) {
+                            Ok(Poll::Ready(result)) => return Poll::Ready(Some(Ok(result))),
+                            Err(payload) => return Poll::Ready(Some(Err(panic_message(payload.as_ref())))),
+                            Ok(Poll::Pending) => {}
+                        }
+                        doorbell.register(cx);
+                        if status.is_stopping() {
+                            Poll::Ready(None)
+                        } else {
+                            Poll::Pending
+                        }
+                    })
+                    .await
                 }
-                match stop.as_mut().poll_next(cx) {
-                    Poll::Ready(_) => Poll::Ready(None),
-                    Poll::Pending => Poll::Pending,
-                }
-            })
-            .await
+            }
         };
         match outcome {
             Some(Ok(Ok(()))) => true,
@@ -244,17 +272,21 @@ impl<A: Actor> Worker<A> {
         self.ctx.abort_jobs();
         let mut leftover = Vec::new();
         while self.ctx.in_flight() > 0 {
-            match self.completions.recv().await {
-                Ok(Completion::Done { job, msg }) => {
+            let (completions, doorbell) = (&self.completions, self.mailbox.doorbell());
+            let completion = poll_fn(|cx| {
+                doorbell.register(cx);
+                completions.pop().map_or(Poll::Pending, Poll::Ready)
+            })
+            .await;
+            match completion {
+                Completion::Done { job, msg } => {
                     self.ctx.job_reported(job);
                     leftover.push(msg);
                 }
-                Ok(Completion::Aborted { job } | Completion::Panicked { job, .. }) => self.ctx.job_reported(job),
-                // Unreachable while the context holds a sender; never wait on it.
-                Err(_) => break,
+                Completion::Aborted { job } | Completion::Panicked { job, .. } => self.ctx.job_reported(job),
             }
         }
-        while let Ok(msg) = self.mailbox.try_recv() {
+        while let Received::Message(msg) = self.mailbox.try_recv() {
             leftover.push(msg);
         }
         leftover
@@ -291,6 +323,7 @@ impl<M> Tickers<M> {
 
     fn is_due(&self, runtime: &Runtime) -> bool {
         if self.entries.is_empty() {
+            // Most actors have no ticker: skip reading the clock.
             return false;
         }
         let now = runtime.now();
@@ -300,6 +333,9 @@ impl<M> Tickers<M> {
     /// Ready with the index of the earliest ticker once it is due (ties go to
     /// the ticker listed first).
     fn poll_due(&mut self, cx: &mut std::task::Context<'_>, runtime: &Runtime) -> Poll<usize> {
+        if self.entries.is_empty() {
+            return Poll::Pending;
+        }
         if self.armed.is_none() {
             let Some((index, entry)) = self.entries.iter().enumerate().min_by_key(|(_, entry)| entry.due) else {
                 return Poll::Pending;
