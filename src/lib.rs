@@ -1,1 +1,24 @@
-//! placeholder
+//! talusdb: an embedded key-value storage engine whose durable home is object
+//! storage (S3-compatible stores, or a local directory by default).
+//!
+//! **Status.** What exists today is the foundation the engine is built on:
+//! the actor runtime, re-exported here as [`actors`] (the `talus-actors`
+//! crate). The storage engine itself — table formats, the manifest protocol,
+//! the WAL writer, memtable flushes, compaction and garbage collection — is
+//! not written yet; the README says what works.
+//!
+//! The engine's subsystems will be actors on this runtime, so a database can
+//! run inside a smol, tokio or actix application, or deterministically under
+//! the `sim` executor:
+//!
+//! ```
+//! # #[cfg(feature = "sim")] {
+//! use talusdb::actors::runtime::Sim;
+//!
+//! let sim = Sim::new(1);
+//! let runtime = sim.runtime();
+//! assert_eq!(runtime.kind(), "sim");
+//! # }
+//! ```
+
+pub use talus_actors as actors;

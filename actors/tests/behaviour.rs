@@ -8,7 +8,7 @@ use std::time::Duration;
 use futures::future::join_all;
 use talus_actors::{ActorError, Capacity, Runtime, System, TrySendError};
 
-use support::{E, Event, Msg, Probe, within};
+use support::{E, Event, Msg, Probe, hold, within};
 
 on_every_executor!(
     ask_gets_a_reply,
@@ -159,18 +159,7 @@ async fn a_bounded_mailbox_makes_senders_wait(runtime: Runtime) {
     let (sender, _events) = events();
     let system = System::<E>::new(runtime.clone());
     let probe = system.start_with("bounded", Capacity::Bounded(2), Probe::new(&sender));
-    let (entered, entered_receiver) = async_channel::unbounded();
-    let (release, release_receiver) = async_channel::bounded::<()>(1);
-    probe
-        .send(Msg::Hold {
-            entered,
-            release: release_receiver,
-        })
-        .await
-        .unwrap();
-    within(&runtime, "hold to start", entered_receiver.recv())
-        .await
-        .unwrap();
+    let release = hold(&runtime, &probe).await;
     probe.send(Msg::Add(1)).await.unwrap();
     probe.send(Msg::Add(2)).await.unwrap();
     let mut blocked = Box::pin(probe.send(Msg::Add(3)));
@@ -248,18 +237,7 @@ async fn cleanup_answers_leftover_waiters_with_the_error(runtime: Runtime) {
     let (sender, events) = events();
     let system = System::<E>::new(runtime.clone());
     let probe = system.start("busy", Probe::new(&sender));
-    let (entered, entered_receiver) = async_channel::unbounded();
-    let (_release, release_receiver) = async_channel::bounded::<()>(1);
-    probe
-        .send(Msg::Hold {
-            entered,
-            release: release_receiver,
-        })
-        .await
-        .unwrap();
-    within(&runtime, "hold to start", entered_receiver.recv())
-        .await
-        .unwrap();
+    let _release = hold(&runtime, &probe).await;
     // Three requests queue up behind the held handler, one more that cleanup drops.
     let mut waiting: Vec<_> = (0..3).map(|_| Box::pin(probe.ask(Msg::GetOrError))).collect();
     for ask in &mut waiting {
@@ -404,18 +382,7 @@ async fn no_task_is_left_after_drop(runtime: Runtime) {
         Probe::new(&sender).ticking("t", Duration::from_millis(5), Duration::ZERO),
     );
     probe.send(Msg::StartEndlessJob).await.unwrap();
-    let (entered, entered_receiver) = async_channel::unbounded();
-    let (_release, release_receiver) = async_channel::bounded::<()>(1);
-    probe
-        .send(Msg::Hold {
-            entered,
-            release: release_receiver,
-        })
-        .await
-        .unwrap();
-    within(&runtime, "hold to start", entered_receiver.recv())
-        .await
-        .unwrap();
+    let _release = hold(&runtime, &probe).await;
     let mut waiting = Box::pin(probe.ask(Msg::GetOrError));
     assert!(futures::poll!(waiting.as_mut()).is_pending());
     assert_eq!(tasks.live(), 2, "the worker and its endless job");

@@ -62,6 +62,24 @@ pub async fn within<T>(runtime: &Runtime, what: &str, future: impl Future<Output
     }
 }
 
+/// Parks `probe`'s handler inside [`Msg::Hold`] and returns what releases
+/// it: closing (or dropping) the returned sender.
+pub async fn hold(runtime: &Runtime, probe: &Addr<Msg, E>) -> async_channel::Sender<()> {
+    let (entered, entered_receiver) = async_channel::unbounded();
+    let (release, release_receiver) = async_channel::bounded::<()>(1);
+    probe
+        .send(Msg::Hold {
+            entered,
+            release: release_receiver,
+        })
+        .await
+        .unwrap();
+    within(runtime, "the handler to hold", entered_receiver.recv())
+        .await
+        .unwrap();
+    release
+}
+
 /// What a probe reports to its test.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Event {
