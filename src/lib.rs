@@ -9,15 +9,17 @@
 //!
 //! The engine's subsystems will be actors on this runtime, so a database can
 //! run inside a smol, tokio or actix application, or deterministically under
-//! the `sim` executor:
+//! the `sim` executor. The default backend is smol:
 //!
 //! ```
-//! # #[cfg(feature = "sim")] {
-//! use talusdb::actors::runtime::Sim;
-//!
-//! let sim = Sim::new(1);
-//! let runtime = sim.runtime();
-//! assert_eq!(runtime.kind(), "sim");
+//! # fn main() -> std::io::Result<()> {
+//! let runtime = talusdb::actors::Runtime::smol()?;
+//! let (sender, receiver) = std::sync::mpsc::channel();
+//! runtime.spawn_detached(Box::pin(async move {
+//!     let _ = sender.send(6 * 7);
+//! }));
+//! assert_eq!(receiver.recv().ok(), Some(42));
+//! # Ok(())
 //! # }
 //! ```
 

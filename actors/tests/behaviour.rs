@@ -5,12 +5,16 @@ mod support;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
+use futures::StreamExt;
 use futures::future::join_all;
+use talus_actors::runtime::JoinError;
 use talus_actors::{ActorError, Capacity, Runtime, System, TrySendError};
 
 use support::{E, Event, Msg, Probe, hold, within};
 
 on_every_executor!(
+    spawned_tasks_can_be_awaited_aborted_and_report_panics,
+    blocking_work_and_intervals_run_on_the_runtime,
     ask_gets_a_reply,
     tickers_fire_at_their_interval,
     spawn_then_results_return_while_the_mailbox_is_served,
@@ -34,6 +38,53 @@ async fn next_event(runtime: &Runtime, events: &async_channel::Receiver<Event>) 
     within(runtime, "an event", events.recv())
         .await
         .expect("event channel open")
+}
+
+async fn spawned_tasks_can_be_awaited_aborted_and_report_panics(runtime: Runtime) {
+    let monitor = talus_actors::runtime::TaskMonitor::new();
+    let guard = monitor.guard();
+    let finished = runtime.spawn(async move {
+        let _guard = guard;
+        6 * 7
+    });
+    assert_eq!(within(&runtime, "a task", finished).await, Ok(42));
+    within(&runtime, "the task to be dropped", monitor.idle()).await;
+
+    let endless = runtime.spawn(futures::future::pending::<()>());
+    endless.abort();
+    assert_eq!(
+        within(&runtime, "an aborted task", endless).await,
+        Err(JoinError::Aborted)
+    );
+
+    let panicking = runtime.spawn(async { panic!("task gave up") });
+    assert_eq!(
+        within(&runtime, "a panicking task", panicking).await,
+        Err(JoinError::Panicked("task gave up".into()))
+    );
+}
+
+async fn blocking_work_and_intervals_run_on_the_runtime(runtime: Runtime) {
+    let sum = runtime.unblock(|| (1..=100u64).sum::<u64>());
+    assert_eq!(within(&runtime, "blocking work", sum).await, Ok(5050));
+    let panicking = runtime.unblock(|| panic!("blocking work gave up"));
+    assert_eq!(
+        within(&runtime, "panicking blocking work", panicking).await,
+        Err::<(), _>(JoinError::Panicked("blocking work gave up".into()))
+    );
+
+    let started = runtime.now();
+    let mut interval = runtime.interval(Duration::from_millis(5));
+    for tick in 1..=3u32 {
+        let due = within(&runtime, "a tick", interval.next())
+            .await
+            .expect("intervals never end");
+        // A tick is never early, and is due on the fixed-rate schedule.
+        assert!(runtime.now() >= due && due >= started + Duration::from_millis(5) * tick);
+        if runtime.kind() == "sim" {
+            assert_eq!(due, started + Duration::from_millis(5) * tick);
+        }
+    }
 }
 
 async fn ask_gets_a_reply(runtime: Runtime) {

@@ -142,6 +142,23 @@ mod tests {
     }
 
     #[test]
+    fn an_injected_clock_and_seed_replace_the_backends() {
+        struct Frozen;
+        impl Clock for Frozen {
+            fn monotonic(&self) -> Duration {
+                Duration::from_secs(5)
+            }
+            fn wall_ms(&self) -> u64 {
+                1_234
+            }
+        }
+        let sim = crate::runtime::Sim::new(0);
+        let runtime = sim.runtime().with_clock(std::sync::Arc::new(Frozen)).with_seed(1);
+        assert_eq!((runtime.now(), runtime.wall_ms()), (Duration::from_secs(5), 1_234));
+        assert_eq!(runtime.next_u64(), SeededRng::new(1).next_u64());
+    }
+
+    #[test]
     fn system_clock_moves_forward() {
         let clock = SystemClock::new();
         let first = clock.monotonic();

@@ -206,7 +206,7 @@ impl<A: Actor> Worker<A> {
         if let Some(recorder) = &self.recorder {
             recorder.record(&self.name, self.ctx.now(), A::encode(&msg));
         }
-        tracing::trace!(message = ?msg, "handle");
+        tracing::trace!(msg = ?msg, "handle");
         let outcome = {
             // Panics are caught around creating and polling the handler's
             // future directly: cheaper than stacking future adapters on the
