@@ -30,6 +30,16 @@ on_every_executor!(
     no_task_is_left_after_drop,
 );
 
+/// Addresses cross threads and are shared freely; replies travel in messages.
+#[test]
+fn addresses_are_clone_send_and_sync() {
+    fn shareable<T: Clone + Send + Sync + 'static>() {}
+    fn sendable<T: Send + 'static>() {}
+    shareable::<talus_actors::Addr<Msg, E>>();
+    sendable::<talus_actors::Reply<u64>>();
+    sendable::<System<E>>();
+}
+
 fn events() -> (async_channel::Sender<Event>, async_channel::Receiver<Event>) {
     async_channel::unbounded()
 }
@@ -251,12 +261,14 @@ async fn the_first_error_wins_and_every_later_send_sees_it(runtime: Runtime) {
     assert_eq!(bystander.ask(Msg::Get).await, Err(cause.clone()));
     assert_eq!(first.ask(Msg::Get).await, Err(cause.clone()));
     assert!(matches!(first.try_send(Msg::Add(1)), Err(TrySendError::Closed(error)) if error == cause));
-    // Both actors ran their cleanup with the winning cause.
+    // Both actors ran their cleanup with the winning cause, exactly once.
+    within(&runtime, "every worker to end", system.tasks().idle()).await;
     for events in [&events, &bystander_events] {
-        match next_event(&runtime, events).await {
-            Event::Cleanup { result, .. } => assert_eq!(result, Err(cause.clone())),
-            other => panic!("expected cleanup, got {other:?}"),
-        }
+        let cleanups: Vec<Event> = std::iter::from_fn(|| events.try_recv().ok())
+            .filter(|event| matches!(event, Event::Cleanup { .. }))
+            .collect();
+        assert_eq!(cleanups.len(), 1, "{cleanups:?}");
+        assert!(matches!(&cleanups[0], Event::Cleanup { result, .. } if *result == Err(cause.clone())));
     }
 }
 
