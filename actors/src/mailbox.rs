@@ -68,16 +68,33 @@ impl<M> Channel<M> {
     }
 }
 
-/// Parked doorbells in arrival order, and their count readable without the lock.
+/// Parked doorbells and their count, readable without a lock. The mailbox's
+/// first receiver (the only one, unless the mailbox serves a pool) has a slot
+/// of its own, parked and claimed with atomics alone; further receivers queue
+/// behind a lock in arrival order.
 #[derive(Default)]
 struct WaitList {
-    parked: Mutex<VecDeque<Arc<Doorbell>>>,
+    primary: Option<Arc<Doorbell>>,
+    others: Mutex<VecDeque<Arc<Doorbell>>>,
     count: AtomicUsize,
 }
 
 impl WaitList {
+    fn with_primary(doorbell: &Arc<Doorbell>) -> Self {
+        WaitList {
+            primary: Some(doorbell.clone()),
+            ..WaitList::default()
+        }
+    }
+
+    fn is_primary(&self, doorbell: &Arc<Doorbell>) -> bool {
+        self.primary
+            .as_ref()
+            .is_some_and(|primary| Arc::ptr_eq(primary, doorbell))
+    }
+
     fn lock(&self) -> MutexGuard<'_, VecDeque<Arc<Doorbell>>> {
-        self.parked.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.others.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Puts `doorbell` on the list (once). The caller must re-check its
@@ -86,12 +103,17 @@ impl WaitList {
         if doorbell.parked.load(Ordering::Relaxed) {
             return;
         }
-        let mut parked = self.lock();
-        if !doorbell.parked.swap(true, Ordering::Relaxed) {
-            parked.push_back(doorbell.clone());
-            self.count.fetch_add(1, Ordering::SeqCst);
+        if self.is_primary(doorbell) {
+            if !doorbell.parked.swap(true, Ordering::AcqRel) {
+                self.count.fetch_add(1, Ordering::SeqCst);
+            }
+        } else {
+            let mut others = self.lock();
+            if !doorbell.parked.swap(true, Ordering::AcqRel) {
+                others.push_back(doorbell.clone());
+                self.count.fetch_add(1, Ordering::SeqCst);
+            }
         }
-        drop(parked);
         fence(Ordering::SeqCst);
     }
 
@@ -100,24 +122,42 @@ impl WaitList {
         if !doorbell.parked.load(Ordering::Relaxed) {
             return;
         }
-        let mut parked = self.lock();
-        if doorbell.parked.swap(false, Ordering::Relaxed) {
-            parked.retain(|other| !Arc::ptr_eq(other, doorbell));
+        if self.is_primary(doorbell) {
+            if doorbell.parked.swap(false, Ordering::AcqRel) {
+                self.count.fetch_sub(1, Ordering::SeqCst);
+            }
+            return;
+        }
+        let mut others = self.lock();
+        if doorbell.parked.swap(false, Ordering::AcqRel) {
+            others.retain(|other| !Arc::ptr_eq(other, doorbell));
             self.count.fetch_sub(1, Ordering::SeqCst);
         }
     }
 
-    /// Claims and rings the longest-parked doorbell; free when none is parked.
+    /// Claims and rings one parked doorbell (the primary first, then the
+    /// longest-parked other); free when none is parked.
     fn wake_one(&self) {
         fence(Ordering::SeqCst);
         if self.count.load(Ordering::Relaxed) == 0 {
             return;
         }
+        if let Some(primary) = &self.primary
+            && primary.parked.load(Ordering::Relaxed)
+            && primary
+                .parked
+                .compare_exchange(true, false, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+        {
+            self.count.fetch_sub(1, Ordering::SeqCst);
+            primary.ring();
+            return;
+        }
         let claimed = {
-            let mut parked = self.lock();
-            let claimed = parked.pop_front();
+            let mut others = self.lock();
+            let claimed = others.pop_front();
             if let Some(doorbell) = &claimed {
-                doorbell.parked.store(false, Ordering::Relaxed);
+                doorbell.parked.store(false, Ordering::Release);
                 self.count.fetch_sub(1, Ordering::SeqCst);
             }
             claimed
@@ -128,13 +168,11 @@ impl WaitList {
     }
 
     fn wake_all(&self) {
-        let all: Vec<Arc<Doorbell>> = {
-            let mut parked = self.lock();
-            self.count.store(0, Ordering::SeqCst);
-            parked.drain(..).collect()
-        };
+        let mut all: Vec<Arc<Doorbell>> = self.lock().drain(..).collect();
+        all.extend(self.primary.iter().cloned());
+        self.count.store(0, Ordering::SeqCst);
         for doorbell in all {
-            doorbell.parked.store(false, Ordering::Relaxed);
+            doorbell.parked.store(false, Ordering::Release);
             doorbell.ring();
         }
     }
@@ -372,10 +410,11 @@ mod tests {
         assert!(sender.is_closed());
     }
 
-    #[test]
-    fn many_threads_lose_no_message_and_no_wake_up() {
-        // Four producers and three consumers park and wake thousands of
-        // times through a tiny bounded mailbox; every message arrives once.
+    /// Four producers and `consumers` consumers park and wake thousands of
+    /// times through a tiny bounded mailbox; every message arrives once. The
+    /// first consumer uses the mailbox's own receiver (the lock-free slot),
+    /// the others clones (the locked list).
+    fn stress(consumers: usize) {
         let (sender, receiver) = channel::<u64>(Some(2));
         let producers: Vec<_> = (0..4u64)
             .map(|producer| {
@@ -389,9 +428,11 @@ mod tests {
                 })
             })
             .collect();
-        let consumers: Vec<_> = (0..3)
-            .map(|_| {
-                let mut receiver = receiver.clone();
+        let mut receivers: Vec<Receiver<u64>> = (1..consumers).map(|_| receiver.clone()).collect();
+        receivers.insert(0, receiver);
+        let consumers: Vec<_> = receivers
+            .into_iter()
+            .map(|mut receiver| {
                 std::thread::spawn(move || {
                     let mut got = Vec::new();
                     smol::block_on(std::future::poll_fn(|cx| {
@@ -408,7 +449,6 @@ mod tests {
                 })
             })
             .collect();
-        drop(receiver);
         for producer in producers {
             producer.join().unwrap();
         }
@@ -423,5 +463,15 @@ mod tests {
             .collect();
         expected.sort_unstable();
         assert_eq!(all, expected);
+    }
+
+    #[test]
+    fn one_consumer_loses_no_message_and_no_wake_up() {
+        stress(1);
+    }
+
+    #[test]
+    fn a_pool_of_consumers_loses_no_message_and_no_wake_up() {
+        stress(3);
     }
 }

@@ -135,7 +135,8 @@ impl<E: Clone + std::fmt::Debug + Send + Sync + 'static> System<E> {
     /// Starts `actor` on a mailbox made earlier with [`System::mailbox`].
     pub fn run<A: Actor<Error = E>>(&self, mailbox: Mailbox<A::Msg, E>, actor: A) {
         let name: Arc<str> = Arc::from(mailbox.addr.name());
-        self.spawn_worker(name, &mailbox, actor);
+        // The mailbox's own receiver, whose wake-ups need no lock.
+        self.spawn_worker(name, &mailbox.addr, mailbox.receiver, actor);
     }
 
     /// Starts a pool: every worker takes messages from the one `mailbox`, so
@@ -144,14 +145,20 @@ impl<E: Clone + std::fmt::Debug + Send + Sync + 'static> System<E> {
     pub fn run_pool<A: Actor<Error = E>>(&self, mailbox: Mailbox<A::Msg, E>, workers: impl IntoIterator<Item = A>) {
         for (index, actor) in workers.into_iter().enumerate() {
             let name: Arc<str> = Arc::from(format!("{}/{index}", mailbox.addr.name()));
-            self.spawn_worker(name, &mailbox, actor);
+            self.spawn_worker(name, &mailbox.addr, mailbox.receiver.clone(), actor);
         }
     }
 
-    fn spawn_worker<A: Actor<Error = E>>(&self, name: Arc<str>, mailbox: &Mailbox<A::Msg, E>, actor: A) {
+    fn spawn_worker<A: Actor<Error = E>>(
+        &self,
+        name: Arc<str>,
+        addr: &Addr<A::Msg, E>,
+        receiver: mailbox::Receiver<A::Msg>,
+        actor: A,
+    ) {
         let (finished_sender, finished) = async_channel::bounded(1);
-        let group: Arc<str> = Arc::from(mailbox.addr.name());
-        let closer = mailbox.addr.clone();
+        let group: Arc<str> = Arc::from(addr.name());
+        let closer = addr.clone();
         self.registry().push(Registered {
             group,
             close: Box::new(move || closer.close()),
@@ -161,8 +168,8 @@ impl<E: Clone + std::fmt::Debug + Send + Sync + 'static> System<E> {
         let worker = Worker::new(
             name.clone(),
             actor,
-            mailbox.addr.clone(),
-            mailbox.receiver.clone(),
+            addr.clone(),
+            receiver,
             self.runtime.clone(),
             self.status.clone(),
             self.tasks.clone(),
