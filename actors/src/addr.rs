@@ -8,7 +8,9 @@
 use std::fmt;
 use std::sync::Arc;
 
-use futures::channel::oneshot;
+// tokio's oneshot is runtime-agnostic and measured ~20% faster per ask than
+// futures' (see docs/actors.md, Performance).
+use tokio::sync::oneshot;
 
 use crate::error::{ActorError, TrySendError};
 use crate::mailbox;
@@ -120,7 +122,7 @@ impl<R> Reply<R> {
 
     /// True while somebody still waits for the answer.
     pub fn is_waiting(&self) -> bool {
-        self.sender.as_ref().is_some_and(|sender| !sender.is_canceled())
+        self.sender.as_ref().is_some_and(|sender| !sender.is_closed())
     }
 }
 

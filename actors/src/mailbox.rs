@@ -184,9 +184,10 @@ pub(crate) fn channel<M>(capacity: Option<usize>) -> (Sender<M>, Receiver<M>) {
         Some(capacity) => ConcurrentQueue::bounded(capacity.max(1)),
         None => ConcurrentQueue::unbounded(),
     };
+    let doorbell = Arc::new(Doorbell::default());
     let channel = Arc::new(Channel {
         queue,
-        receivers: WaitList::default(),
+        receivers: WaitList::with_primary(&doorbell),
         senders: WaitList::default(),
         receiver_count: AtomicUsize::new(1),
     });
@@ -194,10 +195,7 @@ pub(crate) fn channel<M>(capacity: Option<usize>) -> (Sender<M>, Receiver<M>) {
         Sender {
             channel: channel.clone(),
         },
-        Receiver {
-            channel,
-            doorbell: Arc::default(),
-        },
+        Receiver { channel, doorbell },
     )
 }
 

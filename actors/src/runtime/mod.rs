@@ -48,8 +48,8 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use ::tokio::sync::oneshot;
 use futures::FutureExt;
-use futures::channel::oneshot;
 
 #[cfg(feature = "actix")]
 pub use actix::NotInActix;

@@ -13,9 +13,9 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use event_listener::Event;
-use futures::channel::oneshot;
 use futures::future::{AbortHandle, Abortable, Aborted};
 use futures::{FutureExt, Stream};
+use tokio::sync::oneshot;
 
 use super::{BoxFuture, Runtime, catch_panic};
 
