@@ -68,15 +68,15 @@ impl<M> Channel<M> {
     }
 }
 
-/// Parked doorbells and their count, readable without a lock. The mailbox's
-/// first receiver (the only one, unless the mailbox serves a pool) has a slot
-/// of its own, parked and claimed with atomics alone; further receivers queue
-/// behind a lock in arrival order.
+/// Parked doorbells. The mailbox's first receiver (the only one, unless the
+/// mailbox serves a pool) has a slot of its own: parking it is one store and
+/// claiming it one compare-and-swap. Further receivers queue behind a lock in
+/// arrival order, counted so that a notifier can skip the lock when none waits.
 #[derive(Default)]
 struct WaitList {
     primary: Option<Arc<Doorbell>>,
     others: Mutex<VecDeque<Arc<Doorbell>>>,
-    count: AtomicUsize,
+    others_parked: AtomicUsize,
 }
 
 impl WaitList {
@@ -104,16 +104,18 @@ impl WaitList {
             return;
         }
         if self.is_primary(doorbell) {
-            if !doorbell.parked.swap(true, Ordering::AcqRel) {
-                self.count.fetch_add(1, Ordering::SeqCst);
-            }
+            // Only the owner sets the flag, and only while it is clear (a
+            // notifier only clears it): a plain store is enough.
+            doorbell.parked.store(true, Ordering::Relaxed);
         } else {
             let mut others = self.lock();
-            if !doorbell.parked.swap(true, Ordering::AcqRel) {
+            if !doorbell.parked.swap(true, Ordering::Relaxed) {
                 others.push_back(doorbell.clone());
-                self.count.fetch_add(1, Ordering::SeqCst);
+                self.others_parked.fetch_add(1, Ordering::Relaxed);
             }
         }
+        // Pairs with the fence in `wake_one`: either the notifier sees this
+        // doorbell parked, or the caller's re-check sees the notifier's change.
         fence(Ordering::SeqCst);
     }
 
@@ -123,25 +125,20 @@ impl WaitList {
             return;
         }
         if self.is_primary(doorbell) {
-            if doorbell.parked.swap(false, Ordering::AcqRel) {
-                self.count.fetch_sub(1, Ordering::SeqCst);
-            }
+            doorbell.parked.store(false, Ordering::Relaxed);
             return;
         }
         let mut others = self.lock();
-        if doorbell.parked.swap(false, Ordering::AcqRel) {
+        if doorbell.parked.swap(false, Ordering::Relaxed) {
             others.retain(|other| !Arc::ptr_eq(other, doorbell));
-            self.count.fetch_sub(1, Ordering::SeqCst);
+            self.others_parked.fetch_sub(1, Ordering::Relaxed);
         }
     }
 
     /// Claims and rings one parked doorbell (the primary first, then the
-    /// longest-parked other); free when none is parked.
+    /// longest-parked other); two loads when none is parked.
     fn wake_one(&self) {
         fence(Ordering::SeqCst);
-        if self.count.load(Ordering::Relaxed) == 0 {
-            return;
-        }
         if let Some(primary) = &self.primary
             && primary.parked.load(Ordering::Relaxed)
             && primary
@@ -149,16 +146,18 @@ impl WaitList {
                 .compare_exchange(true, false, Ordering::AcqRel, Ordering::Relaxed)
                 .is_ok()
         {
-            self.count.fetch_sub(1, Ordering::SeqCst);
             primary.ring();
+            return;
+        }
+        if self.others_parked.load(Ordering::Relaxed) == 0 {
             return;
         }
         let claimed = {
             let mut others = self.lock();
             let claimed = others.pop_front();
             if let Some(doorbell) = &claimed {
-                doorbell.parked.store(false, Ordering::Release);
-                self.count.fetch_sub(1, Ordering::SeqCst);
+                doorbell.parked.store(false, Ordering::Relaxed);
+                self.others_parked.fetch_sub(1, Ordering::Relaxed);
             }
             claimed
         };
@@ -169,10 +168,10 @@ impl WaitList {
 
     fn wake_all(&self) {
         let mut all: Vec<Arc<Doorbell>> = self.lock().drain(..).collect();
+        self.others_parked.store(0, Ordering::Relaxed);
         all.extend(self.primary.iter().cloned());
-        self.count.store(0, Ordering::SeqCst);
         for doorbell in all {
-            doorbell.parked.store(false, Ordering::Release);
+            doorbell.parked.store(false, Ordering::Relaxed);
             doorbell.ring();
         }
     }
