@@ -54,6 +54,7 @@ impl Doorbell {
 
 struct Channel<M> {
     queue: ConcurrentQueue<M>,
+    bounded: bool,
     receivers: WaitList,
     senders: WaitList,
     receiver_count: AtomicUsize,
@@ -186,6 +187,7 @@ pub(crate) fn channel<M>(capacity: Option<usize>) -> (Sender<M>, Receiver<M>) {
     let doorbell = Arc::new(Doorbell::default());
     let channel = Arc::new(Channel {
         queue,
+        bounded: capacity.is_some(),
         receivers: WaitList::with_primary(&doorbell),
         senders: WaitList::default(),
         receiver_count: AtomicUsize::new(1),
@@ -338,7 +340,11 @@ impl<M> Receiver<M> {
         match self.channel.queue.pop() {
             Ok(msg) => {
                 self.channel.receivers.unpark(&self.doorbell);
-                self.channel.senders.wake_one();
+                // Only a bounded mailbox ever has senders waiting for room;
+                // skipping the check spares an unbounded one a fence per message.
+                if self.channel.bounded {
+                    self.channel.senders.wake_one();
+                }
                 Received::Message(msg)
             }
             Err(PopError::Empty) => Received::Empty,
