@@ -24,3 +24,5 @@
 //! ```
 
 pub use talus_actors as actors;
+
+pub mod format;

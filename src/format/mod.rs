@@ -1,0 +1,86 @@
+//! On-object formats: rows, blocks and bloom filters (SSTs and WAL tables
+//! are built from these in later steps). Every byte is described in
+//! `docs/format.md`.
+//!
+//! Owns: encoding and decoding, checksums, and the [`FormatError`] that a
+//! damaged object produces. Does not own: object I/O, caching, or naming the
+//! object a part came from (the table store adds that).
+//!
+//! Invariant: decoding untrusted bytes never panics, never reads out of
+//! bounds and never allocates a size it has not checked against the input;
+//! anything wrong is a [`FormatError::Corrupt`] naming the part.
+
+pub mod block;
+pub mod bloom;
+pub(crate) mod codec;
+
+use std::cmp::Ordering;
+
+use bytes::Bytes;
+
+/// What a decoder found wrong.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum FormatError {
+    /// The bytes are not a valid `part` ("block", "bloom filter", ...).
+    #[error("{part} is corrupt: {detail}")]
+    Corrupt { part: &'static str, detail: String },
+}
+
+impl FormatError {
+    pub(crate) fn corrupt(part: &'static str, detail: impl Into<String>) -> Self {
+        FormatError::Corrupt {
+            part,
+            detail: detail.into(),
+        }
+    }
+}
+
+/// A row's payload: a value, or a tombstone that deletes older versions.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RowValue {
+    Value(Bytes),
+    Tombstone,
+}
+
+/// One version of a key. Tables order rows by key ascending, then newest
+/// (highest sequence number) first.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Row {
+    pub key: Bytes,
+    pub value: RowValue,
+    /// The write's sequence number; unique per write batch.
+    pub seq: u64,
+    /// When the row was written, in wall-clock milliseconds, if recorded.
+    pub create_ms: Option<u64>,
+    /// When the row stops being visible, in wall-clock milliseconds (TTL).
+    pub expire_ms: Option<u64>,
+}
+
+impl Row {
+    /// A plain value with no timestamps.
+    pub fn value(key: impl Into<Bytes>, value: impl Into<Bytes>, seq: u64) -> Self {
+        Row {
+            key: key.into(),
+            value: RowValue::Value(value.into()),
+            seq,
+            create_ms: None,
+            expire_ms: None,
+        }
+    }
+
+    /// A tombstone with no timestamps.
+    pub fn tombstone(key: impl Into<Bytes>, seq: u64) -> Self {
+        Row {
+            key: key.into(),
+            value: RowValue::Tombstone,
+            seq,
+            create_ms: None,
+            expire_ms: None,
+        }
+    }
+
+    /// Table order: key ascending, then sequence number descending.
+    pub fn table_order(&self, other: &Row) -> Ordering {
+        self.key.cmp(&other.key).then(other.seq.cmp(&self.seq))
+    }
+}
