@@ -65,7 +65,7 @@ impl BlockBuilder {
 
     /// Appends `row`, which must follow the previous one in table order.
     pub fn add(&mut self, row: &Row) {
-        let shared = if self.rows % self.restart_interval == 0 {
+        let shared = if self.rows.is_multiple_of(self.restart_interval) {
             // Offsets are u32: a block is far below 4 GiB by construction.
             self.restarts.push(self.buffer.len() as u32);
             0
