@@ -1,5 +1,5 @@
-//! On-object formats: rows, blocks and bloom filters (SSTs and WAL tables
-//! are built from these in later steps). Every byte is described in
+//! On-object formats: rows, blocks, bloom filters and the sorted-table (SST)
+//! container (WAL tables use the same container). Every byte is described in
 //! `docs/format.md`.
 //!
 //! Owns: encoding and decoding, checksums, and the [`FormatError`] that a
@@ -13,6 +13,7 @@
 pub mod block;
 pub mod bloom;
 pub(crate) mod codec;
+pub mod sst;
 
 use std::cmp::Ordering;
 
