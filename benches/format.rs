@@ -8,6 +8,7 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use talusdb::format::Row;
 use talusdb::format::block::{Block, BlockBuilder, DEFAULT_BLOCK_SIZE_BYTES};
 use talusdb::format::bloom::{self, BloomFilter};
+use talusdb::format::compression::Compression;
 
 /// Row i's key, as the load benchmark names keys: 16 zero-padded digits.
 fn key(index: u64) -> String {
@@ -32,22 +33,24 @@ fn blocks(c: &mut Criterion) {
     let raw_bytes: usize = rows.iter().map(|row| row.key.len() + 100).sum();
     let mut group = c.benchmark_group("block");
     group.throughput(Throughput::Bytes(raw_bytes as u64));
-    group.bench_function("build+encode 4KiB", |b| {
-        b.iter(|| {
-            let mut builder = BlockBuilder::default();
-            for row in &rows {
-                builder.add(row);
-            }
-            black_box(builder.finish())
-        })
-    });
+    for compression in Compression::available() {
+        group.bench_function(format!("build+encode 4KiB, {compression:?}"), |b| {
+            b.iter(|| {
+                let mut builder = BlockBuilder::default();
+                for row in &rows {
+                    builder.add(row);
+                }
+                black_box(builder.finish(compression))
+            })
+        });
+    }
     group.finish();
 
     let mut builder = BlockBuilder::default();
     for row in &rows {
         builder.add(row);
     }
-    let stored = Bytes::from(builder.finish());
+    let stored = Bytes::from(builder.finish(Compression::None));
     let block = Block::decode(stored.clone()).expect("decodes");
     let middle = key(rows.len() as u64);
     c.bench_function("block/decode 4KiB", |b| {

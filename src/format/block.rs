@@ -12,6 +12,7 @@
 use bytes::Bytes;
 
 use super::codec::{Cursor, put_u32, put_varint, seal, unseal};
+use super::compression::{self, Compression};
 use super::{FormatError, Row, RowValue};
 
 /// Default target size of a block before compression.
@@ -25,13 +26,6 @@ const FLAG_EXPIRE_TIME: u8 = 1 << 2;
 /// Bits 3..=7 are reserved (merge operands will take one); a reader that
 /// meets one refuses the row rather than misreading it.
 const KNOWN_FLAGS: u8 = FLAG_TOMBSTONE | FLAG_CREATE_TIME | FLAG_EXPIRE_TIME;
-
-/// The compression byte of a stored block.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[repr(u8)]
-pub enum Compression {
-    None = 0,
-}
 
 const PART: &str = "block";
 
@@ -112,16 +106,18 @@ impl BlockBuilder {
         self.buffer.len() + 4 * self.restarts.len() + 4
     }
 
-    /// The stored block: entries, restart offsets, their count, the
-    /// compression byte and a CRC32 of all of it.
-    pub fn finish(mut self) -> Vec<u8> {
+    /// The stored block: entries, restart offsets and their count (compressed
+    /// if that makes them smaller), the compression byte, and a CRC32 of all
+    /// of it.
+    pub fn finish(mut self, compression: Compression) -> Vec<u8> {
         for restart in &self.restarts {
             put_u32(&mut self.buffer, *restart);
         }
         put_u32(&mut self.buffer, self.restarts.len() as u32);
-        self.buffer.push(Compression::None as u8);
-        seal(&mut self.buffer);
-        self.buffer
+        let (code, mut stored) = compression::compress(compression, self.buffer);
+        stored.push(code);
+        seal(&mut stored);
+        stored
     }
 }
 
@@ -145,11 +141,11 @@ impl Block {
         let Some(payload_len) = body_len.checked_sub(1) else {
             return Err(FormatError::corrupt(PART, "no compression byte"));
         };
-        match stored[payload_len] {
-            0 => {}
-            other => return Err(FormatError::corrupt(PART, format!("unknown compression {other}"))),
-        }
-        let data = stored.slice(..payload_len);
+        let data = match compression::decompress(stored[payload_len], &stored[..payload_len], PART)? {
+            None => stored.slice(..payload_len),
+            Some(payload) => Bytes::from(payload),
+        };
+        let payload_len = data.len();
         let Some(count_at) = payload_len.checked_sub(4) else {
             return Err(FormatError::corrupt(PART, "no restart count"));
         };
@@ -372,12 +368,12 @@ mod tests {
 
     use super::*;
 
-    fn build(rows: &[Row], restart_interval: usize) -> Block {
+    fn build(rows: &[Row], restart_interval: usize, compression: Compression) -> Block {
         let mut builder = BlockBuilder::new(restart_interval);
         for row in rows {
             builder.add(row);
         }
-        Block::decode(Bytes::from(builder.finish())).expect("a fresh block decodes")
+        Block::decode(Bytes::from(builder.finish(compression))).expect("a fresh block decodes")
     }
 
     fn sorted(mut rows: Vec<Row>) -> Vec<Row> {
@@ -405,9 +401,13 @@ mod tests {
 
     proptest! {
         #[test]
-        fn rows_round_trip(rows in proptest::collection::vec(any_row(), 0..80), interval in 1usize..20) {
+        fn rows_round_trip(
+            rows in proptest::collection::vec(any_row(), 0..80),
+            interval in 1usize..20,
+            compression in proptest::sample::select(Compression::available()),
+        ) {
             let rows = sorted(rows);
-            prop_assert_eq!(build(&rows, interval).rows().unwrap(), rows);
+            prop_assert_eq!(build(&rows, interval, compression).rows().unwrap(), rows);
         }
 
         #[test]
@@ -415,6 +415,7 @@ mod tests {
             rows in proptest::collection::vec(any_row(), 0..80),
             interval in 1usize..20,
             target in proptest::collection::vec(0u8..4, 0..6),
+            compression in proptest::sample::select(Compression::available()),
         ) {
             let rows = sorted(rows);
             let model: BTreeMap<(Vec<u8>, std::cmp::Reverse<u64>), Row> =
@@ -423,7 +424,7 @@ mod tests {
                 .range((target.clone(), std::cmp::Reverse(u64::MAX))..)
                 .map(|(_, row)| row.clone())
                 .collect();
-            let mut iter = build(&rows, interval).iter();
+            let mut iter = build(&rows, interval, compression).iter();
             iter.seek(&target).unwrap();
             let found: Vec<Row> = iter.collect::<Result<_, _>>().unwrap();
             prop_assert_eq!(found, expected);
@@ -432,7 +433,9 @@ mod tests {
 
     #[test]
     fn an_empty_block_has_no_rows() {
-        assert!(build(&[], 16).rows().unwrap().is_empty());
+        for compression in Compression::available() {
+            assert!(build(&[], 16, compression).rows().unwrap().is_empty());
+        }
     }
 
     /// Flip every byte and cut at every length: decoding either fails with a
@@ -448,25 +451,27 @@ mod tests {
             })
             .collect();
         let rows = sorted(rows);
-        let mut builder = BlockBuilder::new(4);
-        for row in &rows {
-            builder.add(row);
-        }
-        let stored = builder.finish();
-        for cut in 0..stored.len() {
-            assert!(
-                Block::decode(Bytes::copy_from_slice(&stored[..cut])).is_err(),
-                "cut at {cut} accepted"
-            );
-        }
-        for index in 0..stored.len() {
-            for bit in [0x01u8, 0x80] {
-                let mut flipped = stored.clone();
-                flipped[index] ^= bit;
-                match Block::decode(Bytes::from(flipped)) {
-                    Err(FormatError::Corrupt { part: "block", .. }) => {}
-                    Err(other) => panic!("unexpected error {other:?}"),
-                    Ok(block) => assert_eq!(block.rows().unwrap(), rows, "flip at {index} changed the rows"),
+        for compression in Compression::available() {
+            let mut builder = BlockBuilder::new(4);
+            for row in &rows {
+                builder.add(row);
+            }
+            let stored = builder.finish(compression);
+            for cut in 0..stored.len() {
+                assert!(
+                    Block::decode(Bytes::copy_from_slice(&stored[..cut])).is_err(),
+                    "cut at {cut} accepted"
+                );
+            }
+            for index in 0..stored.len() {
+                for bit in [0x01u8, 0x80] {
+                    let mut flipped = stored.clone();
+                    flipped[index] ^= bit;
+                    match Block::decode(Bytes::from(flipped)) {
+                        Err(FormatError::Corrupt { part: "block", .. }) => {}
+                        Err(other) => panic!("unexpected error {other:?}"),
+                        Ok(block) => assert_eq!(block.rows().unwrap(), rows, "flip at {index} changed the rows"),
+                    }
                 }
             }
         }

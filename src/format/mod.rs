@@ -13,6 +13,7 @@
 pub mod block;
 pub mod bloom;
 pub(crate) mod codec;
+pub mod compression;
 pub mod sst;
 
 use std::cmp::Ordering;
@@ -25,6 +26,10 @@ pub enum FormatError {
     /// The bytes are not a valid `part` ("block", "bloom filter", ...).
     #[error("{part} is corrupt: {detail}")]
     Corrupt { part: &'static str, detail: String },
+    /// The bytes are valid but need something this build lacks (a
+    /// compression feature, say).
+    #[error("{part} cannot be read by this build: {detail}")]
+    Unsupported { part: &'static str, detail: String },
 }
 
 impl FormatError {

@@ -17,6 +17,7 @@ use bytes::Bytes;
 use super::block::{Block, BlockBuilder, DEFAULT_BLOCK_SIZE_BYTES, DEFAULT_RESTART_INTERVAL};
 use super::bloom::{self, BloomFilter, DEFAULT_BITS_PER_KEY, DEFAULT_MIN_KEYS};
 use super::codec::{Cursor, put_u32, put_varint, seal, unseal};
+use super::compression::Compression;
 use super::{FormatError, Row, RowValue};
 
 /// "TALUSSST" in ASCII, the last 8 bytes of every table.
@@ -44,6 +45,8 @@ pub struct SstOptions {
     pub bloom_bits_per_key: u32,
     /// Tables with fewer distinct keys get no filter.
     pub bloom_min_keys: usize,
+    /// Compression of data blocks (a block that does not shrink is stored raw).
+    pub compression: Compression,
 }
 
 impl Default for SstOptions {
@@ -53,6 +56,7 @@ impl Default for SstOptions {
             restart_interval: DEFAULT_RESTART_INTERVAL,
             bloom_bits_per_key: DEFAULT_BITS_PER_KEY,
             bloom_min_keys: DEFAULT_MIN_KEYS,
+            compression: Compression::None,
         }
     }
 }
@@ -161,7 +165,7 @@ impl SstBuilder {
             return;
         };
         let block = std::mem::replace(&mut self.block, BlockBuilder::new(self.options.restart_interval));
-        let stored = block.finish();
+        let stored = block.finish(self.options.compression);
         let handle = Handle {
             offset: self.out.len() as u64,
             len: stored.len() as u64,
@@ -558,6 +562,7 @@ mod tests {
                 0..150,
             ),
             probe in proptest::collection::vec(0u8..6, 0..5),
+            compression in proptest::sample::select(Compression::available()),
         ) {
             let mut rows: Vec<Row> = entries
                 .into_iter()
@@ -570,7 +575,7 @@ mod tests {
                 })
                 .collect();
             rows.sort_by(Row::table_order);
-            let sst = SstBytes::open(table(&rows, small_blocks())).unwrap();
+            let sst = SstBytes::open(table(&rows, SstOptions { compression, ..small_blocks() })).unwrap();
             prop_assert_eq!(scan_all(&sst).unwrap(), rows.clone());
             let newest: BTreeMap<Bytes, Row> = rows.iter().rev().map(|row| (row.key.clone(), row.clone())).collect();
             prop_assert_eq!(sst.get(&probe).unwrap(), newest.get(probe.as_slice()).cloned());
@@ -620,6 +625,7 @@ mod tests {
             });
             match outcome {
                 Err(FormatError::Corrupt { .. }) => {}
+                Err(other) => panic!("{what}: unexpected error {other:?}"),
                 Ok((all, found)) => {
                     assert_eq!(all, rows, "{what} changed the rows");
                     assert_eq!(found.map(|row| row.seq), Some(9_980), "{what} changed a lookup");

@@ -1,0 +1,192 @@
+//! Optional per-block compression: lz4 (feature `lz4`, pure Rust) and zstd
+//! (feature `zstd`). A block that does not shrink is stored raw.
+//!
+//! Invariant: decompression never allocates more than the length recorded
+//! in front of the payload, and that length is capped by
+//! [`MAX_BLOCK_BYTES`] before anything is allocated.
+
+use super::FormatError;
+#[cfg(any(feature = "lz4", feature = "zstd"))]
+use super::codec::{Cursor, put_varint};
+
+/// The largest decompressed block a reader accepts (a block holds one large
+/// value at most; this bounds what a damaged length can make us allocate).
+pub const MAX_BLOCK_BYTES: usize = 256 << 20;
+
+/// How blocks are compressed. Variants exist only where their feature is on.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Compression {
+    #[default]
+    None,
+    #[cfg(feature = "lz4")]
+    Lz4,
+    #[cfg(feature = "zstd")]
+    Zstd,
+}
+
+impl Compression {
+    /// Every compression this build can write.
+    pub fn available() -> Vec<Compression> {
+        vec![
+            Compression::None,
+            #[cfg(feature = "lz4")]
+            Compression::Lz4,
+            #[cfg(feature = "zstd")]
+            Compression::Zstd,
+        ]
+    }
+}
+
+const CODE_NONE: u8 = 0;
+const CODE_LZ4: u8 = 1;
+const CODE_ZSTD: u8 = 2;
+#[cfg(feature = "zstd")]
+const ZSTD_LEVEL: i32 = 3;
+
+/// Compresses `payload` if that makes it smaller. Returns the compression
+/// code and the stored form: `payload` itself, or the decompressed length
+/// as a varint followed by the compressed bytes.
+pub(crate) fn compress(compression: Compression, payload: Vec<u8>) -> (u8, Vec<u8>) {
+    let (code, compressed): (u8, Option<Vec<u8>>) = match compression {
+        Compression::None => (CODE_NONE, None),
+        #[cfg(feature = "lz4")]
+        Compression::Lz4 => (CODE_LZ4, Some(lz4_flex::block::compress(&payload))),
+        #[cfg(feature = "zstd")]
+        Compression::Zstd => (CODE_ZSTD, zstd::bulk::compress(&payload, ZSTD_LEVEL).ok()),
+    };
+    #[cfg(any(feature = "lz4", feature = "zstd"))]
+    if let Some(compressed) = compressed {
+        let mut stored = Vec::with_capacity(compressed.len() + 10);
+        put_varint(&mut stored, payload.len() as u64);
+        stored.extend_from_slice(&compressed);
+        if stored.len() < payload.len() {
+            return (code, stored);
+        }
+    }
+    #[cfg(not(any(feature = "lz4", feature = "zstd")))]
+    let _ = (code, compressed);
+    (CODE_NONE, payload)
+}
+
+/// The decompressed payload, or `None` when it was stored raw.
+pub(crate) fn decompress(code: u8, stored: &[u8], part: &'static str) -> Result<Option<Vec<u8>>, FormatError> {
+    match code {
+        CODE_NONE => Ok(None),
+        CODE_LZ4 => {
+            #[cfg(feature = "lz4")]
+            {
+                let (len, compressed) = split_length(stored, part)?;
+                let payload = lz4_flex::block::decompress(compressed, len)
+                    .map_err(|error| FormatError::corrupt(part, format!("lz4: {error}")))?;
+                check_length(payload, len, part).map(Some)
+            }
+            #[cfg(not(feature = "lz4"))]
+            {
+                let _ = stored;
+                Err(FormatError::Unsupported {
+                    part,
+                    detail: "lz4-compressed; build with the `lz4` feature".into(),
+                })
+            }
+        }
+        CODE_ZSTD => {
+            #[cfg(feature = "zstd")]
+            {
+                let (len, compressed) = split_length(stored, part)?;
+                let payload = zstd::bulk::decompress(compressed, len)
+                    .map_err(|error| FormatError::corrupt(part, format!("zstd: {error}")))?;
+                check_length(payload, len, part).map(Some)
+            }
+            #[cfg(not(feature = "zstd"))]
+            {
+                let _ = stored;
+                Err(FormatError::Unsupported {
+                    part,
+                    detail: "zstd-compressed; build with the `zstd` feature".into(),
+                })
+            }
+        }
+        other => Err(FormatError::corrupt(part, format!("unknown compression {other}"))),
+    }
+}
+
+#[cfg(any(feature = "lz4", feature = "zstd"))]
+fn split_length<'a>(stored: &'a [u8], part: &'static str) -> Result<(usize, &'a [u8]), FormatError> {
+    let mut cursor = Cursor::new(stored, part);
+    let len = cursor.length()?;
+    if len > MAX_BLOCK_BYTES {
+        return Err(FormatError::corrupt(
+            part,
+            format!("decompressed length {len} exceeds {MAX_BLOCK_BYTES}"),
+        ));
+    }
+    Ok((len, &stored[cursor.position()..]))
+}
+
+#[cfg(any(feature = "lz4", feature = "zstd"))]
+fn check_length(payload: Vec<u8>, len: usize, part: &'static str) -> Result<Vec<u8>, FormatError> {
+    if payload.len() != len {
+        return Err(FormatError::corrupt(
+            part,
+            format!("decompressed to {} bytes, expected {len}", payload.len()),
+        ));
+    }
+    Ok(payload)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tests_cover_every_codec() {
+        // The dev-dependency on ourselves turns both features on for tests.
+        assert_eq!(Compression::available().len(), 3);
+    }
+
+    #[cfg(all(feature = "lz4", feature = "zstd"))]
+    #[test]
+    fn compressible_payloads_shrink_and_round_trip() {
+        let payload: Vec<u8> = b"talusdb block ".iter().copied().cycle().take(4096).collect();
+        for compression in [Compression::Lz4, Compression::Zstd] {
+            let (code, stored) = compress(compression, payload.clone());
+            assert_ne!(code, CODE_NONE, "{compression:?} should compress repetitive data");
+            assert!(stored.len() < payload.len() / 4);
+            assert_eq!(decompress(code, &stored, "block").unwrap(), Some(payload.clone()));
+        }
+    }
+
+    #[cfg(feature = "lz4")]
+    #[test]
+    fn incompressible_payloads_are_stored_raw() {
+        let mut state = 0x9E37_79B9_7F4A_7C15u64;
+        let payload: Vec<u8> = (0..4096)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                state as u8
+            })
+            .collect();
+        let (code, stored) = compress(Compression::Lz4, payload.clone());
+        assert_eq!((code, stored), (CODE_NONE, payload));
+    }
+
+    #[cfg(all(feature = "lz4", feature = "zstd"))]
+    #[test]
+    fn lying_lengths_are_refused_before_allocating() {
+        let mut huge = Vec::new();
+        put_varint(&mut huge, (MAX_BLOCK_BYTES + 1) as u64);
+        huge.extend_from_slice(&[0; 8]);
+        for code in [CODE_LZ4, CODE_ZSTD] {
+            let error = decompress(code, &huge, "block").unwrap_err();
+            assert!(error.to_string().contains("exceeds"), "{error}");
+        }
+        // A plausible length that does not match what the payload holds.
+        let payload: Vec<u8> = b"abc".iter().copied().cycle().take(1000).collect();
+        let (code, mut stored) = compress(Compression::Lz4, payload);
+        stored[0] ^= 0x01;
+        assert!(decompress(code, &stored, "block").is_err());
+        assert!(decompress(9, &stored, "block").is_err());
+    }
+}
