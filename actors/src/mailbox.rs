@@ -37,7 +37,9 @@ use futures::task::AtomicWaker;
 #[derive(Default)]
 pub(crate) struct Doorbell {
     waker: AtomicWaker,
-    /// True while on a wait list; changed only under that list's lock.
+    /// True while on a wait list. For a list's primary slot it is set by the
+    /// owner and cleared by a claiming compare-and-swap; for the others it
+    /// changes only under the list's lock.
     parked: AtomicBool,
 }
 

@@ -11,7 +11,7 @@
 
 use bytes::Bytes;
 
-use super::codec::{Cursor, put_u32, put_varint, seal, unseal};
+use super::codec::{Cursor, put_u32, put_varint, seal, u32_at, unseal_tagged};
 use super::compression::{self, Compression};
 use super::{FormatError, Row, RowValue};
 
@@ -137,11 +137,8 @@ pub struct Block {
 impl Block {
     /// Checks and opens a stored block.
     pub fn decode(stored: Bytes) -> Result<Block, FormatError> {
-        let body_len = unseal(&stored, PART)?.len();
-        let Some(payload_len) = body_len.checked_sub(1) else {
-            return Err(FormatError::corrupt(PART, "no compression byte"));
-        };
-        let data = match compression::decompress(stored[payload_len], &stored[..payload_len], PART)? {
+        let (payload_len, code) = unseal_tagged(&stored, PART, "compression byte")?;
+        let data = match compression::decompress(code, &stored[..payload_len], PART)? {
             None => stored.slice(..payload_len),
             Some(payload) => Bytes::from(payload),
         };
@@ -149,13 +146,7 @@ impl Block {
         let Some(count_at) = payload_len.checked_sub(4) else {
             return Err(FormatError::corrupt(PART, "no restart count"));
         };
-        let restarts = u32::from_le_bytes([
-            data[count_at],
-            data[count_at + 1],
-            data[count_at + 2],
-            data[count_at + 3],
-        ]);
-        let restarts = restarts as usize;
+        let restarts = u32_at(&data, count_at) as usize;
         let entries_end = restarts
             .checked_mul(4)
             .and_then(|array| count_at.checked_sub(array))
@@ -188,7 +179,7 @@ impl Block {
 
     fn restart(&self, index: usize) -> usize {
         let at = self.entries_end + 4 * index;
-        u32::from_le_bytes([self.data[at], self.data[at + 1], self.data[at + 2], self.data[at + 3]]) as usize
+        u32_at(&self.data, at) as usize
     }
 
     /// An iterator positioned before the first row.

@@ -11,7 +11,7 @@ use bytes::Bytes;
 use xxhash_rust::xxh3::xxh3_64;
 
 use super::FormatError;
-use super::codec::{seal, unseal};
+use super::codec::{seal, unseal_tagged};
 
 /// Default filter size per key: about 1% false positives.
 pub const DEFAULT_BITS_PER_KEY: u32 = 10;
@@ -63,11 +63,7 @@ pub struct BloomFilter {
 impl BloomFilter {
     /// Checks and opens a stored filter.
     pub fn decode(stored: Bytes) -> Result<BloomFilter, FormatError> {
-        let body_len = unseal(&stored, PART)?.len();
-        let Some(bits_len) = body_len.checked_sub(1) else {
-            return Err(FormatError::corrupt(PART, "no probe count"));
-        };
-        let probes = stored[bits_len];
+        let (bits_len, probes) = unseal_tagged(&stored, PART, "probe count")?;
         if probes == 0 || probes > MAX_PROBES {
             return Err(FormatError::corrupt(PART, format!("{probes} probes is out of range")));
         }

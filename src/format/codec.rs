@@ -51,6 +51,22 @@ pub(crate) fn unseal<'a>(stored: &'a [u8], part: &'static str) -> Result<&'a [u8
     Ok(body)
 }
 
+/// Checks the CRC32 trailer of `stored`, then splits off the byte in front
+/// of it (a part's tag: compression code, probe count). Returns the length
+/// of what precedes the tag, and the tag.
+pub(crate) fn unseal_tagged(stored: &[u8], part: &'static str, tag: &str) -> Result<(usize, u8), FormatError> {
+    let body = unseal(stored, part)?;
+    match body.split_last() {
+        Some((&value, rest)) => Ok((rest.len(), value)),
+        None => Err(FormatError::corrupt(part, format!("no {tag}"))),
+    }
+}
+
+/// The little-endian u32 at `at`; the caller has checked `at + 4 <= bytes.len()`.
+pub(crate) fn u32_at(bytes: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]])
+}
+
 /// Reads from a byte slice, failing with a [`FormatError`] that names `part`
 /// instead of running past the end.
 pub(crate) struct Cursor<'a> {

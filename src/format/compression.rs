@@ -69,49 +69,46 @@ pub(crate) fn compress(compression: Compression, payload: Vec<u8>) -> (u8, Vec<u
 }
 
 /// The decompressed payload, or `None` when it was stored raw.
+#[cfg_attr(not(any(feature = "lz4", feature = "zstd")), allow(unused_variables))]
 pub(crate) fn decompress(code: u8, stored: &[u8], part: &'static str) -> Result<Option<Vec<u8>>, FormatError> {
     match code {
         CODE_NONE => Ok(None),
-        CODE_LZ4 => {
-            #[cfg(feature = "lz4")]
-            {
-                let (len, compressed) = split_length(stored, part)?;
-                let payload = lz4_flex::block::decompress(compressed, len)
-                    .map_err(|error| FormatError::corrupt(part, format!("lz4: {error}")))?;
-                check_length(payload, len, part).map(Some)
-            }
-            #[cfg(not(feature = "lz4"))]
-            {
-                let _ = stored;
-                Err(FormatError::Unsupported {
-                    part,
-                    detail: "lz4-compressed; build with the `lz4` feature".into(),
-                })
-            }
-        }
-        CODE_ZSTD => {
-            #[cfg(feature = "zstd")]
-            {
-                let (len, compressed) = split_length(stored, part)?;
-                let payload = zstd::bulk::decompress(compressed, len)
-                    .map_err(|error| FormatError::corrupt(part, format!("zstd: {error}")))?;
-                check_length(payload, len, part).map(Some)
-            }
-            #[cfg(not(feature = "zstd"))]
-            {
-                let _ = stored;
-                Err(FormatError::Unsupported {
-                    part,
-                    detail: "zstd-compressed; build with the `zstd` feature".into(),
-                })
-            }
-        }
+        #[cfg(feature = "lz4")]
+        CODE_LZ4 => bounded(stored, part, "lz4", |compressed, len| {
+            lz4_flex::block::decompress(compressed, len).map_err(|error| error.to_string())
+        })
+        .map(Some),
+        #[cfg(feature = "zstd")]
+        CODE_ZSTD => bounded(stored, part, "zstd", |compressed, len| {
+            zstd::bulk::decompress(compressed, len).map_err(|error| error.to_string())
+        })
+        .map(Some),
+        #[cfg(not(feature = "lz4"))]
+        CODE_LZ4 => Err(unsupported(part, "lz4")),
+        #[cfg(not(feature = "zstd"))]
+        CODE_ZSTD => Err(unsupported(part, "zstd")),
         other => Err(FormatError::corrupt(part, format!("unknown compression {other}"))),
     }
 }
 
+#[cfg(not(all(feature = "lz4", feature = "zstd")))]
+fn unsupported(part: &'static str, codec: &str) -> FormatError {
+    FormatError::Unsupported {
+        part,
+        detail: format!("{codec}-compressed; build with the `{codec}` feature"),
+    }
+}
+
+/// Reads the decompressed length in front of `stored`, refuses it above
+/// [`MAX_BLOCK_BYTES`], decompresses into at most that much room, and checks
+/// the result has exactly that length.
 #[cfg(any(feature = "lz4", feature = "zstd"))]
-fn split_length<'a>(stored: &'a [u8], part: &'static str) -> Result<(usize, &'a [u8]), FormatError> {
+fn bounded(
+    stored: &[u8],
+    part: &'static str,
+    codec: &str,
+    decompress: impl FnOnce(&[u8], usize) -> Result<Vec<u8>, String>,
+) -> Result<Vec<u8>, FormatError> {
     let mut cursor = Cursor::new(stored, part);
     let len = cursor.length()?;
     if len > MAX_BLOCK_BYTES {
@@ -120,11 +117,8 @@ fn split_length<'a>(stored: &'a [u8], part: &'static str) -> Result<(usize, &'a 
             format!("decompressed length {len} exceeds {MAX_BLOCK_BYTES}"),
         ));
     }
-    Ok((len, &stored[cursor.position()..]))
-}
-
-#[cfg(any(feature = "lz4", feature = "zstd"))]
-fn check_length(payload: Vec<u8>, len: usize, part: &'static str) -> Result<Vec<u8>, FormatError> {
+    let payload = decompress(&stored[cursor.position()..], len)
+        .map_err(|error| FormatError::corrupt(part, format!("{codec}: {error}")))?;
     if payload.len() != len {
         return Err(FormatError::corrupt(
             part,
