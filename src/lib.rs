@@ -26,3 +26,4 @@
 pub use talus_actors as actors;
 
 pub mod format;
+pub mod store;

@@ -177,6 +177,11 @@ impl Block {
         Ok(block)
     }
 
+    /// Bytes held in memory (the decompressed payload).
+    pub fn size(&self) -> usize {
+        self.data.len()
+    }
+
     fn restart(&self, index: usize) -> usize {
         let at = self.entries_end + 4 * index;
         u32_at(&self.data, at) as usize

@@ -76,6 +76,11 @@ impl BloomFilter {
         })
     }
 
+    /// Bytes held in memory.
+    pub fn size(&self) -> usize {
+        self.bits.len()
+    }
+
     /// False only if the key is certainly absent.
     pub fn may_contain(&self, key: &[u8]) -> bool {
         self.may_contain_hash(key_hash(key))

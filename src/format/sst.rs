@@ -109,6 +109,7 @@ pub struct SstBuilder {
     index: Vec<(Bytes, Handle)>,
     hashes: Vec<u64>,
     stats: TableStats,
+    put_id: u128,
 }
 
 impl SstBuilder {
@@ -123,6 +124,7 @@ impl SstBuilder {
             index: Vec::new(),
             hashes: Vec::new(),
             stats: TableStats::default(),
+            put_id: 0,
         }
     }
 
@@ -180,6 +182,11 @@ impl SstBuilder {
         self.stats.rows
     }
 
+    /// Stamps the table with the writer's put id, stored in the metadata.
+    pub fn set_put_id(&mut self, put_id: u128) {
+        self.put_id = put_id;
+    }
+
     /// Bytes written so far (closed blocks only).
     pub fn estimated_size(&self) -> usize {
         self.out.len() + self.block.estimated_size()
@@ -196,6 +203,7 @@ impl SstBuilder {
             index,
             filter,
             stats: self.stats.clone(),
+            put_id: self.put_id,
         });
         let meta = self.append_part(meta);
         let mut footer = Vec::with_capacity(FOOTER_SIZE);
@@ -285,6 +293,8 @@ pub struct TableMeta {
     pub index: Handle,
     pub filter: Option<Handle>,
     pub stats: TableStats,
+    /// Set by the writer to tell its own upload from anyone else's (0: none).
+    pub put_id: u128,
 }
 
 fn encode_meta(meta: &TableMeta) -> Vec<u8> {
@@ -309,6 +319,7 @@ fn encode_meta(meta: &TableMeta) -> Vec<u8> {
         put_varint(&mut out, key.len() as u64);
         out.extend_from_slice(key);
     }
+    out.extend_from_slice(&meta.put_id.to_le_bytes());
     seal(&mut out);
     out
 }
@@ -341,6 +352,7 @@ impl TableMeta {
         let first_key = Bytes::copy_from_slice(cursor.take(first_key_len)?);
         let last_key_len = cursor.length()?;
         let last_key = Bytes::copy_from_slice(cursor.take(last_key_len)?);
+        let put_id = u128::from_le_bytes(cursor.take(16)?.try_into().unwrap_or_default());
         let stats = TableStats {
             rows,
             tombstones,
@@ -352,7 +364,12 @@ impl TableMeta {
             value_bytes,
             blocks,
         };
-        Ok(TableMeta { index, filter, stats })
+        Ok(TableMeta {
+            index,
+            filter,
+            stats,
+            put_id,
+        })
     }
 }
 
@@ -400,6 +417,11 @@ impl Index {
 
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
+    }
+
+    /// Bytes held in memory, roughly: keys plus a fixed cost per entry.
+    pub fn size(&self) -> usize {
+        self.entries.iter().map(|(key, _)| key.len() + 48).sum()
     }
 
     pub fn handle(&self, block: usize) -> Option<Handle> {

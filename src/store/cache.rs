@@ -1,0 +1,119 @@
+//! The block cache and the metadata cache (indexes and bloom filters), both
+//! bounded in bytes, both keyed by table id: tables never change once
+//! written, so an entry is valid until its table is deleted.
+//!
+//! Built on `moka`'s concurrent cache (TinyLFU admission, LRU eviction),
+//! which readers on any thread share without a lock of ours.
+
+use std::sync::Arc;
+
+use moka::sync::Cache;
+
+use super::paths::TableId;
+use crate::format::block::Block;
+use crate::format::bloom::BloomFilter;
+use crate::format::sst::Index;
+
+/// Default bytes of decoded data blocks kept in memory.
+pub const DEFAULT_BLOCK_CACHE_BYTES: u64 = 64 << 20;
+/// Default bytes of decoded indexes and filters kept in memory.
+pub const DEFAULT_META_CACHE_BYTES: u64 = 16 << 20;
+
+/// A cached metadata part of one table.
+#[derive(Clone, Debug)]
+pub enum MetaPart {
+    Index(Arc<Index>),
+    Filter(Arc<BloomFilter>),
+}
+
+impl MetaPart {
+    fn size(&self) -> usize {
+        match self {
+            MetaPart::Index(index) => index.size(),
+            MetaPart::Filter(filter) => filter.size(),
+        }
+    }
+}
+
+/// Which metadata part a key names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum MetaKind {
+    Index,
+    Filter,
+}
+
+/// Both caches. Cheap to share: hold it in an `Arc`.
+#[derive(Clone)]
+pub struct TableCaches {
+    blocks: Cache<(TableId, u64), Block>,
+    meta: Cache<(TableId, MetaKind), MetaPart>,
+}
+
+impl std::fmt::Debug for TableCaches {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TableCaches")
+            .field("block_bytes", &self.blocks.weighted_size())
+            .field("meta_bytes", &self.meta.weighted_size())
+            .finish()
+    }
+}
+
+/// A cache weight: bytes plus a fixed per-entry overhead, within `u32`.
+fn weight(bytes: usize) -> u32 {
+    u32::try_from(bytes.saturating_add(64)).unwrap_or(u32::MAX)
+}
+
+impl TableCaches {
+    /// Caches holding at most `block_bytes` and `meta_bytes`; 0 disables one.
+    pub fn new(block_bytes: u64, meta_bytes: u64) -> Self {
+        TableCaches {
+            blocks: Cache::builder()
+                .max_capacity(block_bytes)
+                .weigher(|_, block: &Block| weight(block.size()))
+                .build(),
+            meta: Cache::builder()
+                .max_capacity(meta_bytes)
+                .weigher(|_, part: &MetaPart| weight(part.size()))
+                .build(),
+        }
+    }
+
+    pub fn block(&self, table: TableId, block: u64) -> Option<Block> {
+        self.blocks.get(&(table, block))
+    }
+
+    pub fn insert_block(&self, table: TableId, block: u64, decoded: Block) {
+        self.blocks.insert((table, block), decoded);
+    }
+
+    pub fn meta(&self, table: TableId, kind: MetaKind) -> Option<MetaPart> {
+        self.meta.get(&(table, kind))
+    }
+
+    pub fn insert_meta(&self, table: TableId, part: MetaPart) {
+        let kind = match part {
+            MetaPart::Index(_) => MetaKind::Index,
+            MetaPart::Filter(_) => MetaKind::Filter,
+        };
+        self.meta.insert((table, kind), part);
+    }
+
+    /// Drops every entry of a deleted table (index and filter now; blocks
+    /// age out, since their keys are never asked for again).
+    pub fn forget(&self, table: TableId) {
+        self.meta.invalidate(&(table, MetaKind::Index));
+        self.meta.invalidate(&(table, MetaKind::Filter));
+    }
+
+    /// Bytes held: (blocks, metadata). Approximate until pending
+    /// maintenance runs; [`TableCaches::settle`] runs it.
+    pub fn weighted_sizes(&self) -> (u64, u64) {
+        (self.blocks.weighted_size(), self.meta.weighted_size())
+    }
+
+    /// Applies pending evictions (for tests and reports).
+    pub fn settle(&self) {
+        self.blocks.run_pending_tasks();
+        self.meta.run_pending_tasks();
+    }
+}

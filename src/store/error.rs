@@ -1,0 +1,163 @@
+//! The errors of object I/O. Every variant names the object it is about, so a
+//! message says which object failed and how.
+
+use std::fmt;
+use std::sync::Arc;
+
+use object_store::path::Path;
+
+use crate::format::FormatError;
+
+/// The kinds of request an object store serves; wrappers count them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Op {
+    /// A whole-object read.
+    Get,
+    /// A read of a byte range or a suffix.
+    GetRange,
+    Head,
+    /// A single-request write.
+    Put,
+    /// One part of a multipart upload.
+    MultipartPart,
+    List,
+    Delete,
+}
+
+impl Op {
+    pub const ALL: [Op; 7] = [
+        Op::Get,
+        Op::GetRange,
+        Op::Head,
+        Op::Put,
+        Op::MultipartPart,
+        Op::List,
+        Op::Delete,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Op::Get => "get",
+            Op::GetRange => "get_range",
+            Op::Head => "head",
+            Op::Put => "put",
+            Op::MultipartPart => "multipart part",
+            Op::List => "list",
+            Op::Delete => "delete",
+        }
+    }
+}
+
+impl fmt::Display for Op {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// What went wrong with an object.
+#[derive(Clone, Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The object's bytes are damaged or are not a talusdb object.
+    #[error("object {path}: {part} is corrupt: {detail}")]
+    Corruption {
+        path: Path,
+        part: &'static str,
+        detail: String,
+    },
+    /// The object needs something this build lacks (a compression feature).
+    #[error("object {path}: {part} cannot be read by this build: {detail}")]
+    Unsupported {
+        path: Path,
+        part: &'static str,
+        detail: String,
+    },
+    #[error("object {path} does not exist")]
+    NotFound { path: Path },
+    /// A conditional create met an object written by someone else.
+    #[error("object {path} already exists")]
+    AlreadyExists { path: Path },
+    /// Another writer created the WAL table this writer meant to write: a
+    /// newer writer has fenced this one out.
+    #[error("fenced: WAL table {path} was written by another writer")]
+    Fenced { path: Path },
+    /// The store failed or timed out; retrying later may succeed.
+    #[error("{op} {path} failed: {detail}")]
+    Unavailable {
+        op: Op,
+        path: Path,
+        detail: String,
+        source: Option<Arc<object_store::Error>>,
+    },
+    /// A caller asked for something impossible (a bad range, say).
+    #[error("{op} {path}: invalid request: {detail}")]
+    InvalidRequest { op: Op, path: Path, detail: String },
+}
+
+impl StoreError {
+    /// Adds the object's path to a decoder's error.
+    pub fn format(path: &Path, error: FormatError) -> Self {
+        match error {
+            FormatError::Corrupt { part, detail } => StoreError::Corruption {
+                path: path.clone(),
+                part,
+                detail,
+            },
+            FormatError::Unsupported { part, detail } => StoreError::Unsupported {
+                path: path.clone(),
+                part,
+                detail,
+            },
+        }
+    }
+
+    /// Translates an `object_store` error for request `op` on `path`.
+    pub fn from_object_store(op: Op, path: &Path, error: object_store::Error) -> Self {
+        match error {
+            object_store::Error::NotFound { .. } => StoreError::NotFound { path: path.clone() },
+            object_store::Error::AlreadyExists { .. } | object_store::Error::Precondition { .. } => {
+                StoreError::AlreadyExists { path: path.clone() }
+            }
+            object_store::Error::NotSupported { .. } | object_store::Error::NotImplemented { .. } => {
+                StoreError::InvalidRequest {
+                    op,
+                    path: path.clone(),
+                    detail: error.to_string(),
+                }
+            }
+            other => StoreError::Unavailable {
+                op,
+                path: path.clone(),
+                detail: other.to_string(),
+                source: Some(Arc::new(other)),
+            },
+        }
+    }
+
+    /// An `Unavailable` error without an underlying `object_store` error.
+    pub fn unavailable(op: Op, path: &Path, detail: impl Into<String>) -> Self {
+        StoreError::Unavailable {
+            op,
+            path: path.clone(),
+            detail: detail.into(),
+            source: None,
+        }
+    }
+
+    /// Whether retrying the same request may succeed.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, StoreError::Unavailable { .. })
+    }
+
+    /// The object the error is about.
+    pub fn path(&self) -> &Path {
+        match self {
+            StoreError::Corruption { path, .. }
+            | StoreError::Unsupported { path, .. }
+            | StoreError::NotFound { path }
+            | StoreError::AlreadyExists { path }
+            | StoreError::Fenced { path }
+            | StoreError::Unavailable { path, .. }
+            | StoreError::InvalidRequest { path, .. } => path,
+        }
+    }
+}

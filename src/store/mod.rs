@@ -1,0 +1,18 @@
+//! Object I/O: the engine's view of an object store ([`Store`]), the adapter
+//! for `object_store` implementations, object names, the table store with its
+//! caches, and store wrappers for tests and benchmarks. `docs/store.md` says
+//! how the pieces fit and why.
+
+pub mod cache;
+pub mod error;
+pub mod object;
+pub mod paths;
+pub mod table;
+pub mod wrappers;
+
+pub use cache::TableCaches;
+pub use error::{Op, StoreError};
+pub use object::{ByteRange, Driver, Fetched, ObjectInfo, ObjectStoreAdapter, PutMode, Store, StoreResult, TokioThread};
+pub use paths::{TableId, Ulid};
+pub use table::{ScanOptions, TableReader, TableScan, TableStore, TableStoreOptions, WrittenTable};
+pub use wrappers::{Fault, FaultyStore, LatencyStore, Layer, RequestCounts, TimeoutStore};

@@ -1,0 +1,361 @@
+//! The narrow object-store interface the engine uses, and the adapter that
+//! puts any `object_store` implementation behind it.
+//!
+//! Owns: [`Store`] (the seven request kinds the engine needs), [`Driver`]
+//! (where an `object_store` future runs) and [`ObjectStoreAdapter`]. Does not
+//! own: table formats, caching, retries (the table store decides those).
+//!
+//! Why a trait of our own: the wrappers that count, slow down or fail
+//! requests (`LatencyStore`, `FaultyStore`) need one method per request kind,
+//! and the engine needs every request to run on the executor it was given,
+//! whichever store is underneath. `object_store::ObjectStore` has a dozen
+//! methods, some of them streams, and some implementations need a tokio
+//! runtime; the adapter is the one place that knows.
+//!
+//! Invariants: every error names the object; `delete` of a missing object
+//! succeeds (deletes are idempotent); `list` returns objects sorted by path.
+
+use std::fmt;
+use std::ops::Range;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::future::BoxFuture;
+use futures::{FutureExt, StreamExt, TryStreamExt};
+use object_store::path::Path;
+use object_store::{GetOptions, GetRange, ObjectStore, ObjectStoreExt, PutOptions, PutPayload};
+use talus_actors::Runtime;
+
+use super::error::{Op, StoreError};
+
+/// The result of a store request.
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Which bytes of an object to read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ByteRange {
+    All,
+    /// `start..end`, which must lie within the object.
+    Range(Range<u64>),
+    /// The last `n` bytes (the whole object if it is shorter).
+    Suffix(u64),
+}
+
+impl ByteRange {
+    /// The request kind a read of this range counts as.
+    pub fn op(&self) -> Op {
+        match self {
+            ByteRange::All => Op::Get,
+            ByteRange::Range(_) | ByteRange::Suffix(_) => Op::GetRange,
+        }
+    }
+}
+
+/// Bytes read from an object, with the object's total size.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Fetched {
+    pub bytes: Bytes,
+    /// Offset of `bytes[0]` in the object.
+    pub offset: u64,
+    pub object_size: u64,
+}
+
+/// What a listing or `head` reports of an object.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ObjectInfo {
+    pub path: Path,
+    pub size: u64,
+    /// Last modification, wall-clock milliseconds.
+    pub modified_ms: u64,
+}
+
+/// How a `put` treats an existing object.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PutMode {
+    /// Fail with [`StoreError::AlreadyExists`] if the object exists.
+    Create,
+    Overwrite,
+}
+
+/// An object store as the engine sees it. Object-safe; every future is
+/// `Send`.
+pub trait Store: fmt::Debug + Send + Sync + 'static {
+    fn get(&self, path: &Path, range: ByteRange) -> BoxFuture<'static, StoreResult<Fetched>>;
+    fn head(&self, path: &Path) -> BoxFuture<'static, StoreResult<ObjectInfo>>;
+    fn put(&self, path: &Path, bytes: Bytes, mode: PutMode) -> BoxFuture<'static, StoreResult<()>>;
+    /// Uploads `parts` (each but the last at least the store's minimum part
+    /// size) as one object, replacing any object at `path`.
+    fn put_multipart(&self, path: &Path, parts: Vec<Bytes>) -> BoxFuture<'static, StoreResult<()>>;
+    /// Every object under `prefix`, sorted by path.
+    fn list(&self, prefix: &Path) -> BoxFuture<'static, StoreResult<Vec<ObjectInfo>>>;
+    /// Removes the object; a missing object is not an error.
+    fn delete(&self, path: &Path) -> BoxFuture<'static, StoreResult<()>>;
+}
+
+/// Where the futures of an `object_store` implementation run.
+#[derive(Clone)]
+pub enum Driver {
+    /// Polled by the caller: for stores that never block and need no runtime
+    /// (`InMemory`).
+    Direct,
+    /// Each request runs to completion on the executor's blocking pool: for
+    /// `LocalFileSystem`, which does blocking file I/O inside its futures.
+    Blocking(Runtime),
+    /// Each request is spawned on a tokio runtime: for HTTP stores (S3),
+    /// whose client needs tokio's reactor and timers.
+    Tokio(tokio::runtime::Handle),
+}
+
+impl fmt::Debug for Driver {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Driver::Direct => f.write_str("Direct"),
+            Driver::Blocking(runtime) => write!(f, "Blocking({})", runtime.kind()),
+            Driver::Tokio(_) => f.write_str("Tokio"),
+        }
+    }
+}
+
+/// Puts an `object_store` implementation behind [`Store`], running its
+/// requests through a [`Driver`].
+#[derive(Clone)]
+pub struct ObjectStoreAdapter {
+    inner: Arc<dyn ObjectStore>,
+    driver: Driver,
+}
+
+impl fmt::Debug for ObjectStoreAdapter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ObjectStoreAdapter")
+            .field("inner", &format_args!("{}", self.inner))
+            .field("driver", &self.driver)
+            .finish()
+    }
+}
+
+impl ObjectStoreAdapter {
+    pub fn new(inner: Arc<dyn ObjectStore>, driver: Driver) -> Self {
+        ObjectStoreAdapter { inner, driver }
+    }
+
+    /// An in-memory store (tests, simulation).
+    pub fn in_memory() -> Self {
+        Self::new(Arc::new(object_store::memory::InMemory::new()), Driver::Direct)
+    }
+
+    /// A directory on the local file system (created if missing), with
+    /// fsync on every write, whose file I/O runs on `runtime`'s blocking pool.
+    pub fn local_dir(dir: impl AsRef<std::path::Path>, runtime: Runtime) -> std::io::Result<Self> {
+        let dir = dir.as_ref();
+        std::fs::create_dir_all(dir)?;
+        let store = object_store::local::LocalFileSystem::new_with_prefix(dir)
+            .map_err(std::io::Error::other)?
+            .with_fsync(true)
+            .with_automatic_cleanup(true);
+        Ok(Self::new(Arc::new(store), Driver::Blocking(runtime)))
+    }
+
+    /// Runs one request built by `request` on the driver.
+    fn run<T, F>(&self, op: Op, path: &Path, request: F) -> BoxFuture<'static, StoreResult<T>>
+    where
+        T: Send + 'static,
+        F: FnOnce(Arc<dyn ObjectStore>, Path) -> BoxFuture<'static, object_store::Result<T>> + Send + 'static,
+    {
+        let (inner, driver, path) = (self.inner.clone(), self.driver.clone(), path.clone());
+        // Nothing starts until the returned future is polled, so a wrapper
+        // can delay or drop a request before it reaches the store.
+        async move {
+            let lost = |error: String| StoreError::unavailable(op, &path, error);
+            let outcome = match driver {
+                Driver::Direct => request(inner, path.clone()).await,
+                Driver::Blocking(runtime) => {
+                    let request = request(inner, path.clone());
+                    runtime
+                        .unblock(move || futures::executor::block_on(request))
+                        .await
+                        .map_err(|error| lost(error.to_string()))?
+                }
+                Driver::Tokio(handle) => {
+                    let task = AbortOnDrop(handle.spawn(request(inner, path.clone())));
+                    task.await.map_err(|error| lost(error.to_string()))?
+                }
+            };
+            outcome.map_err(|error| StoreError::from_object_store(op, &path, error))
+        }
+        .boxed()
+    }
+}
+
+/// A tokio task that is cancelled when its awaiting future is dropped (a
+/// timed-out request must not keep running unobserved).
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Future for AbortOnDrop<T> {
+    type Output = Result<T, tokio::task::JoinError>;
+
+    fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Self::Output> {
+        std::pin::Pin::new(&mut self.0).poll(cx)
+    }
+}
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+fn info(meta: object_store::ObjectMeta) -> ObjectInfo {
+    ObjectInfo {
+        path: meta.location,
+        size: meta.size,
+        modified_ms: u64::try_from(meta.last_modified.timestamp_millis()).unwrap_or(0),
+    }
+}
+
+impl Store for ObjectStoreAdapter {
+    fn get(&self, path: &Path, range: ByteRange) -> BoxFuture<'static, StoreResult<Fetched>> {
+        let op = range.op();
+        if let ByteRange::Range(wanted) = &range
+            && wanted.start >= wanted.end
+        {
+            let error = StoreError::InvalidRequest {
+                op,
+                path: path.clone(),
+                detail: format!("empty range {wanted:?}"),
+            };
+            return futures::future::ready(Err(error)).boxed();
+        }
+        self.run(op, path, move |store, path| {
+            async move {
+                let options = GetOptions {
+                    range: match range {
+                        ByteRange::All => None,
+                        ByteRange::Range(range) => Some(GetRange::Bounded(range)),
+                        ByteRange::Suffix(len) => Some(GetRange::Suffix(len)),
+                    },
+                    ..GetOptions::default()
+                };
+                let result = store.get_opts(&path, options).await?;
+                let (offset, object_size) = (result.range.start, result.meta.size);
+                let bytes = result.bytes().await?;
+                Ok(Fetched {
+                    bytes,
+                    offset,
+                    object_size,
+                })
+            }
+            .boxed()
+        })
+    }
+
+    fn head(&self, path: &Path) -> BoxFuture<'static, StoreResult<ObjectInfo>> {
+        self.run(Op::Head, path, |store, path| {
+            async move { store.head(&path).await.map(info) }.boxed()
+        })
+    }
+
+    fn put(&self, path: &Path, bytes: Bytes, mode: PutMode) -> BoxFuture<'static, StoreResult<()>> {
+        self.run(Op::Put, path, move |store, path| {
+            async move {
+                let options = PutOptions {
+                    mode: match mode {
+                        PutMode::Create => object_store::PutMode::Create,
+                        PutMode::Overwrite => object_store::PutMode::Overwrite,
+                    },
+                    ..PutOptions::default()
+                };
+                store.put_opts(&path, PutPayload::from(bytes), options).await.map(drop)
+            }
+            .boxed()
+        })
+    }
+
+    fn put_multipart(&self, path: &Path, parts: Vec<Bytes>) -> BoxFuture<'static, StoreResult<()>> {
+        self.run(Op::MultipartPart, path, move |store, path| {
+            async move {
+                let mut upload = store.put_multipart(&path).await?;
+                let uploads: Vec<_> = parts
+                    .into_iter()
+                    .map(|part| upload.put_part(PutPayload::from(part)))
+                    .collect();
+                let sent = futures::stream::iter(uploads).buffered(4).try_collect::<Vec<()>>().await;
+                match sent {
+                    Ok(_) => upload.complete().await.map(drop),
+                    Err(error) => {
+                        let _ = upload.abort().await;
+                        Err(error)
+                    }
+                }
+            }
+            .boxed()
+        })
+    }
+
+    fn list(&self, prefix: &Path) -> BoxFuture<'static, StoreResult<Vec<ObjectInfo>>> {
+        self.run(Op::List, prefix, |store, prefix| {
+            async move {
+                let mut objects: Vec<ObjectInfo> = store.list(Some(&prefix)).map_ok(info).try_collect().await?;
+                objects.sort_by(|a, b| a.path.cmp(&b.path));
+                Ok(objects)
+            }
+            .boxed()
+        })
+    }
+
+    fn delete(&self, path: &Path) -> BoxFuture<'static, StoreResult<()>> {
+        self.run(Op::Delete, path, |store, path| {
+            async move {
+                match store.delete(&path).await {
+                    Err(object_store::Error::NotFound { .. }) => Ok(()),
+                    other => other,
+                }
+            }
+            .boxed()
+        })
+    }
+}
+
+/// A one-thread tokio runtime owned by the library, for stores whose client
+/// needs tokio (S3 over reqwest) when the application runs on smol, actix or
+/// the simulator. Requests are spawned on it through [`Driver::Tokio`];
+/// their results come back to the caller's executor through the join handle.
+///
+/// Dropping it stops the thread without waiting for it: requests still in
+/// flight are cancelled and their callers get an `Unavailable` error.
+#[derive(Debug)]
+pub struct TokioThread {
+    handle: tokio::runtime::Handle,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl TokioThread {
+    pub fn start(name: &str) -> std::io::Result<Self> {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        let handle = runtime.handle().clone();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        std::thread::Builder::new().name(name.to_owned()).spawn(move || {
+            let _ = runtime.block_on(stopped);
+        })?;
+        Ok(TokioThread {
+            handle,
+            stop: Some(stop),
+        })
+    }
+
+    pub fn handle(&self) -> tokio::runtime::Handle {
+        self.handle.clone()
+    }
+
+    /// A driver that runs requests on this thread.
+    pub fn driver(&self) -> Driver {
+        Driver::Tokio(self.handle())
+    }
+}
+
+impl Drop for TokioThread {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}

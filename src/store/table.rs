@@ -1,0 +1,675 @@
+//! The table store: writes tables to object storage and reads them back
+//! through the caches.
+//!
+//! Owns: table object names, conditional creates with retry (and telling our
+//! own earlier attempt from another writer's object), multipart upload of
+//! large tables, opening a table in at most two reads, lazy index and filter
+//! loads, point lookups, and scans that read several blocks per request.
+//! Does not own: which tables exist (the manifest) or when they are deleted
+//! (the garbage collector).
+//!
+//! Invariants: a table object is written once and never changes; every
+//! error names the object; a conflict on a WAL id is [`StoreError::Fenced`]
+//! only when the object there is not byte-for-byte the one we tried to write.
+
+use std::collections::VecDeque;
+use std::ops::Bound;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use object_store::path::Path;
+use talus_actors::Runtime;
+
+use super::cache::{DEFAULT_BLOCK_CACHE_BYTES, DEFAULT_META_CACHE_BYTES, MetaKind, MetaPart, TableCaches};
+use super::error::StoreError;
+use super::object::{ByteRange, Fetched, ObjectInfo, PutMode, Store};
+use super::paths::{COMPACTED_DIR, TableId, Ulid, WAL_DIR, child};
+use crate::format::Row;
+use crate::format::block::{Block, BlockIter};
+use crate::format::bloom::BloomFilter;
+use crate::format::sst::{FOOTER_SIZE, Footer, Handle, Index, SstBuilder, SstBytes, SstOptions, TableKind, TableMeta};
+
+type Result<T> = std::result::Result<T, StoreError>;
+
+/// How tables are written and read. The defaults suit S3; every field is
+/// documented with its default.
+#[derive(Clone, Debug)]
+pub struct TableStoreOptions {
+    /// Block size, restarts, bloom bits, compression.
+    pub sst: SstOptions,
+    /// Bytes read from the end of a table when opening it (default 64 KiB):
+    /// footer, metadata, and usually the index and filter, in one read.
+    pub open_read_bytes: u64,
+    /// Data blocks a scan fetches per request (default 8).
+    pub read_ahead_blocks: usize,
+    /// Tables at least this large are sent as a multipart upload (default
+    /// 32 MiB); smaller ones in one conditional `put`.
+    pub multipart_threshold_bytes: usize,
+    /// Size of each multipart part but the last (default 8 MiB; S3's
+    /// minimum is 5 MiB).
+    pub multipart_part_bytes: usize,
+    /// Attempts per write before a retryable error is returned (default 4).
+    pub put_attempts: u32,
+    /// Wait before the first retry, doubled for each further one (default 50 ms).
+    pub retry_backoff: Duration,
+    /// Capacity of the block cache (default 64 MiB).
+    pub block_cache_bytes: u64,
+    /// Capacity of the index and filter cache (default 16 MiB).
+    pub meta_cache_bytes: u64,
+}
+
+impl Default for TableStoreOptions {
+    fn default() -> Self {
+        TableStoreOptions {
+            sst: SstOptions::default(),
+            open_read_bytes: 64 << 10,
+            read_ahead_blocks: 8,
+            multipart_threshold_bytes: 32 << 20,
+            multipart_part_bytes: 8 << 20,
+            put_attempts: 4,
+            retry_backoff: Duration::from_millis(50),
+            block_cache_bytes: DEFAULT_BLOCK_CACHE_BYTES,
+            meta_cache_bytes: DEFAULT_META_CACHE_BYTES,
+        }
+    }
+}
+
+/// A table just written: where it is, how big, what it holds.
+#[derive(Clone, Debug)]
+pub struct WrittenTable {
+    pub id: TableId,
+    pub size: u64,
+    pub meta: TableMeta,
+}
+
+/// Reads and writes the tables of one database (everything under `root`).
+#[derive(Clone, Debug)]
+pub struct TableStore {
+    inner: Arc<StoreInner>,
+}
+
+#[derive(Debug)]
+struct StoreInner {
+    store: Arc<dyn Store>,
+    root: Path,
+    runtime: Runtime,
+    options: TableStoreOptions,
+    caches: TableCaches,
+}
+
+impl TableStore {
+    pub fn new(store: Arc<dyn Store>, root: Path, runtime: Runtime, options: TableStoreOptions) -> Self {
+        let caches = TableCaches::new(options.block_cache_bytes, options.meta_cache_bytes);
+        TableStore {
+            inner: Arc::new(StoreInner {
+                store,
+                root,
+                runtime,
+                options,
+                caches,
+            }),
+        }
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.inner.store
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.inner.root
+    }
+
+    pub fn options(&self) -> &TableStoreOptions {
+        &self.inner.options
+    }
+
+    pub fn caches(&self) -> &TableCaches {
+        &self.inner.caches
+    }
+
+    pub fn path(&self, id: TableId) -> Path {
+        id.path(&self.inner.root)
+    }
+
+    /// A fresh id for a sorted table, from the runtime's clock and RNG.
+    pub fn new_sorted_id(&self) -> TableId {
+        TableId::Compacted(Ulid::generate(&self.inner.runtime))
+    }
+
+    /// A builder for a table of `kind`, stamped with a fresh put id.
+    pub fn builder(&self, kind: TableKind) -> SstBuilder {
+        let mut builder = SstBuilder::new(kind, self.inner.options.sst.clone());
+        builder.set_put_id(Ulid::generate(&self.inner.runtime).0);
+        builder
+    }
+
+    /// Writes WAL table `wal_id` holding `rows` (in sequence order). Fails
+    /// with [`StoreError::Fenced`] if another writer holds that id.
+    pub async fn write_wal<'a>(&self, wal_id: u64, rows: impl IntoIterator<Item = &'a Row>) -> Result<WrittenTable> {
+        let mut builder = self.builder(TableKind::Wal);
+        for row in rows {
+            builder.add(row);
+        }
+        self.write(TableId::Wal(wal_id), builder).await
+    }
+
+    /// Writes a finished sorted table under a fresh id.
+    pub async fn write_sorted(&self, builder: SstBuilder) -> Result<WrittenTable> {
+        self.write(self.new_sorted_id(), builder).await
+    }
+
+    /// Writes `builder`'s table as `id`.
+    pub async fn write(&self, id: TableId, builder: SstBuilder) -> Result<WrittenTable> {
+        let bytes = builder.finish();
+        let path = self.path(id);
+        let opened = SstBytes::open(bytes.clone()).map_err(|error| StoreError::format(&path, error))?;
+        self.put_table(id, &path, bytes.clone()).await?;
+        Ok(WrittenTable {
+            id,
+            size: bytes.len() as u64,
+            meta: opened.meta,
+        })
+    }
+
+    /// Uploads `bytes` with retries: a conditional create, or a multipart
+    /// upload for a large sorted table (its ULID name cannot collide).
+    async fn put_table(&self, id: TableId, path: &Path, bytes: Bytes) -> Result<()> {
+        let options = &self.inner.options;
+        let multipart = matches!(id, TableId::Compacted(_)) && bytes.len() >= options.multipart_threshold_bytes;
+        let mut backoff = options.retry_backoff;
+        let mut attempt = 1;
+        loop {
+            let outcome = if multipart {
+                let parts = split_parts(&bytes, options.multipart_part_bytes);
+                self.inner.store.put_multipart(path, parts).await
+            } else {
+                self.inner.store.put(path, bytes.clone(), PutMode::Create).await
+            };
+            match outcome {
+                Ok(()) => return Ok(()),
+                Err(StoreError::AlreadyExists { .. }) => return self.recognise_own_write(id, path, &bytes).await,
+                Err(error) if error.is_retryable() && attempt < options.put_attempts => {
+                    tracing::debug!(%path, attempt, %error, "retrying table upload");
+                    self.inner.runtime.sleep(backoff).await;
+                    backoff = backoff.saturating_mul(2);
+                    attempt += 1;
+                }
+                Err(error) => return Err(error),
+            }
+        }
+    }
+
+    /// A create met an existing object: ours (an earlier attempt whose reply
+    /// was lost, here or inside the store client) if its bytes are exactly
+    /// ours, which the put id in the metadata makes unique.
+    async fn recognise_own_write(&self, id: TableId, path: &Path, bytes: &Bytes) -> Result<()> {
+        let existing = self.inner.store.get(path, ByteRange::All).await?;
+        if existing.bytes == *bytes {
+            tracing::debug!(%path, "a retried upload found its own earlier attempt");
+            return Ok(());
+        }
+        Err(match id {
+            TableId::Wal(_) => StoreError::Fenced { path: path.clone() },
+            TableId::Compacted(_) => StoreError::AlreadyExists { path: path.clone() },
+        })
+    }
+
+    /// Every row of WAL table `wal_id`, in sequence order (one read).
+    pub async fn read_wal(&self, wal_id: u64) -> Result<Vec<Row>> {
+        let path = self.path(TableId::Wal(wal_id));
+        let fetched = self.inner.store.get(&path, ByteRange::All).await?;
+        let table = SstBytes::open(fetched.bytes).map_err(|error| StoreError::format(&path, error))?;
+        if table.footer.kind != TableKind::Wal {
+            return Err(StoreError::Corruption {
+                path,
+                part: "footer",
+                detail: "a sorted table where a WAL table belongs".into(),
+            });
+        }
+        table
+            .wal_rows_from(0)
+            .collect::<std::result::Result<_, _>>()
+            .map_err(|error| StoreError::format(&path, error))
+    }
+
+    /// The WAL table ids present, ascending.
+    pub async fn list_wal_ids(&self) -> Result<Vec<u64>> {
+        Ok(self
+            .list_dir(WAL_DIR)
+            .await?
+            .into_iter()
+            .filter_map(|(id, _)| match id {
+                TableId::Wal(id) => Some(id),
+                TableId::Compacted(_) => None,
+            })
+            .collect())
+    }
+
+    /// The sorted tables present, by id, with size and age.
+    pub async fn list_sorted(&self) -> Result<Vec<(TableId, ObjectInfo)>> {
+        self.list_dir(COMPACTED_DIR).await
+    }
+
+    async fn list_dir(&self, dir: &str) -> Result<Vec<(TableId, ObjectInfo)>> {
+        let prefix = child(&self.inner.root, dir);
+        let objects = self.inner.store.list(&prefix).await?;
+        Ok(objects
+            .into_iter()
+            .filter_map(|info| TableId::parse(&self.inner.root, &info.path).map(|id| (id, info)))
+            .collect())
+    }
+
+    /// Deletes a table and forgets its cached metadata.
+    pub async fn delete(&self, id: TableId) -> Result<()> {
+        self.inner.caches.forget(id);
+        self.inner.store.delete(&self.path(id)).await
+    }
+
+    /// Opens table `id` in one read (two if its metadata is larger than
+    /// `open_read_bytes`). `size`, when known from the manifest, is checked
+    /// against the object.
+    pub async fn open(&self, id: TableId, size: Option<u64>) -> Result<TableReader> {
+        let path = self.path(id);
+        let store = &self.inner.store;
+        let want = self.inner.options.open_read_bytes.max(FOOTER_SIZE as u64);
+        let range = match size {
+            Some(size) if size > want => ByteRange::Range(size - want..size),
+            Some(_) | None => ByteRange::Suffix(want),
+        };
+        let tail = store.get(&path, range).await?;
+        let corrupt = |part, detail: String| StoreError::Corruption {
+            path: path.clone(),
+            part,
+            detail,
+        };
+        if let Some(size) = size
+            && size != tail.object_size
+        {
+            return Err(corrupt(
+                "object",
+                format!("expected {size} bytes, the object has {}", tail.object_size),
+            ));
+        }
+        let footer = Footer::decode(&tail.bytes, tail.object_size).map_err(|error| StoreError::format(&path, error))?;
+        let meta_bytes = match slice_of(&tail, footer.meta) {
+            Some(bytes) => bytes,
+            None => self.read_part(&path, footer.meta).await?,
+        };
+        let meta =
+            TableMeta::decode(&meta_bytes, footer.meta.offset).map_err(|error| StoreError::format(&path, error))?;
+        let reader = TableReader {
+            inner: Arc::new(ReaderInner {
+                id,
+                path,
+                size: tail.object_size,
+                footer,
+                meta,
+                store: self.inner.store.clone(),
+                caches: self.inner.caches.clone(),
+                read_ahead_blocks: self.inner.options.read_ahead_blocks,
+            }),
+        };
+        reader.seed_from_tail(&tail)?;
+        Ok(reader)
+    }
+
+    async fn read_part(&self, path: &Path, handle: Handle) -> Result<Bytes> {
+        read_handle(&self.inner.store, path, handle).await
+    }
+}
+
+fn split_parts(bytes: &Bytes, part_bytes: usize) -> Vec<Bytes> {
+    let part_bytes = part_bytes.max(1);
+    (0..bytes.len())
+        .step_by(part_bytes)
+        .map(|start| bytes.slice(start..(start + part_bytes).min(bytes.len())))
+        .collect()
+}
+
+/// The bytes of `handle` if `fetched` holds all of them.
+fn slice_of(fetched: &Fetched, handle: Handle) -> Option<Bytes> {
+    let start = handle.offset.checked_sub(fetched.offset)?;
+    let end = start.checked_add(handle.len)?;
+    (end <= fetched.bytes.len() as u64).then(|| fetched.bytes.slice(start as usize..end as usize))
+}
+
+/// Reads exactly the bytes of `handle`.
+async fn read_handle(store: &Arc<dyn Store>, path: &Path, handle: Handle) -> Result<Bytes> {
+    if handle.len == 0 {
+        return Ok(Bytes::new());
+    }
+    let end = handle.offset.saturating_add(handle.len);
+    let fetched = store.get(path, ByteRange::Range(handle.offset..end)).await?;
+    if fetched.bytes.len() as u64 != handle.len {
+        return Err(StoreError::Corruption {
+            path: path.clone(),
+            part: "object",
+            detail: format!(
+                "asked for {} bytes at {}, got {}",
+                handle.len,
+                handle.offset,
+                fetched.bytes.len()
+            ),
+        });
+    }
+    Ok(fetched.bytes)
+}
+
+/// An open table. Cheap to clone; readers on any thread share it.
+#[derive(Clone, Debug)]
+pub struct TableReader {
+    inner: Arc<ReaderInner>,
+}
+
+#[derive(Debug)]
+struct ReaderInner {
+    id: TableId,
+    path: Path,
+    size: u64,
+    footer: Footer,
+    meta: TableMeta,
+    store: Arc<dyn Store>,
+    caches: TableCaches,
+    read_ahead_blocks: usize,
+}
+
+/// How a scan reads.
+#[derive(Clone, Copy, Debug)]
+pub struct ScanOptions {
+    /// Blocks fetched per request (at least 1).
+    pub read_ahead_blocks: usize,
+    /// Whether blocks read by the scan enter the block cache (off by
+    /// default, so one long scan does not evict the hot set).
+    pub fill_cache: bool,
+}
+
+impl TableReader {
+    pub fn id(&self) -> TableId {
+        self.inner.id
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    pub fn size(&self) -> u64 {
+        self.inner.size
+    }
+
+    pub fn kind(&self) -> TableKind {
+        self.inner.footer.kind
+    }
+
+    pub fn meta(&self) -> &TableMeta {
+        &self.inner.meta
+    }
+
+    /// The default scan options of this table store.
+    pub fn scan_options(&self) -> ScanOptions {
+        ScanOptions {
+            read_ahead_blocks: self.inner.read_ahead_blocks,
+            fill_cache: false,
+        }
+    }
+
+    fn format_error(&self, error: crate::format::FormatError) -> StoreError {
+        StoreError::format(&self.inner.path, error)
+    }
+
+    /// Puts the index and filter into the cache if the opening read
+    /// happened to cover them (it usually does).
+    fn seed_from_tail(&self, tail: &Fetched) -> Result<()> {
+        let meta = &self.inner.meta;
+        if let Some(bytes) = slice_of(tail, meta.index) {
+            self.decode_index(&bytes)?;
+        }
+        if let Some(bytes) = meta.filter.and_then(|filter| slice_of(tail, filter)) {
+            self.decode_filter(bytes)?;
+        }
+        Ok(())
+    }
+
+    fn decode_index(&self, bytes: &[u8]) -> Result<Arc<Index>> {
+        let index = Arc::new(Index::decode(bytes, self.inner.meta.index.offset).map_err(|e| self.format_error(e))?);
+        self.inner.caches.insert_meta(self.inner.id, MetaPart::Index(index.clone()));
+        Ok(index)
+    }
+
+    fn decode_filter(&self, bytes: Bytes) -> Result<Arc<BloomFilter>> {
+        let filter = Arc::new(BloomFilter::decode(bytes).map_err(|e| self.format_error(e))?);
+        self.inner.caches.insert_meta(self.inner.id, MetaPart::Filter(filter.clone()));
+        Ok(filter)
+    }
+
+    /// The block index, from the cache or one read.
+    pub async fn index(&self) -> Result<Arc<Index>> {
+        if let Some(MetaPart::Index(index)) = self.inner.caches.meta(self.inner.id, MetaKind::Index) {
+            return Ok(index);
+        }
+        let bytes = read_handle(&self.inner.store, &self.inner.path, self.inner.meta.index).await?;
+        self.decode_index(&bytes)
+    }
+
+    /// The bloom filter (`None` if the table has none), from the cache or
+    /// one read.
+    pub async fn filter(&self) -> Result<Option<Arc<BloomFilter>>> {
+        let Some(handle) = self.inner.meta.filter else {
+            return Ok(None);
+        };
+        if let Some(MetaPart::Filter(filter)) = self.inner.caches.meta(self.inner.id, MetaKind::Filter) {
+            return Ok(Some(filter));
+        }
+        let bytes = read_handle(&self.inner.store, &self.inner.path, handle).await?;
+        self.decode_filter(bytes).map(Some)
+    }
+
+    /// False only if the table certainly has no row for `key`.
+    pub async fn may_contain(&self, key: &[u8]) -> Result<bool> {
+        let stats = &self.inner.meta.stats;
+        if self.inner.meta.stats.rows == 0 || key < stats.first_key.as_ref() || key > stats.last_key.as_ref() {
+            return Ok(false);
+        }
+        Ok(self.filter().await?.is_none_or(|filter| filter.may_contain(key)))
+    }
+
+    /// The newest version of `key` with sequence number `<= max_seq`.
+    pub async fn get(&self, key: &[u8], max_seq: u64) -> Result<Option<Row>> {
+        if !self.may_contain(key).await? {
+            return Ok(None);
+        }
+        let key = Bytes::copy_from_slice(key);
+        let options = ScanOptions {
+            read_ahead_blocks: 1,
+            fill_cache: true,
+        };
+        let mut rows = self.scan((Bound::Included(key.clone()), Bound::Included(key)), options);
+        while let Some(row) = rows.next().await? {
+            if row.seq <= max_seq {
+                return Ok(Some(row));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Rows with keys in `range`, in table order.
+    pub fn scan(&self, range: (Bound<Bytes>, Bound<Bytes>), options: ScanOptions) -> TableScan {
+        TableScan {
+            reader: self.clone(),
+            index: None,
+            start: range.0,
+            end: range.1,
+            options,
+            next_block: None,
+            pending: VecDeque::new(),
+            current: None,
+            done: false,
+        }
+    }
+
+    /// Loads the blocks `first..` (up to `count` of them, stopping at the
+    /// first cached one after the first) with as few reads as possible.
+    async fn load_blocks(&self, index: &Index, first: usize, count: usize, fill_cache: bool) -> Result<Vec<Block>> {
+        let id = self.inner.id;
+        let caches = &self.inner.caches;
+        if let Some(block) = caches.block(id, first as u64) {
+            return Ok(vec![block]);
+        }
+        let handle_of = |number: usize| {
+            index
+                .handle(number)
+                .ok_or_else(|| self.format_error(crate::format::FormatError::corrupt("index", format!("no block {number}"))))
+        };
+        let mut handles = vec![handle_of(first)?];
+        while handles.len() < count.max(1) {
+            let number = first + handles.len();
+            let Some(next) = index.handle(number) else { break };
+            let previous = handles[handles.len() - 1];
+            if next.offset != previous.offset + previous.len || caches.block(id, number as u64).is_some() {
+                break;
+            }
+            handles.push(next);
+        }
+        let run = Handle {
+            offset: handles[0].offset,
+            len: handles.iter().map(|handle| handle.len).sum(),
+        };
+        let bytes = read_handle(&self.inner.store, &self.inner.path, run).await?;
+        let mut blocks = Vec::with_capacity(handles.len());
+        for (offset_in_run, (number, handle)) in handles
+            .iter()
+            .scan(0u64, |at, handle| {
+                let start = *at;
+                *at += handle.len;
+                Some(start)
+            })
+            .zip(handles.iter().enumerate())
+        {
+            let stored = bytes.slice(offset_in_run as usize..(offset_in_run + handle.len) as usize);
+            let block = Block::decode(stored).map_err(|e| self.format_error(e))?;
+            if fill_cache {
+                caches.insert_block(id, (first + number) as u64, block.clone());
+            }
+            blocks.push(block);
+        }
+        Ok(blocks)
+    }
+}
+
+/// A forward scan over one table. `next` reads blocks as it goes,
+/// `read_ahead_blocks` per request.
+#[derive(Debug)]
+pub struct TableScan {
+    reader: TableReader,
+    index: Option<Arc<Index>>,
+    start: Bound<Bytes>,
+    end: Bound<Bytes>,
+    options: ScanOptions,
+    /// The next block to load; `None` until positioned.
+    next_block: Option<usize>,
+    pending: VecDeque<Block>,
+    current: Option<BlockIter>,
+    done: bool,
+}
+
+impl TableScan {
+    /// Moves the scan to the first row with key `>= key` (keeping the end
+    /// bound). A scan may seek forwards or backwards.
+    pub fn seek(&mut self, key: &[u8]) {
+        self.start = Bound::Included(Bytes::copy_from_slice(key));
+        self.next_block = None;
+        self.pending.clear();
+        self.current = None;
+        self.done = false;
+    }
+
+    fn before_start(&self, key: &[u8]) -> bool {
+        match &self.start {
+            Bound::Included(start) => key < start.as_ref(),
+            Bound::Excluded(start) => key <= start.as_ref(),
+            Bound::Unbounded => false,
+        }
+    }
+
+    fn after_end(&self, key: &[u8]) -> bool {
+        match &self.end {
+            Bound::Included(end) => key > end.as_ref(),
+            Bound::Excluded(end) => key >= end.as_ref(),
+            Bound::Unbounded => false,
+        }
+    }
+
+    /// The next row in range, or `None` at the end.
+    pub async fn next(&mut self) -> Result<Option<Row>> {
+        loop {
+            if let Some(rows) = &mut self.current {
+                match rows.next() {
+                    Some(Ok(row)) if self.before_start(&row.key) => continue,
+                    Some(Ok(row)) if self.after_end(&row.key) => {
+                        self.finish();
+                        return Ok(None);
+                    }
+                    Some(Ok(row)) => return Ok(Some(row)),
+                    Some(Err(error)) => {
+                        self.finish();
+                        return Err(self.reader.format_error(error));
+                    }
+                    None => self.current = None,
+                }
+            }
+            if self.done {
+                return Ok(None);
+            }
+            if let Some(block) = self.pending.pop_front() {
+                let mut rows = block.iter();
+                if let Bound::Included(start) | Bound::Excluded(start) = &self.start
+                    && let Err(error) = rows.seek(start)
+                {
+                    self.finish();
+                    return Err(self.reader.format_error(error));
+                }
+                self.current = Some(rows);
+                continue;
+            }
+            if let Err(error) = self.load_more().await {
+                self.finish();
+                return Err(error);
+            }
+        }
+    }
+
+    fn finish(&mut self) {
+        self.done = true;
+        self.current = None;
+        self.pending.clear();
+    }
+
+    async fn load_more(&mut self) -> Result<()> {
+        let index = match &self.index {
+            Some(index) => index.clone(),
+            None => {
+                let index = self.reader.index().await?;
+                self.index = Some(index.clone());
+                index
+            }
+        };
+        let next = match self.next_block {
+            Some(next) => next,
+            None => match &self.start {
+                Bound::Included(start) | Bound::Excluded(start) => index.seek_block(start),
+                Bound::Unbounded => 0,
+            },
+        };
+        if next >= index.len() {
+            self.finish();
+            return Ok(());
+        }
+        let blocks = self
+            .reader
+            .load_blocks(&index, next, self.options.read_ahead_blocks, self.options.fill_cache)
+            .await?;
+        self.next_block = Some(next + blocks.len());
+        self.pending.extend(blocks);
+        Ok(())
+    }
+}

@@ -1,0 +1,346 @@
+//! Store wrappers: [`TimeoutStore`] bounds every request (the engine uses
+//! it); for tests and benchmarks, [`LatencyStore`] makes a fast store behave
+//! like a remote one and counts requests by kind, and [`FaultyStore`] fails
+//! requests on a schedule, at random (seeded), or after a crash point.
+//!
+//! Each wraps any [`Store`] and keeps no lock across an await.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::FutureExt;
+use futures::future::{BoxFuture, Either};
+use object_store::path::Path;
+use talus_actors::Runtime;
+use talus_actors::runtime::{Rng, SeededRng};
+
+use super::error::{Op, StoreError};
+use super::object::{ByteRange, Fetched, ObjectInfo, PutMode, Store, StoreResult};
+
+/// A store that wraps another and acts around each request: every wrapper
+/// here implements this, and one blanket impl makes it a [`Store`].
+pub trait Layer: fmt::Debug + Send + Sync + 'static {
+    /// Runs `request` (built against the wrapped store) as request kind
+    /// `op` on `path`; `requests` is how many store requests it stands for.
+    fn around<T: Send + 'static>(
+        &self,
+        op: Op,
+        path: &Path,
+        requests: u64,
+        request: impl FnOnce(&dyn Store) -> BoxFuture<'static, StoreResult<T>>,
+    ) -> BoxFuture<'static, StoreResult<T>>;
+}
+
+impl<L: Layer> Store for L {
+    fn get(&self, path: &Path, range: ByteRange) -> BoxFuture<'static, StoreResult<Fetched>> {
+        self.around(range.op(), path, 1, |store| store.get(path, range))
+    }
+
+    fn head(&self, path: &Path) -> BoxFuture<'static, StoreResult<ObjectInfo>> {
+        self.around(Op::Head, path, 1, |store| store.head(path))
+    }
+
+    fn put(&self, path: &Path, bytes: Bytes, mode: PutMode) -> BoxFuture<'static, StoreResult<()>> {
+        self.around(Op::Put, path, 1, |store| store.put(path, bytes, mode))
+    }
+
+    fn put_multipart(&self, path: &Path, parts: Vec<Bytes>) -> BoxFuture<'static, StoreResult<()>> {
+        let count = parts.len() as u64;
+        self.around(Op::MultipartPart, path, count, |store| store.put_multipart(path, parts))
+    }
+
+    fn list(&self, prefix: &Path) -> BoxFuture<'static, StoreResult<Vec<ObjectInfo>>> {
+        self.around(Op::List, prefix, 1, |store| store.list(prefix))
+    }
+
+    fn delete(&self, path: &Path) -> BoxFuture<'static, StoreResult<()>> {
+        self.around(Op::Delete, path, 1, |store| store.delete(path))
+    }
+}
+
+/// Requests seen, by kind. Shared: clone the `Arc` to watch a store.
+#[derive(Debug, Default)]
+pub struct RequestCounts {
+    counts: [AtomicU64; Op::ALL.len()],
+}
+
+impl RequestCounts {
+    fn add(&self, op: Op, count: u64) {
+        self.counts[op as usize].fetch_add(count, Ordering::Relaxed);
+    }
+
+    pub fn get(&self, op: Op) -> u64 {
+        self.counts[op as usize].load(Ordering::Relaxed)
+    }
+
+    /// Reads of any kind (`get` and `get_range`).
+    pub fn reads(&self) -> u64 {
+        self.get(Op::Get) + self.get(Op::GetRange)
+    }
+
+    pub fn total(&self) -> u64 {
+        Op::ALL.iter().map(|op| self.get(*op)).sum()
+    }
+
+    /// The non-zero counts, by kind name.
+    pub fn snapshot(&self) -> BTreeMap<&'static str, u64> {
+        Op::ALL
+            .iter()
+            .map(|op| (op.name(), self.get(*op)))
+            .filter(|(_, count)| *count > 0)
+            .collect()
+    }
+
+    pub fn reset(&self) {
+        for count in &self.counts {
+            count.store(0, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Adds a fixed delay (on the runtime's clock, so virtual under sim) before
+/// every request, and counts requests by kind. Each part of a multipart
+/// upload counts (and waits) as one request.
+#[derive(Clone)]
+pub struct LatencyStore {
+    inner: Arc<dyn Store>,
+    runtime: Runtime,
+    latency: Duration,
+    counts: Arc<RequestCounts>,
+}
+
+impl fmt::Debug for LatencyStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LatencyStore")
+            .field("inner", &self.inner)
+            .field("latency", &self.latency)
+            .finish()
+    }
+}
+
+impl LatencyStore {
+    pub fn new(inner: Arc<dyn Store>, runtime: Runtime, latency: Duration) -> Self {
+        LatencyStore {
+            inner,
+            runtime,
+            latency,
+            counts: Arc::default(),
+        }
+    }
+
+    pub fn counts(&self) -> Arc<RequestCounts> {
+        self.counts.clone()
+    }
+
+}
+
+impl Layer for LatencyStore {
+    fn around<T: Send + 'static>(
+        &self,
+        op: Op,
+        _path: &Path,
+        requests: u64,
+        request: impl FnOnce(&dyn Store) -> BoxFuture<'static, StoreResult<T>>,
+    ) -> BoxFuture<'static, StoreResult<T>> {
+        self.counts.add(op, requests);
+        let request = request(&*self.inner);
+        if self.latency.is_zero() {
+            return request;
+        }
+        let delay = self.runtime.sleep(self.latency);
+        async move {
+            delay.await;
+            request.await
+        }
+        .boxed()
+    }
+}
+
+/// How an injected fault shows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fault {
+    /// The request never reaches the store.
+    Lost,
+    /// The request is carried out, then reported as failed (a timeout after
+    /// the store acted: the ambiguous case retries must handle).
+    LostReply,
+}
+
+#[derive(Debug, Default)]
+struct FaultPlan {
+    /// Requests seen so far (every kind).
+    requests: u64,
+    /// Request number (1-based) → fault.
+    scheduled: BTreeMap<u64, Fault>,
+    /// Fail this fraction of requests of these kinds (all kinds if empty).
+    random: Option<(f64, Vec<Op>, Fault)>,
+    /// Requests after this number fail; `Some(0)` fails everything.
+    crash_after: Option<u64>,
+    injected: u64,
+}
+
+/// Fails requests of the store it wraps, deterministically.
+#[derive(Clone)]
+pub struct FaultyStore {
+    inner: Arc<dyn Store>,
+    plan: Arc<Mutex<FaultPlan>>,
+    rng: Arc<SeededRng>,
+}
+
+impl fmt::Debug for FaultyStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FaultyStore")
+            .field("inner", &self.inner)
+            .field("plan", &*self.plan())
+            .finish()
+    }
+}
+
+impl FaultyStore {
+    /// A wrapper that injects nothing until told to; `seed` fixes which
+    /// requests a random fraction hits.
+    pub fn new(inner: Arc<dyn Store>, seed: u64) -> Self {
+        FaultyStore {
+            inner,
+            plan: Arc::default(),
+            rng: Arc::new(SeededRng::new(seed)),
+        }
+    }
+
+    fn plan(&self) -> MutexGuard<'_, FaultPlan> {
+        // A panic while holding the lock cannot leave the plan half-updated
+        // in a way that matters to a test wrapper.
+        self.plan.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The `nth` request from now (1 = the next one) fails.
+    pub fn fail_request(&self, nth: u64, fault: Fault) {
+        let mut plan = self.plan();
+        let at = plan.requests + nth.max(1);
+        plan.scheduled.insert(at, fault);
+    }
+
+    /// Fails `fraction` (0.0..=1.0) of future requests of kinds `ops` (every
+    /// kind if empty), chosen by the seeded RNG.
+    pub fn fail_fraction(&self, fraction: f64, ops: &[Op], fault: Fault) {
+        self.plan().random = Some((fraction.clamp(0.0, 1.0), ops.to_vec(), fault));
+    }
+
+    /// Every request after the next `requests` ones fails: the process
+    /// "crashed" there. `crash_after(0)` crashes now.
+    pub fn crash_after(&self, requests: u64) {
+        let mut plan = self.plan();
+        plan.crash_after = Some(plan.requests + requests);
+    }
+
+    /// Removes every fault: the store works again.
+    pub fn heal(&self) {
+        let mut plan = self.plan();
+        plan.scheduled.clear();
+        plan.random = None;
+        plan.crash_after = None;
+    }
+
+    /// Faults injected so far.
+    pub fn injected(&self) -> u64 {
+        self.plan().injected
+    }
+
+    /// Decides the fate of the next request.
+    fn next_fault(&self, op: Op) -> Option<Fault> {
+        let mut plan = self.plan();
+        plan.requests += 1;
+        let number = plan.requests;
+        let crashed = plan.crash_after.is_some_and(|after| number > after);
+        let fault = if crashed {
+            Some(Fault::Lost)
+        } else if let Some(fault) = plan.scheduled.remove(&number) {
+            Some(fault)
+        } else {
+            match &plan.random {
+                Some((fraction, ops, fault)) if ops.is_empty() || ops.contains(&op) => {
+                    let draw = (self.rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
+                    (draw < *fraction).then_some(*fault)
+                }
+                _ => None,
+            }
+        };
+        plan.injected += u64::from(fault.is_some());
+        fault
+    }
+
+}
+
+impl Layer for FaultyStore {
+    fn around<T: Send + 'static>(
+        &self,
+        op: Op,
+        path: &Path,
+        _requests: u64,
+        request: impl FnOnce(&dyn Store) -> BoxFuture<'static, StoreResult<T>>,
+    ) -> BoxFuture<'static, StoreResult<T>> {
+        let injected = |fault: Fault| StoreError::unavailable(op, path, format!("injected fault ({fault:?})"));
+        match self.next_fault(op) {
+            None => request(&*self.inner),
+            Some(Fault::Lost) => futures::future::ready(Err(injected(Fault::Lost))).boxed(),
+            Some(Fault::LostReply) => {
+                let error = injected(Fault::LostReply);
+                let request = request(&*self.inner);
+                async move {
+                    let _ = request.await;
+                    Err(error)
+                }
+                .boxed()
+            }
+        }
+    }
+}
+
+/// Fails any request that takes longer than a limit, measured on the
+/// runtime's clock, with [`StoreError::Unavailable`]; the request is dropped.
+#[derive(Clone)]
+pub struct TimeoutStore {
+    inner: Arc<dyn Store>,
+    runtime: Runtime,
+    limit: Duration,
+}
+
+impl fmt::Debug for TimeoutStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TimeoutStore")
+            .field("inner", &self.inner)
+            .field("limit", &self.limit)
+            .finish()
+    }
+}
+
+impl TimeoutStore {
+    pub fn new(inner: Arc<dyn Store>, runtime: Runtime, limit: Duration) -> Self {
+        TimeoutStore { inner, runtime, limit }
+    }
+
+}
+
+impl Layer for TimeoutStore {
+    fn around<T: Send + 'static>(
+        &self,
+        op: Op,
+        path: &Path,
+        _requests: u64,
+        request: impl FnOnce(&dyn Store) -> BoxFuture<'static, StoreResult<T>>,
+    ) -> BoxFuture<'static, StoreResult<T>> {
+        let request = request(&*self.inner);
+        let (deadline, limit, path) = (self.runtime.sleep(self.limit), self.limit, path.clone());
+        async move {
+            match futures::future::select(request, deadline).await {
+                Either::Left((outcome, _)) => outcome,
+                Either::Right(((), _)) => Err(StoreError::unavailable(op, &path, format!("timed out after {limit:?}"))),
+            }
+        }
+        .boxed()
+    }
+}
