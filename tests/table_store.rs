@@ -100,7 +100,11 @@ async fn round_trip(runtime: Runtime) {
         while let Some(row) = scan.next().await.expect("scan") {
             scanned.push(row);
         }
-        let expected: Vec<Row> = rows.iter().filter(|row| row.key > from && row.key <= to).cloned().collect();
+        let expected: Vec<Row> = rows
+            .iter()
+            .filter(|row| row.key > from && row.key <= to)
+            .cloned()
+            .collect();
         assert_eq!(scanned, expected, "{name}: scan");
 
         scan.seek(&key(1998));
@@ -144,7 +148,10 @@ fn a_store_on_an_owned_tokio_thread_serves_a_smol_caller() {
         let rows = sorted_rows(100);
         let written = write_sorted(&tables, &rows).await;
         let reader = tables.open(written.id, None).await.expect("open");
-        assert_eq!(reader.get(&key(4), u64::MAX).await.expect("get"), model_get(&rows, &key(4), u64::MAX));
+        assert_eq!(
+            reader.get(&key(4), u64::MAX).await.expect("get"),
+            model_get(&rows, &key(4), u64::MAX)
+        );
         drop(thread);
         let after = tables.read_wal(1).await;
         assert!(matches!(after, Err(StoreError::Unavailable { .. })), "{after:?}");
@@ -156,7 +163,11 @@ fn opening_takes_one_read_and_cached_lookups_take_none() {
     let sim = Sim::new(1);
     let runtime = sim.runtime();
     sim.block_on(async move {
-        let latency = LatencyStore::new(Arc::new(ObjectStoreAdapter::in_memory()), runtime.clone(), Duration::ZERO);
+        let latency = LatencyStore::new(
+            Arc::new(ObjectStoreAdapter::in_memory()),
+            runtime.clone(),
+            Duration::ZERO,
+        );
         let counts = latency.counts();
         let tables = table_store(Arc::new(latency), &runtime, TableStoreOptions::default());
         let rows = sorted_rows(3000);
@@ -166,7 +177,11 @@ fn opening_takes_one_read_and_cached_lookups_take_none() {
         counts.reset();
 
         let reader = tables.open(written.id, Some(written.size)).await.expect("open");
-        assert_eq!(counts.snapshot(), BTreeMap::from([("get_range", 1)]), "footer, metadata, index, filter");
+        assert_eq!(
+            counts.snapshot(),
+            BTreeMap::from([("get_range", 1)]),
+            "footer, metadata, index, filter"
+        );
         reader.get(&key(10), u64::MAX).await.expect("get");
         assert_eq!(counts.reads(), 2, "one block read");
         reader.get(&key(10), u64::MAX).await.expect("get");
@@ -183,7 +198,11 @@ fn a_small_opening_read_loads_metadata_then_index_and_filter_lazily() {
     let sim = Sim::new(2);
     let runtime = sim.runtime();
     sim.block_on(async move {
-        let latency = LatencyStore::new(Arc::new(ObjectStoreAdapter::in_memory()), runtime.clone(), Duration::ZERO);
+        let latency = LatencyStore::new(
+            Arc::new(ObjectStoreAdapter::in_memory()),
+            runtime.clone(),
+            Duration::ZERO,
+        );
         let counts = latency.counts();
         let options = TableStoreOptions {
             open_read_bytes: 40,
@@ -209,7 +228,11 @@ fn scans_read_several_blocks_per_request_and_leave_the_cache_alone() {
     let sim = Sim::new(3);
     let runtime = sim.runtime();
     sim.block_on(async move {
-        let latency = LatencyStore::new(Arc::new(ObjectStoreAdapter::in_memory()), runtime.clone(), Duration::ZERO);
+        let latency = LatencyStore::new(
+            Arc::new(ObjectStoreAdapter::in_memory()),
+            runtime.clone(),
+            Duration::ZERO,
+        );
         let counts = latency.counts();
         let tables = table_store(Arc::new(latency), &runtime, TableStoreOptions::default());
         let rows = sorted_rows(2000);
@@ -230,7 +253,11 @@ fn scans_read_several_blocks_per_request_and_leave_the_cache_alone() {
         assert_eq!(seen, rows.len());
         assert_eq!(counts.reads(), blocks.div_ceil(8), "{blocks} blocks, 8 per read");
         tables.caches().settle();
-        assert_eq!(tables.caches().weighted_sizes().0, 0, "a scan does not fill the block cache");
+        assert_eq!(
+            tables.caches().weighted_sizes().0,
+            0,
+            "a scan does not fill the block cache"
+        );
     });
 }
 
@@ -274,7 +301,10 @@ fn a_wal_id_taken_by_another_writer_is_a_fence() {
         }
         // Even an identical batch from another writer differs by its put id.
         theirs.write_wal(10, &wal_rows(1, 3)).await.expect("write");
-        assert!(matches!(ours.write_wal(10, &wal_rows(1, 3)).await, Err(StoreError::Fenced { .. })));
+        assert!(matches!(
+            ours.write_wal(10, &wal_rows(1, 3)).await,
+            Err(StoreError::Fenced { .. })
+        ));
     });
 }
 
@@ -287,7 +317,10 @@ fn a_retry_that_meets_its_own_earlier_write_succeeds() {
         faulty.fail_request(1, Fault::LostReply);
         let tables = table_store(Arc::new(faulty.clone()), &runtime, TableStoreOptions::default());
         let rows = wal_rows(50, 10);
-        tables.write_wal(3, &rows).await.expect("the retry recognises its own table");
+        tables
+            .write_wal(3, &rows)
+            .await
+            .expect("the retry recognises its own table");
         assert_eq!(faulty.injected(), 1);
         assert_eq!(tables.read_wal(3).await.expect("read"), rows);
 
@@ -307,11 +340,18 @@ fn writes_give_up_after_their_attempts_with_an_error_naming_the_object() {
         let tables = table_store(Arc::new(faulty.clone()), &runtime, TableStoreOptions::default());
         faulty.crash_after(0);
         let started = runtime.now();
-        let error = tables.write_wal(1, &wal_rows(1, 1)).await.expect_err("the store is down");
+        let error = tables
+            .write_wal(1, &wal_rows(1, 1))
+            .await
+            .expect_err("the store is down");
         assert!(error.is_retryable());
         assert_eq!(error.path().as_ref(), "db/wal/00000000000000000001.sst");
         assert_eq!(faulty.injected(), 4, "put_attempts");
-        assert_eq!(runtime.now() - started, Duration::from_millis(50 + 100 + 200), "doubling backoff");
+        assert_eq!(
+            runtime.now() - started,
+            Duration::from_millis(50 + 100 + 200),
+            "doubling backoff"
+        );
         faulty.heal();
         tables.write_wal(1, &wal_rows(1, 1)).await.expect("works again");
     });
@@ -326,7 +366,10 @@ fn a_seeded_fraction_of_failures_is_retried_through() {
         faulty.fail_fraction(0.3, &[Op::Put], Fault::LostReply);
         let tables = table_store(Arc::new(faulty.clone()), &runtime, TableStoreOptions::default());
         for id in 0..40 {
-            tables.write_wal(id, &wal_rows(id * 10, 3)).await.expect("retries absorb the faults");
+            tables
+                .write_wal(id, &wal_rows(id * 10, 3))
+                .await
+                .expect("retries absorb the faults");
         }
         let injected = faulty.injected();
         assert!((4..=30).contains(&injected), "{injected} faults for ~30%");
@@ -357,7 +400,11 @@ fn large_tables_go_up_in_parts() {
     let sim = Sim::new(10);
     let runtime = sim.runtime();
     sim.block_on(async move {
-        let latency = LatencyStore::new(Arc::new(ObjectStoreAdapter::in_memory()), runtime.clone(), Duration::ZERO);
+        let latency = LatencyStore::new(
+            Arc::new(ObjectStoreAdapter::in_memory()),
+            runtime.clone(),
+            Duration::ZERO,
+        );
         let counts = latency.counts();
         let options = TableStoreOptions {
             multipart_threshold_bytes: 64 << 10,
@@ -370,7 +417,10 @@ fn large_tables_go_up_in_parts() {
         assert_eq!(counts.get(Op::Put), 0);
         assert_eq!(counts.get(Op::MultipartPart), written.size.div_ceil(16 << 10));
         let reader = tables.open(written.id, Some(written.size)).await.expect("open");
-        assert_eq!(reader.get(&key(2999), u64::MAX).await.expect("get"), model_get(&rows, &key(2999), u64::MAX));
+        assert_eq!(
+            reader.get(&key(2999), u64::MAX).await.expect("get"),
+            model_get(&rows, &key(2999), u64::MAX)
+        );
         // WAL tables always use a conditional create, whatever their size.
         counts.reset();
         tables.write_wal(1, &wal_rows(0, 3000)).await.expect("wal");
@@ -401,16 +451,28 @@ fn damaged_objects_are_corruption_errors_naming_the_object_and_part() {
         // A flipped byte in the first data block.
         let mut damaged = good.to_vec();
         damaged[10] ^= 0x40;
-        store.put(&path, Bytes::from(damaged), PutMode::Overwrite).await.expect("put");
-        let reader = tables.open(written.id, Some(written.size)).await.expect("the tail is intact");
-        assert_eq!(part_of(reader.get(&rows[0].key, u64::MAX).await.expect_err("bad block")), "block");
+        store
+            .put(&path, Bytes::from(damaged), PutMode::Overwrite)
+            .await
+            .expect("put");
+        let reader = tables
+            .open(written.id, Some(written.size))
+            .await
+            .expect("the tail is intact");
+        assert_eq!(
+            part_of(reader.get(&rows[0].key, u64::MAX).await.expect_err("bad block")),
+            "block"
+        );
 
         // Truncated: the footer is gone.
         store
             .put(&path, good.slice(..good.len() - 3), PutMode::Overwrite)
             .await
             .expect("put");
-        assert_eq!(part_of(tables.open(written.id, None).await.expect_err("truncated")), "footer");
+        assert_eq!(
+            part_of(tables.open(written.id, None).await.expect_err("truncated")),
+            "footer"
+        );
         assert_eq!(
             part_of(tables.open(written.id, Some(written.size)).await.expect_err("size")),
             "object"
@@ -421,7 +483,10 @@ fn damaged_objects_are_corruption_errors_naming_the_object_and_part() {
             .put(&path, Bytes::from_static(b"hello"), PutMode::Overwrite)
             .await
             .expect("put");
-        assert_eq!(part_of(tables.open(written.id, None).await.expect_err("garbage")), "footer");
+        assert_eq!(
+            part_of(tables.open(written.id, None).await.expect_err("garbage")),
+            "footer"
+        );
         // A sorted table where a WAL table belongs.
         let wal_path = tables.path(TableId::Wal(1));
         store.put(&wal_path, good, PutMode::Create).await.expect("put");
@@ -456,7 +521,10 @@ fn every_damaged_byte_gives_the_right_answer_or_corruption() {
         for position in 0..good.len() {
             let mut damaged = good.to_vec();
             damaged[position] ^= 0x01;
-            store.put(&path, Bytes::from(damaged), PutMode::Overwrite).await.expect("put");
+            store
+                .put(&path, Bytes::from(damaged), PutMode::Overwrite)
+                .await
+                .expect("put");
             let outcome: Result<Vec<Option<Row>>, StoreError> = async {
                 let reader = tables.open(written.id, Some(written.size)).await?;
                 let mut found = Vec::new();

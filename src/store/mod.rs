@@ -12,7 +12,9 @@ pub mod wrappers;
 
 pub use cache::TableCaches;
 pub use error::{Op, StoreError};
-pub use object::{ByteRange, Driver, Fetched, ObjectInfo, ObjectStoreAdapter, PutMode, Store, StoreResult, TokioThread};
+pub use object::{
+    ByteRange, Driver, Fetched, ObjectInfo, ObjectStoreAdapter, PutMode, Store, StoreResult, TokioThread,
+};
 pub use paths::{TableId, Ulid};
 pub use table::{ScanOptions, TableReader, TableScan, TableStore, TableStoreOptions, WrittenTable};
 pub use wrappers::{Fault, FaultyStore, LatencyStore, Layer, RequestCounts, TimeoutStore};

@@ -278,7 +278,10 @@ impl Store for ObjectStoreAdapter {
                     .into_iter()
                     .map(|part| upload.put_part(PutPayload::from(part)))
                     .collect();
-                let sent = futures::stream::iter(uploads).buffered(4).try_collect::<Vec<()>>().await;
+                let sent = futures::stream::iter(uploads)
+                    .buffered(4)
+                    .try_collect::<Vec<()>>()
+                    .await;
                 match sent {
                     Ok(_) => upload.complete().await.map(drop),
                     Err(error) => {

@@ -143,9 +143,18 @@ mod tests {
             let path = id.path(&root);
             assert_eq!(TableId::parse(&root, &path), Some(id), "{path}");
         }
-        assert_eq!(TableId::Wal(7).path(&root).as_ref(), "db/one/wal/00000000000000000007.sst");
+        assert_eq!(
+            TableId::Wal(7).path(&root).as_ref(),
+            "db/one/wal/00000000000000000007.sst"
+        );
         assert_eq!(TableId::parse(&root, &Path::from("db/one/wal/7.sst")), None);
-        assert_eq!(TableId::parse(&root, &Path::from("db/other/wal/00000000000000000007.sst")), None);
-        assert_eq!(TableId::parse(&root, &Path::from("db/one/manifest/00000000000000000007.sst")), None);
+        assert_eq!(
+            TableId::parse(&root, &Path::from("db/other/wal/00000000000000000007.sst")),
+            None
+        );
+        assert_eq!(
+            TableId::parse(&root, &Path::from("db/one/manifest/00000000000000000007.sst")),
+            None
+        );
     }
 }

@@ -432,13 +432,17 @@ impl TableReader {
 
     fn decode_index(&self, bytes: &[u8]) -> Result<Arc<Index>> {
         let index = Arc::new(Index::decode(bytes, self.inner.meta.index.offset).map_err(|e| self.format_error(e))?);
-        self.inner.caches.insert_meta(self.inner.id, MetaPart::Index(index.clone()));
+        self.inner
+            .caches
+            .insert_meta(self.inner.id, MetaPart::Index(index.clone()));
         Ok(index)
     }
 
     fn decode_filter(&self, bytes: Bytes) -> Result<Arc<BloomFilter>> {
         let filter = Arc::new(BloomFilter::decode(bytes).map_err(|e| self.format_error(e))?);
-        self.inner.caches.insert_meta(self.inner.id, MetaPart::Filter(filter.clone()));
+        self.inner
+            .caches
+            .insert_meta(self.inner.id, MetaPart::Filter(filter.clone()));
         Ok(filter)
     }
 
@@ -516,9 +520,12 @@ impl TableReader {
             return Ok(vec![block]);
         }
         let handle_of = |number: usize| {
-            index
-                .handle(number)
-                .ok_or_else(|| self.format_error(crate::format::FormatError::corrupt("index", format!("no block {number}"))))
+            index.handle(number).ok_or_else(|| {
+                self.format_error(crate::format::FormatError::corrupt(
+                    "index",
+                    format!("no block {number}"),
+                ))
+            })
         };
         let mut handles = vec![handle_of(first)?];
         while handles.len() < count.max(1) {

@@ -135,7 +135,6 @@ impl LatencyStore {
     pub fn counts(&self) -> Arc<RequestCounts> {
         self.counts.clone()
     }
-
 }
 
 impl Layer for LatencyStore {
@@ -272,7 +271,6 @@ impl FaultyStore {
         plan.injected += u64::from(fault.is_some());
         fault
     }
-
 }
 
 impl Layer for FaultyStore {
@@ -322,7 +320,6 @@ impl TimeoutStore {
     pub fn new(inner: Arc<dyn Store>, runtime: Runtime, limit: Duration) -> Self {
         TimeoutStore { inner, runtime, limit }
     }
-
 }
 
 impl Layer for TimeoutStore {
