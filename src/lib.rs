@@ -26,4 +26,5 @@
 pub use talus_actors as actors;
 
 pub mod format;
+pub mod manifest;
 pub mod store;

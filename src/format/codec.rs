@@ -20,6 +20,16 @@ pub(crate) fn put_u32(out: &mut Vec<u8>, value: u32) {
     out.extend_from_slice(&value.to_le_bytes());
 }
 
+pub(crate) fn put_u128(out: &mut Vec<u8>, value: u128) {
+    out.extend_from_slice(&value.to_le_bytes());
+}
+
+/// Appends `bytes` with a varint length in front.
+pub(crate) fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
+    put_varint(out, bytes.len() as u64);
+    out.extend_from_slice(bytes);
+}
+
 /// CRC32 (IEEE, as `crc32fast` computes it) of `bytes`.
 pub(crate) fn crc32(bytes: &[u8]) -> u32 {
     crc32fast::hash(bytes)
@@ -84,6 +94,11 @@ impl<'a> Cursor<'a> {
         }
     }
 
+    /// The part being decoded, for error messages.
+    pub(crate) fn part(&self) -> &'static str {
+        self.part
+    }
+
     pub(crate) fn position(&self) -> usize {
         self.position
     }
@@ -121,6 +136,46 @@ impl<'a> Cursor<'a> {
     pub(crate) fn length(&mut self) -> Result<usize, FormatError> {
         let value = self.varint()?;
         usize::try_from(value).map_err(|_| FormatError::corrupt(self.part, format!("length {value} is too large")))
+    }
+
+    pub(crate) fn u128(&mut self) -> Result<u128, FormatError> {
+        let bytes = self.take(16)?;
+        let mut value = [0u8; 16];
+        value.copy_from_slice(bytes);
+        Ok(u128::from_le_bytes(value))
+    }
+
+    /// A length-prefixed byte string (see [`put_bytes`]).
+    pub(crate) fn bytes(&mut self) -> Result<&'a [u8], FormatError> {
+        let len = self.length()?;
+        self.take(len)
+    }
+
+    /// A count of entries that each take at least `min_entry_bytes`: a count
+    /// the remaining bytes cannot hold is rejected before anything is
+    /// allocated for it.
+    pub(crate) fn count(&mut self, min_entry_bytes: usize) -> Result<usize, FormatError> {
+        let count = self.length()?;
+        let remaining = self.bytes.len() - self.position;
+        if count.saturating_mul(min_entry_bytes.max(1)) > remaining {
+            return Err(FormatError::corrupt(
+                self.part,
+                format!("{count} entries cannot fit in the {remaining} bytes left"),
+            ));
+        }
+        Ok(count)
+    }
+
+    /// Fails if any bytes are left unread.
+    pub(crate) fn finish(&self) -> Result<(), FormatError> {
+        let left = self.bytes.len() - self.position;
+        if left > 0 {
+            return Err(FormatError::corrupt(
+                self.part,
+                format!("{left} unexpected bytes at the end"),
+            ));
+        }
+        Ok(())
     }
 
     /// The next `len` bytes; fails (rather than allocating) if they are not there.

@@ -1,0 +1,93 @@
+//! Checkpoints: create, refresh, delete, list. A checkpoint pins one
+//! manifest version; the garbage collector keeps everything that version
+//! references until the checkpoint expires or is deleted. Any role may
+//! manage checkpoints.
+
+use std::time::Duration;
+
+use super::ManifestError;
+use super::fenced::Fenced;
+use super::model::{Checkpoint, Manifest};
+use crate::store::Ulid;
+
+/// How to create a checkpoint.
+#[derive(Clone, Debug, Default)]
+pub struct CheckpointOptions {
+    /// How long it lives; `None` until deleted.
+    pub lifetime: Option<Duration>,
+    pub name: Option<String>,
+    /// The manifest version to pin; `None` pins the version that records
+    /// the checkpoint (the current table set).
+    pub pin: Option<u64>,
+}
+
+fn expiry(now_ms: u64, lifetime: Duration) -> u64 {
+    now_ms.saturating_add(u64::try_from(lifetime.as_millis()).unwrap_or(u64::MAX))
+}
+
+impl Fenced<Manifest> {
+    fn wall_ms(&self) -> u64 {
+        self.store().runtime().wall_ms()
+    }
+
+    /// Adds a checkpoint and returns it as written.
+    pub async fn create_checkpoint(&mut self, options: CheckpointOptions) -> Result<Checkpoint, ManifestError> {
+        let id = Ulid::generate(self.store().runtime());
+        let now_ms = self.wall_ms();
+        let mut written = None;
+        self.update(|manifest, next_id| {
+            let checkpoint = Checkpoint {
+                id,
+                manifest_id: options.pin.unwrap_or(next_id),
+                create_ms: now_ms,
+                expire_ms: options.lifetime.map(|lifetime| expiry(now_ms, lifetime)),
+                name: options.name.clone(),
+            };
+            manifest.checkpoints.retain(|existing| existing.id != id);
+            manifest.checkpoints.push(checkpoint.clone());
+            written = Some(checkpoint);
+            Ok(())
+        })
+        .await?;
+        written.ok_or(ManifestError::CheckpointNotFound { id })
+    }
+
+    /// Moves a checkpoint's expiry to `lifetime` from now.
+    pub async fn refresh_checkpoint(&mut self, id: Ulid, lifetime: Duration) -> Result<Checkpoint, ManifestError> {
+        let expire_ms = expiry(self.wall_ms(), lifetime);
+        let mut refreshed = None;
+        self.update(|manifest, _| {
+            let checkpoint = manifest
+                .checkpoints
+                .iter_mut()
+                .find(|checkpoint| checkpoint.id == id)
+                .ok_or(ManifestError::CheckpointNotFound { id })?;
+            checkpoint.expire_ms = Some(expire_ms);
+            refreshed = Some(checkpoint.clone());
+            Ok(())
+        })
+        .await?;
+        refreshed.ok_or(ManifestError::CheckpointNotFound { id })
+    }
+
+    /// Removes a checkpoint.
+    pub async fn delete_checkpoint(&mut self, id: Ulid) -> Result<(), ManifestError> {
+        self.update(|manifest, _| {
+            let before = manifest.checkpoints.len();
+            manifest.checkpoints.retain(|checkpoint| checkpoint.id != id);
+            if manifest.checkpoints.len() == before {
+                return Err(ManifestError::CheckpointNotFound { id });
+            }
+            Ok(())
+        })
+        .await
+        .map(drop)
+    }
+
+    /// The checkpoints that have not expired, as of the newest version we
+    /// know (call `refresh` first for others' changes).
+    pub fn list_checkpoints(&self) -> Vec<Checkpoint> {
+        let now_ms = self.wall_ms();
+        self.current().live_checkpoints(now_ms).cloned().collect()
+    }
+}

@@ -1,0 +1,315 @@
+//! The manifest: which tables make up the database, who may write it, and
+//! which versions are pinned by checkpoints. Encoding in `docs/format.md`.
+//!
+//! Owns: the in-memory model and its stable binary encoding. Does not own:
+//! storage, versions or fencing (`versioned`, `fenced`).
+//!
+//! Invariants: L0 tables are newest first (by sequence range); sorted runs
+//! are newest first (by run id) and each run's tables are ordered by key
+//! range; checkpoint ids are unique.
+
+use bytes::Bytes;
+
+use super::versioned::Versioned;
+use crate::format::FormatError;
+use crate::format::codec::{Cursor, put_bytes, put_u128, put_varint};
+use crate::store::{TableId, Ulid, WrittenTable};
+
+const PART: &str = "manifest";
+
+/// A sorted table as the manifest records it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TableHandle {
+    pub id: Ulid,
+    /// Object size in bytes (checked when the table is opened).
+    pub size: u64,
+    pub first_key: Bytes,
+    pub last_key: Bytes,
+    pub min_seq: u64,
+    pub max_seq: u64,
+    pub rows: u64,
+    pub tombstones: u64,
+}
+
+impl TableHandle {
+    /// The handle of a sorted table just written; `None` for a WAL table.
+    pub fn from_written(table: &WrittenTable) -> Option<TableHandle> {
+        let TableId::Compacted(id) = table.id else {
+            return None;
+        };
+        let stats = &table.meta.stats;
+        Some(TableHandle {
+            id,
+            size: table.size,
+            first_key: stats.first_key.clone(),
+            last_key: stats.last_key.clone(),
+            min_seq: stats.min_seq,
+            max_seq: stats.max_seq,
+            rows: stats.rows,
+            tombstones: stats.tombstones,
+        })
+    }
+
+    pub fn table_id(&self) -> TableId {
+        TableId::Compacted(self.id)
+    }
+
+    pub(crate) fn encode(&self, out: &mut Vec<u8>) {
+        put_u128(out, self.id.0);
+        put_varint(out, self.size);
+        put_bytes(out, &self.first_key);
+        put_bytes(out, &self.last_key);
+        for value in [self.min_seq, self.max_seq, self.rows, self.tombstones] {
+            put_varint(out, value);
+        }
+    }
+
+    /// Fewest bytes one handle takes: id, then one byte per other field.
+    pub(crate) const MIN_BYTES: usize = 16 + 7;
+
+    pub(crate) fn decode(cursor: &mut Cursor<'_>) -> Result<TableHandle, FormatError> {
+        let id = Ulid(cursor.u128()?);
+        let size = cursor.varint()?;
+        let first_key = Bytes::copy_from_slice(cursor.bytes()?);
+        let last_key = Bytes::copy_from_slice(cursor.bytes()?);
+        let (min_seq, max_seq, rows, tombstones) =
+            (cursor.varint()?, cursor.varint()?, cursor.varint()?, cursor.varint()?);
+        if min_seq > max_seq || (rows > 0 && first_key > last_key) {
+            return Err(FormatError::corrupt(
+                cursor.part(),
+                format!("table {id} has inverted ranges"),
+            ));
+        }
+        Ok(TableHandle {
+            id,
+            size,
+            first_key,
+            last_key,
+            min_seq,
+            max_seq,
+            rows,
+            tombstones,
+        })
+    }
+}
+
+/// A sorted run: tables with disjoint key ranges, in key order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SortedRun {
+    pub id: u64,
+    pub tables: Vec<TableHandle>,
+}
+
+/// A named or anonymous pin on one manifest version: the garbage collector
+/// keeps every object that version references until the checkpoint expires
+/// or is deleted.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Checkpoint {
+    pub id: Ulid,
+    /// The manifest version it pins.
+    pub manifest_id: u64,
+    pub create_ms: u64,
+    /// Wall-clock expiry; `None` lives until deleted.
+    pub expire_ms: Option<u64>,
+    pub name: Option<String>,
+}
+
+impl Checkpoint {
+    pub fn is_live(&self, now_ms: u64) -> bool {
+        self.expire_ms.is_none_or(|expire| now_ms < expire)
+    }
+}
+
+/// One version of the database's table set.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Manifest {
+    /// Raised by every writer that opens the database; a writer whose epoch
+    /// is below the stored one is fenced.
+    pub writer_epoch: u64,
+    /// The same for compactors.
+    pub compactor_epoch: u64,
+    /// The id the writer will give its next WAL table.
+    pub next_wal_id: u64,
+    /// Every WAL table with an id at or below this is already in L0 or
+    /// sorted runs; recovery replays only the ones above it.
+    pub replay_after_wal_id: u64,
+    /// The highest sequence number in L0 or sorted runs.
+    pub last_l0_seq: u64,
+    /// L0 tables, newest first.
+    pub l0: Vec<TableHandle>,
+    /// Sorted runs, newest first.
+    pub sorted_runs: Vec<SortedRun>,
+    pub checkpoints: Vec<Checkpoint>,
+    /// The oldest sequence number a live snapshot still reads: compaction
+    /// keeps every version a snapshot at or above it can see.
+    pub retain_seq: u64,
+}
+
+impl Default for Manifest {
+    fn default() -> Self {
+        Manifest {
+            writer_epoch: 0,
+            compactor_epoch: 0,
+            next_wal_id: 1,
+            replay_after_wal_id: 0,
+            last_l0_seq: 0,
+            l0: Vec::new(),
+            sorted_runs: Vec::new(),
+            checkpoints: Vec::new(),
+            retain_seq: 0,
+        }
+    }
+}
+
+impl Manifest {
+    /// Checkpoints that have not expired at `now_ms`: readers and the
+    /// garbage collector ignore the rest.
+    pub fn live_checkpoints(&self, now_ms: u64) -> impl Iterator<Item = &Checkpoint> {
+        self.checkpoints
+            .iter()
+            .filter(move |checkpoint| checkpoint.is_live(now_ms))
+    }
+
+    pub fn checkpoint(&self, id: Ulid) -> Option<&Checkpoint> {
+        self.checkpoints.iter().find(|checkpoint| checkpoint.id == id)
+    }
+
+    /// Every sorted table this version references.
+    pub fn tables(&self) -> impl Iterator<Item = &TableHandle> {
+        self.l0
+            .iter()
+            .chain(self.sorted_runs.iter().flat_map(|run| run.tables.iter()))
+    }
+
+    /// A run id no run in this version has.
+    pub fn next_run_id(&self) -> u64 {
+        self.sorted_runs.iter().map(|run| run.id + 1).max().unwrap_or(0)
+    }
+}
+
+impl Versioned for Manifest {
+    const DIR: &'static str = "manifest";
+    const SUFFIX: &'static str = "manifest";
+    const MAGIC: [u8; 8] = *b"TALUSMAN";
+    const PART: &'static str = PART;
+
+    fn encode(&self, out: &mut Vec<u8>) {
+        for value in [
+            self.writer_epoch,
+            self.compactor_epoch,
+            self.next_wal_id,
+            self.replay_after_wal_id,
+            self.last_l0_seq,
+            self.retain_seq,
+        ] {
+            put_varint(out, value);
+        }
+        put_varint(out, self.l0.len() as u64);
+        for table in &self.l0 {
+            table.encode(out);
+        }
+        put_varint(out, self.sorted_runs.len() as u64);
+        for run in &self.sorted_runs {
+            put_varint(out, run.id);
+            put_varint(out, run.tables.len() as u64);
+            for table in &run.tables {
+                table.encode(out);
+            }
+        }
+        put_varint(out, self.checkpoints.len() as u64);
+        for checkpoint in &self.checkpoints {
+            put_u128(out, checkpoint.id.0);
+            put_varint(out, checkpoint.manifest_id);
+            put_varint(out, checkpoint.create_ms);
+            let flags = u8::from(checkpoint.expire_ms.is_some()) | (u8::from(checkpoint.name.is_some()) << 1);
+            out.push(flags);
+            if let Some(expire) = checkpoint.expire_ms {
+                put_varint(out, expire);
+            }
+            if let Some(name) = &checkpoint.name {
+                put_bytes(out, name.as_bytes());
+            }
+        }
+    }
+
+    fn decode(payload: &[u8]) -> Result<Manifest, FormatError> {
+        let mut cursor = Cursor::new(payload, PART);
+        let mut numbers = [0u64; 6];
+        for number in &mut numbers {
+            *number = cursor.varint()?;
+        }
+        let [
+            writer_epoch,
+            compactor_epoch,
+            next_wal_id,
+            replay_after_wal_id,
+            last_l0_seq,
+            retain_seq,
+        ] = numbers;
+        if replay_after_wal_id >= next_wal_id {
+            return Err(FormatError::corrupt(
+                PART,
+                format!("replay_after_wal_id {replay_after_wal_id} is not below next_wal_id {next_wal_id}"),
+            ));
+        }
+        let l0_count = cursor.count(TableHandle::MIN_BYTES)?;
+        let mut l0 = Vec::with_capacity(l0_count);
+        for _ in 0..l0_count {
+            l0.push(TableHandle::decode(&mut cursor)?);
+        }
+        let run_count = cursor.count(2)?;
+        let mut sorted_runs = Vec::with_capacity(run_count);
+        for _ in 0..run_count {
+            let id = cursor.varint()?;
+            let table_count = cursor.count(TableHandle::MIN_BYTES)?;
+            let mut tables = Vec::with_capacity(table_count);
+            for _ in 0..table_count {
+                tables.push(TableHandle::decode(&mut cursor)?);
+            }
+            sorted_runs.push(SortedRun { id, tables });
+        }
+        let checkpoint_count = cursor.count(16 + 3)?;
+        let mut checkpoints = Vec::with_capacity(checkpoint_count);
+        for _ in 0..checkpoint_count {
+            let id = Ulid(cursor.u128()?);
+            let manifest_id = cursor.varint()?;
+            let create_ms = cursor.varint()?;
+            let flags = cursor.u8()?;
+            if flags & !0b11 != 0 {
+                return Err(FormatError::corrupt(
+                    PART,
+                    format!("checkpoint {id}: reserved flags {flags:#x}"),
+                ));
+            }
+            let expire_ms = if flags & 1 != 0 { Some(cursor.varint()?) } else { None };
+            let name = if flags & 2 != 0 {
+                let bytes = cursor.bytes()?;
+                Some(
+                    String::from_utf8(bytes.to_vec())
+                        .map_err(|_| FormatError::corrupt(PART, format!("checkpoint {id}: name is not UTF-8")))?,
+                )
+            } else {
+                None
+            };
+            checkpoints.push(Checkpoint {
+                id,
+                manifest_id,
+                create_ms,
+                expire_ms,
+                name,
+            });
+        }
+        cursor.finish()?;
+        Ok(Manifest {
+            writer_epoch,
+            compactor_epoch,
+            next_wal_id,
+            replay_after_wal_id,
+            last_l0_seq,
+            l0,
+            sorted_runs,
+            checkpoints,
+            retain_seq,
+        })
+    }
+}

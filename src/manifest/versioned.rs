@@ -1,0 +1,405 @@
+//! Numbered versions of one kind of metadata object (the manifest, the
+//! compactions file), each written once with a conditional create.
+//!
+//! ```text
+//! <root>/<DIR>/<id:020>.<SUFFIX>
+//! ```
+//!
+//! Owns: naming, the envelope (magic, format version, write id, CRC32),
+//! finding the latest version, and creating version `id` exactly once.
+//! Does not own: what changes between versions or who may change it
+//! (`fenced`).
+//!
+//! Invariants: a version is never overwritten (only `PutMode::Create`, the
+//! one conditional write every store here supports); a create whose reply
+//! was lost is recognised by its write id, not reported as a conflict;
+//! versions below the latest may be missing (the garbage collector deletes
+//! old ones), and only the latest is ever read as current.
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use object_store::path::Path;
+use talus_actors::Runtime;
+
+use super::ManifestError;
+use crate::format::FormatError;
+use crate::format::codec::{Cursor, put_u32, put_u128, seal, unseal};
+use crate::store::paths::child;
+use crate::store::{ByteRange, PutMode, Store, StoreError, Ulid};
+
+/// The envelope format version this build writes and reads.
+pub const ENVELOPE_VERSION: u32 = 1;
+
+/// A payload kept as numbered versions.
+pub trait Versioned: Clone + fmt::Debug + Send + Sync + 'static {
+    /// Folder under the database root.
+    const DIR: &'static str;
+    /// File extension of each version.
+    const SUFFIX: &'static str;
+    /// First 8 bytes of every version.
+    const MAGIC: [u8; 8];
+    /// Name of the part in corruption errors.
+    const PART: &'static str;
+
+    fn encode(&self, out: &mut Vec<u8>);
+    fn decode(payload: &[u8]) -> Result<Self, FormatError>;
+}
+
+/// Wraps `payload` for storage: magic, version, write id, payload, CRC32.
+pub fn encode_envelope<P: Versioned>(payload: &P, write_id: u128) -> Bytes {
+    let mut out = Vec::with_capacity(256);
+    out.extend_from_slice(&P::MAGIC);
+    put_u32(&mut out, ENVELOPE_VERSION);
+    put_u128(&mut out, write_id);
+    payload.encode(&mut out);
+    seal(&mut out);
+    Bytes::from(out)
+}
+
+/// Checks and unwraps a stored version.
+pub fn decode_envelope<P: Versioned>(stored: &[u8]) -> Result<P, FormatError> {
+    let body = unseal(stored, P::PART)?;
+    let mut cursor = Cursor::new(body, P::PART);
+    if cursor.take(8)? != P::MAGIC {
+        return Err(FormatError::corrupt(P::PART, "wrong magic"));
+    }
+    let version = u32::from_le_bytes(cursor.take(4)?.try_into().unwrap_or_default());
+    if version != ENVELOPE_VERSION {
+        return Err(FormatError::corrupt(
+            P::PART,
+            format!("format version {version}; this build reads {ENVELOPE_VERSION}"),
+        ));
+    }
+    let _write_id = cursor.u128()?;
+    P::decode(&body[cursor.position()..])
+}
+
+/// How long and how patiently metadata writes are retried.
+#[derive(Clone, Debug)]
+pub struct VersionedOptions {
+    /// Total time one update may take, conflicts and store errors included
+    /// (default 60 s).
+    pub update_timeout: Duration,
+    /// Upper bound of the random pause after a conflict or a retryable
+    /// error (default 20 ms); spreads out contending writers.
+    pub retry_backoff: Duration,
+}
+
+impl Default for VersionedOptions {
+    fn default() -> Self {
+        VersionedOptions {
+            update_timeout: Duration::from_secs(60),
+            retry_backoff: Duration::from_millis(20),
+        }
+    }
+}
+
+/// The outcome of creating one version.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Created {
+    /// Our bytes are version `id` now.
+    Written,
+    /// Someone else wrote version `id` first.
+    Conflict,
+}
+
+/// Reads and creates the versions of one payload kind.
+pub struct VersionedStore<P> {
+    store: Arc<dyn Store>,
+    root: Path,
+    runtime: Runtime,
+    options: VersionedOptions,
+    payload: PhantomData<fn() -> P>,
+}
+
+impl<P> Clone for VersionedStore<P> {
+    fn clone(&self) -> Self {
+        VersionedStore {
+            store: self.store.clone(),
+            root: self.root.clone(),
+            runtime: self.runtime.clone(),
+            options: self.options.clone(),
+            payload: PhantomData,
+        }
+    }
+}
+
+impl<P> fmt::Debug for VersionedStore<P> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("VersionedStore")
+            .field("root", &self.root)
+            .field("options", &self.options)
+            .finish()
+    }
+}
+
+impl<P: Versioned> VersionedStore<P> {
+    pub fn new(store: Arc<dyn Store>, root: Path, runtime: Runtime, options: VersionedOptions) -> Self {
+        VersionedStore {
+            store,
+            root,
+            runtime,
+            options,
+            payload: PhantomData,
+        }
+    }
+
+    pub fn runtime(&self) -> &Runtime {
+        &self.runtime
+    }
+
+    pub fn options(&self) -> &VersionedOptions {
+        &self.options
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn path(&self, id: u64) -> Path {
+        child(&self.root, &format!("{}/{id:020}.{}", P::DIR, P::SUFFIX))
+    }
+
+    /// The id a path names, if it is one of this kind's versions.
+    pub fn parse_id(&self, path: &Path) -> Option<u64> {
+        let mut parts = path.prefix_match(&self.root)?;
+        if parts.next()?.as_ref() != P::DIR {
+            return None;
+        }
+        let name = parts.next()?;
+        if parts.next().is_some() {
+            return None;
+        }
+        let stem = name.as_ref().strip_suffix(P::SUFFIX)?.strip_suffix('.')?;
+        (stem.len() == 20 && stem.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| stem.parse().ok())
+            .flatten()
+    }
+
+    /// The ids present, ascending.
+    pub async fn ids(&self) -> Result<Vec<u64>, ManifestError> {
+        let objects = self.store.list(&child(&self.root, P::DIR)).await?;
+        let mut ids: Vec<u64> = objects.iter().filter_map(|info| self.parse_id(&info.path)).collect();
+        ids.sort_unstable();
+        Ok(ids)
+    }
+
+    /// Version `id`.
+    pub async fn read(&self, id: u64) -> Result<P, ManifestError> {
+        let path = self.path(id);
+        let fetched = self.store.get(&path, ByteRange::All).await?;
+        decode_envelope(&fetched.bytes).map_err(|error| StoreError::format(&path, error).into())
+    }
+
+    /// The newest version, or `None` if there is none. A version deleted
+    /// between the listing and the read (by GC) sends us back to the listing.
+    pub async fn read_latest(&self) -> Result<Option<(u64, P)>, ManifestError> {
+        for _ in 0..8 {
+            let Some(&latest) = self.ids().await?.last() else {
+                return Ok(None);
+            };
+            match self.read(latest).await {
+                Ok(payload) => return Ok(Some((latest, payload))),
+                Err(ManifestError::Store(StoreError::NotFound { .. })) => continue,
+                Err(error) => return Err(error),
+            }
+        }
+        Err(ManifestError::Store(StoreError::unavailable(
+            crate::store::Op::List,
+            &child(&self.root, P::DIR),
+            "the latest version kept disappearing",
+        )))
+    }
+
+    /// Creates version `id` holding `payload`, retrying store errors until
+    /// `deadline` (on the runtime's clock).
+    pub async fn create(&self, id: u64, payload: &P, deadline: Duration) -> Result<Created, ManifestError> {
+        let path = self.path(id);
+        let bytes = encode_envelope(payload, Ulid::generate(&self.runtime).0);
+        loop {
+            let error = match self.store.put(&path, bytes.clone(), PutMode::Create).await {
+                Ok(()) => return Ok(Created::Written),
+                Err(StoreError::AlreadyExists { .. }) => match self.store.get(&path, ByteRange::All).await {
+                    // Equal bytes carry our write id: an earlier attempt of ours landed.
+                    Ok(existing) if existing.bytes == bytes => return Ok(Created::Written),
+                    Ok(_) => return Ok(Created::Conflict),
+                    Err(error) => error,
+                },
+                Err(error) => error,
+            };
+            if !error.is_retryable() {
+                return Err(error.into());
+            }
+            if self.runtime.now() >= deadline {
+                return Err(ManifestError::Timeout {
+                    path,
+                    waited: self.options.update_timeout,
+                    last: error.to_string(),
+                });
+            }
+            tracing::debug!(%path, %error, "retrying a metadata write");
+            self.pause().await;
+        }
+    }
+
+    /// A short random pause before retrying.
+    pub async fn pause(&self) {
+        let pause = self.runtime.random_duration(self.options.retry_backoff);
+        self.runtime.sleep(pause).await;
+    }
+
+    /// Deletes version `id` (for the garbage collector).
+    pub async fn delete(&self, id: u64) -> Result<(), ManifestError> {
+        Ok(self.store.delete(&self.path(id)).await?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::manifest::compactions::{CompactionSpec, CompactionStatus, Compactions, Source};
+    use crate::manifest::model::{Checkpoint, Manifest, SortedRun, TableHandle};
+
+    fn table(seed: u64) -> TableHandle {
+        TableHandle {
+            id: Ulid(u128::from(seed) << 64 | 7),
+            size: seed * 1000,
+            first_key: Bytes::from(format!("a{seed}")),
+            last_key: Bytes::from(format!("z{seed}")),
+            min_seq: seed,
+            max_seq: seed + 10,
+            rows: seed % 100,
+            tombstones: seed % 7,
+        }
+    }
+
+    fn manifest(seeds: &[u64], runs: usize, checkpoints: usize) -> Manifest {
+        Manifest {
+            writer_epoch: seeds.len() as u64,
+            compactor_epoch: 3,
+            next_wal_id: 100 + seeds.len() as u64,
+            replay_after_wal_id: 99,
+            last_l0_seq: u64::MAX - 1,
+            l0: seeds.iter().map(|seed| table(*seed)).collect(),
+            sorted_runs: (0..runs)
+                .map(|run| SortedRun {
+                    id: run as u64,
+                    tables: seeds.iter().take(run).map(|seed| table(seed + 1000)).collect(),
+                })
+                .collect(),
+            checkpoints: (0..checkpoints)
+                .map(|n| Checkpoint {
+                    id: Ulid(n as u128 + 1),
+                    manifest_id: n as u64,
+                    create_ms: 1_700_000_000_000 + n as u64,
+                    expire_ms: (n % 2 == 0).then_some(1_800_000_000_000),
+                    name: (n % 3 == 0).then(|| format!("checkpoint é{n}")),
+                })
+                .collect(),
+            retain_seq: 42,
+        }
+    }
+
+    fn compactions(seeds: &[u64]) -> Compactions {
+        let mut state = Compactions {
+            compactor_epoch: 9,
+            ..Compactions::default()
+        };
+        for (n, seed) in seeds.iter().enumerate() {
+            let id = Ulid(u128::from(*seed) + 1000 * n as u128);
+            state.submit(
+                id,
+                CompactionSpec {
+                    sources: vec![Source::L0(Ulid(u128::from(*seed))), Source::Run(*seed)],
+                    destination: *seed,
+                },
+            );
+            let status = [
+                CompactionStatus::Submitted,
+                CompactionStatus::Running,
+                CompactionStatus::Completed,
+                CompactionStatus::Failed,
+            ][n % 4];
+            state.set_status(id, status);
+            if let Some(entry) = state.get_mut(id) {
+                entry.outputs = vec![table(*seed)];
+            }
+        }
+        state
+    }
+
+    fn round_trip<P: Versioned + PartialEq>(payload: &P) {
+        let bytes = encode_envelope(payload, 77);
+        assert_eq!(&decode_envelope::<P>(&bytes).expect("decodes"), payload);
+        for position in 0..bytes.len() {
+            let mut damaged = bytes.to_vec();
+            damaged[position] ^= 0x10;
+            assert!(
+                decode_envelope::<P>(&damaged).is_err(),
+                "flipped byte {position} went unnoticed"
+            );
+        }
+        for len in 0..bytes.len() {
+            assert!(decode_envelope::<P>(&bytes[..len]).is_err(), "truncated to {len}");
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn manifests_round_trip_and_every_damage_is_caught(
+            seeds in proptest::collection::vec(0u64..1_000_000, 0..6),
+            runs in 0usize..4,
+            checkpoints in 0usize..5,
+        ) {
+            round_trip(&manifest(&seeds, runs, checkpoints));
+        }
+
+        #[test]
+        fn compactions_round_trip_and_every_damage_is_caught(
+            seeds in proptest::collection::btree_set(0u64..1_000_000, 0..6),
+        ) {
+            let seeds: Vec<u64> = seeds.into_iter().collect();
+            round_trip(&compactions(&seeds));
+        }
+    }
+
+    #[test]
+    fn structural_lies_under_a_valid_checksum_are_corruption() {
+        let mut lying = Manifest::default();
+        lying.replay_after_wal_id = lying.next_wal_id;
+        let bytes = encode_envelope(&lying, 1);
+        assert!(
+            decode_envelope::<Manifest>(&bytes).is_err(),
+            "replay point beyond the next WAL id"
+        );
+
+        let mut inverted = manifest(&[1], 0, 0);
+        inverted.l0[0].min_seq = inverted.l0[0].max_seq + 1;
+        assert!(decode_envelope::<Manifest>(&encode_envelope(&inverted, 1)).is_err());
+
+        let mut twice = compactions(&[1]);
+        twice.entries.push(twice.entries[0].clone());
+        assert!(decode_envelope::<Compactions>(&encode_envelope(&twice, 1)).is_err());
+
+        // A huge claimed count with few bytes behind it is refused before
+        // anything is allocated.
+        let mut huge = Vec::new();
+        huge.extend_from_slice(&Manifest::MAGIC);
+        put_u32(&mut huge, ENVELOPE_VERSION);
+        put_u128(&mut huge, 0);
+        for value in [0u64, 0, 1, 0, 0, 0] {
+            crate::format::codec::put_varint(&mut huge, value);
+        }
+        crate::format::codec::put_varint(&mut huge, u64::from(u32::MAX));
+        seal(&mut huge);
+        let error = decode_envelope::<Manifest>(&huge).expect_err("lie");
+        assert!(error.to_string().contains("cannot fit"), "{error}");
+    }
+}
