@@ -25,6 +25,15 @@
 
 pub use talus_actors as actors;
 
+pub mod db;
+pub mod error;
+pub mod flush;
 pub mod format;
 pub mod manifest;
+pub mod mem;
+pub mod read;
 pub mod store;
+pub mod wal;
+
+pub use db::{Db, DbBuilder, DbOptions, Durability, ReadOptions, ScanOptions, Snapshot, WriteBatch, WriteOptions};
+pub use error::{Error, ErrorKind};

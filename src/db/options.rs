@@ -1,0 +1,129 @@
+//! Database options, every one with its default.
+
+use std::time::Duration;
+
+use crate::format::compression::Compression;
+use crate::store::TableStoreOptions;
+
+/// How a database runs. `Default` gives the documented defaults.
+#[derive(Clone, Debug)]
+pub struct DbOptions {
+    /// A memtable is frozen and uploaded as an L0 table at this size
+    /// (default 64 MiB).
+    pub memtable_bytes: usize,
+    /// The open WAL buffer is uploaded at this size (default 4 MiB).
+    pub wal_buffer_bytes: usize,
+    /// The open WAL buffer is uploaded at least this often (default 100 ms).
+    /// It is also uploaded at once whenever no WAL upload is in flight.
+    pub flush_interval: Duration,
+    /// WAL uploads in flight at once (default 4).
+    pub max_inflight_wal_uploads: usize,
+    /// L0 tables built and uploaded in parallel (default 2).
+    pub l0_upload_parallelism: usize,
+    /// Writes wait while memtables not yet in L0 hold more than this
+    /// (default 256 MiB; at least `memtable_bytes`).
+    pub max_unflushed_bytes: usize,
+    /// How often the writer re-reads the manifest for the compactor's
+    /// changes (default 1 s).
+    pub manifest_poll_interval: Duration,
+    /// Bounds every object-store request (default 30 s).
+    pub request_timeout: Duration,
+    /// Bound on one manifest update, conflicts included (default 60 s).
+    pub manifest_update_timeout: Duration,
+    /// Table layout, caches and write retries (block size, bloom bits per
+    /// key, compression, block and metadata cache bytes, ...).
+    pub tables: TableStoreOptions,
+}
+
+impl Default for DbOptions {
+    fn default() -> Self {
+        DbOptions {
+            memtable_bytes: 64 << 20,
+            wal_buffer_bytes: 4 << 20,
+            flush_interval: Duration::from_millis(100),
+            max_inflight_wal_uploads: 4,
+            l0_upload_parallelism: 2,
+            max_unflushed_bytes: 256 << 20,
+            manifest_poll_interval: Duration::from_secs(1),
+            request_timeout: Duration::from_secs(30),
+            manifest_update_timeout: Duration::from_secs(60),
+            tables: TableStoreOptions::default(),
+        }
+    }
+}
+
+impl DbOptions {
+    pub fn with_compression(mut self, compression: Compression) -> Self {
+        self.tables.sst.compression = compression;
+        self
+    }
+
+    /// Checks the options against each other.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.memtable_bytes == 0 || self.wal_buffer_bytes == 0 {
+            return Err("memtable_bytes and wal_buffer_bytes must be positive".into());
+        }
+        if self.max_unflushed_bytes < self.memtable_bytes {
+            return Err(format!(
+                "max_unflushed_bytes ({}) must be at least memtable_bytes ({})",
+                self.max_unflushed_bytes, self.memtable_bytes
+            ));
+        }
+        if self.max_inflight_wal_uploads == 0 || self.l0_upload_parallelism == 0 {
+            return Err("max_inflight_wal_uploads and l0_upload_parallelism must be at least 1".into());
+        }
+        if self.flush_interval.is_zero() || self.manifest_poll_interval.is_zero() {
+            return Err("flush_interval and manifest_poll_interval must be positive".into());
+        }
+        Ok(())
+    }
+}
+
+/// How a write is acknowledged.
+#[derive(Clone, Copy, Debug)]
+pub struct WriteOptions {
+    /// `true` (default): return once the write is in a durable WAL table.
+    /// `false`: return once it is in the memtable.
+    pub await_durable: bool,
+}
+
+impl Default for WriteOptions {
+    fn default() -> Self {
+        WriteOptions { await_durable: true }
+    }
+}
+
+/// Which writes a read may see.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Durability {
+    /// Everything in memory, durable or not (default).
+    #[default]
+    Memory,
+    /// Only writes already durable in the object store.
+    Durable,
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ReadOptions {
+    pub durability: Durability,
+}
+
+/// How a scan reads tables.
+#[derive(Clone, Copy, Debug)]
+pub struct ScanOptions {
+    pub durability: Durability,
+    /// Blocks read per request (default 8).
+    pub read_ahead_blocks: usize,
+    /// Whether scanned blocks enter the block cache (default false).
+    pub fill_cache: bool,
+}
+
+impl Default for ScanOptions {
+    fn default() -> Self {
+        ScanOptions {
+            durability: Durability::Memory,
+            read_ahead_blocks: 8,
+            fill_cache: false,
+        }
+    }
+}

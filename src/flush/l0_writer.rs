@@ -1,0 +1,248 @@
+//! The L0 manifest writer: records uploaded L0 tables in the manifest
+//! strictly in sequence order, and answers flush and checkpoint waiters.
+//!
+//! Owns: the writer's fenced manifest handle, uploaded tables waiting for an
+//! earlier range, flush waiters (`AwaitFlush`), checkpoint requests waiting
+//! for their data to reach L0, and publishing the table part of the read
+//! view. Does not own: WAL ids or memtables (the WAL writer).
+//!
+//! Invariants: a table is retired only after every earlier sequence range
+//! (a later table waits while an earlier one is missing); a checkpoint
+//! request rides on the manifest write that makes its sequence durable in
+//! L0, or is written at once if nothing is missing; a higher writer epoch
+//! is fatal `Fenced`; on stop every waiter is answered.
+//!
+//! Manifest writes are awaited inside the handler: this actor's mailbox
+//! carries only flush bookkeeping, never a user's write, so waiting there
+//! delays nobody's put.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use talus_actors::{Actor, ActorError, Addr, Context, Reply, Ticker};
+
+use crate::error::Error;
+use crate::manifest::{Checkpoint, CheckpointOptions, Fenced, Manifest, TableHandle};
+use crate::read::ReadView;
+use crate::wal::writer::WalMsg;
+
+#[derive(Debug)]
+pub enum L0Msg {
+    Uploaded {
+        first_seq: u64,
+        last_seq: u64,
+        last_wal_id: u64,
+        table: TableHandle,
+    },
+    /// Reply once every row through `through_seq` is in an L0 table
+    /// recorded in the manifest.
+    AwaitFlush {
+        through_seq: u64,
+        reply: Reply<Result<(), Error>>,
+    },
+    CreateCheckpoint {
+        through_seq: u64,
+        options: CheckpointOptions,
+        reply: Reply<Result<Checkpoint, Error>>,
+    },
+    Poll,
+}
+
+type Uploaded = (u64, u64, u64, TableHandle);
+
+pub struct L0Writer {
+    manifest: Fenced<Manifest>,
+    view: Arc<ArcSwap<ReadView>>,
+    wal: Addr<WalMsg, Error>,
+    poll_interval: std::time::Duration,
+    /// Uploaded tables by first sequence, waiting for their turn.
+    pending: BTreeMap<u64, Uploaded>,
+    flush_waiters: BTreeMap<u64, Vec<Reply<Result<(), Error>>>>,
+    checkpoints: Vec<(u64, CheckpointOptions, Reply<Result<Checkpoint, Error>>)>,
+}
+
+impl std::fmt::Debug for L0Writer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("L0Writer")
+            .field("manifest_id", &self.manifest.id())
+            .field("pending", &self.pending.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl L0Writer {
+    pub fn new(
+        manifest: Fenced<Manifest>,
+        view: Arc<ArcSwap<ReadView>>,
+        wal: Addr<WalMsg, Error>,
+        poll_interval: std::time::Duration,
+    ) -> Self {
+        L0Writer {
+            manifest,
+            view,
+            wal,
+            poll_interval,
+            pending: BTreeMap::new(),
+            flush_waiters: BTreeMap::new(),
+            checkpoints: Vec::new(),
+        }
+    }
+
+    fn flushed_seq(&self) -> u64 {
+        self.manifest.current().last_l0_seq
+    }
+
+    /// Publishes the manifest's tables (and drops retired memtables).
+    fn publish(&self) {
+        let manifest = self.manifest.current().clone();
+        self.view.rcu(|view| view.with_manifest(&manifest));
+    }
+
+    /// Retires every uploaded table whose turn has come, in one manifest
+    /// write that also carries the checkpoints it satisfies.
+    async fn retire(&mut self) -> Result<(), Error> {
+        let mut batch: Vec<Uploaded> = Vec::new();
+        let mut next = self.flushed_seq() + 1;
+        while let Some(entry) = self.pending.remove(&next) {
+            next = entry.1 + 1;
+            batch.push(entry);
+        }
+        // Tables of ranges already retired (a retried upload) are dropped.
+        let stale: Vec<u64> = self.pending.range(..next).map(|(first, _)| *first).collect();
+        for first in stale {
+            self.pending.remove(&first);
+        }
+        let Some(through) = batch.last().map(|(_, last_seq, _, _)| *last_seq) else {
+            return Ok(());
+        };
+        let due: Vec<usize> = (0..self.checkpoints.len())
+            .filter(|index| self.checkpoints[*index].0 <= through)
+            .collect();
+        let now_ms = self.manifest.store().runtime().wall_ms();
+        let mut made: Vec<Checkpoint> = Vec::new();
+        let ids: Vec<crate::store::Ulid> = due
+            .iter()
+            .map(|_| crate::store::Ulid::generate(self.manifest.store().runtime()))
+            .collect();
+        let requests: Vec<CheckpointOptions> = due.iter().map(|index| self.checkpoints[*index].1.clone()).collect();
+        self.manifest
+            .update(|manifest, next_id| {
+                for (_, last_seq, last_wal_id, table) in &batch {
+                    manifest.l0.insert(0, table.clone());
+                    manifest.last_l0_seq = manifest.last_l0_seq.max(*last_seq);
+                    manifest.replay_after_wal_id = manifest.replay_after_wal_id.max(*last_wal_id);
+                    manifest.next_wal_id = manifest.next_wal_id.max(*last_wal_id + 1);
+                }
+                made.clear();
+                for (id, options) in ids.iter().zip(&requests) {
+                    let checkpoint = Checkpoint {
+                        id: *id,
+                        manifest_id: options.pin.unwrap_or(next_id),
+                        create_ms: now_ms,
+                        expire_ms: options
+                            .lifetime
+                            .map(|lifetime| now_ms.saturating_add(lifetime.as_millis() as u64)),
+                        name: options.name.clone(),
+                    };
+                    manifest.checkpoints.push(checkpoint.clone());
+                    made.push(checkpoint);
+                }
+                Ok(())
+            })
+            .await?;
+        self.publish();
+        let mut remaining = Vec::new();
+        let mut made = made.into_iter();
+        for (index, waiting) in std::mem::take(&mut self.checkpoints).into_iter().enumerate() {
+            if due.contains(&index) {
+                match made.next() {
+                    Some(checkpoint) => waiting.2.send(Ok(checkpoint)),
+                    None => waiting.2.send(Err(Error::internal("a checkpoint went missing"))),
+                }
+            } else {
+                remaining.push(waiting);
+            }
+        }
+        self.checkpoints = remaining;
+        let flushed = self.flushed_seq();
+        let later = self.flush_waiters.split_off(&(flushed + 1));
+        for replies in std::mem::replace(&mut self.flush_waiters, later).into_values() {
+            for reply in replies {
+                reply.send(Ok(()));
+            }
+        }
+        let _ = self.wal.try_send(WalMsg::MemtableRetired { through_seq: flushed });
+        Ok(())
+    }
+}
+
+impl Actor for L0Writer {
+    type Msg = L0Msg;
+    type Error = Error;
+
+    async fn handle(&mut self, msg: L0Msg, _ctx: &mut Context<Self>) -> Result<(), Error> {
+        match msg {
+            L0Msg::Uploaded {
+                first_seq,
+                last_seq,
+                last_wal_id,
+                table,
+            } => {
+                self.pending.insert(first_seq, (first_seq, last_seq, last_wal_id, table));
+                self.retire().await?;
+            }
+            L0Msg::AwaitFlush { through_seq, reply } => {
+                if through_seq <= self.flushed_seq() {
+                    reply.send(Ok(()));
+                } else {
+                    self.flush_waiters.entry(through_seq).or_default().push(reply);
+                }
+            }
+            L0Msg::CreateCheckpoint {
+                through_seq,
+                options,
+                reply,
+            } => {
+                if through_seq <= self.flushed_seq() {
+                    let made = self.manifest.create_checkpoint(options).await?;
+                    reply.send(Ok(made));
+                } else {
+                    self.checkpoints.push((through_seq, options, reply));
+                }
+            }
+            L0Msg::Poll => {
+                let before = self.manifest.id();
+                self.manifest.refresh().await?;
+                if self.manifest.id() != before {
+                    self.publish();
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn tickers(&mut self) -> Vec<Ticker<L0Msg>> {
+        vec![Ticker::every(self.poll_interval, || L0Msg::Poll)]
+    }
+
+    fn cleanup(&mut self, leftover: Vec<L0Msg>, result: &Result<(), ActorError<Error>>) {
+        let error = match result {
+            Ok(()) => Error::from(ActorError::<Error>::Closed),
+            Err(error) => Error::from(error.clone()),
+        };
+        for reply in std::mem::take(&mut self.flush_waiters).into_values().flatten() {
+            reply.send(Err(error.clone()));
+        }
+        for (_, _, reply) in self.checkpoints.drain(..) {
+            reply.send(Err(error.clone()));
+        }
+        for msg in leftover {
+            match msg {
+                L0Msg::AwaitFlush { reply, .. } => reply.send(Err(error.clone())),
+                L0Msg::CreateCheckpoint { reply, .. } => reply.send(Err(error.clone())),
+                L0Msg::Uploaded { .. } | L0Msg::Poll => {}
+            }
+        }
+    }
+}

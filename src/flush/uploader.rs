@@ -1,0 +1,61 @@
+//! The uploader pool: N workers sharing one mailbox, each building a frozen
+//! memtable into an L0 table and uploading it (the table store retries
+//! transient errors with bounded backoff; what still fails is fatal).
+
+use std::sync::Arc;
+
+use talus_actors::{Actor, Addr, Context};
+
+use super::l0_writer::L0Msg;
+use crate::error::Error;
+use crate::format::sst::TableKind;
+use crate::manifest::TableHandle;
+use crate::mem::Memtable;
+use crate::store::TableStore;
+
+#[derive(Debug)]
+pub enum UploadMsg {
+    /// Build and upload this frozen memtable; its rows are all in WAL
+    /// tables up to `last_wal_id`.
+    Upload { memtable: Arc<Memtable>, last_wal_id: u64 },
+}
+
+#[derive(Debug)]
+pub struct Uploader {
+    tables: TableStore,
+    l0_writer: Addr<L0Msg, Error>,
+}
+
+impl Uploader {
+    pub fn new(tables: TableStore, l0_writer: Addr<L0Msg, Error>) -> Self {
+        Uploader { tables, l0_writer }
+    }
+}
+
+impl Actor for Uploader {
+    type Msg = UploadMsg;
+    type Error = Error;
+
+    async fn handle(&mut self, msg: UploadMsg, _ctx: &mut Context<Self>) -> Result<(), Error> {
+        let UploadMsg::Upload { memtable, last_wal_id } = msg;
+        let Some((first_seq, last_seq)) = memtable.seq_range() else {
+            return Ok(());
+        };
+        let mut builder = self.tables.builder(TableKind::Sorted);
+        for row in memtable.iter() {
+            builder.add(&row);
+        }
+        let written = self.tables.write_sorted(builder).await?;
+        let table = TableHandle::from_written(&written).ok_or_else(|| Error::internal("an L0 table got a WAL id"))?;
+        tracing::debug!(first_seq, last_seq, table = %table.id, "uploaded L0 table");
+        self.l0_writer
+            .send(L0Msg::Uploaded {
+                first_seq,
+                last_seq,
+                last_wal_id,
+                table,
+            })
+            .await
+            .map_err(Error::from)
+    }
+}

@@ -1,0 +1,164 @@
+//! The memtable: a lock-free skiplist of rows that the WAL writer inserts
+//! into and readers search directly, without messages.
+//!
+//! Owns: rows not yet in an L0 table, ordered like a table (key ascending,
+//! newest sequence first), and their approximate size. Does not own:
+//! visibility (readers pass the highest sequence they may see).
+//!
+//! Invariant: rows are only inserted, never changed or removed; a frozen
+//! memtable is never inserted into again.
+
+use std::cmp::Reverse;
+use std::ops::Bound;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
+use bytes::Bytes;
+use crossbeam_skiplist::SkipMap;
+
+use crate::format::{Row, RowValue};
+
+type Key = (Bytes, Reverse<u64>);
+
+/// Per-row bookkeeping counted into the memtable size.
+const ROW_OVERHEAD: usize = 48;
+
+#[derive(Debug, Default)]
+pub struct Memtable {
+    rows: SkipMap<Key, RowValue>,
+    bytes: AtomicUsize,
+    first_seq: AtomicU64,
+    last_seq: AtomicU64,
+}
+
+impl Memtable {
+    pub fn new() -> Self {
+        Memtable {
+            first_seq: AtomicU64::new(u64::MAX),
+            ..Memtable::default()
+        }
+    }
+
+    pub fn insert(&self, row: &Row) {
+        let size = row.key.len() + ROW_OVERHEAD + row_value_len(&row.value);
+        self.rows.insert((row.key.clone(), Reverse(row.seq)), row.value.clone());
+        self.bytes.fetch_add(size, Ordering::Relaxed);
+        self.first_seq.fetch_min(row.seq, Ordering::Relaxed);
+        self.last_seq.fetch_max(row.seq, Ordering::Relaxed);
+    }
+
+    /// Approximate bytes held.
+    pub fn size(&self) -> usize {
+        self.bytes.load(Ordering::Relaxed)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+
+    pub fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    /// The sequence range held, if any rows are.
+    pub fn seq_range(&self) -> Option<(u64, u64)> {
+        (!self.is_empty()).then(|| (self.first_seq.load(Ordering::Relaxed), self.last_seq.load(Ordering::Relaxed)))
+    }
+
+    /// The newest version of `key` with sequence `<= max_seq`.
+    pub fn get(&self, key: &[u8], max_seq: u64) -> Option<Row> {
+        let key = Bytes::copy_from_slice(key);
+        let from = (key.clone(), Reverse(max_seq));
+        let to = (key, Reverse(0));
+        self.rows.range(from..=to).next().map(|entry| to_row(entry.key(), entry.value()))
+    }
+
+    /// Up to `limit` rows after `after` (exclusive; `None` starts at
+    /// `start`), in table order, stopping at `end`.
+    pub fn rows_after(
+        &self,
+        after: Option<(&Bytes, u64)>,
+        start: &Bound<Bytes>,
+        end: &Bound<Bytes>,
+        limit: usize,
+    ) -> Vec<Row> {
+        let lower: Bound<Key> = match after {
+            Some((key, seq)) => Bound::Excluded((key.clone(), Reverse(seq))),
+            None => match start {
+                Bound::Included(key) => Bound::Included((key.clone(), Reverse(u64::MAX))),
+                Bound::Excluded(key) => Bound::Excluded((key.clone(), Reverse(0))),
+                Bound::Unbounded => Bound::Unbounded,
+            },
+        };
+        let upper: Bound<Key> = match end {
+            Bound::Included(key) => Bound::Included((key.clone(), Reverse(0))),
+            Bound::Excluded(key) => Bound::Excluded((key.clone(), Reverse(u64::MAX))),
+            Bound::Unbounded => Bound::Unbounded,
+        };
+        self.rows
+            .range((lower, upper))
+            .take(limit)
+            .map(|entry| to_row(entry.key(), entry.value()))
+            .collect()
+    }
+
+    /// Every row, in table order (for building the L0 table).
+    pub fn iter(&self) -> impl Iterator<Item = Row> + '_ {
+        self.rows.iter().map(|entry| to_row(entry.key(), entry.value()))
+    }
+}
+
+fn row_value_len(value: &RowValue) -> usize {
+    match value {
+        RowValue::Value(bytes) => bytes.len(),
+        RowValue::Tombstone => 0,
+    }
+}
+
+fn to_row(key: &Key, value: &RowValue) -> Row {
+    Row {
+        key: key.0.clone(),
+        value: value.clone(),
+        seq: key.1.0,
+        create_ms: None,
+        expire_ms: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_are_found_newest_first_below_a_sequence() {
+        let table = Memtable::new();
+        table.insert(&Row::value("a", "1", 1));
+        table.insert(&Row::value("a", "2", 5));
+        table.insert(&Row::tombstone("a", 9));
+        table.insert(&Row::value("b", "x", 3));
+        assert_eq!(table.get(b"a", u64::MAX).map(|row| row.seq), Some(9));
+        assert_eq!(table.get(b"a", 8).map(|row| row.seq), Some(5));
+        assert_eq!(table.get(b"a", 0), None);
+        assert_eq!(table.get(b"c", u64::MAX), None);
+        assert_eq!(table.seq_range(), Some((1, 9)));
+        let all = table.rows_after(None, &Bound::Unbounded, &Bound::Unbounded, 10);
+        let order: Vec<(Bytes, u64)> = all.iter().map(|row| (row.key.clone(), row.seq)).collect();
+        assert_eq!(
+            order,
+            vec![
+                (Bytes::from("a"), 9),
+                (Bytes::from("a"), 5),
+                (Bytes::from("a"), 1),
+                (Bytes::from("b"), 3)
+            ]
+        );
+        let after = table.rows_after(
+            Some((&Bytes::from("a"), 5)),
+            &Bound::Unbounded,
+            &Bound::Excluded(Bytes::from("b")),
+            10,
+        );
+        assert_eq!(after.iter().map(|row| row.seq).collect::<Vec<_>>(), vec![1]);
+        let from_b = table.rows_after(None, &Bound::Excluded(Bytes::from("a")), &Bound::Unbounded, 10);
+        assert_eq!(from_b.len(), 1);
+    }
+}

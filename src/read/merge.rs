@@ -1,0 +1,213 @@
+//! Scans: one source per memtable, L0 table and sorted run, merged by key
+//! with the newest version winning.
+
+use std::collections::VecDeque;
+use std::ops::Bound;
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use super::{LazyTable, ReadView};
+use crate::error::Error;
+use crate::format::{Row, RowValue};
+use crate::mem::Memtable;
+use crate::store::{ScanOptions, TableScan, TableStore};
+
+const MEMTABLE_BATCH: usize = 256;
+
+/// One ordered stream of rows (key ascending, newest version first).
+pub enum RowSource {
+    Memtable {
+        table: Arc<Memtable>,
+        buffer: VecDeque<Row>,
+        last: Option<(Bytes, u64)>,
+        done: bool,
+    },
+    /// Tables in key order (one L0 table, or a sorted run), read one after
+    /// another.
+    Tables {
+        tables: Vec<Arc<LazyTable>>,
+        next: usize,
+        current: Option<TableScan>,
+    },
+}
+
+impl std::fmt::Debug for RowSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RowSource::Memtable { buffer, .. } => write!(f, "Memtable({} buffered)", buffer.len()),
+            RowSource::Tables { tables, next, .. } => write!(f, "Tables({next}/{})", tables.len()),
+        }
+    }
+}
+
+/// What every source of one scan shares.
+#[derive(Clone, Debug)]
+pub struct ScanBounds {
+    pub start: Bound<Bytes>,
+    pub end: Bound<Bytes>,
+    pub max_seq: u64,
+    pub options: ScanOptions,
+}
+
+impl RowSource {
+    async fn next(&mut self, tables: &TableStore, bounds: &ScanBounds) -> Result<Option<Row>, Error> {
+        loop {
+            let row = match self {
+                RowSource::Memtable {
+                    table,
+                    buffer,
+                    last,
+                    done,
+                } => {
+                    if buffer.is_empty() && !*done {
+                        let after = last.as_ref().map(|(key, seq)| (key, *seq));
+                        let batch = table.rows_after(after, &bounds.start, &bounds.end, MEMTABLE_BATCH);
+                        *done = batch.len() < MEMTABLE_BATCH;
+                        if let Some(row) = batch.last() {
+                            *last = Some((row.key.clone(), row.seq));
+                        }
+                        buffer.extend(batch);
+                    }
+                    buffer.pop_front()
+                }
+                RowSource::Tables { tables: list, next, current } => {
+                    if current.is_none() {
+                        let Some(table) = list.get(*next) else {
+                            return Ok(None);
+                        };
+                        *next += 1;
+                        if table.handle.min_seq > bounds.max_seq || !overlaps(table, bounds) {
+                            continue;
+                        }
+                        let reader = table.reader(tables).await?;
+                        *current = Some(reader.scan((bounds.start.clone(), bounds.end.clone()), bounds.options));
+                    }
+                    let scan = current.as_mut().ok_or_else(|| Error::internal("scan lost its table"))?;
+                    match scan.next().await? {
+                        Some(row) => Some(row),
+                        None => {
+                            *current = None;
+                            continue;
+                        }
+                    }
+                }
+            };
+            match row {
+                Some(row) if row.seq > bounds.max_seq => continue,
+                other => return Ok(other),
+            }
+        }
+    }
+}
+
+fn overlaps(table: &LazyTable, bounds: &ScanBounds) -> bool {
+    let after_end = match &bounds.end {
+        Bound::Included(end) => table.handle.first_key > *end,
+        Bound::Excluded(end) => table.handle.first_key >= *end,
+        Bound::Unbounded => false,
+    };
+    let before_start = match &bounds.start {
+        Bound::Included(start) => table.handle.last_key < *start,
+        Bound::Excluded(start) => table.handle.last_key <= *start,
+        Bound::Unbounded => false,
+    };
+    !after_end && !before_start
+}
+
+/// The sources of `view`, newest first.
+pub fn sources_for(view: &ReadView) -> Vec<RowSource> {
+    let memtable = |table: &Arc<Memtable>| RowSource::Memtable {
+        table: table.clone(),
+        buffer: VecDeque::new(),
+        last: None,
+        done: false,
+    };
+    let mut sources = vec![memtable(&view.memtable)];
+    sources.extend(view.frozen.iter().map(|frozen| memtable(&frozen.table)));
+    sources.extend(view.l0.iter().map(|table| RowSource::Tables {
+        tables: vec![table.clone()],
+        next: 0,
+        current: None,
+    }));
+    sources.extend(view.runs.iter().map(|run| RowSource::Tables {
+        tables: run.clone(),
+        next: 0,
+        current: None,
+    }));
+    sources
+}
+
+/// The merge state of one scan.
+#[derive(Debug)]
+pub struct Merge {
+    tables: TableStore,
+    bounds: ScanBounds,
+    sources: Vec<RowSource>,
+    heads: Vec<Option<Row>>,
+    started: bool,
+}
+
+/// Merges `sources` into live key/value pairs in key order.
+pub fn merge_sources(tables: TableStore, bounds: ScanBounds, sources: Vec<RowSource>) -> Merge {
+    let heads = sources.iter().map(|_| None).collect();
+    Merge {
+        tables,
+        bounds,
+        sources,
+        heads,
+        started: false,
+    }
+}
+
+impl Merge {
+    /// The next live key and its newest visible value.
+    pub async fn next(&mut self) -> Result<Option<(Bytes, Bytes)>, Error> {
+        if !self.started {
+            for index in 0..self.sources.len() {
+                self.heads[index] = self.sources[index].next(&self.tables, &self.bounds).await?;
+            }
+            self.started = true;
+        }
+        loop {
+            // The smallest key; among equal keys the newest version.
+            let mut best: Option<usize> = None;
+            for (index, head) in self.heads.iter().enumerate() {
+                let Some(row) = head else { continue };
+                let better = match best.and_then(|best| self.heads[best].as_ref()) {
+                    None => true,
+                    Some(current) => (row.key.as_ref(), std::cmp::Reverse(row.seq)) < (current.key.as_ref(), std::cmp::Reverse(current.seq)),
+                };
+                if better {
+                    best = Some(index);
+                }
+            }
+            let Some(best) = best else {
+                return Ok(None);
+            };
+            let Some(row) = self.heads[best].take() else {
+                return Ok(None);
+            };
+            // Drop every other version of this key, in every source.
+            for index in 0..self.sources.len() {
+                loop {
+                    let same = match &self.heads[index] {
+                        Some(head) => head.key == row.key,
+                        None => index == best,
+                    };
+                    if !same {
+                        break;
+                    }
+                    self.heads[index] = self.sources[index].next(&self.tables, &self.bounds).await?;
+                    if self.heads[index].is_none() {
+                        break;
+                    }
+                }
+            }
+            match row.value {
+                RowValue::Value(value) => return Ok(Some((row.key, value))),
+                RowValue::Tombstone => continue,
+            }
+        }
+    }
+}

@@ -1,0 +1,155 @@
+//! The read path. Readers never message actors: they load the current
+//! [`ReadView`] (published atomically by the WAL writer and the L0 manifest
+//! writer) and search it newest source first.
+//!
+//! Owns: the view's shape, point lookups, and the k-way merge behind scans
+//! (newest version per key, tombstones hidden, a sequence ceiling honoured).
+
+
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use bytes::Bytes;
+
+pub mod merge;
+pub use merge::{RowSource, merge_sources, sources_for};
+
+use crate::error::Error;
+use crate::format::Row;
+use crate::manifest::{Manifest, TableHandle};
+use crate::mem::Memtable;
+use crate::store::{TableReader, TableStore};
+
+/// A sorted table in the view, opened on first use.
+#[derive(Debug)]
+pub struct LazyTable {
+    pub handle: TableHandle,
+    reader: tokio::sync::OnceCell<TableReader>,
+}
+
+impl LazyTable {
+    pub fn new(handle: TableHandle) -> Self {
+        LazyTable {
+            handle,
+            reader: tokio::sync::OnceCell::new(),
+        }
+    }
+
+    pub async fn reader(&self, tables: &TableStore) -> Result<&TableReader, Error> {
+        self.reader
+            .get_or_try_init(|| tables.open(self.handle.table_id(), Some(self.handle.size)))
+            .await
+            .map_err(Error::from)
+    }
+
+    fn may_hold(&self, key: &[u8], max_seq: u64) -> bool {
+        self.handle.min_seq <= max_seq && self.handle.first_key.as_ref() <= key && key <= self.handle.last_key.as_ref()
+    }
+}
+
+/// A frozen memtable waiting to become an L0 table.
+#[derive(Clone, Debug)]
+pub struct Frozen {
+    pub table: Arc<Memtable>,
+    pub last_seq: u64,
+}
+
+/// Everything a reader searches, newest first. Immutable once published.
+#[derive(Clone, Debug)]
+pub struct ReadView {
+    pub memtable: Arc<Memtable>,
+    pub frozen: Vec<Frozen>,
+    pub l0: Vec<Arc<LazyTable>>,
+    /// Sorted runs, newest first; each run's tables in key order.
+    pub runs: Vec<Vec<Arc<LazyTable>>>,
+}
+
+impl ReadView {
+    /// The view's tables from `manifest`, reusing tables already open in
+    /// `previous`.
+    pub fn with_manifest(&self, manifest: &Manifest) -> ReadView {
+        let known = |handle: &TableHandle| {
+            self.l0
+                .iter()
+                .chain(self.runs.iter().flatten())
+                .find(|table| table.handle.id == handle.id)
+                .cloned()
+                .unwrap_or_else(|| Arc::new(LazyTable::new(handle.clone())))
+        };
+        ReadView {
+            memtable: self.memtable.clone(),
+            frozen: self
+                .frozen
+                .iter()
+                .filter(|frozen| frozen.last_seq > manifest.last_l0_seq)
+                .cloned()
+                .collect(),
+            l0: manifest.l0.iter().map(known).collect(),
+            runs: manifest
+                .sorted_runs
+                .iter()
+                .map(|run| run.tables.iter().map(known).collect())
+                .collect(),
+        }
+    }
+
+    /// The newest version of `key` with sequence `<= max_seq`, tombstones
+    /// included.
+    pub async fn get(&self, tables: &TableStore, key: &[u8], max_seq: u64) -> Result<Option<Row>, Error> {
+        if let Some(row) = self.memtable.get(key, max_seq) {
+            return Ok(Some(row));
+        }
+        for frozen in &self.frozen {
+            if let Some(row) = frozen.table.get(key, max_seq) {
+                return Ok(Some(row));
+            }
+        }
+        for table in &self.l0 {
+            if table.may_hold(key, max_seq)
+                && let Some(row) = table.reader(tables).await?.get(key, max_seq).await?
+            {
+                return Ok(Some(row));
+            }
+        }
+        for run in &self.runs {
+            let at = run.partition_point(|table| table.handle.last_key.as_ref() < key);
+            if let Some(table) = run.get(at)
+                && table.may_hold(key, max_seq)
+                && let Some(row) = table.reader(tables).await?.get(key, max_seq).await?
+            {
+                return Ok(Some(row));
+            }
+        }
+        Ok(None)
+    }
+}
+
+/// The sequence numbers readers filter by.
+#[derive(Debug, Default)]
+pub struct Seqs {
+    /// Every write at or below this is complete in the memtable.
+    pub visible: AtomicU64,
+    /// Every write at or below this is in a durable WAL table (or L0).
+    pub durable: AtomicU64,
+}
+
+impl Seqs {
+    pub fn new(both: u64) -> Self {
+        Seqs {
+            visible: AtomicU64::new(both),
+            durable: AtomicU64::new(both),
+        }
+    }
+
+    pub fn visible(&self) -> u64 {
+        self.visible.load(Ordering::Acquire)
+    }
+
+    pub fn durable(&self) -> u64 {
+        self.durable.load(Ordering::Acquire)
+    }
+}
+
+/// A key and its value, as scans return them.
+pub type KeyValue = (Bytes, Bytes);

@@ -1,0 +1,4 @@
+//! The WAL writer actor and WAL replay.
+
+pub mod replay;
+pub mod writer;

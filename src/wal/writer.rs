@@ -1,0 +1,343 @@
+//! The WAL writer: sequence numbers, the open WAL buffer, the current
+//! memtable and write admission.
+//!
+//! Owns: assigning sequence numbers; appending writes to the WAL buffer and
+//! the memtable; sealing the buffer into numbered WAL tables and uploading
+//! them (several in flight); the durable sequence, which advances only over
+//! a contiguous prefix of WAL ids; durability waiters; freezing full
+//! memtables and handing them to the uploader pool; backpressure.
+//!
+//! When the buffer is uploaded: at `wal_buffer_bytes`, on `Tick`, on
+//! `Flush`, before a memtable is frozen, and at once whenever no WAL upload
+//! is in flight (a lone durable writer waits about one PUT).
+//!
+//! Invariants: rows reach the memtable in sequence order and a batch is
+//! visible only when all of it is in; a waiter is answered only when every
+//! WAL table up to its write's is durable; a frozen memtable's rows are all
+//! in WAL tables with ids at or below its `last_wal_id`.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use arc_swap::ArcSwap;
+use bytes::Bytes;
+use talus_actors::{Actor, ActorError, Addr, Context, Reply, Ticker};
+
+use crate::db::options::DbOptions;
+use crate::error::Error;
+use crate::flush::uploader::UploadMsg;
+use crate::format::{Row, RowValue};
+use crate::mem::Memtable;
+use crate::read::{Frozen, ReadView, Seqs};
+use crate::store::TableStore;
+
+/// Messages to the WAL writer.
+#[derive(Debug)]
+pub enum WalMsg {
+    /// Apply a batch; the reply carries its last sequence number.
+    Write {
+        ops: Vec<(Bytes, RowValue)>,
+        await_durable: bool,
+        reply: Reply<Result<u64, Error>>,
+    },
+    /// Reply once everything accepted so far is durable.
+    Flush { reply: Reply<Result<u64, Error>> },
+    /// Freeze the memtable now (if it has rows); the reply carries the
+    /// highest sequence number that is now in a frozen memtable or L0.
+    FreezeMemtable { reply: Reply<Result<u64, Error>> },
+    Tick,
+    WalUploaded { id: u64, result: Result<(), Error> },
+    /// Memtables holding rows through this sequence are now in L0.
+    MemtableRetired { through_seq: u64 },
+}
+
+/// A sealed WAL buffer waiting for an upload slot.
+#[derive(Debug)]
+struct Sealed {
+    id: u64,
+    rows: Arc<Vec<Row>>,
+    last_seq: u64,
+}
+
+/// A pending durable write, or a queued write held back by backpressure.
+type Waiter = Reply<Result<u64, Error>>;
+
+pub struct WalWriter {
+    tables: TableStore,
+    view: Arc<ArcSwap<ReadView>>,
+    seqs: Arc<Seqs>,
+    options: DbOptions,
+    uploader: Addr<UploadMsg, Error>,
+    /// The last sequence number assigned.
+    last_seq: u64,
+    buffer: Vec<Row>,
+    buffer_bytes: usize,
+    next_wal_id: u64,
+    sealed: VecDeque<Sealed>,
+    /// WAL id → (last seq in it, uploaded yet).
+    in_flight: BTreeMap<u64, (u64, bool)>,
+    durable_seq: u64,
+    waiters: BTreeMap<u64, Vec<Waiter>>,
+    memtable: Arc<Memtable>,
+    /// Frozen memtables not yet retired: (last seq, bytes).
+    frozen: VecDeque<(u64, usize)>,
+    stalled: VecDeque<WalMsg>,
+}
+
+impl std::fmt::Debug for WalWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WalWriter")
+            .field("last_seq", &self.last_seq)
+            .field("durable_seq", &self.durable_seq)
+            .field("next_wal_id", &self.next_wal_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Where recovery left the writer.
+#[derive(Debug)]
+pub struct WalStart {
+    pub last_seq: u64,
+    pub next_wal_id: u64,
+    pub memtable: Arc<Memtable>,
+}
+
+impl WalWriter {
+    pub fn new(
+        tables: TableStore,
+        view: Arc<ArcSwap<ReadView>>,
+        seqs: Arc<Seqs>,
+        options: DbOptions,
+        uploader: Addr<UploadMsg, Error>,
+        start: WalStart,
+    ) -> Self {
+        WalWriter {
+            tables,
+            view,
+            seqs,
+            options,
+            uploader,
+            last_seq: start.last_seq,
+            buffer: Vec::new(),
+            buffer_bytes: 0,
+            next_wal_id: start.next_wal_id,
+            sealed: VecDeque::new(),
+            in_flight: BTreeMap::new(),
+            durable_seq: start.last_seq,
+            waiters: BTreeMap::new(),
+            memtable: start.memtable,
+            frozen: VecDeque::new(),
+            stalled: VecDeque::new(),
+        }
+    }
+
+    fn unflushed_bytes(&self) -> usize {
+        self.memtable.size() + self.frozen.iter().map(|(_, bytes)| bytes).sum::<usize>()
+    }
+
+    fn apply(&mut self, ops: Vec<(Bytes, RowValue)>, ctx: &mut Context<Self>) -> u64 {
+        for (key, value) in ops {
+            self.last_seq += 1;
+            let row = Row {
+                key,
+                value,
+                seq: self.last_seq,
+                create_ms: None,
+                expire_ms: None,
+            };
+            self.buffer_bytes += row.key.len() + 16 + match &row.value {
+                RowValue::Value(value) => value.len(),
+                RowValue::Tombstone => 0,
+            };
+            self.memtable.insert(&row);
+            self.buffer.push(row);
+        }
+        self.seqs.visible.store(self.last_seq, Ordering::Release);
+        if self.buffer_bytes >= self.options.wal_buffer_bytes || self.in_flight.is_empty() && self.sealed.is_empty() {
+            self.seal(ctx);
+        }
+        if self.memtable.size() >= self.options.memtable_bytes {
+            self.freeze(ctx);
+        }
+        self.last_seq
+    }
+
+    fn write(&mut self, msg: WalMsg, ctx: &mut Context<Self>) {
+        let WalMsg::Write {
+            ops,
+            await_durable,
+            reply,
+        } = msg
+        else {
+            return;
+        };
+        if ops.is_empty() {
+            reply.send(Ok(self.last_seq));
+            return;
+        }
+        let seq = self.apply(ops, ctx);
+        if await_durable && seq > self.durable_seq {
+            self.waiters.entry(seq).or_default().push(reply);
+        } else {
+            reply.send(Ok(seq));
+        }
+    }
+
+    /// Turns the buffer into the next WAL table and starts uploads.
+    fn seal(&mut self, ctx: &mut Context<Self>) {
+        if !self.buffer.is_empty() {
+            let rows = std::mem::take(&mut self.buffer);
+            self.buffer_bytes = 0;
+            let id = self.next_wal_id;
+            self.next_wal_id += 1;
+            self.sealed.push_back(Sealed {
+                id,
+                rows: Arc::new(rows),
+                last_seq: self.last_seq,
+            });
+        }
+        self.start_uploads(ctx);
+    }
+
+    fn start_uploads(&mut self, ctx: &mut Context<Self>) {
+        while self.in_flight.len() < self.options.max_inflight_wal_uploads {
+            let Some(sealed) = self.sealed.pop_front() else { break };
+            self.in_flight.insert(sealed.id, (sealed.last_seq, false));
+            let tables = self.tables.clone();
+            let id = sealed.id;
+            ctx.spawn_then(
+                async move { tables.write_wal(id, sealed.rows.iter()).await.map(drop).map_err(Error::from) },
+                move |result| WalMsg::WalUploaded { id, result },
+            );
+        }
+    }
+
+    fn uploaded(&mut self, id: u64, ctx: &mut Context<Self>) {
+        if let Some(entry) = self.in_flight.get_mut(&id) {
+            entry.1 = true;
+        }
+        // The durable sequence only moves over a contiguous prefix of ids.
+        while let Some((&first, &(last_seq, done))) = self.in_flight.iter().next() {
+            if !done {
+                break;
+            }
+            self.in_flight.remove(&first);
+            self.durable_seq = self.durable_seq.max(last_seq);
+        }
+        self.seqs.durable.store(self.durable_seq, Ordering::Release);
+        let still_waiting = self.waiters.split_off(&(self.durable_seq + 1));
+        for (seq, replies) in std::mem::replace(&mut self.waiters, still_waiting) {
+            for reply in replies {
+                reply.send(Ok(seq));
+            }
+        }
+        if self.in_flight.is_empty() && self.sealed.is_empty() {
+            self.seal(ctx);
+        } else {
+            self.start_uploads(ctx);
+        }
+    }
+
+    /// Freezes the memtable: seals the buffer so the memtable ends on a WAL
+    /// table boundary, publishes a fresh memtable and hands the frozen one
+    /// to the uploader pool.
+    fn freeze(&mut self, ctx: &mut Context<Self>) {
+        if self.memtable.is_empty() {
+            return;
+        }
+        self.seal(ctx);
+        let frozen = std::mem::replace(&mut self.memtable, Arc::new(Memtable::new()));
+        let last_wal_id = self.next_wal_id - 1;
+        let last_seq = self.last_seq;
+        self.frozen.push_back((last_seq, frozen.size()));
+        let fresh = self.memtable.clone();
+        let entry = Frozen {
+            table: frozen.clone(),
+            last_seq,
+        };
+        self.view.rcu(|view| {
+            let mut next = ReadView::clone(view);
+            next.memtable = fresh.clone();
+            next.frozen.insert(0, entry.clone());
+            next
+        });
+        // The pool's mailbox is unbounded: this never waits.
+        let _ = self.uploader.try_send(UploadMsg::Upload {
+            memtable: frozen,
+            last_wal_id,
+        });
+    }
+
+    fn admit_stalled(&mut self, ctx: &mut Context<Self>) {
+        while self.unflushed_bytes() < self.options.max_unflushed_bytes {
+            let Some(msg) = self.stalled.pop_front() else { break };
+            self.write(msg, ctx);
+        }
+    }
+}
+
+impl Actor for WalWriter {
+    type Msg = WalMsg;
+    type Error = Error;
+
+    async fn handle(&mut self, msg: WalMsg, ctx: &mut Context<Self>) -> Result<(), Error> {
+        match msg {
+            msg @ WalMsg::Write { .. } => {
+                if !self.stalled.is_empty() || self.unflushed_bytes() >= self.options.max_unflushed_bytes {
+                    tracing::debug!(unflushed = self.unflushed_bytes(), "write stalled");
+                    self.stalled.push_back(msg);
+                } else {
+                    self.write(msg, ctx);
+                }
+            }
+            WalMsg::Flush { reply } => {
+                self.seal(ctx);
+                if self.last_seq <= self.durable_seq {
+                    reply.send(Ok(self.last_seq));
+                } else {
+                    self.waiters.entry(self.last_seq).or_default().push(reply);
+                }
+            }
+            WalMsg::FreezeMemtable { reply } => {
+                self.freeze(ctx);
+                reply.send(Ok(self.last_seq));
+            }
+            WalMsg::Tick => {
+                if !self.buffer.is_empty() {
+                    self.seal(ctx);
+                }
+            }
+            WalMsg::WalUploaded { id, result } => {
+                result?;
+                self.uploaded(id, ctx);
+            }
+            WalMsg::MemtableRetired { through_seq } => {
+                while self.frozen.front().is_some_and(|(last_seq, _)| *last_seq <= through_seq) {
+                    self.frozen.pop_front();
+                }
+                self.admit_stalled(ctx);
+            }
+        }
+        Ok(())
+    }
+
+    fn tickers(&mut self) -> Vec<Ticker<WalMsg>> {
+        vec![Ticker::every(self.options.flush_interval, || WalMsg::Tick)]
+    }
+
+    fn cleanup(&mut self, leftover: Vec<WalMsg>, result: &Result<(), ActorError<Error>>) {
+        let error = match result {
+            Ok(()) => Error::from(ActorError::<Error>::Closed),
+            Err(error) => Error::from(error.clone()),
+        };
+        let waiters = std::mem::take(&mut self.waiters).into_values().flatten();
+        let queued = self.stalled.drain(..).chain(leftover).filter_map(|msg| match msg {
+            WalMsg::Write { reply, .. } | WalMsg::Flush { reply } | WalMsg::FreezeMemtable { reply } => Some(reply),
+            _ => None,
+        });
+        for reply in waiters.chain(queued).collect::<Vec<_>>() {
+            reply.send(Err(error.clone()));
+        }
+    }
+}
