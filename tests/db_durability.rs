@@ -79,7 +79,10 @@ fn acknowledged_writes_survive_a_crash_and_batches_are_never_torn() {
             let rounds = task.await.expect("writer task");
             acknowledged.extend(rounds.into_iter().map(|round| (writer, round)));
         }
-        assert!(!acknowledged.is_empty(), "some writes were acknowledged before the crash");
+        assert!(
+            !acknowledged.is_empty(),
+            "some writes were acknowledged before the crash"
+        );
 
         let reopened = open(&store, &runtime).await;
         for (writer, round) in &acknowledged {
@@ -90,16 +93,27 @@ fn acknowledged_writes_survive_a_crash_and_batches_are_never_torn() {
             for round in 0..200 {
                 let mut present = 0;
                 for part in 0..4 {
-                    if reopened.get(format!("w{writer}-r{round}-p{part}")).await.expect("get").is_some() {
+                    if reopened
+                        .get(format!("w{writer}-r{round}-p{part}"))
+                        .await
+                        .expect("get")
+                        .is_some()
+                    {
                         present += 1;
                     }
                 }
-                assert!(present == 0 || present == 4, "batch w{writer} r{round} torn: {present} of 4");
+                assert!(
+                    present == 0 || present == 4,
+                    "batch w{writer} r{round} torn: {present} of 4"
+                );
             }
         }
         reopened.close().await.expect("close");
         let again = open(&store, &runtime).await;
-        assert!(again.get("w0-r1-p0").await.expect("get").is_some(), "opening twice is idempotent");
+        assert!(
+            again.get("w0-r1-p0").await.expect("get").is_some(),
+            "opening twice is idempotent"
+        );
         again.close().await.expect("close");
     });
 }
@@ -125,10 +139,20 @@ fn a_second_writer_fences_the_first_and_keeps_its_acknowledged_writes() {
         assert!(later.is_fenced(), "every later call carries the fence: {later}");
         assert!(within(&runtime, Duration::from_secs(60), first.closed()).await.is_err());
 
-        assert_eq!(second.get("stale").await.expect("get"), None, "the fenced write never appears");
-        assert_eq!(second.get("late").await.expect("get"), Some(Bytes::from("acknowledged")));
+        assert_eq!(
+            second.get("stale").await.expect("get"),
+            None,
+            "the fenced write never appears"
+        );
+        assert_eq!(
+            second.get("late").await.expect("get"),
+            Some(Bytes::from("acknowledged"))
+        );
         for n in 0..50 {
-            assert_eq!(second.get(format!("k{n}")).await.expect("get"), Some(Bytes::from("first")));
+            assert_eq!(
+                second.get(format!("k{n}")).await.expect("get"),
+                Some(Bytes::from("first"))
+            );
         }
         second.put("stale", "now mine").await.expect("the new writer writes");
         second.close().await.expect("close");
@@ -144,7 +168,11 @@ fn a_failing_store_closes_the_database_and_every_waiter_hears_why() {
         let store: Arc<dyn Store> = Arc::new(faulty.clone());
         let db = open(&store, &runtime).await;
         db.put("before", "ok").await.expect("put");
-        faulty.fail_fraction(1.0, &[talusdb::store::Op::Put, talusdb::store::Op::MultipartPart], Fault::Lost);
+        faulty.fail_fraction(
+            1.0,
+            &[talusdb::store::Op::Put, talusdb::store::Op::MultipartPart],
+            Fault::Lost,
+        );
 
         let durable = within(&runtime, Duration::from_secs(120), db.put("doomed", "x")).await;
         let error = durable.expect_err("the WAL upload fails beyond its retries");
@@ -159,10 +187,16 @@ fn a_failing_store_closes_the_database_and_every_waiter_hears_why() {
             within(&runtime, Duration::from_secs(5), db.put("after", "x")).await,
             within(&runtime, Duration::from_secs(5), db.flush()).await,
             within(&runtime, Duration::from_secs(5), db.flush_memtable()).await,
-            within(&runtime, Duration::from_secs(5), db.create_checkpoint(CheckpointOptions::default()))
+            within(
+                &runtime,
+                Duration::from_secs(5),
+                db.create_checkpoint(CheckpointOptions::default()),
+            )
+            .await
+            .map(drop),
+            within(&runtime, Duration::from_secs(5), db.get("before"))
                 .await
                 .map(drop),
-            within(&runtime, Duration::from_secs(5), db.get("before")).await.map(drop),
             within(&runtime, Duration::from_secs(5), db.close()).await,
         ] {
             let later = later.expect_err("closed");
@@ -194,7 +228,9 @@ fn pending_flush_and_checkpoint_waiters_hear_the_failure() {
             async move { db.create_checkpoint(CheckpointOptions::default()).await }
         });
         let flushed = within(&runtime, Duration::from_secs(120), flush).await.expect("task");
-        let checkpointed = within(&runtime, Duration::from_secs(120), checkpoint).await.expect("task");
+        let checkpointed = within(&runtime, Duration::from_secs(120), checkpoint)
+            .await
+            .expect("task");
         assert!(flushed.expect_err("failed").is_closed());
         assert!(checkpointed.expect_err("failed").is_closed());
     });

@@ -42,7 +42,10 @@ struct Gen(u64);
 
 impl Gen {
     fn next(&mut self, bound: u64) -> u64 {
-        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         (self.0 >> 33) % bound
     }
 
@@ -71,8 +74,13 @@ async fn run_model(store: Arc<dyn Store>, runtime: Runtime, seed: u64, steps: us
         };
         match generator.next(100) {
             0..=34 => {
-                let (key, value) = (generator.key(), Bytes::from(format!("v{step}-{}", "x".repeat(step % 50))));
-                db.put_with_options(key.clone(), value.clone(), durable).await.expect("put");
+                let (key, value) = (
+                    generator.key(),
+                    Bytes::from(format!("v{step}-{}", "x".repeat(step % 50))),
+                );
+                db.put_with_options(key.clone(), value.clone(), durable)
+                    .await
+                    .expect("put");
                 model.insert(key, value);
             }
             35..=44 => {
@@ -97,7 +105,11 @@ async fn run_model(store: Arc<dyn Store>, runtime: Runtime, seed: u64, steps: us
             }
             53..=79 => {
                 let key = generator.key();
-                assert_eq!(db.get(&key).await.expect("get"), model.get(&key).cloned(), "step {step}: {key:?}");
+                assert_eq!(
+                    db.get(&key).await.expect("get"),
+                    model.get(&key).cloned(),
+                    "step {step}: {key:?}"
+                );
             }
             80..=86 => {
                 let (a, b) = (generator.key(), generator.key());
@@ -109,7 +121,11 @@ async fn run_model(store: Arc<dyn Store>, runtime: Runtime, seed: u64, steps: us
                 Some((pinned, frozen)) => {
                     for _ in 0..5 {
                         let key = generator.key();
-                        assert_eq!(pinned.get(&key).await.expect("get"), frozen.get(&key).cloned(), "step {step}");
+                        assert_eq!(
+                            pinned.get(&key).await.expect("get"),
+                            frozen.get(&key).cloned(),
+                            "step {step}"
+                        );
                     }
                     let all: Vec<(Bytes, Bytes)> = pinned.scan::<&[u8]>(..).try_collect().await.expect("scan");
                     assert_eq!(all.len(), frozen.len(), "step {step}: snapshot scan");
@@ -137,7 +153,11 @@ async fn run_model(store: Arc<dyn Store>, runtime: Runtime, seed: u64, steps: us
         .list(&object_store::path::Path::from("model/compacted"))
         .await
         .expect("list");
-    assert!(l0_tables.len() > 5, "the run went through L0 tables: {}", l0_tables.len());
+    assert!(
+        l0_tables.len() > 5,
+        "the run went through L0 tables: {}",
+        l0_tables.len()
+    );
 }
 
 #[test]
@@ -145,7 +165,12 @@ fn random_operations_match_a_btreemap_in_memory_under_sim() {
     for seed in [1, 2, 3] {
         let sim = Sim::new(seed);
         let runtime = sim.runtime();
-        sim.block_on(run_model(Arc::new(ObjectStoreAdapter::in_memory()), runtime, seed, 3000));
+        sim.block_on(run_model(
+            Arc::new(ObjectStoreAdapter::in_memory()),
+            runtime,
+            seed,
+            3000,
+        ));
     }
 }
 
@@ -155,5 +180,18 @@ fn random_operations_match_a_btreemap_on_the_local_file_system() {
     on_smol(|runtime| {
         let store = ObjectStoreAdapter::local_dir(dir.path(), runtime.clone()).expect("store");
         run_model(Arc::new(store), runtime, 9, 1500)
+    });
+}
+
+#[test]
+fn the_same_model_runs_on_tokio() {
+    support::on_tokio(|runtime| run_model(Arc::new(ObjectStoreAdapter::in_memory()), runtime, 21, 800));
+}
+
+#[test]
+fn the_same_model_runs_inside_an_actix_system() {
+    actix_rt::System::new().block_on(async {
+        let runtime = Runtime::actix_current().expect("inside actix");
+        run_model(Arc::new(ObjectStoreAdapter::in_memory()), runtime, 22, 800).await;
     });
 }

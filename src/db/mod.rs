@@ -100,7 +100,12 @@ impl DbBuilder {
         };
         let options = self.options;
         let store: Arc<dyn Store> = Arc::new(TimeoutStore::new(self.store, runtime.clone(), options.request_timeout));
-        let tables = TableStore::new(store.clone(), self.root.clone(), runtime.clone(), options.tables.clone());
+        let tables = TableStore::new(
+            store.clone(),
+            self.root.clone(),
+            runtime.clone(),
+            options.tables.clone(),
+        );
         let manifests = VersionedStore::new(
             store,
             self.root.clone(),
@@ -173,7 +178,9 @@ fn default_runtime() -> Result<Runtime, Error> {
 
 #[cfg(not(feature = "smol"))]
 fn default_runtime() -> Result<Runtime, Error> {
-    Err(Error::invalid("no executor: pass one with DbBuilder::runtime (the `smol` feature is off)"))
+    Err(Error::invalid(
+        "no executor: pass one with DbBuilder::runtime (the `smol` feature is off)",
+    ))
 }
 
 fn bytes_bounds<K: AsRef<[u8]>>(range: impl RangeBounds<K>) -> (Bound<Bytes>, Bound<Bytes>) {
@@ -220,7 +227,8 @@ impl Db {
         value: impl Into<Bytes>,
         options: WriteOptions,
     ) -> Result<(), Error> {
-        self.apply(vec![(key.into(), RowValue::Value(value.into()))], options).await
+        self.apply(vec![(key.into(), RowValue::Value(value.into()))], options)
+            .await
     }
 
     pub async fn delete(&self, key: impl Into<Bytes>) -> Result<(), Error> {

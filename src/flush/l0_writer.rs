@@ -51,6 +51,9 @@ pub enum L0Msg {
 
 type Uploaded = (u64, u64, u64, TableHandle);
 
+/// A checkpoint request waiting for its sequence to reach L0.
+type CheckpointRequest = (u64, CheckpointOptions, Reply<Result<Checkpoint, Error>>);
+
 pub struct L0Writer {
     manifest: Fenced<Manifest>,
     view: Arc<ArcSwap<ReadView>>,
@@ -59,7 +62,7 @@ pub struct L0Writer {
     /// Uploaded tables by first sequence, waiting for their turn.
     pending: BTreeMap<u64, Uploaded>,
     flush_waiters: BTreeMap<u64, Vec<Reply<Result<(), Error>>>>,
-    checkpoints: Vec<(u64, CheckpointOptions, Reply<Result<Checkpoint, Error>>)>,
+    checkpoints: Vec<CheckpointRequest>,
 }
 
 impl std::fmt::Debug for L0Writer {
@@ -189,7 +192,8 @@ impl Actor for L0Writer {
                 last_wal_id,
                 table,
             } => {
-                self.pending.insert(first_seq, (first_seq, last_seq, last_wal_id, table));
+                self.pending
+                    .insert(first_seq, (first_seq, last_seq, last_wal_id, table));
                 self.retire().await?;
             }
             L0Msg::AwaitFlush { through_seq, reply } => {

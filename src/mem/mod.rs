@@ -61,7 +61,12 @@ impl Memtable {
 
     /// The sequence range held, if any rows are.
     pub fn seq_range(&self) -> Option<(u64, u64)> {
-        (!self.is_empty()).then(|| (self.first_seq.load(Ordering::Relaxed), self.last_seq.load(Ordering::Relaxed)))
+        (!self.is_empty()).then(|| {
+            (
+                self.first_seq.load(Ordering::Relaxed),
+                self.last_seq.load(Ordering::Relaxed),
+            )
+        })
     }
 
     /// The newest version of `key` with sequence `<= max_seq`.
@@ -69,7 +74,10 @@ impl Memtable {
         let key = Bytes::copy_from_slice(key);
         let from = (key.clone(), Reverse(max_seq));
         let to = (key, Reverse(0));
-        self.rows.range(from..=to).next().map(|entry| to_row(entry.key(), entry.value()))
+        self.rows
+            .range(from..=to)
+            .next()
+            .map(|entry| to_row(entry.key(), entry.value()))
     }
 
     /// Up to `limit` rows after `after` (exclusive; `None` starts at

@@ -28,7 +28,7 @@ pub enum RowSource {
     Tables {
         tables: Vec<Arc<LazyTable>>,
         next: usize,
-        current: Option<TableScan>,
+        current: Option<Box<TableScan>>,
     },
 }
 
@@ -71,7 +71,11 @@ impl RowSource {
                     }
                     buffer.pop_front()
                 }
-                RowSource::Tables { tables: list, next, current } => {
+                RowSource::Tables {
+                    tables: list,
+                    next,
+                    current,
+                } => {
                     if current.is_none() {
                         let Some(table) = list.get(*next) else {
                             return Ok(None);
@@ -81,7 +85,9 @@ impl RowSource {
                             continue;
                         }
                         let reader = table.reader(tables).await?;
-                        *current = Some(reader.scan((bounds.start.clone(), bounds.end.clone()), bounds.options));
+                        *current = Some(Box::new(
+                            reader.scan((bounds.start.clone(), bounds.end.clone()), bounds.options),
+                        ));
                     }
                     let scan = current.as_mut().ok_or_else(|| Error::internal("scan lost its table"))?;
                     match scan.next().await? {
@@ -176,7 +182,10 @@ impl Merge {
                 let Some(row) = head else { continue };
                 let better = match best.and_then(|best| self.heads[best].as_ref()) {
                     None => true,
-                    Some(current) => (row.key.as_ref(), std::cmp::Reverse(row.seq)) < (current.key.as_ref(), std::cmp::Reverse(current.seq)),
+                    Some(current) => {
+                        (row.key.as_ref(), std::cmp::Reverse(row.seq))
+                            < (current.key.as_ref(), std::cmp::Reverse(current.seq))
+                    }
                 };
                 if better {
                     best = Some(index);

@@ -5,8 +5,6 @@
 //! Owns: the view's shape, point lookups, and the k-way merge behind scans
 //! (newest version per key, tombstones hidden, a sequence ceiling honoured).
 
-
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 

@@ -33,9 +33,9 @@ pub async fn recover(tables: &TableStore, manifest: &Manifest) -> Result<Recover
         let ids = tables.list_wal_ids().await?;
         let memtable = Memtable::new();
         let mut last_seq = manifest.last_l0_seq;
-        let mut expected = manifest.replay_after_wal_id + 1;
         let mut replayed = 0;
-        for &id in ids.iter().filter(|id| **id > manifest.replay_after_wal_id) {
+        let after = ids.iter().filter(|id| **id > manifest.replay_after_wal_id);
+        for (expected, &id) in (manifest.replay_after_wal_id + 1..).zip(after) {
             if id != expected {
                 tracing::warn!(missing = expected, found = id, "WAL gap: replay stops");
                 break;
@@ -47,7 +47,6 @@ pub async fn recover(tables: &TableStore, manifest: &Manifest) -> Result<Recover
                 }
             }
             replayed += 1;
-            expected += 1;
         }
         let highest = ids.last().copied().unwrap_or(0);
         let fence = highest

@@ -42,14 +42,23 @@ pub enum WalMsg {
         reply: Reply<Result<u64, Error>>,
     },
     /// Reply once everything accepted so far is durable.
-    Flush { reply: Reply<Result<u64, Error>> },
+    Flush {
+        reply: Reply<Result<u64, Error>>,
+    },
     /// Freeze the memtable now (if it has rows); the reply carries the
     /// highest sequence number that is now in a frozen memtable or L0.
-    FreezeMemtable { reply: Reply<Result<u64, Error>> },
+    FreezeMemtable {
+        reply: Reply<Result<u64, Error>>,
+    },
     Tick,
-    WalUploaded { id: u64, result: Result<(), Error> },
+    WalUploaded {
+        id: u64,
+        result: Result<(), Error>,
+    },
     /// Memtables holding rows through this sequence are now in L0.
-    MemtableRetired { through_seq: u64 },
+    MemtableRetired {
+        through_seq: u64,
+    },
 }
 
 /// A sealed WAL buffer waiting for an upload slot.
@@ -146,10 +155,12 @@ impl WalWriter {
                 create_ms: None,
                 expire_ms: None,
             };
-            self.buffer_bytes += row.key.len() + 16 + match &row.value {
-                RowValue::Value(value) => value.len(),
-                RowValue::Tombstone => 0,
-            };
+            self.buffer_bytes += row.key.len()
+                + 16
+                + match &row.value {
+                    RowValue::Value(value) => value.len(),
+                    RowValue::Tombstone => 0,
+                };
             self.memtable.insert(&row);
             self.buffer.push(row);
         }
@@ -207,7 +218,13 @@ impl WalWriter {
             let tables = self.tables.clone();
             let id = sealed.id;
             ctx.spawn_then(
-                async move { tables.write_wal(id, sealed.rows.iter()).await.map(drop).map_err(Error::from) },
+                async move {
+                    tables
+                        .write_wal(id, sealed.rows.iter())
+                        .await
+                        .map(drop)
+                        .map_err(Error::from)
+                },
                 move |result| WalMsg::WalUploaded { id, result },
             );
         }
@@ -313,7 +330,11 @@ impl Actor for WalWriter {
                 self.uploaded(id, ctx);
             }
             WalMsg::MemtableRetired { through_seq } => {
-                while self.frozen.front().is_some_and(|(last_seq, _)| *last_seq <= through_seq) {
+                while self
+                    .frozen
+                    .front()
+                    .is_some_and(|(last_seq, _)| *last_seq <= through_seq)
+                {
                     self.frozen.pop_front();
                 }
                 self.admit_stalled(ctx);
