@@ -152,7 +152,7 @@ fn a_store_on_an_owned_tokio_thread_serves_a_smol_caller() {
             reader.get(&key(4), u64::MAX).await.expect("get"),
             model_get(&rows, &key(4), u64::MAX)
         );
-        drop(thread);
+        thread.shutdown();
         let after = tables.read_wal(1).await;
         assert!(matches!(after, Err(StoreError::Unavailable { .. })), "{after:?}");
     });

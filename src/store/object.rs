@@ -329,6 +329,7 @@ impl Store for ObjectStoreAdapter {
 pub struct TokioThread {
     handle: tokio::runtime::Handle,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl TokioThread {
@@ -336,12 +337,13 @@ impl TokioThread {
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
         let handle = runtime.handle().clone();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        std::thread::Builder::new().name(name.to_owned()).spawn(move || {
+        let thread = std::thread::Builder::new().name(name.to_owned()).spawn(move || {
             let _ = runtime.block_on(stopped);
         })?;
         Ok(TokioThread {
             handle,
             stop: Some(stop),
+            thread: Some(thread),
         })
     }
 
@@ -352,6 +354,18 @@ impl TokioThread {
     /// A driver that runs requests on this thread.
     pub fn driver(&self) -> Driver {
         Driver::Tokio(self.handle())
+    }
+
+    /// Stops the runtime and waits for its thread to exit (blocking; never
+    /// call it from a request running on this thread). Requests made after
+    /// it returns fail as `Unavailable`.
+    pub fn shutdown(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
     }
 }
 
