@@ -8,8 +8,10 @@
 //! memtables and handing them to the uploader pool; backpressure.
 //!
 //! When the buffer is uploaded: at `wal_buffer_bytes`, on `Tick`, on
-//! `Flush`, before a memtable is frozen, and at once whenever no WAL upload
-//! is in flight (a lone durable writer waits about one PUT).
+//! `Flush`, before a memtable is frozen, and at once whenever an upload slot
+//! is free (fewer than `max_inflight_wal_uploads` in flight): a lone durable
+//! writer waits about one PUT, and under load writes batch up only while
+//! every slot is busy, so the request rate stays bounded by the slots.
 //!
 //! Invariants: rows reach the memtable in sequence order and a batch is
 //! visible only when all of it is in; a waiter is answered only when every
@@ -141,6 +143,12 @@ impl WalWriter {
         }
     }
 
+    /// Whether a buffer sealed now would start uploading at once: then
+    /// there is no reason to keep a write waiting for more company.
+    fn upload_slot_free(&self) -> bool {
+        self.sealed.is_empty() && self.in_flight.len() < self.options.max_inflight_wal_uploads
+    }
+
     fn unflushed_bytes(&self) -> usize {
         self.memtable.size() + self.frozen.iter().map(|(_, bytes)| bytes).sum::<usize>()
     }
@@ -165,7 +173,7 @@ impl WalWriter {
             self.buffer.push(row);
         }
         self.seqs.visible.store(self.last_seq, Ordering::Release);
-        if self.buffer_bytes >= self.options.wal_buffer_bytes || self.in_flight.is_empty() && self.sealed.is_empty() {
+        if self.buffer_bytes >= self.options.wal_buffer_bytes || self.upload_slot_free() {
             self.seal(ctx);
         }
         if self.memtable.size() >= self.options.memtable_bytes {
@@ -249,7 +257,7 @@ impl WalWriter {
                 reply.send(Ok(seq));
             }
         }
-        if self.in_flight.is_empty() && self.sealed.is_empty() {
+        if self.upload_slot_free() {
             self.seal(ctx);
         } else {
             self.start_uploads(ctx);
