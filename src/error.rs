@@ -69,6 +69,15 @@ impl Error {
     pub(crate) fn internal(message: impl Into<String>) -> Self {
         Error::new(ErrorKind::Internal, message)
     }
+
+    /// What a caller hears once the engine has stopped with `result`:
+    /// `Closed` after a clean shutdown, `Closed { cause }` otherwise.
+    pub(crate) fn from_closed_result(result: &Result<(), ActorError<Error>>) -> Self {
+        match result {
+            Ok(()) => Error::from(ActorError::<Error>::Closed),
+            Err(error) => Error::from(error.clone()),
+        }
+    }
 }
 
 impl fmt::Display for Error {

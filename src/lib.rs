@@ -33,6 +33,7 @@ pub mod manifest;
 pub mod mem;
 pub mod read;
 pub mod store;
+mod waiters;
 pub mod wal;
 
 pub use db::{Db, DbBuilder, DbOptions, Durability, ReadOptions, ScanOptions, Snapshot, WriteBatch, WriteOptions};

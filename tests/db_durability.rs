@@ -13,24 +13,10 @@ use talusdb::actors::Runtime;
 use talusdb::actors::runtime::Sim;
 use talusdb::manifest::CheckpointOptions;
 use talusdb::store::{Fault, FaultyStore, ObjectStoreAdapter, Store};
-use talusdb::{Db, DbOptions, ErrorKind, WriteBatch, WriteOptions};
-
-fn options() -> DbOptions {
-    DbOptions {
-        memtable_bytes: 8 << 10,
-        wal_buffer_bytes: 2 << 10,
-        max_unflushed_bytes: 64 << 10,
-        ..DbOptions::default()
-    }
-}
+use talusdb::{Db, ErrorKind, WriteBatch, WriteOptions};
 
 async fn open(store: &Arc<dyn Store>, runtime: &Runtime) -> Db {
-    Db::builder("db", store.clone())
-        .runtime(runtime.clone())
-        .options(options())
-        .open()
-        .await
-        .expect("open")
+    support::open_db("db", store, runtime).await
 }
 
 /// Fails the test if `future` is not done within `limit` of virtual time.

@@ -12,28 +12,14 @@ use futures::TryStreamExt;
 use talusdb::actors::Runtime;
 use talusdb::actors::runtime::Sim;
 use talusdb::store::{ObjectStoreAdapter, Store};
-use talusdb::{Db, DbOptions, WriteBatch, WriteOptions};
+use talusdb::{Db, WriteBatch, WriteOptions};
 
 use support::{TempDir, on_smol};
 
 type Model = BTreeMap<Bytes, Bytes>;
 
-fn small_options() -> DbOptions {
-    DbOptions {
-        memtable_bytes: 4 << 10,
-        wal_buffer_bytes: 1 << 10,
-        max_unflushed_bytes: 64 << 10,
-        ..DbOptions::default()
-    }
-}
-
 async fn open(store: &Arc<dyn Store>, runtime: &Runtime) -> Db {
-    Db::builder("model", store.clone())
-        .runtime(runtime.clone())
-        .options(small_options())
-        .open()
-        .await
-        .expect("open")
+    support::open_db("model", store, runtime).await
 }
 
 /// A tiny deterministic generator (the test's own, so the op sequence is

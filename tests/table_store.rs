@@ -16,8 +16,8 @@ use talusdb::actors::runtime::Sim;
 use talusdb::format::Row;
 use talusdb::format::sst::TableKind;
 use talusdb::store::{
-    ByteRange, Fault, FaultyStore, LatencyStore, ObjectStoreAdapter, Op, PutMode, ScanOptions, Store, StoreError,
-    TableId, TableStore, TableStoreOptions, TimeoutStore, TokioThread,
+    ByteRange, Fault, FaultyStore, LatencyStore, ObjectStoreAdapter, Op, PutMode, RequestCounts, ScanOptions, Store,
+    StoreError, TableId, TableStore, TableStoreOptions, TimeoutStore, TokioThread,
 };
 
 use support::{on_smol, on_tokio, stores};
@@ -52,6 +52,17 @@ fn wal_rows(first_seq: u64, count: u64) -> Vec<Row> {
 
 fn table_store(store: Arc<dyn Store>, runtime: &Runtime, options: TableStoreOptions) -> TableStore {
     TableStore::new(store, Path::from("db"), runtime.clone(), options)
+}
+
+/// A table store over an in-memory store whose requests are counted.
+fn counted_table_store(runtime: &Runtime, options: TableStoreOptions) -> (TableStore, Arc<RequestCounts>) {
+    let latency = LatencyStore::new(
+        Arc::new(ObjectStoreAdapter::in_memory()),
+        runtime.clone(),
+        Duration::ZERO,
+    );
+    let counts = latency.counts();
+    (table_store(Arc::new(latency), runtime, options), counts)
 }
 
 async fn write_sorted(tables: &TableStore, rows: &[Row]) -> talusdb::store::WrittenTable {
@@ -163,13 +174,7 @@ fn opening_takes_one_read_and_cached_lookups_take_none() {
     let sim = Sim::new(1);
     let runtime = sim.runtime();
     sim.block_on(async move {
-        let latency = LatencyStore::new(
-            Arc::new(ObjectStoreAdapter::in_memory()),
-            runtime.clone(),
-            Duration::ZERO,
-        );
-        let counts = latency.counts();
-        let tables = table_store(Arc::new(latency), &runtime, TableStoreOptions::default());
+        let (tables, counts) = counted_table_store(&runtime, TableStoreOptions::default());
         let rows = sorted_rows(3000);
         let written = write_sorted(&tables, &rows).await;
         assert_eq!(counts.get(Op::Put), 1);
@@ -198,17 +203,11 @@ fn a_small_opening_read_loads_metadata_then_index_and_filter_lazily() {
     let sim = Sim::new(2);
     let runtime = sim.runtime();
     sim.block_on(async move {
-        let latency = LatencyStore::new(
-            Arc::new(ObjectStoreAdapter::in_memory()),
-            runtime.clone(),
-            Duration::ZERO,
-        );
-        let counts = latency.counts();
         let options = TableStoreOptions {
             open_read_bytes: 40,
             ..TableStoreOptions::default()
         };
-        let tables = table_store(Arc::new(latency), &runtime, options);
+        let (tables, counts) = counted_table_store(&runtime, options);
         let rows = sorted_rows(500);
         let written = write_sorted(&tables, &rows).await;
         counts.reset();
@@ -228,13 +227,7 @@ fn scans_read_several_blocks_per_request_and_leave_the_cache_alone() {
     let sim = Sim::new(3);
     let runtime = sim.runtime();
     sim.block_on(async move {
-        let latency = LatencyStore::new(
-            Arc::new(ObjectStoreAdapter::in_memory()),
-            runtime.clone(),
-            Duration::ZERO,
-        );
-        let counts = latency.counts();
-        let tables = table_store(Arc::new(latency), &runtime, TableStoreOptions::default());
+        let (tables, counts) = counted_table_store(&runtime, TableStoreOptions::default());
         let rows = sorted_rows(2000);
         let written = write_sorted(&tables, &rows).await;
         let reader = tables.open(written.id, Some(written.size)).await.expect("open");
@@ -400,18 +393,12 @@ fn large_tables_go_up_in_parts() {
     let sim = Sim::new(10);
     let runtime = sim.runtime();
     sim.block_on(async move {
-        let latency = LatencyStore::new(
-            Arc::new(ObjectStoreAdapter::in_memory()),
-            runtime.clone(),
-            Duration::ZERO,
-        );
-        let counts = latency.counts();
         let options = TableStoreOptions {
             multipart_threshold_bytes: 64 << 10,
             multipart_part_bytes: 16 << 10,
             ..TableStoreOptions::default()
         };
-        let tables = table_store(Arc::new(latency), &runtime, options);
+        let (tables, counts) = counted_table_store(&runtime, options);
         let rows = sorted_rows(3000);
         let written = write_sorted(&tables, &rows).await;
         assert_eq!(counts.get(Op::Put), 0);

@@ -26,7 +26,7 @@ use crate::read::merge::{ScanBounds, merge_sources};
 use crate::read::{KeyValue, ReadView, Seqs, sources_for};
 use crate::store::{Store, TableStore, TimeoutStore};
 use crate::wal::replay::recover;
-use crate::wal::writer::{WalMsg, WalStart, WalWriter};
+use crate::wal::writer::{PendingWrite, WalMsg, WalStart, WalWriter};
 
 const WAL_WRITER: &str = "wal_writer";
 const UPLOADER: &str = "uploader";
@@ -212,8 +212,7 @@ impl Db {
     fn check_open(&self) -> Result<(), Error> {
         match self.inner.system.closed_result() {
             None => Ok(()),
-            Some(Ok(())) => Err(Error::from(talus_actors::ActorError::<Error>::Closed)),
-            Some(Err(error)) => Err(Error::from(error)),
+            Some(result) => Err(Error::from_closed_result(&result)),
         }
     }
 
@@ -254,10 +253,12 @@ impl Db {
         }
         self.inner
             .wal
-            .ask(|reply| WalMsg::Write {
-                ops,
-                await_durable: options.await_durable,
-                reply,
+            .ask(|reply| {
+                WalMsg::Write(PendingWrite {
+                    ops,
+                    await_durable: options.await_durable,
+                    reply,
+                })
             })
             .await??;
         Ok(())
@@ -314,8 +315,6 @@ impl Db {
         max_seq: u64,
     ) -> impl Stream<Item = Result<KeyValue, Error>> + Send + 'static {
         let (start, end) = bytes_bounds(range);
-        let opened = self.check_open();
-        let view = self.inner.view.load_full();
         let bounds = ScanBounds {
             start,
             end,
@@ -325,16 +324,20 @@ impl Db {
                 fill_cache: options.fill_cache,
             },
         };
-        let merge = merge_sources(self.inner.tables.clone(), bounds, sources_for(&view));
-        futures::stream::unfold((Some(merge), opened), |(merge, opened)| async move {
-            if let Err(error) = opened {
-                return Some((Err(error), (None, Ok(()))));
-            }
-            let mut merge = merge?;
+        let merge = self.check_open().map(|()| {
+            let view = self.inner.view.load_full();
+            merge_sources(self.inner.tables.clone(), bounds, sources_for(&view))
+        });
+        // The state is `None` once the stream has ended or failed.
+        futures::stream::unfold(Some(merge), |state| async move {
+            let mut merge = match state? {
+                Ok(merge) => merge,
+                Err(error) => return Some((Err(error), None)),
+            };
             match merge.next().await {
-                Ok(Some(pair)) => Some((Ok(pair), (Some(merge), Ok(())))),
+                Ok(Some(pair)) => Some((Ok(pair), Some(Ok(merge)))),
                 Ok(None) => None,
-                Err(error) => Some((Err(error), (None, Ok(())))),
+                Err(error) => Some((Err(error), None)),
             }
         })
     }

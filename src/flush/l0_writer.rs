@@ -25,6 +25,8 @@ use talus_actors::{Actor, ActorError, Addr, Context, Reply, Ticker};
 use crate::error::Error;
 use crate::manifest::{Checkpoint, CheckpointOptions, Fenced, Manifest, TableHandle};
 use crate::read::ReadView;
+use crate::store::Ulid;
+use crate::waiters::SeqWaiters;
 use crate::wal::writer::WalMsg;
 
 #[derive(Debug)]
@@ -61,7 +63,7 @@ pub struct L0Writer {
     poll_interval: std::time::Duration,
     /// Uploaded tables by first sequence, waiting for their turn.
     pending: BTreeMap<u64, Uploaded>,
-    flush_waiters: BTreeMap<u64, Vec<Reply<Result<(), Error>>>>,
+    flush_waiters: SeqWaiters<()>,
     checkpoints: Vec<CheckpointRequest>,
 }
 
@@ -87,7 +89,7 @@ impl L0Writer {
             wal,
             poll_interval,
             pending: BTreeMap::new(),
-            flush_waiters: BTreeMap::new(),
+            flush_waiters: SeqWaiters::default(),
             checkpoints: Vec::new(),
         }
     }
@@ -112,24 +114,20 @@ impl L0Writer {
             batch.push(entry);
         }
         // Tables of ranges already retired (a retried upload) are dropped.
-        let stale: Vec<u64> = self.pending.range(..next).map(|(first, _)| *first).collect();
-        for first in stale {
-            self.pending.remove(&first);
-        }
+        self.pending.retain(|first, _| *first >= next);
         let Some(through) = batch.last().map(|(_, last_seq, _, _)| *last_seq) else {
             return Ok(());
         };
-        let due: Vec<usize> = (0..self.checkpoints.len())
-            .filter(|index| self.checkpoints[*index].0 <= through)
-            .collect();
-        let now_ms = self.manifest.store().runtime().wall_ms();
+        let (due, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.checkpoints)
+            .into_iter()
+            .partition(|(seq, _, _)| *seq <= through);
+        self.checkpoints = waiting;
+        let runtime = self.manifest.store().runtime().clone();
+        let now_ms = runtime.wall_ms();
+        let ids: Vec<Ulid> = due.iter().map(|_| Ulid::generate(&runtime)).collect();
         let mut made: Vec<Checkpoint> = Vec::new();
-        let ids: Vec<crate::store::Ulid> = due
-            .iter()
-            .map(|_| crate::store::Ulid::generate(self.manifest.store().runtime()))
-            .collect();
-        let requests: Vec<CheckpointOptions> = due.iter().map(|index| self.checkpoints[*index].1.clone()).collect();
-        self.manifest
+        let updated = self
+            .manifest
             .update(|manifest, next_id| {
                 for (_, last_seq, last_wal_id, table) in &batch {
                     manifest.l0.insert(0, table.clone());
@@ -137,44 +135,26 @@ impl L0Writer {
                     manifest.replay_after_wal_id = manifest.replay_after_wal_id.max(*last_wal_id);
                     manifest.next_wal_id = manifest.next_wal_id.max(*last_wal_id + 1);
                 }
-                made.clear();
-                for (id, options) in ids.iter().zip(&requests) {
-                    let checkpoint = Checkpoint {
-                        id: *id,
-                        manifest_id: options.pin.unwrap_or(next_id),
-                        create_ms: now_ms,
-                        expire_ms: options
-                            .lifetime
-                            .map(|lifetime| now_ms.saturating_add(lifetime.as_millis() as u64)),
-                        name: options.name.clone(),
-                    };
-                    manifest.checkpoints.push(checkpoint.clone());
-                    made.push(checkpoint);
-                }
+                made = due
+                    .iter()
+                    .zip(&ids)
+                    .map(|((_, options, _), id)| options.checkpoint(*id, next_id, now_ms))
+                    .collect();
+                manifest.checkpoints.extend(made.iter().cloned());
                 Ok(())
             })
-            .await?;
+            .await;
+        if let Err(error) = updated {
+            // Back in the queue, so that cleanup answers them with the cause.
+            self.checkpoints.extend(due);
+            return Err(error.into());
+        }
         self.publish();
-        let mut remaining = Vec::new();
-        let mut made = made.into_iter();
-        for (index, waiting) in std::mem::take(&mut self.checkpoints).into_iter().enumerate() {
-            if due.contains(&index) {
-                match made.next() {
-                    Some(checkpoint) => waiting.2.send(Ok(checkpoint)),
-                    None => waiting.2.send(Err(Error::internal("a checkpoint went missing"))),
-                }
-            } else {
-                remaining.push(waiting);
-            }
+        for ((_, _, reply), checkpoint) in due.into_iter().zip(made) {
+            reply.send(Ok(checkpoint));
         }
-        self.checkpoints = remaining;
         let flushed = self.flushed_seq();
-        let later = self.flush_waiters.split_off(&(flushed + 1));
-        for replies in std::mem::replace(&mut self.flush_waiters, later).into_values() {
-            for reply in replies {
-                reply.send(Ok(()));
-            }
-        }
+        self.flush_waiters.release_through(flushed, |_| ());
         let _ = self.wal.try_send(WalMsg::MemtableRetired { through_seq: flushed });
         Ok(())
     }
@@ -200,7 +180,7 @@ impl Actor for L0Writer {
                 if through_seq <= self.flushed_seq() {
                     reply.send(Ok(()));
                 } else {
-                    self.flush_waiters.entry(through_seq).or_default().push(reply);
+                    self.flush_waiters.wait(through_seq, reply);
                 }
             }
             L0Msg::CreateCheckpoint {
@@ -231,13 +211,8 @@ impl Actor for L0Writer {
     }
 
     fn cleanup(&mut self, leftover: Vec<L0Msg>, result: &Result<(), ActorError<Error>>) {
-        let error = match result {
-            Ok(()) => Error::from(ActorError::<Error>::Closed),
-            Err(error) => Error::from(error.clone()),
-        };
-        for reply in std::mem::take(&mut self.flush_waiters).into_values().flatten() {
-            reply.send(Err(error.clone()));
-        }
+        let error = Error::from_closed_result(result);
+        self.flush_waiters.fail_all(&error);
         for (_, _, reply) in self.checkpoints.drain(..) {
             reply.send(Err(error.clone()));
         }

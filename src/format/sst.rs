@@ -193,19 +193,25 @@ impl SstBuilder {
     }
 
     /// The finished table.
-    pub fn finish(mut self) -> Bytes {
+    pub fn finish(self) -> Bytes {
+        self.finish_with_meta().0
+    }
+
+    /// The finished table and its metadata block, as a reader would decode
+    /// it (so a writer need not decode what it just wrote).
+    pub fn finish_with_meta(mut self) -> (Bytes, TableMeta) {
         self.close_block();
         let index = self.append_part(encode_index(&self.index));
         let filter = (self.hashes.len() >= self.options.bloom_min_keys)
             .then(|| bloom::build(&self.hashes, self.options.bloom_bits_per_key))
             .map(|filter| self.append_part(filter));
-        let meta = encode_meta(&TableMeta {
+        let table_meta = TableMeta {
             index,
             filter,
-            stats: self.stats.clone(),
+            stats: std::mem::take(&mut self.stats),
             put_id: self.put_id,
-        });
-        let meta = self.append_part(meta);
+        };
+        let meta = self.append_part(encode_meta(&table_meta));
         let mut footer = Vec::with_capacity(FOOTER_SIZE);
         footer.extend_from_slice(&meta.offset.to_le_bytes());
         put_u32(&mut footer, meta.len as u32);
@@ -214,7 +220,7 @@ impl SstBuilder {
         seal(&mut footer);
         footer.extend_from_slice(&MAGIC);
         self.out.extend_from_slice(&footer);
-        Bytes::from(self.out)
+        (Bytes::from(self.out), table_meta)
     }
 
     fn append_part(&mut self, part: Vec<u8>) -> Handle {

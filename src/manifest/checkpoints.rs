@@ -25,6 +25,20 @@ fn expiry(now_ms: u64, lifetime: Duration) -> u64 {
     now_ms.saturating_add(u64::try_from(lifetime.as_millis()).unwrap_or(u64::MAX))
 }
 
+impl CheckpointOptions {
+    /// The checkpoint these options describe, recorded at `now_ms` in the
+    /// manifest version `next_id`.
+    pub fn checkpoint(&self, id: Ulid, next_id: u64, now_ms: u64) -> Checkpoint {
+        Checkpoint {
+            id,
+            manifest_id: self.pin.unwrap_or(next_id),
+            create_ms: now_ms,
+            expire_ms: self.lifetime.map(|lifetime| expiry(now_ms, lifetime)),
+            name: self.name.clone(),
+        }
+    }
+}
+
 impl Fenced<Manifest> {
     fn wall_ms(&self) -> u64 {
         self.store().runtime().wall_ms()
@@ -36,13 +50,7 @@ impl Fenced<Manifest> {
         let now_ms = self.wall_ms();
         let mut written = None;
         self.update(|manifest, next_id| {
-            let checkpoint = Checkpoint {
-                id,
-                manifest_id: options.pin.unwrap_or(next_id),
-                create_ms: now_ms,
-                expire_ms: options.lifetime.map(|lifetime| expiry(now_ms, lifetime)),
-                name: options.name.clone(),
-            };
+            let checkpoint = options.checkpoint(id, next_id, now_ms);
             manifest.checkpoints.retain(|existing| existing.id != id);
             manifest.checkpoints.push(checkpoint.clone());
             written = Some(checkpoint);

@@ -28,8 +28,9 @@ use talus_actors::Runtime;
 use super::ManifestError;
 use crate::format::FormatError;
 use crate::format::codec::{Cursor, put_u32, put_u128, seal, unseal};
-use crate::store::paths::child;
-use crate::store::{ByteRange, PutMode, Store, StoreError, Ulid};
+pub use crate::store::Created;
+use crate::store::paths::{child, parse_padded_id};
+use crate::store::{ByteRange, Store, StoreError, Ulid, create_once};
 
 /// The envelope format version this build writes and reads.
 pub const ENVELOPE_VERSION: u32 = 1;
@@ -96,15 +97,6 @@ impl Default for VersionedOptions {
             retry_backoff: Duration::from_millis(20),
         }
     }
-}
-
-/// The outcome of creating one version.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Created {
-    /// Our bytes are version `id` now.
-    Written,
-    /// Someone else wrote version `id` first.
-    Conflict,
 }
 
 /// Reads and creates the versions of one payload kind.
@@ -174,10 +166,7 @@ impl<P: Versioned> VersionedStore<P> {
         if parts.next().is_some() {
             return None;
         }
-        let stem = name.as_ref().strip_suffix(P::SUFFIX)?.strip_suffix('.')?;
-        (stem.len() == 20 && stem.bytes().all(|b| b.is_ascii_digit()))
-            .then(|| stem.parse().ok())
-            .flatten()
+        parse_padded_id(name.as_ref().strip_suffix(P::SUFFIX)?.strip_suffix('.')?)
     }
 
     /// The ids present, ascending.
@@ -221,14 +210,9 @@ impl<P: Versioned> VersionedStore<P> {
         let path = self.path(id);
         let bytes = encode_envelope(payload, Ulid::generate(&self.runtime).0);
         loop {
-            let error = match self.store.put(&path, bytes.clone(), PutMode::Create).await {
-                Ok(()) => return Ok(Created::Written),
-                Err(StoreError::AlreadyExists { .. }) => match self.store.get(&path, ByteRange::All).await {
-                    // Equal bytes carry our write id: an earlier attempt of ours landed.
-                    Ok(existing) if existing.bytes == bytes => return Ok(Created::Written),
-                    Ok(_) => return Ok(Created::Conflict),
-                    Err(error) => error,
-                },
+            // The write id makes our bytes unique, so an equal object is ours.
+            let error = match create_once(&*self.store, &path, bytes.clone()).await {
+                Ok(created) => return Ok(created),
                 Err(error) => error,
             };
             if !error.is_retryable() {

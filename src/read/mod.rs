@@ -5,6 +5,7 @@
 //! Owns: the view's shape, point lookups, and the k-way merge behind scans
 //! (newest version per key, tombstones hidden, a sequence ceiling honoured).
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -17,7 +18,7 @@ use crate::error::Error;
 use crate::format::Row;
 use crate::manifest::{Manifest, TableHandle};
 use crate::mem::Memtable;
-use crate::store::{TableReader, TableStore};
+use crate::store::{TableReader, TableStore, Ulid};
 
 /// A sorted table in the view, opened on first use.
 #[derive(Debug)]
@@ -67,13 +68,15 @@ impl ReadView {
     /// The view's tables from `manifest`, reusing tables already open in
     /// `previous`.
     pub fn with_manifest(&self, manifest: &Manifest) -> ReadView {
-        let known = |handle: &TableHandle| {
-            self.l0
-                .iter()
-                .chain(self.runs.iter().flatten())
-                .find(|table| table.handle.id == handle.id)
-                .cloned()
-                .unwrap_or_else(|| Arc::new(LazyTable::new(handle.clone())))
+        let open: HashMap<Ulid, &Arc<LazyTable>> = self
+            .l0
+            .iter()
+            .chain(self.runs.iter().flatten())
+            .map(|table| (table.handle.id, table))
+            .collect();
+        let known = |handle: &TableHandle| match open.get(&handle.id) {
+            Some(table) => Arc::clone(table),
+            None => Arc::new(LazyTable::new(handle.clone())),
         };
         ReadView {
             memtable: self.memtable.clone(),

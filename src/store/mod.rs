@@ -13,7 +13,8 @@ pub mod wrappers;
 pub use cache::TableCaches;
 pub use error::{Op, StoreError};
 pub use object::{
-    ByteRange, Driver, Fetched, ObjectInfo, ObjectStoreAdapter, PutMode, Store, StoreResult, TokioThread,
+    ByteRange, Created, Driver, Fetched, ObjectInfo, ObjectStoreAdapter, PutMode, Store, StoreResult, TokioThread,
+    create_once,
 };
 pub use paths::{TableId, Ulid};
 pub use table::{ScanOptions, TableReader, TableScan, TableStore, TableStoreOptions, WrittenTable};

@@ -92,6 +92,36 @@ pub trait Store: fmt::Debug + Send + Sync + 'static {
     fn delete(&self, path: &Path) -> BoxFuture<'static, StoreResult<()>>;
 }
 
+/// The outcome of a conditional create.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Created {
+    /// Our bytes are there now.
+    Written,
+    /// Someone else's object was there first.
+    Conflict,
+}
+
+/// Creates `path` holding `bytes` unless an object is there. An existing
+/// object with exactly our bytes is our own earlier attempt (its reply was
+/// lost, here or in the store client's own retries) and counts as
+/// `Written`; callers make their bytes unique (a put id or write id) so
+/// that nobody else's object can be equal.
+pub async fn create_once(store: &dyn Store, path: &Path, bytes: Bytes) -> StoreResult<Created> {
+    match store.put(path, bytes.clone(), PutMode::Create).await {
+        Ok(()) => Ok(Created::Written),
+        Err(StoreError::AlreadyExists { .. }) => {
+            let existing = store.get(path, ByteRange::All).await?;
+            if existing.bytes == bytes {
+                tracing::debug!(%path, "a retried create found its own earlier attempt");
+                Ok(Created::Written)
+            } else {
+                Ok(Created::Conflict)
+            }
+        }
+        Err(error) => Err(error),
+    }
+}
+
 /// Where the futures of an `object_store` implementation run.
 #[derive(Clone)]
 pub enum Driver {

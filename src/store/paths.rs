@@ -95,9 +95,7 @@ impl TableId {
         }
         let stem = name.as_ref().strip_suffix(TABLE_SUFFIX)?;
         match dir.as_ref() {
-            WAL_DIR if stem.len() == 20 && stem.bytes().all(|b| b.is_ascii_digit()) => {
-                stem.parse().ok().map(TableId::Wal)
-            }
+            WAL_DIR => parse_padded_id(stem).map(TableId::Wal),
             COMPACTED_DIR => Ulid::parse(stem).map(TableId::Compacted),
             _ => None,
         }
@@ -111,6 +109,14 @@ impl fmt::Display for TableId {
             TableId::Compacted(ulid) => write!(f, "table {ulid}"),
         }
     }
+}
+
+/// An id written as exactly 20 decimal digits (`{id:020}`), as WAL tables
+/// and metadata versions are named.
+pub fn parse_padded_id(text: &str) -> Option<u64> {
+    (text.len() == 20 && text.bytes().all(|b| b.is_ascii_digit()))
+        .then(|| text.parse().ok())
+        .flatten()
 }
 
 /// `root/name`, where `name` may contain `/`.

@@ -23,7 +23,7 @@ use talus_actors::Runtime;
 
 use super::cache::{DEFAULT_BLOCK_CACHE_BYTES, DEFAULT_META_CACHE_BYTES, MetaKind, MetaPart, TableCaches};
 use super::error::StoreError;
-use super::object::{ByteRange, Fetched, ObjectInfo, PutMode, Store};
+use super::object::{ByteRange, Created, Fetched, ObjectInfo, Store, create_once};
 use super::paths::{COMPACTED_DIR, TableId, Ulid, WAL_DIR, child};
 use crate::format::Row;
 use crate::format::block::{Block, BlockIter};
@@ -161,15 +161,10 @@ impl TableStore {
 
     /// Writes `builder`'s table as `id`.
     pub async fn write(&self, id: TableId, builder: SstBuilder) -> Result<WrittenTable> {
-        let bytes = builder.finish();
-        let path = self.path(id);
-        let opened = SstBytes::open(bytes.clone()).map_err(|error| StoreError::format(&path, error))?;
-        self.put_table(id, &path, bytes.clone()).await?;
-        Ok(WrittenTable {
-            id,
-            size: bytes.len() as u64,
-            meta: opened.meta,
-        })
+        let (bytes, meta) = builder.finish_with_meta();
+        let size = bytes.len() as u64;
+        self.put_table(id, &self.path(id), bytes).await?;
+        Ok(WrittenTable { id, size, meta })
     }
 
     /// Uploads `bytes` with retries: a conditional create, or a multipart
@@ -182,13 +177,23 @@ impl TableStore {
         loop {
             let outcome = if multipart {
                 let parts = split_parts(&bytes, options.multipart_part_bytes);
-                self.inner.store.put_multipart(path, parts).await
+                self.inner
+                    .store
+                    .put_multipart(path, parts)
+                    .await
+                    .map(|()| Created::Written)
             } else {
-                self.inner.store.put(path, bytes.clone(), PutMode::Create).await
+                // The put id in the metadata makes our bytes unique.
+                create_once(&*self.inner.store, path, bytes.clone()).await
             };
             match outcome {
-                Ok(()) => return Ok(()),
-                Err(StoreError::AlreadyExists { .. }) => return self.recognise_own_write(id, path, &bytes).await,
+                Ok(Created::Written) => return Ok(()),
+                Ok(Created::Conflict) => {
+                    return Err(match id {
+                        TableId::Wal(_) => StoreError::Fenced { path: path.clone() },
+                        TableId::Compacted(_) => StoreError::AlreadyExists { path: path.clone() },
+                    });
+                }
                 Err(error) if error.is_retryable() && attempt < options.put_attempts => {
                     tracing::debug!(%path, attempt, %error, "retrying table upload");
                     self.inner.runtime.sleep(backoff).await;
@@ -198,21 +203,6 @@ impl TableStore {
                 Err(error) => return Err(error),
             }
         }
-    }
-
-    /// A create met an existing object: ours (an earlier attempt whose reply
-    /// was lost, here or inside the store client) if its bytes are exactly
-    /// ours, which the put id in the metadata makes unique.
-    async fn recognise_own_write(&self, id: TableId, path: &Path, bytes: &Bytes) -> Result<()> {
-        let existing = self.inner.store.get(path, ByteRange::All).await?;
-        if existing.bytes == *bytes {
-            tracing::debug!(%path, "a retried upload found its own earlier attempt");
-            return Ok(());
-        }
-        Err(match id {
-            TableId::Wal(_) => StoreError::Fenced { path: path.clone() },
-            TableId::Compacted(_) => StoreError::AlreadyExists { path: path.clone() },
-        })
     }
 
     /// Every row of WAL table `wal_id`, in sequence order (one read).
@@ -278,23 +268,19 @@ impl TableStore {
             Some(_) | None => ByteRange::Suffix(want),
         };
         let tail = store.get(&path, range).await?;
-        let corrupt = |part, detail: String| StoreError::Corruption {
-            path: path.clone(),
-            part,
-            detail,
-        };
         if let Some(size) = size
             && size != tail.object_size
         {
-            return Err(corrupt(
-                "object",
-                format!("expected {size} bytes, the object has {}", tail.object_size),
-            ));
+            return Err(StoreError::Corruption {
+                path,
+                part: "object",
+                detail: format!("expected {size} bytes, the object has {}", tail.object_size),
+            });
         }
         let footer = Footer::decode(&tail.bytes, tail.object_size).map_err(|error| StoreError::format(&path, error))?;
         let meta_bytes = match slice_of(&tail, footer.meta) {
             Some(bytes) => bytes,
-            None => self.read_part(&path, footer.meta).await?,
+            None => read_handle(store, &path, footer.meta).await?,
         };
         let meta =
             TableMeta::decode(&meta_bytes, footer.meta.offset).map_err(|error| StoreError::format(&path, error))?;
@@ -312,10 +298,6 @@ impl TableStore {
         };
         reader.seed_from_tail(&tail)?;
         Ok(reader)
-    }
-
-    async fn read_part(&self, path: &Path, handle: Handle) -> Result<Bytes> {
-        read_handle(&self.inner.store, path, handle).await
     }
 }
 
@@ -543,19 +525,14 @@ impl TableReader {
         };
         let bytes = read_handle(&self.inner.store, &self.inner.path, run).await?;
         let mut blocks = Vec::with_capacity(handles.len());
-        for (offset_in_run, (number, handle)) in handles
-            .iter()
-            .scan(0u64, |at, handle| {
-                let start = *at;
-                *at += handle.len;
-                Some(start)
-            })
-            .zip(handles.iter().enumerate())
-        {
-            let stored = bytes.slice(offset_in_run as usize..(offset_in_run + handle.len) as usize);
-            let block = Block::decode(stored).map_err(|e| self.format_error(e))?;
+        let mut at = 0;
+        for (number, handle) in (first..).zip(&handles) {
+            // The handles are consecutive, so each block follows the last.
+            let end = at + handle.len as usize;
+            let block = Block::decode(bytes.slice(at..end)).map_err(|e| self.format_error(e))?;
+            at = end;
             if fill_cache {
-                caches.insert_block(id, (first + number) as u64, block.clone());
+                caches.insert_block(id, number as u64, block.clone());
             }
             blocks.push(block);
         }

@@ -104,7 +104,7 @@ impl RequestCounts {
 
 /// Adds a fixed delay (on the runtime's clock, so virtual under sim) before
 /// every request, and counts requests by kind. Each part of a multipart
-/// upload counts (and waits) as one request.
+/// upload counts as one request; the upload waits the delay once.
 #[derive(Clone)]
 pub struct LatencyStore {
     inner: Arc<dyn Store>,

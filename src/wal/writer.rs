@@ -33,16 +33,20 @@ use crate::format::{Row, RowValue};
 use crate::mem::Memtable;
 use crate::read::{Frozen, ReadView, Seqs};
 use crate::store::TableStore;
+use crate::waiters::SeqWaiters;
+
+/// A batch to apply; the reply carries its last sequence number.
+#[derive(Debug)]
+pub struct PendingWrite {
+    pub ops: Vec<(Bytes, RowValue)>,
+    pub await_durable: bool,
+    pub reply: Reply<Result<u64, Error>>,
+}
 
 /// Messages to the WAL writer.
 #[derive(Debug)]
 pub enum WalMsg {
-    /// Apply a batch; the reply carries its last sequence number.
-    Write {
-        ops: Vec<(Bytes, RowValue)>,
-        await_durable: bool,
-        reply: Reply<Result<u64, Error>>,
-    },
+    Write(PendingWrite),
     /// Reply once everything accepted so far is durable.
     Flush {
         reply: Reply<Result<u64, Error>>,
@@ -71,9 +75,6 @@ struct Sealed {
     last_seq: u64,
 }
 
-/// A pending durable write, or a queued write held back by backpressure.
-type Waiter = Reply<Result<u64, Error>>;
-
 pub struct WalWriter {
     tables: TableStore,
     view: Arc<ArcSwap<ReadView>>,
@@ -89,11 +90,13 @@ pub struct WalWriter {
     /// WAL id → (last seq in it, uploaded yet).
     in_flight: BTreeMap<u64, (u64, bool)>,
     durable_seq: u64,
-    waiters: BTreeMap<u64, Vec<Waiter>>,
+    /// Durable writes and flushes, by the sequence they wait for.
+    waiters: SeqWaiters<u64>,
     memtable: Arc<Memtable>,
     /// Frozen memtables not yet retired: (last seq, bytes).
     frozen: VecDeque<(u64, usize)>,
-    stalled: VecDeque<WalMsg>,
+    /// Writes held back by backpressure, in arrival order.
+    stalled: VecDeque<PendingWrite>,
 }
 
 impl std::fmt::Debug for WalWriter {
@@ -136,7 +139,7 @@ impl WalWriter {
             sealed: VecDeque::new(),
             in_flight: BTreeMap::new(),
             durable_seq: start.last_seq,
-            waiters: BTreeMap::new(),
+            waiters: SeqWaiters::default(),
             memtable: start.memtable,
             frozen: VecDeque::new(),
             stalled: VecDeque::new(),
@@ -182,22 +185,19 @@ impl WalWriter {
         self.last_seq
     }
 
-    fn write(&mut self, msg: WalMsg, ctx: &mut Context<Self>) {
-        let WalMsg::Write {
+    fn write(&mut self, write: PendingWrite, ctx: &mut Context<Self>) {
+        let PendingWrite {
             ops,
             await_durable,
             reply,
-        } = msg
-        else {
-            return;
-        };
+        } = write;
         if ops.is_empty() {
             reply.send(Ok(self.last_seq));
             return;
         }
         let seq = self.apply(ops, ctx);
         if await_durable && seq > self.durable_seq {
-            self.waiters.entry(seq).or_default().push(reply);
+            self.waiters.wait(seq, reply);
         } else {
             reply.send(Ok(seq));
         }
@@ -251,12 +251,7 @@ impl WalWriter {
             self.durable_seq = self.durable_seq.max(last_seq);
         }
         self.seqs.durable.store(self.durable_seq, Ordering::Release);
-        let still_waiting = self.waiters.split_off(&(self.durable_seq + 1));
-        for (seq, replies) in std::mem::replace(&mut self.waiters, still_waiting) {
-            for reply in replies {
-                reply.send(Ok(seq));
-            }
-        }
+        self.waiters.release_through(self.durable_seq, |seq| seq);
         if self.upload_slot_free() {
             self.seal(ctx);
         } else {
@@ -296,8 +291,8 @@ impl WalWriter {
 
     fn admit_stalled(&mut self, ctx: &mut Context<Self>) {
         while self.unflushed_bytes() < self.options.max_unflushed_bytes {
-            let Some(msg) = self.stalled.pop_front() else { break };
-            self.write(msg, ctx);
+            let Some(write) = self.stalled.pop_front() else { break };
+            self.write(write, ctx);
         }
     }
 }
@@ -308,12 +303,12 @@ impl Actor for WalWriter {
 
     async fn handle(&mut self, msg: WalMsg, ctx: &mut Context<Self>) -> Result<(), Error> {
         match msg {
-            msg @ WalMsg::Write { .. } => {
+            WalMsg::Write(write) => {
                 if !self.stalled.is_empty() || self.unflushed_bytes() >= self.options.max_unflushed_bytes {
                     tracing::debug!(unflushed = self.unflushed_bytes(), "write stalled");
-                    self.stalled.push_back(msg);
+                    self.stalled.push_back(write);
                 } else {
-                    self.write(msg, ctx);
+                    self.write(write, ctx);
                 }
             }
             WalMsg::Flush { reply } => {
@@ -321,7 +316,7 @@ impl Actor for WalWriter {
                 if self.last_seq <= self.durable_seq {
                     reply.send(Ok(self.last_seq));
                 } else {
-                    self.waiters.entry(self.last_seq).or_default().push(reply);
+                    self.waiters.wait(self.last_seq, reply);
                 }
             }
             WalMsg::FreezeMemtable { reply } => {
@@ -356,16 +351,16 @@ impl Actor for WalWriter {
     }
 
     fn cleanup(&mut self, leftover: Vec<WalMsg>, result: &Result<(), ActorError<Error>>) {
-        let error = match result {
-            Ok(()) => Error::from(ActorError::<Error>::Closed),
-            Err(error) => Error::from(error.clone()),
-        };
-        let waiters = std::mem::take(&mut self.waiters).into_values().flatten();
-        let queued = self.stalled.drain(..).chain(leftover).filter_map(|msg| match msg {
-            WalMsg::Write { reply, .. } | WalMsg::Flush { reply } | WalMsg::FreezeMemtable { reply } => Some(reply),
+        let error = Error::from_closed_result(result);
+        self.waiters.fail_all(&error);
+        let stalled = self.stalled.drain(..).map(|write| write.reply);
+        let queued = leftover.into_iter().filter_map(|msg| match msg {
+            WalMsg::Write(PendingWrite { reply, .. }) | WalMsg::Flush { reply } | WalMsg::FreezeMemtable { reply } => {
+                Some(reply)
+            }
             _ => None,
         });
-        for reply in waiters.chain(queued).collect::<Vec<_>>() {
+        for reply in stalled.chain(queued).collect::<Vec<_>>() {
             reply.send(Err(error.clone()));
         }
     }

@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use talusdb::actors::Runtime;
 use talusdb::store::{ObjectStoreAdapter, Store};
+use talusdb::{Db, DbOptions};
 
 /// A directory under the system's temp dir, removed on drop.
 pub struct TempDir(PathBuf);
@@ -69,4 +70,25 @@ pub fn stores(runtime: &Runtime) -> Vec<(&'static str, Arc<dyn Store>, Option<Te
         ("in-memory", Arc::new(ObjectStoreAdapter::in_memory()), None),
         ("local", Arc::new(local), Some(dir)),
     ]
+}
+
+/// Options that make a small workload go through WAL tables, frozen
+/// memtables and L0 tables.
+pub fn small_db_options() -> DbOptions {
+    DbOptions {
+        memtable_bytes: 4 << 10,
+        wal_buffer_bytes: 1 << 10,
+        max_unflushed_bytes: 64 << 10,
+        ..DbOptions::default()
+    }
+}
+
+/// Opens the database under `root` with [`small_db_options`].
+pub async fn open_db(root: &str, store: &Arc<dyn Store>, runtime: &Runtime) -> Db {
+    Db::builder(root, store.clone())
+        .runtime(runtime.clone())
+        .options(small_db_options())
+        .open()
+        .await
+        .expect("open")
 }
