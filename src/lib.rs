@@ -36,5 +36,7 @@ pub mod store;
 mod waiters;
 pub mod wal;
 
-pub use db::{Db, DbBuilder, DbOptions, Durability, ReadOptions, ScanOptions, Snapshot, WriteBatch, WriteOptions};
+pub use db::{
+    Db, DbBuilder, DbOptions, DbStats, Durability, ReadOptions, ScanOptions, Snapshot, WriteBatch, WriteOptions,
+};
 pub use error::{Error, ErrorKind};

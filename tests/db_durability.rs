@@ -9,11 +9,12 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures::FutureExt;
+use futures::StreamExt;
 use talusdb::actors::Runtime;
 use talusdb::actors::runtime::Sim;
 use talusdb::manifest::CheckpointOptions;
-use talusdb::store::{Fault, FaultyStore, ObjectStoreAdapter, Store};
-use talusdb::{Db, ErrorKind, WriteBatch, WriteOptions};
+use talusdb::store::{Fault, FaultyStore, GateStore, ObjectStoreAdapter, Store};
+use talusdb::{Db, Durability, ErrorKind, ReadOptions, ScanOptions, WriteBatch, WriteOptions};
 
 async fn open(store: &Arc<dyn Store>, runtime: &Runtime) -> Db {
     support::open_db("db", store, runtime).await
@@ -219,5 +220,56 @@ fn pending_flush_and_checkpoint_waiters_hear_the_failure() {
             .expect("task");
         assert!(flushed.expect_err("failed").is_closed());
         assert!(checkpointed.expect_err("failed").is_closed());
+    });
+}
+
+#[test]
+fn durable_reads_see_only_what_reached_the_store() {
+    let sim = Sim::new(15);
+    let runtime = sim.runtime();
+    sim.block_on(async move {
+        let gate = GateStore::new(Arc::new(ObjectStoreAdapter::in_memory()));
+        let store: Arc<dyn Store> = Arc::new(gate.clone());
+        let db = open(&store, &runtime).await;
+        db.put("old", "durable").await.expect("put");
+        gate.hold(talusdb::store::Op::Put, "/wal/", usize::MAX);
+        let options = WriteOptions { await_durable: false };
+        db.put_with_options("new", "in memory", options).await.expect("put");
+        db.put_with_options("old", "overwritten", options).await.expect("put");
+
+        let durable = ReadOptions {
+            durability: Durability::Durable,
+        };
+        assert_eq!(db.get("new").await.expect("get").as_deref(), Some(&b"in memory"[..]));
+        assert_eq!(db.get_with_options("new", durable).await.expect("get"), None);
+        assert_eq!(
+            db.get_with_options("old", durable).await.expect("get").as_deref(),
+            Some(&b"durable"[..]),
+            "a durable read sees the durable version, not the newer one"
+        );
+        let scan_durable = ScanOptions {
+            durability: Durability::Durable,
+            ..ScanOptions::default()
+        };
+        let rows: Vec<_> = db
+            .scan_with_options::<&str>(.., scan_durable)
+            .map(|row| row.expect("row"))
+            .collect()
+            .await;
+        assert_eq!(rows, vec![(Bytes::from("old"), Bytes::from("durable"))]);
+
+        gate.release();
+        within(&runtime, Duration::from_secs(60), db.flush())
+            .await
+            .expect("flush");
+        assert_eq!(
+            db.get_with_options("new", durable).await.expect("get").as_deref(),
+            Some(&b"in memory"[..])
+        );
+        assert_eq!(
+            db.get_with_options("old", durable).await.expect("get").as_deref(),
+            Some(&b"overwritten"[..])
+        );
+        db.close().await.expect("close");
     });
 }

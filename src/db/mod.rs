@@ -4,6 +4,7 @@
 
 pub mod batch;
 pub mod options;
+pub mod stats;
 
 use std::ops::{Bound, RangeBounds};
 use std::sync::Arc;
@@ -16,6 +17,9 @@ use talus_actors::{Capacity, Runtime, System};
 
 pub use batch::WriteBatch;
 pub use options::{DbOptions, Durability, ReadOptions, ScanOptions, WriteOptions};
+pub use stats::DbStats;
+
+use stats::Counters;
 
 use crate::error::Error;
 use crate::flush::l0_writer::{L0Msg, L0Writer};
@@ -44,6 +48,7 @@ struct DbInner {
     l0: talus_actors::Addr<L0Msg, Error>,
     view: Arc<ArcSwap<ReadView>>,
     seqs: Arc<Seqs>,
+    counters: Arc<Counters>,
     tables: TableStore,
 }
 
@@ -132,6 +137,9 @@ impl DbBuilder {
         };
         let view = Arc::new(ArcSwap::from_pointee(empty.with_manifest(manifest.current())));
         let seqs = Arc::new(Seqs::new(recovered.last_seq));
+        let counters = Arc::new(Counters::default());
+        counters.set_unflushed(recovered.memtable.size());
+        Counters::add(&counters.l0_tables, manifest.current().l0.len() as u64);
 
         let system = System::new(runtime.clone());
         let (wal, wal_box) = system.mailbox::<WalMsg>(WAL_WRITER, Capacity::Bounded(1024));
@@ -141,6 +149,7 @@ impl DbBuilder {
             tables.clone(),
             view.clone(),
             seqs.clone(),
+            counters.clone(),
             options.clone(),
             uploader,
             WalStart {
@@ -156,7 +165,13 @@ impl DbBuilder {
         );
         system.run(
             l0_box,
-            L0Writer::new(manifest, view.clone(), wal.clone(), options.manifest_poll_interval),
+            L0Writer::new(
+                manifest,
+                view.clone(),
+                wal.clone(),
+                counters.clone(),
+                options.manifest_poll_interval,
+            ),
         );
         Ok(Db {
             inner: Arc::new(DbInner {
@@ -165,6 +180,7 @@ impl DbBuilder {
                 l0,
                 view,
                 seqs,
+                counters,
                 tables,
             }),
         })
@@ -407,6 +423,12 @@ impl Db {
     /// cause otherwise.
     pub async fn closed(&self) -> Result<(), Error> {
         self.inner.system.closed().await.map_err(Error::from)
+    }
+
+    /// What the engine has done since it opened (writes, stalls, uploads,
+    /// unflushed bytes, L0 tables).
+    pub fn stats(&self) -> DbStats {
+        self.inner.counters.snapshot()
     }
 
     /// The closed result, if the database has closed.

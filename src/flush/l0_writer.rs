@@ -22,6 +22,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use talus_actors::{Actor, ActorError, Addr, Context, Reply, Ticker};
 
+use crate::db::stats::Counters;
 use crate::error::Error;
 use crate::manifest::{Checkpoint, CheckpointOptions, Fenced, Manifest, TableHandle};
 use crate::read::ReadView;
@@ -60,6 +61,7 @@ pub struct L0Writer {
     manifest: Fenced<Manifest>,
     view: Arc<ArcSwap<ReadView>>,
     wal: Addr<WalMsg, Error>,
+    counters: Arc<Counters>,
     poll_interval: std::time::Duration,
     /// Uploaded tables by first sequence, waiting for their turn.
     pending: BTreeMap<u64, Uploaded>,
@@ -81,12 +83,14 @@ impl L0Writer {
         manifest: Fenced<Manifest>,
         view: Arc<ArcSwap<ReadView>>,
         wal: Addr<WalMsg, Error>,
+        counters: Arc<Counters>,
         poll_interval: std::time::Duration,
     ) -> Self {
         L0Writer {
             manifest,
             view,
             wal,
+            counters,
             poll_interval,
             pending: BTreeMap::new(),
             flush_waiters: SeqWaiters::default(),
@@ -101,6 +105,9 @@ impl L0Writer {
     /// Publishes the manifest's tables (and drops retired memtables).
     fn publish(&self) {
         let manifest = self.manifest.current().clone();
+        self.counters
+            .l0_tables
+            .store(manifest.l0.len() as u64, std::sync::atomic::Ordering::Relaxed);
         self.view.rcu(|view| view.with_manifest(&manifest));
     }
 
@@ -223,5 +230,72 @@ impl Actor for L0Writer {
                 L0Msg::Uploaded { .. } | L0Msg::Poll => {}
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use talus_actors::runtime::Sim;
+    use talus_actors::{Capacity, System};
+
+    use super::*;
+    use crate::error::ErrorKind;
+    use crate::manifest::{IfMissing, Role, VersionedOptions, VersionedStore};
+    use crate::mem::Memtable;
+    use crate::store::{ObjectStoreAdapter, Store};
+
+    /// Waiters whose data never reached L0 when the system shuts down
+    /// cleanly hear `Closed` with no cause (nothing failed).
+    #[test]
+    fn a_clean_shutdown_answers_pending_waiters_with_closed() {
+        let sim = Sim::new(5);
+        let runtime = sim.runtime();
+        sim.block_on(async move {
+            let store: Arc<dyn Store> = Arc::new(ObjectStoreAdapter::in_memory());
+            let versions = VersionedStore::new(store, "db".into(), runtime.clone(), VersionedOptions::default());
+            let manifest = Fenced::open(versions, Role::Writer, IfMissing::Create)
+                .await
+                .expect("manifest");
+            let empty = ReadView {
+                memtable: Arc::new(Memtable::new()),
+                frozen: Vec::new(),
+                l0: Vec::new(),
+                runs: Vec::new(),
+            };
+            let view = Arc::new(ArcSwap::from_pointee(empty));
+            let system = System::<Error>::new(runtime.clone());
+            // The WAL writer's mailbox exists but no one reads it here.
+            let (wal, _wal_box) = system.mailbox::<WalMsg>("wal", Capacity::Unbounded);
+            let (l0, l0_box) = system.mailbox::<L0Msg>("l0", Capacity::Unbounded);
+            let writer = L0Writer::new(manifest, view, wal, Arc::default(), Duration::from_secs(1));
+            system.run(l0_box, writer);
+
+            let flush = runtime.spawn({
+                let l0 = l0.clone();
+                async move { l0.ask(|reply| L0Msg::AwaitFlush { through_seq: 7, reply }).await }
+            });
+            let checkpoint = runtime.spawn({
+                let l0 = l0.clone();
+                async move {
+                    l0.ask(|reply| L0Msg::CreateCheckpoint {
+                        through_seq: 7,
+                        options: CheckpointOptions::default(),
+                        reply,
+                    })
+                    .await
+                }
+            });
+            // Under sim this lets both requests reach the actor first.
+            runtime.sleep(Duration::from_millis(10)).await;
+            system.shutdown_in_order(&[]).await.expect("clean shutdown");
+
+            let closed = ErrorKind::Closed { cause: None };
+            let flushed = flush.await.expect("task").expect("answered, not dropped");
+            assert_eq!(flushed.expect_err("never flushed").kind(), &closed);
+            let made = checkpoint.await.expect("task").expect("answered, not dropped");
+            assert_eq!(made.expect_err("never made").kind(), &closed);
+        });
     }
 }

@@ -38,8 +38,13 @@ impl Memtable {
         }
     }
 
+    /// The bytes a row adds to [`Memtable::size`].
+    pub fn row_size(key: &[u8], value: &RowValue) -> usize {
+        key.len() + ROW_OVERHEAD + row_value_len(value)
+    }
+
     pub fn insert(&self, row: &Row) {
-        let size = row.key.len() + ROW_OVERHEAD + row_value_len(&row.value);
+        let size = Memtable::row_size(&row.key, &row.value);
         self.rows.insert((row.key.clone(), Reverse(row.seq)), row.value.clone());
         self.bytes.fetch_add(size, Ordering::Relaxed);
         self.first_seq.fetch_min(row.seq, Ordering::Relaxed);

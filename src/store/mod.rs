@@ -18,4 +18,4 @@ pub use object::{
 };
 pub use paths::{TableId, Ulid};
 pub use table::{ScanOptions, TableReader, TableScan, TableStore, TableStoreOptions, WrittenTable};
-pub use wrappers::{Fault, FaultyStore, LatencyStore, Layer, RequestCounts, TimeoutStore};
+pub use wrappers::{Fault, FaultyStore, GateStore, LatencyStore, Layer, RequestCounts, TimeoutStore};

@@ -1,7 +1,8 @@
 //! Store wrappers: [`TimeoutStore`] bounds every request (the engine uses
 //! it); for tests and benchmarks, [`LatencyStore`] makes a fast store behave
 //! like a remote one and counts requests by kind, and [`FaultyStore`] fails
-//! requests on a schedule, at random (seeded), or after a crash point.
+//! requests on a schedule, at random (seeded), or after a crash point, and
+//! [`GateStore`] holds chosen requests until released.
 //!
 //! Each wraps any [`Store`] and keeps no lock across an await.
 
@@ -339,5 +340,121 @@ impl Layer for TimeoutStore {
             }
         }
         .boxed()
+    }
+}
+
+#[derive(Debug, Default)]
+struct GateState {
+    /// Hold requests of this kind whose path contains this text, and how
+    /// many more of them to hold.
+    rule: Option<(Op, String, usize)>,
+    /// Held requests, released by [`GateStore::release`].
+    held: Vec<futures::channel::oneshot::Sender<()>>,
+    /// Tasks waiting for the held count to reach a number.
+    watchers: Vec<(usize, futures::channel::oneshot::Sender<()>)>,
+}
+
+/// Holds chosen requests back until told to let them go: tests use it to
+/// make one upload finish after a later one, or to make a store slow at an
+/// exact moment instead of by a timer.
+#[derive(Clone)]
+pub struct GateStore {
+    inner: Arc<dyn Store>,
+    state: Arc<Mutex<GateState>>,
+}
+
+impl fmt::Debug for GateStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GateStore").field("inner", &self.inner).finish()
+    }
+}
+
+impl GateStore {
+    pub fn new(inner: Arc<dyn Store>) -> Self {
+        GateStore {
+            inner,
+            state: Arc::default(),
+        }
+    }
+
+    fn state(&self) -> MutexGuard<'_, GateState> {
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Holds the next `count` requests of kind `op` whose path contains
+    /// `pattern` (`usize::MAX`: all of them, until [`GateStore::release`]).
+    pub fn hold(&self, op: Op, pattern: &str, count: usize) {
+        self.state().rule = Some((op, pattern.to_owned(), count));
+    }
+
+    /// Requests held right now.
+    pub fn held(&self) -> usize {
+        self.state().held.len()
+    }
+
+    /// Completes once at least `count` requests are held.
+    pub async fn wait_held(&self, count: usize) {
+        let receiver = {
+            let mut state = self.state();
+            if state.held.len() >= count {
+                return;
+            }
+            let (sender, receiver) = futures::channel::oneshot::channel();
+            state.watchers.push((count, sender));
+            receiver
+        };
+        let _ = receiver.await;
+    }
+
+    /// Lets every held request go and stops holding new ones.
+    pub fn release(&self) {
+        let mut state = self.state();
+        state.rule = None;
+        for held in state.held.drain(..) {
+            let _ = held.send(());
+        }
+    }
+
+    /// Whether this request is to be held; if so, the receiver it waits on.
+    fn admit(&self, op: Op, path: &Path) -> Option<futures::channel::oneshot::Receiver<()>> {
+        let mut state = self.state();
+        let (rule_op, pattern, remaining) = state.rule.as_mut()?;
+        if *rule_op != op || *remaining == 0 || !path.as_ref().contains(pattern.as_str()) {
+            return None;
+        }
+        if *remaining != usize::MAX {
+            *remaining -= 1;
+        }
+        let (sender, receiver) = futures::channel::oneshot::channel();
+        state.held.push(sender);
+        let held = state.held.len();
+        let (ready, waiting): (Vec<_>, Vec<_>) = state.watchers.drain(..).partition(|(count, _)| *count <= held);
+        state.watchers = waiting;
+        for (_, watcher) in ready {
+            let _ = watcher.send(());
+        }
+        Some(receiver)
+    }
+}
+
+impl Layer for GateStore {
+    fn around<T: Send + 'static>(
+        &self,
+        op: Op,
+        path: &Path,
+        _requests: u64,
+        request: impl FnOnce(&dyn Store) -> BoxFuture<'static, StoreResult<T>>,
+    ) -> BoxFuture<'static, StoreResult<T>> {
+        let gate = self.admit(op, path);
+        let request = request(&*self.inner);
+        match gate {
+            None => request,
+            Some(gate) => async move {
+                // A dropped sender (the gate itself dropped) lets it go too.
+                let _ = gate.await;
+                request.await
+            }
+            .boxed(),
+        }
     }
 }

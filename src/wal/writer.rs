@@ -27,6 +27,7 @@ use bytes::Bytes;
 use talus_actors::{Actor, ActorError, Addr, Context, Reply, Ticker};
 
 use crate::db::options::DbOptions;
+use crate::db::stats::Counters;
 use crate::error::Error;
 use crate::flush::uploader::UploadMsg;
 use crate::format::{Row, RowValue};
@@ -79,6 +80,7 @@ pub struct WalWriter {
     tables: TableStore,
     view: Arc<ArcSwap<ReadView>>,
     seqs: Arc<Seqs>,
+    counters: Arc<Counters>,
     options: DbOptions,
     uploader: Addr<UploadMsg, Error>,
     /// The last sequence number assigned.
@@ -122,6 +124,7 @@ impl WalWriter {
         tables: TableStore,
         view: Arc<ArcSwap<ReadView>>,
         seqs: Arc<Seqs>,
+        counters: Arc<Counters>,
         options: DbOptions,
         uploader: Addr<UploadMsg, Error>,
         start: WalStart,
@@ -130,6 +133,7 @@ impl WalWriter {
             tables,
             view,
             seqs,
+            counters,
             options,
             uploader,
             last_seq: start.last_seq,
@@ -195,7 +199,9 @@ impl WalWriter {
             reply.send(Ok(self.last_seq));
             return;
         }
+        Counters::add(&self.counters.writes, 1);
         let seq = self.apply(ops, ctx);
+        self.counters.set_unflushed(self.unflushed_bytes());
         if await_durable && seq > self.durable_seq {
             self.waiters.wait(seq, reply);
         } else {
@@ -239,6 +245,7 @@ impl WalWriter {
     }
 
     fn uploaded(&mut self, id: u64, ctx: &mut Context<Self>) {
+        Counters::add(&self.counters.wal_uploads, 1);
         if let Some(entry) = self.in_flight.get_mut(&id) {
             entry.1 = true;
         }
@@ -271,6 +278,7 @@ impl WalWriter {
         let last_wal_id = self.next_wal_id - 1;
         let last_seq = self.last_seq;
         self.frozen.push_back((last_seq, frozen.size()));
+        Counters::add(&self.counters.memtables_frozen, 1);
         let fresh = self.memtable.clone();
         let entry = Frozen {
             table: frozen.clone(),
@@ -289,10 +297,30 @@ impl WalWriter {
         });
     }
 
+    /// Whether `write` fits under the unflushed-bytes maximum now. A write
+    /// larger than the maximum is let in alone once nothing is unflushed,
+    /// so it waits but is never refused.
+    fn fits(&self, write: &PendingWrite) -> bool {
+        let unflushed = self.unflushed_bytes();
+        let size: usize = write
+            .ops
+            .iter()
+            .map(|(key, value)| Memtable::row_size(key, value))
+            .sum();
+        unflushed == 0 || unflushed + size <= self.options.max_unflushed_bytes
+    }
+
+    /// Admits held-back writes in arrival order while they fit. If the
+    /// first still does not fit and no frozen memtable is on its way to L0
+    /// (whose retirement would free room), the memtable is frozen now, so
+    /// a stall always ends.
     fn admit_stalled(&mut self, ctx: &mut Context<Self>) {
-        while self.unflushed_bytes() < self.options.max_unflushed_bytes {
+        while self.stalled.front().is_some_and(|write| self.fits(write)) {
             let Some(write) = self.stalled.pop_front() else { break };
             self.write(write, ctx);
+        }
+        if !self.stalled.is_empty() && self.frozen.is_empty() {
+            self.freeze(ctx);
         }
     }
 }
@@ -304,9 +332,11 @@ impl Actor for WalWriter {
     async fn handle(&mut self, msg: WalMsg, ctx: &mut Context<Self>) -> Result<(), Error> {
         match msg {
             WalMsg::Write(write) => {
-                if !self.stalled.is_empty() || self.unflushed_bytes() >= self.options.max_unflushed_bytes {
+                if !self.stalled.is_empty() || !self.fits(&write) {
                     tracing::debug!(unflushed = self.unflushed_bytes(), "write stalled");
+                    Counters::add(&self.counters.stalled_writes, 1);
                     self.stalled.push_back(write);
+                    self.admit_stalled(ctx);
                 } else {
                     self.write(write, ctx);
                 }
@@ -340,6 +370,7 @@ impl Actor for WalWriter {
                 {
                     self.frozen.pop_front();
                 }
+                self.counters.set_unflushed(self.unflushed_bytes());
                 self.admit_stalled(ctx);
             }
         }

@@ -1,0 +1,69 @@
+//! Clean close: close drains what was accepted (a pending memtable flush
+//! completes, even one whose upload is slow), then every later call gets
+//! `Closed` without a cause; nothing hangs.
+
+mod support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::FutureExt;
+use talusdb::actors::runtime::Sim;
+use talusdb::manifest::CheckpointOptions;
+use talusdb::store::{GateStore, ObjectStoreAdapter, Op, Store};
+use talusdb::{ErrorKind, WriteOptions};
+
+#[test]
+fn close_waits_for_a_pending_flush_then_later_calls_are_closed() {
+    let sim = Sim::new(41);
+    let runtime = sim.runtime();
+    sim.block_on(async move {
+        let gate = GateStore::new(Arc::new(ObjectStoreAdapter::in_memory()));
+        let store: Arc<dyn Store> = Arc::new(gate.clone());
+        let db = support::open_db("db", &store, &runtime).await;
+        for n in 0..10 {
+            db.put(format!("k{n}"), "v").await.expect("put");
+        }
+        gate.hold(Op::Put, "/compacted/", 1);
+        let mut flush = runtime.spawn({
+            let db = db.clone();
+            async move { db.flush_memtable().await }
+        });
+        gate.wait_held(1).await;
+        let mut close = runtime.spawn({
+            let db = db.clone();
+            async move { db.close().await }
+        });
+        runtime.sleep(Duration::from_millis(50)).await;
+        assert!(
+            (&mut close).now_or_never().is_none(),
+            "close waits for the upload in flight"
+        );
+        assert!((&mut flush).now_or_never().is_none());
+
+        gate.release();
+        flush.await.expect("task").expect("the accepted flush completes");
+        close.await.expect("task").expect("close");
+        db.closed().await.expect("closed cleanly");
+        assert_eq!(db.status().map(|status| status.is_ok()), Some(true));
+
+        let non_durable = WriteOptions { await_durable: false };
+        for later in [
+            db.put("after", "x").await,
+            db.put_with_options("after", "x", non_durable).await,
+            db.flush().await,
+            db.flush_memtable().await,
+            db.create_checkpoint(CheckpointOptions::default()).await.map(drop),
+            db.get("k1").await.map(drop),
+            db.close().await,
+        ] {
+            let error = later.expect_err("closed");
+            assert_eq!(error.kind(), &ErrorKind::Closed { cause: None }, "{error}");
+        }
+
+        let reopened = support::open_db("db", &store, &runtime).await;
+        assert_eq!(reopened.get("k9").await.expect("get").as_deref(), Some(&b"v"[..]));
+        assert_eq!(reopened.get("after").await.expect("get"), None);
+        reopened.close().await.expect("close");
+    });
+}
