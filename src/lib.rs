@@ -37,6 +37,7 @@ mod waiters;
 pub mod wal;
 
 pub use db::{
-    Db, DbBuilder, DbOptions, DbStats, Durability, ReadOptions, ScanOptions, Snapshot, WriteBatch, WriteOptions,
+    Db, DbBuilder, DbOptions, DbReader, DbStats, Durability, ReadOptions, ScanOptions, Snapshot, WriteBatch,
+    WriteOptions,
 };
 pub use error::{Error, ErrorKind};

@@ -36,6 +36,11 @@ impl<T> SeqWaiters<T> {
         }
     }
 
+    /// The highest sequence anyone waits for.
+    pub(crate) fn highest(&self) -> Option<u64> {
+        self.waiting.last_key_value().map(|(seq, _)| *seq)
+    }
+
     /// Answers every waiter with `error`.
     pub(crate) fn fail_all(&mut self, error: &Error) {
         for reply in std::mem::take(&mut self.waiting).into_values().flatten() {

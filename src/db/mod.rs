@@ -4,6 +4,7 @@
 
 pub mod batch;
 pub mod options;
+pub mod reader;
 pub mod stats;
 
 use std::ops::{Bound, RangeBounds};
@@ -17,6 +18,7 @@ use talus_actors::{Capacity, Runtime, System};
 
 pub use batch::WriteBatch;
 pub use options::{DbOptions, Durability, ReadOptions, ScanOptions, WriteOptions};
+pub use reader::DbReader;
 pub use stats::DbStats;
 
 use stats::Counters;
@@ -89,6 +91,12 @@ impl DbBuilder {
     pub fn options(mut self, options: DbOptions) -> Self {
         self.options = options;
         self
+    }
+
+    /// Opens the database for reading only, as it is now: no writer is
+    /// fenced and nothing is written. Fails if there is no database.
+    pub async fn open_read_only(self) -> Result<DbReader, Error> {
+        DbReader::open(self).await
     }
 
     /// Opens (or creates) the database: fences older writers and replays
@@ -208,6 +216,51 @@ fn bytes_bounds<K: AsRef<[u8]>>(range: impl RangeBounds<K>) -> (Bound<Bytes>, Bo
     (convert(range.start_bound()), convert(range.end_bound()))
 }
 
+/// The newest value of `key` at or below `max_seq` in `view`.
+async fn get_in(view: &ReadView, tables: &TableStore, key: &[u8], max_seq: u64) -> Result<Option<Bytes>, Error> {
+    Ok(match view.get(tables, key, max_seq).await? {
+        Some(row) => match row.value {
+            RowValue::Value(value) => Some(value),
+            RowValue::Tombstone => None,
+        },
+        None => None,
+    })
+}
+
+/// Live rows of `range` in `view` at `max_seq`, in key order; a `view`
+/// that is an error yields that error once.
+fn scan_in<K: AsRef<[u8]>>(
+    view: Result<Arc<ReadView>, Error>,
+    tables: TableStore,
+    range: impl RangeBounds<K>,
+    options: ScanOptions,
+    max_seq: u64,
+) -> impl Stream<Item = Result<KeyValue, Error>> + Send + 'static {
+    let (start, end) = bytes_bounds(range);
+    let bounds = ScanBounds {
+        start,
+        end,
+        max_seq,
+        options: crate::store::ScanOptions {
+            read_ahead_blocks: options.read_ahead_blocks.max(1),
+            fill_cache: options.fill_cache,
+        },
+    };
+    let merge = view.map(|view| merge_sources(tables, bounds, sources_for(&view)));
+    // The state is `None` once the stream has ended or failed.
+    futures::stream::unfold(Some(merge), |state| async move {
+        let mut merge = match state? {
+            Ok(merge) => merge,
+            Err(error) => return Some((Err(error), None)),
+        };
+        match merge.next().await {
+            Ok(Some(pair)) => Some((Ok(pair), Some(Ok(merge)))),
+            Ok(None) => None,
+            Err(error) => Some((Err(error), None)),
+        }
+    })
+}
+
 impl Db {
     /// Opens (or creates) the database under `path` in `store` with the
     /// default options on the default executor.
@@ -298,13 +351,7 @@ impl Db {
     async fn get_at(&self, key: &[u8], max_seq: u64) -> Result<Option<Bytes>, Error> {
         self.check_open()?;
         let view = self.inner.view.load_full();
-        Ok(match view.get(&self.inner.tables, key, max_seq).await? {
-            Some(row) => match row.value {
-                RowValue::Value(value) => Some(value),
-                RowValue::Tombstone => None,
-            },
-            None => None,
-        })
+        get_in(&view, &self.inner.tables, key, max_seq).await
     }
 
     /// Live keys in `range`, in key order, with their newest values.
@@ -330,32 +377,8 @@ impl Db {
         options: ScanOptions,
         max_seq: u64,
     ) -> impl Stream<Item = Result<KeyValue, Error>> + Send + 'static {
-        let (start, end) = bytes_bounds(range);
-        let bounds = ScanBounds {
-            start,
-            end,
-            max_seq,
-            options: crate::store::ScanOptions {
-                read_ahead_blocks: options.read_ahead_blocks.max(1),
-                fill_cache: options.fill_cache,
-            },
-        };
-        let merge = self.check_open().map(|()| {
-            let view = self.inner.view.load_full();
-            merge_sources(self.inner.tables.clone(), bounds, sources_for(&view))
-        });
-        // The state is `None` once the stream has ended or failed.
-        futures::stream::unfold(Some(merge), |state| async move {
-            let mut merge = match state? {
-                Ok(merge) => merge,
-                Err(error) => return Some((Err(error), None)),
-            };
-            match merge.next().await {
-                Ok(Some(pair)) => Some((Ok(pair), Some(Ok(merge)))),
-                Ok(None) => None,
-                Err(error) => Some((Err(error), None)),
-            }
-        })
+        let view = self.check_open().map(|()| self.inner.view.load_full());
+        scan_in(view, self.inner.tables.clone(), range, options, max_seq)
     }
 
     /// A read view pinned at the current sequence number.

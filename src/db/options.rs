@@ -18,6 +18,11 @@ pub struct DbOptions {
     pub flush_interval: Duration,
     /// WAL uploads in flight at once (default 4).
     pub max_inflight_wal_uploads: usize,
+    /// How long a durable write that finds an upload slot free waits for
+    /// company before its WAL table is sealed (default 1 ms; zero seals at
+    /// once). Writers acknowledged together come back together; the
+    /// window lets them share one PUT.
+    pub group_commit_window: Duration,
     /// L0 tables built and uploaded in parallel (default 2).
     pub l0_upload_parallelism: usize,
     /// Writes wait while memtables not yet in L0 hold more than this
@@ -42,6 +47,7 @@ impl Default for DbOptions {
             wal_buffer_bytes: 4 << 20,
             flush_interval: Duration::from_millis(100),
             max_inflight_wal_uploads: 4,
+            group_commit_window: Duration::from_millis(1),
             l0_upload_parallelism: 2,
             max_unflushed_bytes: 256 << 20,
             manifest_poll_interval: Duration::from_secs(1),

@@ -8,10 +8,13 @@
 //! memtables and handing them to the uploader pool; backpressure.
 //!
 //! When the buffer is uploaded: at `wal_buffer_bytes`, on `Tick`, on
-//! `Flush`, before a memtable is frozen, and at once whenever an upload slot
-//! is free (fewer than `max_inflight_wal_uploads` in flight): a lone durable
-//! writer waits about one PUT, and under load writes batch up only while
-//! every slot is busy, so the request rate stays bounded by the slots.
+//! `Flush`, before a memtable is frozen, and — when a durable writer waits
+//! for a row in it — at once whenever an upload slot is free (fewer than
+//! `max_inflight_wal_uploads` in flight): a lone durable writer waits about
+//! one PUT, and under load writes batch up only while every slot is busy,
+//! so the request rate stays bounded by the slots. Rows nobody waits for
+//! (`await_durable: false`) ride along, or go at the size or the tick: a
+//! non-durable fill makes few, large WAL tables.
 //!
 //! Invariants: rows reach the memtable in sequence order and a batch is
 //! visible only when all of it is in; a waiter is answered only when every
@@ -58,6 +61,9 @@ pub enum WalMsg {
         reply: Reply<Result<u64, Error>>,
     },
     Tick,
+    /// The group-commit window after a durable write ended: seal now if
+    /// a slot is free.
+    SealDue,
     WalUploaded {
         id: u64,
         result: Result<(), Error>,
@@ -99,6 +105,8 @@ pub struct WalWriter {
     frozen: VecDeque<(u64, usize)>,
     /// Writes held back by backpressure, in arrival order.
     stalled: VecDeque<PendingWrite>,
+    /// A `SealDue` is on its way.
+    seal_due: bool,
 }
 
 impl std::fmt::Debug for WalWriter {
@@ -147,6 +155,7 @@ impl WalWriter {
             memtable: start.memtable,
             frozen: VecDeque::new(),
             stalled: VecDeque::new(),
+            seal_due: false,
         }
     }
 
@@ -160,7 +169,15 @@ impl WalWriter {
         self.memtable.size() + self.frozen.iter().map(|(_, bytes)| bytes).sum::<usize>()
     }
 
-    fn apply(&mut self, ops: Vec<(Bytes, RowValue)>, ctx: &mut Context<Self>) -> u64 {
+    /// Whether a durable writer waits for a row still in the buffer.
+    fn buffer_awaited(&self) -> bool {
+        match (self.buffer.first(), self.waiters.highest()) {
+            (Some(first), Some(highest)) => highest >= first.seq,
+            _ => false,
+        }
+    }
+
+    fn apply(&mut self, ops: Vec<(Bytes, RowValue)>, await_durable: bool, ctx: &mut Context<Self>) -> u64 {
         for (key, value) in ops {
             self.last_seq += 1;
             let row = Row {
@@ -180,8 +197,10 @@ impl WalWriter {
             self.buffer.push(row);
         }
         self.seqs.visible.store(self.last_seq, Ordering::Release);
-        if self.buffer_bytes >= self.options.wal_buffer_bytes || self.upload_slot_free() {
+        if self.buffer_bytes >= self.options.wal_buffer_bytes {
             self.seal(ctx);
+        } else if await_durable && self.upload_slot_free() {
+            self.seal_soon(ctx);
         }
         if self.memtable.size() >= self.options.memtable_bytes {
             self.freeze(ctx);
@@ -200,12 +219,27 @@ impl WalWriter {
             return;
         }
         Counters::add(&self.counters.writes, 1);
-        let seq = self.apply(ops, ctx);
+        let seq = self.apply(ops, await_durable, ctx);
         self.counters.set_unflushed(self.unflushed_bytes());
         if await_durable && seq > self.durable_seq {
             self.waiters.wait(seq, reply);
         } else {
             reply.send(Ok(seq));
+        }
+    }
+
+    /// Seals after the group-commit window, so that writers woken together
+    /// by the last upload (who come back within microseconds of each
+    /// other) share the next WAL table instead of the first taking a slot
+    /// alone.
+    fn seal_soon(&mut self, ctx: &mut Context<Self>) {
+        let window = self.options.group_commit_window;
+        if window.is_zero() {
+            self.seal(ctx);
+        } else if !self.seal_due {
+            self.seal_due = true;
+            let sleep = ctx.runtime().sleep(window);
+            ctx.spawn_then(sleep, |()| WalMsg::SealDue);
         }
     }
 
@@ -259,7 +293,7 @@ impl WalWriter {
         }
         self.seqs.durable.store(self.durable_seq, Ordering::Release);
         self.waiters.release_through(self.durable_seq, |seq| seq);
-        if self.upload_slot_free() {
+        if self.upload_slot_free() && self.buffer_awaited() {
             self.seal(ctx);
         } else {
             self.start_uploads(ctx);
@@ -352,6 +386,12 @@ impl Actor for WalWriter {
             WalMsg::FreezeMemtable { reply } => {
                 self.freeze(ctx);
                 reply.send(Ok(self.last_seq));
+            }
+            WalMsg::SealDue => {
+                self.seal_due = false;
+                if self.upload_slot_free() && self.buffer_awaited() {
+                    self.seal(ctx);
+                }
             }
             WalMsg::Tick => {
                 if !self.buffer.is_empty() {

@@ -1,0 +1,314 @@
+//! The commands on one database: keys, manifest, checkpoints.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Subcommand;
+use futures::StreamExt;
+use serde_json::{Value, json};
+use talusdb::actors::Runtime;
+use talusdb::manifest::{
+    Checkpoint, CheckpointOptions, Fenced, Manifest, Role, TableHandle, VersionedOptions, VersionedStore,
+};
+use talusdb::store::{Store, Ulid};
+use talusdb::{Db, DbReader, Error, ScanOptions};
+
+use crate::CliError;
+
+#[derive(Debug, Subcommand)]
+pub enum ManifestCommand {
+    /// Prints the latest manifest (or version `--id`).
+    Show {
+        #[arg(long)]
+        id: Option<u64>,
+    },
+    /// Lists the stored manifest versions.
+    List,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CheckpointCommand {
+    /// Pins the current manifest version (what is in L0 and sorted runs).
+    Create {
+        /// Expires after this many seconds (default: never).
+        #[arg(long)]
+        lifetime_s: Option<u64>,
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// Lists live checkpoints.
+    List,
+    /// Moves a checkpoint's expiry to `--lifetime-s` from now.
+    Refresh {
+        id: String,
+        #[arg(long)]
+        lifetime_s: u64,
+    },
+    /// Removes a checkpoint.
+    Delete { id: String },
+}
+
+/// The database a command works on.
+pub struct Target {
+    pub store: Arc<dyn Store>,
+    pub path: String,
+    pub runtime: Runtime,
+    pub json: bool,
+}
+
+fn print(json: bool, value: Value, human: impl FnOnce() -> String) {
+    if json {
+        println!("{value}");
+    } else {
+        let text = human();
+        if !text.is_empty() {
+            println!("{text}");
+        }
+    }
+}
+
+/// Bytes as text when they are UTF-8, else as `0x…` hex.
+fn show(bytes: &[u8]) -> String {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => text.to_owned(),
+        Err(_) => format!(
+            "0x{}",
+            bytes.iter().map(|byte| format!("{byte:02x}")).collect::<String>()
+        ),
+    }
+}
+
+fn parse_ulid(id: &str) -> Result<Ulid, CliError> {
+    Ulid::parse(id)
+        .ok_or_else(|| CliError::Usage(format!("{id}: not a checkpoint id (26 characters of Crockford base32)")))
+}
+
+fn table_json(table: &TableHandle) -> Value {
+    json!({
+        "id": table.id.to_string(),
+        "size": table.size,
+        "rows": table.rows,
+        "tombstones": table.tombstones,
+        "first_key": show(&table.first_key),
+        "last_key": show(&table.last_key),
+        "min_seq": table.min_seq,
+        "max_seq": table.max_seq,
+    })
+}
+
+fn checkpoint_json(checkpoint: &Checkpoint) -> Value {
+    json!({
+        "id": checkpoint.id.to_string(),
+        "manifest_id": checkpoint.manifest_id,
+        "create_ms": checkpoint.create_ms,
+        "expire_ms": checkpoint.expire_ms,
+        "name": checkpoint.name,
+    })
+}
+
+fn checkpoint_line(checkpoint: &Checkpoint) -> String {
+    format!(
+        "{}  manifest {}  created {} ms  expires {}  {}",
+        checkpoint.id,
+        checkpoint.manifest_id,
+        checkpoint.create_ms,
+        checkpoint.expire_ms.map_or("never".to_owned(), |ms| format!("{ms} ms")),
+        checkpoint.name.as_deref().unwrap_or("")
+    )
+}
+
+impl Target {
+    async fn writer(&self) -> Result<Db, CliError> {
+        Ok(Db::builder(self.path.as_str(), self.store.clone())
+            .runtime(self.runtime.clone())
+            .open()
+            .await?)
+    }
+
+    async fn reader(&self) -> Result<DbReader, CliError> {
+        Ok(Db::builder(self.path.as_str(), self.store.clone())
+            .runtime(self.runtime.clone())
+            .open_read_only()
+            .await?)
+    }
+
+    fn versions(&self) -> VersionedStore<Manifest> {
+        VersionedStore::new(
+            self.store.clone(),
+            self.path.as_str().into(),
+            self.runtime.clone(),
+            VersionedOptions::default(),
+        )
+    }
+
+    async fn admin(&self) -> Result<Fenced<Manifest>, CliError> {
+        Ok(Fenced::load(self.versions(), Role::Admin).await.map_err(Error::from)?)
+    }
+
+    /// Runs `write` on a writer, then closes it (the write is durable in
+    /// the WAL; the next writer replays it).
+    async fn write(&self, write: impl AsyncFnOnce(&Db) -> Result<(), Error>) -> Result<(), CliError> {
+        let db = self.writer().await?;
+        let written = write(&db).await;
+        let closed = db.close().await;
+        written?;
+        closed?;
+        Ok(())
+    }
+
+    pub async fn put(&self, key: String, value: String) -> Result<ExitCode, CliError> {
+        self.write(async |db| db.put(key.clone(), value).await).await?;
+        print(self.json, json!({ "put": key }), String::new);
+        Ok(ExitCode::SUCCESS)
+    }
+
+    pub async fn delete(&self, key: String) -> Result<ExitCode, CliError> {
+        self.write(async |db| db.delete(key.clone()).await).await?;
+        print(self.json, json!({ "deleted": key }), String::new);
+        Ok(ExitCode::SUCCESS)
+    }
+
+    pub async fn get(&self, key: String) -> Result<ExitCode, CliError> {
+        let value = self.reader().await?.get(&key).await?;
+        let found = value.is_some();
+        print(
+            self.json,
+            json!({ "key": key, "value": value.as_deref().map(show) }),
+            || value.as_deref().map_or_else(|| format!("{key}: not found"), show),
+        );
+        Ok(if found { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    }
+
+    pub async fn scan(
+        &self,
+        start: Option<String>,
+        end: Option<String>,
+        limit: Option<usize>,
+    ) -> Result<ExitCode, CliError> {
+        use std::ops::Bound;
+        let reader = self.reader().await?;
+        let start = start.map_or(Bound::Unbounded, Bound::Included);
+        let end = end.map_or(Bound::Unbounded, Bound::Excluded);
+        let mut rows = Box::pin(reader.scan::<String>((start, end), ScanOptions::default()));
+        let mut out = Vec::new();
+        while out.len() < limit.unwrap_or(usize::MAX) {
+            let Some(row) = rows.next().await else { break };
+            let (key, value) = row?;
+            if self.json {
+                out.push(json!({ "key": show(&key), "value": show(&value) }));
+            } else {
+                println!("{}\t{}", show(&key), show(&value));
+                out.push(Value::Null);
+            }
+        }
+        if self.json {
+            println!("{}", json!({ "rows": out }));
+        }
+        Ok(ExitCode::SUCCESS)
+    }
+
+    pub async fn manifest(&self, command: ManifestCommand) -> Result<ExitCode, CliError> {
+        let versions = self.versions();
+        match command {
+            ManifestCommand::List => {
+                let ids = versions.ids().await.map_err(Error::from)?;
+                print(self.json, json!({ "versions": ids }), || {
+                    ids.iter().map(u64::to_string).collect::<Vec<_>>().join("\n")
+                });
+            }
+            ManifestCommand::Show { id } => {
+                let (id, manifest) = match id {
+                    Some(id) => (id, versions.read(id).await.map_err(Error::from)?),
+                    None => versions
+                        .read_latest()
+                        .await
+                        .map_err(Error::from)?
+                        .ok_or_else(|| CliError::Usage(format!("no database at {} (no manifest)", self.path)))?,
+                };
+                let value = json!({
+                    "id": id,
+                    "writer_epoch": manifest.writer_epoch,
+                    "compactor_epoch": manifest.compactor_epoch,
+                    "next_wal_id": manifest.next_wal_id,
+                    "replay_after_wal_id": manifest.replay_after_wal_id,
+                    "last_l0_seq": manifest.last_l0_seq,
+                    "retain_seq": manifest.retain_seq,
+                    "l0": manifest.l0.iter().map(table_json).collect::<Vec<_>>(),
+                    "sorted_runs": manifest.sorted_runs.iter().map(|run| json!({
+                        "id": run.id,
+                        "tables": run.tables.iter().map(table_json).collect::<Vec<_>>(),
+                    })).collect::<Vec<_>>(),
+                    "checkpoints": manifest.checkpoints.iter().map(checkpoint_json).collect::<Vec<_>>(),
+                });
+                print(self.json, value, || {
+                    let mut text = format!(
+                        "manifest {id}\nwriter epoch {}, compactor epoch {}\nnext WAL id {}, replay after WAL id {}, last L0 seq {}\n",
+                        manifest.writer_epoch,
+                        manifest.compactor_epoch,
+                        manifest.next_wal_id,
+                        manifest.replay_after_wal_id,
+                        manifest.last_l0_seq
+                    );
+                    text += &format!("L0: {} tables\n", manifest.l0.len());
+                    for table in &manifest.l0 {
+                        text += &format!(
+                            "  {}  {} bytes  {} rows  seq {}..={}\n",
+                            table.id, table.size, table.rows, table.min_seq, table.max_seq
+                        );
+                    }
+                    text += &format!("sorted runs: {}\n", manifest.sorted_runs.len());
+                    for run in &manifest.sorted_runs {
+                        let bytes: u64 = run.tables.iter().map(|table| table.size).sum();
+                        text += &format!("  run {}  {} tables  {} bytes\n", run.id, run.tables.len(), bytes);
+                    }
+                    text += &format!("checkpoints: {}", manifest.checkpoints.len());
+                    for checkpoint in &manifest.checkpoints {
+                        text += &format!("\n  {}", checkpoint_line(checkpoint));
+                    }
+                    text
+                });
+            }
+        }
+        Ok(ExitCode::SUCCESS)
+    }
+
+    pub async fn checkpoint(&self, command: CheckpointCommand) -> Result<ExitCode, CliError> {
+        let mut manifest = self.admin().await?;
+        match command {
+            CheckpointCommand::Create { lifetime_s, name } => {
+                let options = CheckpointOptions {
+                    lifetime: lifetime_s.map(Duration::from_secs),
+                    name,
+                    pin: None,
+                };
+                let made = manifest.create_checkpoint(options).await.map_err(Error::from)?;
+                print(self.json, checkpoint_json(&made), || checkpoint_line(&made));
+            }
+            CheckpointCommand::List => {
+                let live = manifest.list_checkpoints();
+                print(
+                    self.json,
+                    json!({ "checkpoints": live.iter().map(checkpoint_json).collect::<Vec<_>>() }),
+                    || live.iter().map(checkpoint_line).collect::<Vec<_>>().join("\n"),
+                );
+            }
+            CheckpointCommand::Refresh { id, lifetime_s } => {
+                let id = parse_ulid(&id)?;
+                let refreshed = manifest
+                    .refresh_checkpoint(id, Duration::from_secs(lifetime_s))
+                    .await
+                    .map_err(Error::from)?;
+                print(self.json, checkpoint_json(&refreshed), || checkpoint_line(&refreshed));
+            }
+            CheckpointCommand::Delete { id } => {
+                let id = parse_ulid(&id)?;
+                manifest.delete_checkpoint(id).await.map_err(Error::from)?;
+                print(self.json, json!({ "deleted": id.to_string() }), || {
+                    format!("deleted {id}")
+                });
+            }
+        }
+        Ok(ExitCode::SUCCESS)
+    }
+}

@@ -1,0 +1,154 @@
+//! `talus`: the command-line tool for talusdb databases — read and write
+//! keys, inspect the manifest, manage checkpoints, and run the load
+//! benchmark. See `docs/cli.md`.
+
+mod bench;
+mod commands;
+mod stores;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use talusdb::{Error, ErrorKind};
+
+/// talusdb: an embedded key-value store whose durable home is object storage.
+#[derive(Debug, Parser)]
+#[command(name = "talus", version)]
+struct Cli {
+    /// Where the database lives: `file:///dir` or `local:<dir>` (a local
+    /// directory), `memory://` (gone when the command ends), or
+    /// `s3://bucket/prefix`.
+    #[arg(long, global = true, default_value = "file://./talus-data")]
+    store: String,
+    /// The database inside the store.
+    #[arg(long, global = true, default_value = "db")]
+    path: String,
+    /// Print one JSON object instead of human-readable text.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    #[command(flatten)]
+    Db(DbCommand),
+    /// The load benchmark.
+    Bench(bench::BenchArgs),
+}
+
+/// Commands on one database.
+#[derive(Debug, Subcommand)]
+enum DbCommand {
+    /// Writes KEY = VALUE (durably) and exits.
+    Put { key: String, value: String },
+    /// Prints KEY's value; exits with 1 if it is absent.
+    Get { key: String },
+    /// Deletes KEY (durably).
+    Delete { key: String },
+    /// Prints live keys in order.
+    Scan {
+        /// First key (inclusive).
+        #[arg(long)]
+        start: Option<String>,
+        /// End key (exclusive).
+        #[arg(long)]
+        end: Option<String>,
+        /// At most this many rows.
+        #[arg(long)]
+        limit: Option<usize>,
+    },
+    /// Inspects manifest versions.
+    Manifest {
+        #[command(subcommand)]
+        command: commands::ManifestCommand,
+    },
+    /// Manages checkpoints.
+    Checkpoint {
+        #[command(subcommand)]
+        command: commands::CheckpointCommand,
+    },
+}
+
+/// A failure, and the exit code it gets.
+#[derive(Debug)]
+pub enum CliError {
+    /// A wrong argument: a bad URL, a missing database (exit code 2).
+    Usage(String),
+    /// What the database reported.
+    Db(Error),
+    /// The benchmark got a wrong answer (exit code 6).
+    WrongAnswer(String),
+}
+
+impl From<Error> for CliError {
+    fn from(error: Error) -> Self {
+        CliError::Db(error)
+    }
+}
+
+impl CliError {
+    fn exit_code(&self) -> u8 {
+        match self {
+            CliError::Usage(_) => 2,
+            CliError::WrongAnswer(_) => 6,
+            CliError::Db(error) if error.is_fenced() => 3,
+            CliError::Db(error) => match error.kind() {
+                ErrorKind::InvalidArgument => 2,
+                ErrorKind::Corruption => 4,
+                ErrorKind::Unavailable => 5,
+                _ => 1,
+            },
+        }
+    }
+
+    fn line(&self) -> String {
+        match self {
+            CliError::Usage(message) => message.clone(),
+            CliError::WrongAnswer(message) => format!("wrong answer: {message}"),
+            CliError::Db(error) => error.to_string(),
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match talusdb::actors::Runtime::smol() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the executor: {error}");
+            return ExitCode::from(1);
+        }
+    };
+    let json = cli.json;
+    let outcome = futures::executor::block_on(async {
+        match cli.command {
+            Command::Bench(args) => bench::run(args, &cli.store, runtime, json).await,
+            Command::Db(command) => {
+                let store = stores::open(&cli.store, &runtime)?;
+                let db = commands::Target {
+                    store,
+                    path: cli.path,
+                    runtime,
+                    json,
+                };
+                match command {
+                    DbCommand::Put { key, value } => db.put(key, value).await,
+                    DbCommand::Get { key } => db.get(key).await,
+                    DbCommand::Delete { key } => db.delete(key).await,
+                    DbCommand::Scan { start, end, limit } => db.scan(start, end, limit).await,
+                    DbCommand::Manifest { command } => db.manifest(command).await,
+                    DbCommand::Checkpoint { command } => db.checkpoint(command).await,
+                }
+            }
+        }
+    });
+    match outcome {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {}", error.line());
+            ExitCode::from(error.exit_code())
+        }
+    }
+}

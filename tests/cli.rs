@@ -1,0 +1,201 @@
+//! The `talus` command line, end to end on a temporary local store: keys,
+//! checkpoints, the manifest, errors with their exit codes, and every
+//! benchmark workload at a tiny size with its JSON report.
+
+mod support;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use serde_json::Value;
+use support::TempDir;
+
+fn talus(store: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_talus"))
+        .arg("--store")
+        .arg(format!("file://{}", store.display()))
+        .args(args)
+        .output()
+        .expect("run talus")
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// Runs and expects success; returns stdout.
+fn ok(store: &Path, args: &[&str]) -> String {
+    let output = talus(store, args);
+    assert!(output.status.success(), "talus {args:?} failed: {}", stderr(&output));
+    stdout(&output)
+}
+
+fn json(text: &str) -> Value {
+    serde_json::from_str(text.trim()).unwrap_or_else(|error| panic!("not JSON ({error}): {text}"))
+}
+
+#[test]
+fn keys_are_written_read_scanned_and_deleted() {
+    let dir = TempDir::new("cli-keys");
+    ok(dir.path(), &["put", "apple", "red"]);
+    ok(dir.path(), &["put", "banana", "yellow"]);
+    ok(dir.path(), &["put", "cherry", "dark red"]);
+    assert_eq!(ok(dir.path(), &["get", "apple"]).trim(), "red");
+    let found = json(&ok(dir.path(), &["get", "banana", "--json"]));
+    assert_eq!(found["value"], "yellow");
+
+    let missing = talus(dir.path(), &["get", "durian"]);
+    assert_eq!(missing.status.code(), Some(1), "an absent key exits with 1");
+
+    let rows = ok(dir.path(), &["scan", "--start", "b", "--limit", "5"]);
+    assert_eq!(rows, "banana\tyellow\ncherry\tdark red\n");
+    let rows = json(&ok(dir.path(), &["scan", "--end", "c", "--json"]));
+    assert_eq!(rows["rows"].as_array().map(Vec::len), Some(2));
+
+    ok(dir.path(), &["delete", "banana"]);
+    assert_eq!(talus(dir.path(), &["get", "banana"]).status.code(), Some(1));
+    let rows = ok(dir.path(), &["scan"]);
+    assert_eq!(rows, "apple\tred\ncherry\tdark red\n");
+}
+
+#[test]
+fn checkpoints_are_created_listed_refreshed_and_deleted() {
+    let dir = TempDir::new("cli-checkpoints");
+    ok(dir.path(), &["put", "k", "v"]);
+    let made = json(&ok(
+        dir.path(),
+        &["checkpoint", "create", "--name", "nightly", "--json"],
+    ));
+    let id = made["id"].as_str().expect("an id").to_owned();
+    assert_eq!(made["name"], "nightly");
+    assert!(made["expire_ms"].is_null(), "no lifetime: never expires");
+
+    let listed = json(&ok(dir.path(), &["checkpoint", "list", "--json"]));
+    assert_eq!(listed["checkpoints"][0]["id"], id.as_str());
+
+    let refreshed = json(&ok(
+        dir.path(),
+        &["checkpoint", "refresh", &id, "--lifetime-s", "3600", "--json"],
+    ));
+    assert!(refreshed["expire_ms"].as_u64().is_some(), "now it expires");
+
+    let shown = json(&ok(dir.path(), &["manifest", "show", "--json"]));
+    assert_eq!(shown["checkpoints"][0]["id"], id.as_str());
+    assert!(shown["writer_epoch"].as_u64() >= Some(1));
+    let versions = json(&ok(dir.path(), &["manifest", "list", "--json"]));
+    assert!(versions["versions"].as_array().is_some_and(|ids| ids.len() >= 3));
+
+    ok(dir.path(), &["checkpoint", "delete", &id]);
+    let listed = json(&ok(dir.path(), &["checkpoint", "list", "--json"]));
+    assert_eq!(listed["checkpoints"].as_array().map(Vec::len), Some(0));
+    let again = talus(dir.path(), &["checkpoint", "delete", &id]);
+    assert_eq!(again.status.code(), Some(2));
+    assert!(stderr(&again).contains(&id), "{}", stderr(&again));
+    let bad = talus(dir.path(), &["checkpoint", "delete", "not-an-id"]);
+    assert_eq!(bad.status.code(), Some(2));
+}
+
+/// One line on stderr, starting with `error:`.
+fn one_error_line(output: &Output) -> String {
+    let text = stderr(output);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 1, "one line: {text}");
+    assert!(lines[0].starts_with("error: "), "{text}");
+    lines[0].to_owned()
+}
+
+#[test]
+fn bad_arguments_and_damaged_objects_fail_with_one_clear_line() {
+    let dir = TempDir::new("cli-errors");
+    let output = Command::new(env!("CARGO_BIN_EXE_talus"))
+        .args(["--store", "ftp://somewhere", "get", "k"])
+        .output()
+        .expect("run talus");
+    assert_eq!(output.status.code(), Some(2));
+    assert!(one_error_line(&output).contains("ftp://somewhere"));
+
+    let output = talus(dir.path(), &["--path", "nothing-here", "get", "k"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(one_error_line(&output).contains("nothing-here"));
+
+    ok(dir.path(), &["put", "k", "v"]);
+    // Damage the newest manifest version.
+    let manifests = dir.path().join("db").join("manifest");
+    let newest = std::fs::read_dir(&manifests)
+        .expect("manifest dir")
+        .map(|entry| entry.expect("entry").path())
+        .max()
+        .expect("a manifest version");
+    let mut bytes = std::fs::read(&newest).expect("read");
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0xff;
+    std::fs::write(&newest, bytes).expect("write");
+    let output = talus(dir.path(), &["manifest", "show"]);
+    assert_eq!(output.status.code(), Some(4), "corruption exits with 4");
+    let line = one_error_line(&output);
+    let name = newest.file_name().and_then(|name| name.to_str()).expect("name");
+    assert!(line.contains(name), "the error names the object: {line}");
+}
+
+#[test]
+fn every_bench_workload_runs_small_and_reports_json() {
+    let dir = TempDir::new("cli-bench");
+    let store = format!("local:{}", dir.path().display());
+    for workload in ["fill", "durable-put", "get", "scan", "mixed"] {
+        let output = Command::new(env!("CARGO_BIN_EXE_talus"))
+            .args([
+                "bench",
+                "--store",
+                &store,
+                "--workload",
+                workload,
+                "--keys",
+                "2000",
+                "--ops",
+                "200",
+                "--writers",
+                "2",
+                "--readers",
+                "2",
+                "--miss-ratio",
+                "0.3",
+                "--scan-len",
+                "50",
+                "--duration-s",
+                "0.3",
+                "--latency-ms",
+                "1",
+                "--seed",
+                "7",
+                "--json",
+            ])
+            .output()
+            .expect("run talus bench");
+        assert!(output.status.success(), "{workload}: {}", stderr(&output));
+        let report = json(&stdout(&output));
+        assert_eq!(report["keys"], 2000);
+        assert!(report["peak_rss_bytes"].as_u64().is_some_and(|bytes| bytes > 0));
+        let runs = report["workloads"].as_array().expect("workloads");
+        assert_eq!(runs.len(), 1, "{workload}: only the named workload is reported");
+        let run = &runs[0];
+        assert_eq!(run["workload"], workload);
+        assert!(run["ops"].as_u64().is_some_and(|ops| ops > 0), "{run}");
+        assert!(run["ops_per_s"].as_f64().is_some_and(|rate| rate > 0.0), "{run}");
+        assert!(run["requests"].is_object(), "{run}");
+        match workload {
+            "fill" => assert!(run["durable_after_s"].as_f64().is_some(), "{run}"),
+            "get" => {
+                assert!(run["reads_per_lookup"].as_f64().is_some(), "{run}");
+                assert!(run["misses"].as_u64().is_some_and(|misses| misses > 0), "{run}");
+            }
+            "scan" => assert_eq!(run["rows"].as_u64().map(|rows| rows > 0), Some(true), "{run}"),
+            _ => assert!(run["latency_us"]["p99"].as_u64().is_some(), "{run}"),
+        }
+    }
+    let left: Vec<_> = std::fs::read_dir(dir.path()).expect("dir").collect();
+    assert!(left.is_empty(), "the benchmark removes what it wrote: {left:?}");
+}
