@@ -1,15 +1,16 @@
 //! talusdb: an embedded key-value storage engine whose durable home is object
 //! storage (S3-compatible stores, or a local directory by default).
 //!
-//! **Status.** What exists today is the foundation the engine is built on:
-//! the actor runtime, re-exported here as [`actors`] (the `talus-actors`
-//! crate). The storage engine itself — table formats, the manifest protocol,
-//! the WAL writer, memtable flushes, compaction and garbage collection — is
-//! not written yet; the README says what works.
+//! **Status.** The engine works: [`Db`] (puts, deletes, atomic batches,
+//! gets, scans, snapshots, flushes, checkpoints, crash recovery, fencing,
+//! backpressure) on any object store, plus a read-only [`DbReader`]. The
+//! compactor and garbage collector are not written yet; the README says
+//! what works.
 //!
-//! The engine's subsystems will be actors on this runtime, so a database can
-//! run inside a smol, tokio or actix application, or deterministically under
-//! the `sim` executor. The default backend is smol:
+//! The engine's subsystems are actors on the runtime re-exported here as
+//! [`actors`] (the `talus-actors` crate), so a database runs inside a smol,
+//! tokio or actix application, or deterministically under the `sim`
+//! executor. The default backend is smol:
 //!
 //! ```
 //! # fn main() -> std::io::Result<()> {
