@@ -18,8 +18,9 @@ use futures::StreamExt;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::{Value, json};
 use talusdb::actors::Runtime;
+use talusdb::actors::runtime::JoinHandle;
 use talusdb::store::{LatencyStore, RequestCounts, Store};
-use talusdb::{Db, DbOptions, Error, ScanOptions, WriteOptions};
+use talusdb::{Db, DbOptions, Error, ErrorKind, ScanOptions, WriteOptions};
 
 use crate::{CliError, stores};
 
@@ -230,6 +231,26 @@ impl Report {
     }
 }
 
+/// What one benchmark task ends with: its latencies and a count of its
+/// own (misses, rows, puts), or the wrong answer it met, or the database's
+/// error.
+type TaskResult = Result<Result<(Latencies, u64), CliError>, Error>;
+
+/// Awaits every task: their latencies merged and their counts summed.
+async fn gather(tasks: Vec<JoinHandle<TaskResult>>) -> Result<(Latencies, u64), CliError> {
+    let mut parts = Vec::new();
+    let mut total = 0;
+    for task in tasks {
+        let joined = task
+            .await
+            .map_err(|error| Error::new(ErrorKind::Internal, format!("a benchmark task failed: {error}")))?;
+        let (latencies, count) = joined??;
+        parts.push(latencies);
+        total += count;
+    }
+    Ok((Latencies::merge(parts), total))
+}
+
 fn rate(count: u64, seconds: f64) -> f64 {
     if seconds > 0.0 { count as f64 / seconds } else { 0.0 }
 }
@@ -303,7 +324,7 @@ impl Bench {
         let writers = self.args.writers.max(1);
         let bar = self.progress("fill", self.args.keys);
         let started = self.runtime.now();
-        let tasks: Vec<_> = (0..writers)
+        let tasks: Vec<JoinHandle<TaskResult>> = (0..writers)
             .map(|writer| {
                 let (db, order, bar) = (db.clone(), order.clone(), bar.clone());
                 let size = self.args.value_size;
@@ -315,14 +336,11 @@ impl Bench {
                             .await?;
                         bar.inc(1);
                     }
-                    Ok::<(), Error>(())
+                    Ok(Ok((Latencies::default(), 0)))
                 })
             })
             .collect();
-        for task in tasks {
-            task.await
-                .map_err(|error| CliError::Usage(format!("a writer task failed: {error}")))??;
-        }
+        gather(tasks).await?;
         let put_seconds = (self.runtime.now() - started).as_secs_f64();
         db.flush().await?;
         let durable_seconds = (self.runtime.now() - started).as_secs_f64();
@@ -353,7 +371,7 @@ impl Bench {
         let writers = self.args.writers.max(1) as u64;
         let bar = self.progress("durable-put", self.args.ops);
         let started = self.runtime.now();
-        let tasks: Vec<_> = (0..writers)
+        let tasks: Vec<JoinHandle<TaskResult>> = (0..writers)
             .map(|writer| {
                 let (db, bar) = (db.clone(), bar.clone());
                 let (keys, size) = (self.args.keys.max(1), self.args.value_size);
@@ -370,17 +388,11 @@ impl Bench {
                         latencies.record(clock.now() - at);
                         bar.inc(1);
                     }
-                    Ok::<Latencies, Error>(latencies)
+                    Ok(Ok((latencies, 0)))
                 })
             })
             .collect();
-        let mut parts = Vec::new();
-        for task in tasks {
-            parts.push(
-                task.await
-                    .map_err(|error| CliError::Usage(format!("a writer task failed: {error}")))??,
-            );
-        }
+        let (latency, _) = gather(tasks).await?;
         let seconds = (self.runtime.now() - started).as_secs_f64();
         bar.finish_and_clear();
         let stats = db.stats();
@@ -391,7 +403,7 @@ impl Bench {
             workload: "durable-put",
             ops: self.args.ops,
             seconds,
-            latency: Some(Latencies::merge(parts)),
+            latency: Some(latency),
             extra,
             requests: self.requests(),
         })
@@ -405,7 +417,7 @@ impl Bench {
         let readers = self.args.readers.max(1) as u64;
         let bar = self.progress("get", self.args.ops);
         let started = self.runtime.now();
-        let tasks: Vec<_> = (0..readers)
+        let tasks: Vec<JoinHandle<TaskResult>> = (0..readers)
             .map(|reader| {
                 let (db, bar) = (db.clone(), bar.clone());
                 let (keys, size, miss_ratio) = (self.args.keys.max(1), self.args.value_size, self.args.miss_ratio);
@@ -434,19 +446,11 @@ impl Bench {
                         }
                         bar.inc(1);
                     }
-                    Ok::<_, Error>(Ok((latencies, misses)))
+                    Ok(Ok((latencies, misses)))
                 })
             })
             .collect();
-        let mut parts = Vec::new();
-        let mut misses = 0;
-        for task in tasks {
-            let (latencies, missed) = task
-                .await
-                .map_err(|error| CliError::Usage(format!("a reader task failed: {error}")))???;
-            parts.push(latencies);
-            misses += missed;
-        }
+        let (latency, misses) = gather(tasks).await?;
         let seconds = (self.runtime.now() - started).as_secs_f64();
         bar.finish_and_clear();
         let reads = self.counts.reads();
@@ -462,7 +466,7 @@ impl Bench {
             workload: "get",
             ops: self.args.ops,
             seconds,
-            latency: Some(Latencies::merge(parts)),
+            latency: Some(latency),
             extra,
             requests: self.requests(),
         })
@@ -476,7 +480,7 @@ impl Bench {
         let readers = self.args.readers.max(1) as u64;
         let bar = self.progress("scan", self.args.ops);
         let started = self.runtime.now();
-        let tasks: Vec<_> = (0..readers)
+        let tasks: Vec<JoinHandle<TaskResult>> = (0..readers)
             .map(|reader| {
                 let (db, bar) = (db.clone(), bar.clone());
                 let (keys, size, scan_len) = (self.args.keys.max(1), self.args.value_size, self.args.scan_len);
@@ -519,19 +523,11 @@ impl Bench {
                         rows += seen;
                         bar.inc(1);
                     }
-                    Ok::<_, Error>(Ok((latencies, rows)))
+                    Ok(Ok((latencies, rows)))
                 })
             })
             .collect();
-        let mut parts = Vec::new();
-        let mut rows = 0;
-        for task in tasks {
-            let (latencies, scanned) = task
-                .await
-                .map_err(|error| CliError::Usage(format!("a reader task failed: {error}")))???;
-            parts.push(latencies);
-            rows += scanned;
-        }
+        let (latency, rows) = gather(tasks).await?;
         let seconds = (self.runtime.now() - started).as_secs_f64();
         bar.finish_and_clear();
         db.close().await?;
@@ -542,7 +538,7 @@ impl Bench {
             workload: "scan",
             ops: self.args.ops,
             seconds,
-            latency: Some(Latencies::merge(parts)),
+            latency: Some(latency),
             extra,
             requests: self.requests(),
         })
@@ -559,7 +555,7 @@ impl Bench {
         let stop = Arc::new(AtomicBool::new(false));
         let bar = self.progress("mixed", 0);
         let started = self.runtime.now();
-        let tasks: Vec<_> = (0..tasks_count)
+        let tasks: Vec<JoinHandle<TaskResult>> = (0..tasks_count)
             .map(|task| {
                 let (db, bar, stop) = (db.clone(), bar.clone(), stop.clone());
                 let (keys, size, put_percent) = (self.args.keys.max(1), self.args.value_size, self.args.put_percent);
@@ -582,25 +578,16 @@ impl Bench {
                         latencies.record(clock.now() - at);
                         bar.inc(1);
                     }
-                    Ok::<_, Error>(Ok((latencies, puts)))
+                    Ok(Ok((latencies, puts)))
                 })
             })
             .collect();
         self.runtime.sleep(duration).await;
         stop.store(true, Ordering::Relaxed);
-        let mut parts = Vec::new();
-        let mut puts = 0;
-        for task in tasks {
-            let (latencies, done) = task
-                .await
-                .map_err(|error| CliError::Usage(format!("a mixed task failed: {error}")))???;
-            parts.push(latencies);
-            puts += done;
-        }
+        let (latency, puts) = gather(tasks).await?;
         let seconds = (self.runtime.now() - started).as_secs_f64();
         bar.finish_and_clear();
         db.close().await?;
-        let latency = Latencies::merge(parts);
         let ops = latency.0.len() as u64;
         let mut extra = serde_json::Map::new();
         extra.insert("puts".into(), json!(puts));
