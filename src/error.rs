@@ -100,6 +100,7 @@ impl From<StoreError> for Error {
                 ErrorKind::Unavailable
             }
             StoreError::InvalidRequest { .. } => ErrorKind::Internal,
+            StoreError::Config { .. } => ErrorKind::InvalidArgument,
         };
         Error::new(kind, error.to_string())
     }

@@ -1,5 +1,5 @@
-//! The metadata protocol on InMemory (under the simulator) and on the local
-//! file system (under smol): fencing, concurrent updates, checkpoints, the
+//! The metadata protocol on InMemory (under the simulator), on the local
+//! file system and on S3 (a local server; under smol): fencing, concurrent updates, checkpoints, the
 //! compactor state protocol, merge rules and damaged objects.
 
 mod support;
@@ -104,6 +104,17 @@ where
             clock: manual,
         })
     });
+
+    if let Some((store, _server)) = support::s3_store("the manifest suite on S3") {
+        on_smol(|runtime| {
+            let manual = clock();
+            test(Env {
+                runtime: runtime.with_clock(manual.clone()).with_seed(7),
+                store,
+                clock: manual,
+            })
+        });
+    }
 }
 
 fn table(n: u8) -> TableHandle {

@@ -91,6 +91,10 @@ pub enum StoreError {
     /// A caller asked for something impossible (a bad range, say).
     #[error("{op} {path}: invalid request: {detail}")]
     InvalidRequest { op: Op, path: Path, detail: String },
+    /// The store cannot be set up as configured (a bad bucket name or
+    /// endpoint, say); the detail names what.
+    #[error("store {path}: {detail}")]
+    Config { path: Path, detail: String },
 }
 
 impl StoreError {
@@ -157,7 +161,8 @@ impl StoreError {
             | StoreError::AlreadyExists { path }
             | StoreError::Fenced { path }
             | StoreError::Unavailable { path, .. }
-            | StoreError::InvalidRequest { path, .. } => path,
+            | StoreError::InvalidRequest { path, .. }
+            | StoreError::Config { path, .. } => path,
         }
     }
 }

@@ -12,6 +12,8 @@ pub mod wrappers;
 
 pub use cache::TableCaches;
 pub use error::{Op, StoreError};
+#[cfg(feature = "aws")]
+pub use object::S3Options;
 pub use object::{
     ByteRange, Created, Driver, Fetched, ObjectInfo, ObjectStoreAdapter, PutMode, Store, StoreResult, TokioThread,
     create_once,

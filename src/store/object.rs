@@ -152,6 +152,9 @@ impl fmt::Debug for Driver {
 pub struct ObjectStoreAdapter {
     inner: Arc<dyn ObjectStore>,
     driver: Driver,
+    /// The tokio thread an S3 adapter's requests run on; it lives as long
+    /// as the adapter's last clone.
+    _owned_thread: Option<Arc<TokioThread>>,
 }
 
 impl fmt::Debug for ObjectStoreAdapter {
@@ -165,7 +168,57 @@ impl fmt::Debug for ObjectStoreAdapter {
 
 impl ObjectStoreAdapter {
     pub fn new(inner: Arc<dyn ObjectStore>, driver: Driver) -> Self {
-        ObjectStoreAdapter { inner, driver }
+        ObjectStoreAdapter {
+            inner,
+            driver,
+            _owned_thread: None,
+        }
+    }
+
+    /// An S3 (or S3-compatible) bucket, with conditional puts
+    /// (`If-None-Match`), its requests run on a tokio thread the adapter
+    /// owns, so it works from any executor. Credentials and region come
+    /// from the standard AWS environment variables unless `options` sets
+    /// them.
+    #[cfg(feature = "aws")]
+    pub fn s3(options: &S3Options) -> Result<Self, StoreError> {
+        let invalid = |detail: String| StoreError::Config {
+            path: Path::from(options.bucket.as_str()),
+            detail,
+        };
+        if options.bucket.is_empty() {
+            return Err(invalid("no S3 bucket named".into()));
+        }
+        let mut builder = object_store::aws::AmazonS3Builder::from_env()
+            .with_bucket_name(&options.bucket)
+            .with_conditional_put(object_store::aws::S3ConditionalPut::ETagMatch);
+        if let Some(endpoint) = &options.endpoint {
+            builder = builder.with_endpoint(endpoint);
+        }
+        if options.allow_http {
+            builder = builder.with_allow_http(true);
+        }
+        if let Some(region) = &options.region {
+            builder = builder.with_region(region);
+        }
+        if let Some(key) = &options.access_key_id {
+            builder = builder.with_access_key_id(key);
+        }
+        if let Some(secret) = &options.secret_access_key {
+            builder = builder.with_secret_access_key(secret);
+        }
+        let s3 = builder.build().map_err(|error| invalid(format!("S3: {error}")))?;
+        let inner: Arc<dyn ObjectStore> = match options.prefix.as_deref().filter(|prefix| !prefix.is_empty()) {
+            Some(prefix) => Arc::new(object_store::prefix::PrefixStore::new(s3, prefix)),
+            None => Arc::new(s3),
+        };
+        let thread = TokioThread::start("talus-s3")
+            .map_err(|error| invalid(format!("cannot start the S3 client's thread: {error}")))?;
+        Ok(ObjectStoreAdapter {
+            inner,
+            driver: thread.driver(),
+            _owned_thread: Some(Arc::new(thread)),
+        })
     }
 
     /// An in-memory store (tests, simulation).
@@ -346,6 +399,24 @@ impl Store for ObjectStoreAdapter {
             .boxed()
         })
     }
+}
+
+/// Where an S3 adapter points. Anything left `None` comes from the AWS
+/// environment variables (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`,
+/// `AWS_REGION`, `AWS_ENDPOINT`, `AWS_ALLOW_HTTP`, ...).
+#[cfg(feature = "aws")]
+#[derive(Clone, Debug, Default)]
+pub struct S3Options {
+    pub bucket: String,
+    /// Every object is stored under this prefix.
+    pub prefix: Option<String>,
+    /// For S3-compatible servers, e.g. `http://127.0.0.1:9000`.
+    pub endpoint: Option<String>,
+    /// Permits plain `http://` endpoints.
+    pub allow_http: bool,
+    pub region: Option<String>,
+    pub access_key_id: Option<String>,
+    pub secret_access_key: Option<String>,
 }
 
 /// A one-thread tokio runtime owned by the library, for stores whose client

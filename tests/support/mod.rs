@@ -61,15 +61,30 @@ where
     tokio.block_on(test(runtime));
 }
 
-/// The stores every table-store test runs against: `InMemory`, and
-/// `LocalFileSystem` in a fresh directory (kept alive by the returned guard).
-pub fn stores(runtime: &Runtime) -> Vec<(&'static str, Arc<dyn Store>, Option<TempDir>)> {
+/// Keeps a store's backing (a directory, a server) alive.
+pub type Guard = Option<Box<dyn std::any::Any>>;
+
+/// The stores every table-store test runs against: `InMemory`,
+/// `LocalFileSystem` in a fresh directory, and S3 on a local server when
+/// one can be started (see [`S3Server::start`]); each with its guard.
+pub fn stores(runtime: &Runtime) -> Vec<(&'static str, Arc<dyn Store>, Guard)> {
     let dir = TempDir::new("store");
     let local = ObjectStoreAdapter::local_dir(dir.path(), runtime.clone()).expect("local store");
-    vec![
+    let mut stores: Vec<(&'static str, Arc<dyn Store>, Guard)> = vec![
         ("in-memory", Arc::new(ObjectStoreAdapter::in_memory()), None),
-        ("local", Arc::new(local), Some(dir)),
-    ]
+        ("local", Arc::new(local), Some(Box::new(dir))),
+    ];
+    if let Some((store, server)) = s3_store("stores") {
+        stores.push(("s3", store, Some(Box::new(server))));
+    }
+    stores
+}
+
+/// An S3 store on a fresh local server, if one can be started.
+pub fn s3_store(test: &str) -> Option<(Arc<dyn Store>, S3Server)> {
+    let server = S3Server::start(test)?;
+    let store = ObjectStoreAdapter::s3(&server.options("talus")).expect("an S3 adapter");
+    Some((Arc::new(store), server))
 }
 
 /// Options that make a small workload go through WAL tables, frozen
@@ -91,4 +106,101 @@ pub async fn open_db(root: &str, store: &Arc<dyn Store>, runtime: &Runtime) -> D
         .open()
         .await
         .expect("open")
+}
+
+/// A local S3-compatible server (`moto_server` from PyPI's `moto[server]`)
+/// on 127.0.0.1 and a free port, with one bucket; stopped on drop.
+pub struct S3Server {
+    child: std::process::Child,
+    pub endpoint: String,
+    pub bucket: String,
+}
+
+impl S3Server {
+    /// Starts the server, or returns `None` after printing one skip line
+    /// when `moto_server` is not installed — unless `TALUS_S3_REQUIRED` is
+    /// set (as `.ci/run` does), which makes a missing server a failure.
+    /// `TALUS_MOTO_SERVER` names the program if it is not on `PATH`.
+    #[allow(
+        clippy::disallowed_methods,
+        reason = "waits in real time for an external process, outside any executor"
+    )]
+    pub fn start(test: &str) -> Option<S3Server> {
+        use std::io::{Read, Write};
+        use std::net::{TcpListener, TcpStream};
+        use std::time::{Duration, Instant};
+
+        let program = std::env::var("TALUS_MOTO_SERVER").unwrap_or_else(|_| "moto_server".into());
+        let required = std::env::var_os("TALUS_S3_REQUIRED").is_some();
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|listener| listener.local_addr())
+            .expect("a free port")
+            .port();
+        let child = std::process::Command::new(&program)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn();
+        let child = match child {
+            Ok(child) => child,
+            Err(error) if !required => {
+                println!(
+                    "skipping {test}: cannot start {program} ({error}); pip install 'moto[server]' to run the S3 suite"
+                );
+                return None;
+            }
+            Err(error) => panic!("TALUS_S3_REQUIRED is set but {program} cannot start: {error}"),
+        };
+        let mut server = S3Server {
+            child,
+            endpoint: format!("http://127.0.0.1:{port}"),
+            bucket: "talus-test".into(),
+        };
+        // The server is ready when it answers the bucket's creation; until
+        // then the connection is refused.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let created = TcpStream::connect(("127.0.0.1", port)).and_then(|mut stream| {
+                write!(
+                    stream,
+                    "PUT /{} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                    server.bucket
+                )?;
+                let mut answer = String::new();
+                stream.read_to_string(&mut answer)?;
+                Ok(answer)
+            });
+            match created {
+                Ok(answer) if answer.starts_with("HTTP/1.1 200") => return Some(server),
+                Ok(answer) => panic!("creating the bucket failed: {answer}"),
+                Err(_) if Instant::now() < deadline => {
+                    if let Ok(Some(status)) = server.child.try_wait() {
+                        panic!("{program} exited at start: {status}");
+                    }
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                Err(error) => panic!("{program} did not start within 30 s: {error}"),
+            }
+        }
+    }
+
+    /// Options for an adapter on this server's bucket, under `prefix`.
+    pub fn options(&self, prefix: &str) -> talusdb::store::S3Options {
+        talusdb::store::S3Options {
+            bucket: self.bucket.clone(),
+            prefix: Some(prefix.into()),
+            endpoint: Some(self.endpoint.clone()),
+            allow_http: true,
+            region: Some("us-east-1".into()),
+            access_key_id: Some("testing".into()),
+            secret_access_key: Some("testing".into()),
+        }
+    }
+}
+
+impl Drop for S3Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

@@ -635,9 +635,15 @@ fn check_args(args: &BenchArgs) -> Result<(), CliError> {
     Ok(())
 }
 
-pub async fn run(args: BenchArgs, store_url: &str, runtime: Runtime, json: bool) -> Result<ExitCode, CliError> {
+pub async fn run(
+    args: BenchArgs,
+    store_url: &str,
+    s3: &stores::S3Flags,
+    runtime: Runtime,
+    json: bool,
+) -> Result<ExitCode, CliError> {
     check_args(&args)?;
-    let base = stores::open(store_url, &runtime)?;
+    let base = stores::open(store_url, s3, &runtime)?;
     let latency = LatencyStore::new(base, runtime.clone(), Duration::from_secs_f64(args.latency_ms / 1000.0));
     let counts = latency.counts();
     let bench = Bench {

@@ -26,6 +26,13 @@ struct Cli {
     /// Print one JSON object instead of human-readable text.
     #[arg(long, global = true)]
     json: bool,
+    /// The S3-compatible server to use for `s3://` stores (for example
+    /// `http://127.0.0.1:9000`); default: AWS, or `AWS_ENDPOINT`.
+    #[arg(long, global = true)]
+    s3_endpoint: Option<String>,
+    /// Permit a plain-HTTP `--s3-endpoint`.
+    #[arg(long, global = true)]
+    allow_http: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -94,6 +101,7 @@ impl CliError {
             CliError::Usage(_) => 2,
             CliError::WrongAnswer(_) => 6,
             CliError::Db(error) if error.is_fenced() => 3,
+            CliError::Db(error) if error.message().contains("NoSuchBucket") => 2,
             CliError::Db(error) => match error.kind() {
                 ErrorKind::InvalidArgument => 2,
                 ErrorKind::Corruption => 4,
@@ -103,11 +111,19 @@ impl CliError {
         }
     }
 
+    /// The message on one line (a store's error may carry a multi-line
+    /// response body), with the cause named first when it is a common one.
     fn line(&self) -> String {
-        match self {
+        let message = match self {
             CliError::Usage(message) => message.clone(),
             CliError::WrongAnswer(message) => format!("wrong answer: {message}"),
             CliError::Db(error) => error.to_string(),
+        };
+        let flat = message.split_whitespace().collect::<Vec<_>>().join(" ");
+        if flat.contains("NoSuchBucket") {
+            format!("the bucket does not exist: {flat}")
+        } else {
+            flat
         }
     }
 }
@@ -122,11 +138,15 @@ fn main() -> ExitCode {
         }
     };
     let json = cli.json;
+    let s3 = stores::S3Flags {
+        endpoint: cli.s3_endpoint,
+        allow_http: cli.allow_http,
+    };
     let outcome = futures::executor::block_on(async {
         match cli.command {
-            Command::Bench(args) => bench::run(args, &cli.store, runtime, json).await,
+            Command::Bench(args) => bench::run(args, &cli.store, &s3, runtime, json).await,
             Command::Db(command) => {
-                let store = stores::open(&cli.store, &runtime)?;
+                let store = stores::open(&cli.store, &s3, &runtime)?;
                 let db = commands::Target {
                     store,
                     path: cli.path,

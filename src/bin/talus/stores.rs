@@ -3,13 +3,22 @@
 use std::sync::Arc;
 
 use talusdb::actors::Runtime;
-use talusdb::store::{ObjectStoreAdapter, Store};
+use talusdb::store::{ObjectStoreAdapter, S3Options, Store};
 
 use crate::CliError;
 
+/// How to reach an S3-compatible server (the CLI's `--s3-endpoint` and
+/// `--allow-http`); credentials and region come from the AWS environment
+/// variables.
+#[derive(Clone, Debug, Default)]
+pub struct S3Flags {
+    pub endpoint: Option<String>,
+    pub allow_http: bool,
+}
+
 /// Opens the store `url` names: `memory` / `memory://`, `local:<dir>` /
 /// `file://<dir>` (created if missing), or `s3://bucket/prefix`.
-pub fn open(url: &str, runtime: &Runtime) -> Result<Arc<dyn Store>, CliError> {
+pub fn open(url: &str, s3: &S3Flags, runtime: &Runtime) -> Result<Arc<dyn Store>, CliError> {
     if url == "memory" || url == "memory://" {
         return Ok(Arc::new(ObjectStoreAdapter::in_memory()));
     }
@@ -23,10 +32,23 @@ pub fn open(url: &str, runtime: &Runtime) -> Result<Arc<dyn Store>, CliError> {
             .map_err(|error| CliError::Usage(format!("--store {url}: cannot open directory {dir}: {error}")))?;
         return Ok(Arc::new(store));
     }
-    if url.starts_with("s3://") {
-        return Err(CliError::Usage(format!(
-            "--store {url}: S3 is not supported by this build yet (only file://, local: and memory://)"
-        )));
+    if let Some(location) = url.strip_prefix("s3://") {
+        let (bucket, prefix) = location.split_once('/').unwrap_or((location, ""));
+        if bucket.is_empty() {
+            return Err(CliError::Usage(format!(
+                "--store {url}: the bucket is missing (s3://bucket/prefix)"
+            )));
+        }
+        let options = S3Options {
+            bucket: bucket.to_owned(),
+            prefix: Some(prefix.trim_matches('/').to_owned()).filter(|prefix| !prefix.is_empty()),
+            endpoint: s3.endpoint.clone(),
+            allow_http: s3.allow_http,
+            ..S3Options::default()
+        };
+        let store =
+            ObjectStoreAdapter::s3(&options).map_err(|error| CliError::Usage(format!("--store {url}: {error}")))?;
+        return Ok(Arc::new(store));
     }
     Err(CliError::Usage(format!(
         "--store {url}: not a store URL (expected file:///dir, local:<dir>, memory:// or s3://bucket/prefix)"
