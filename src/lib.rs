@@ -32,6 +32,7 @@ pub mod flush;
 pub mod format;
 pub mod manifest;
 pub mod mem;
+pub mod metrics;
 pub mod read;
 pub mod store;
 mod waiters;

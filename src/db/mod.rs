@@ -147,7 +147,7 @@ impl DbBuilder {
         let seqs = Arc::new(Seqs::new(recovered.last_seq));
         let counters = Arc::new(Counters::default());
         counters.set_unflushed(recovered.memtable.size());
-        Counters::add(&counters.l0_tables, manifest.current().l0.len() as u64);
+        counters.set_l0_tables(manifest.current().l0.len());
 
         let system = System::new(runtime.clone());
         let (wal, wal_box) = system.mailbox::<WalMsg>(WAL_WRITER, Capacity::Bounded(1024));

@@ -3,6 +3,8 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use crate::metrics as m;
+
 /// What the engine has done since it opened. Every field is a count since
 /// open except the two byte gauges and `l0_tables`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -35,15 +37,40 @@ pub struct Counters {
     pub l0_tables: AtomicU64,
 }
 
+/// Each method updates the count behind [`DbStats`] and the matching
+/// metric (see [`crate::metrics`]).
 impl Counters {
-    pub fn add(counter: &AtomicU64, by: u64) {
-        counter.fetch_add(by, Ordering::Relaxed);
+    pub fn wrote(&self, bytes: usize) {
+        self.writes.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!(m::WRITES).increment(1);
+        metrics::counter!(m::WRITE_BYTES).increment(bytes as u64);
+    }
+
+    pub fn stalled(&self) {
+        self.stalled_writes.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!(m::STALLED_WRITES).increment(1);
+    }
+
+    pub fn wal_uploaded(&self) {
+        self.wal_uploads.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!(m::WAL_UPLOADS).increment(1);
+    }
+
+    pub fn memtable_frozen(&self) {
+        self.memtables_frozen.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!(m::MEMTABLES_FROZEN).increment(1);
+    }
+
+    pub fn set_l0_tables(&self, tables: usize) {
+        self.l0_tables.store(tables as u64, Ordering::Relaxed);
+        metrics::gauge!(m::L0_TABLES).set(tables as f64);
     }
 
     pub fn set_unflushed(&self, bytes: usize) {
         let bytes = bytes as u64;
         self.unflushed_bytes.store(bytes, Ordering::Relaxed);
         self.peak_unflushed_bytes.fetch_max(bytes, Ordering::Relaxed);
+        metrics::gauge!(m::UNFLUSHED_BYTES).set(bytes as f64);
     }
 
     pub fn snapshot(&self) -> DbStats {

@@ -105,9 +105,7 @@ impl L0Writer {
     /// Publishes the manifest's tables (and drops retired memtables).
     fn publish(&self) {
         let manifest = self.manifest.current().clone();
-        self.counters
-            .l0_tables
-            .store(manifest.l0.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        self.counters.set_l0_tables(manifest.l0.len());
         self.view.rcu(|view| view.with_manifest(&manifest));
     }
 

@@ -79,7 +79,9 @@ impl TableCaches {
     }
 
     pub fn block(&self, table: TableId, block: u64) -> Option<Block> {
-        self.blocks.get(&(table, block))
+        let found = self.blocks.get(&(table, block));
+        crate::metrics::cache_lookup("block", found.is_some());
+        found
     }
 
     pub fn insert_block(&self, table: TableId, block: u64, decoded: Block) {
@@ -87,7 +89,9 @@ impl TableCaches {
     }
 
     pub fn meta(&self, table: TableId, kind: MetaKind) -> Option<MetaPart> {
-        self.meta.get(&(table, kind))
+        let found = self.meta.get(&(table, kind));
+        crate::metrics::cache_lookup("meta", found.is_some());
+        found
     }
 
     pub fn insert_meta(&self, table: TableId, part: MetaPart) {

@@ -301,6 +301,8 @@ impl Layer for FaultyStore {
 
 /// Fails any request that takes longer than a limit, measured on the
 /// runtime's clock, with [`StoreError::Unavailable`]; the request is dropped.
+/// Every engine request passes through it, so it also counts them
+/// ([`crate::metrics::STORE_REQUESTS`]).
 #[derive(Clone)]
 pub struct TimeoutStore {
     inner: Arc<dyn Store>,
@@ -328,9 +330,10 @@ impl Layer for TimeoutStore {
         &self,
         op: Op,
         path: &Path,
-        _requests: u64,
+        requests: u64,
         request: impl FnOnce(&dyn Store) -> BoxFuture<'static, StoreResult<T>>,
     ) -> BoxFuture<'static, StoreResult<T>> {
+        crate::metrics::store_requests(op, requests);
         let request = request(&*self.inner);
         let (deadline, limit, path) = (self.runtime.sleep(self.limit), self.limit, path.clone());
         async move {

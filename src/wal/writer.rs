@@ -218,7 +218,8 @@ impl WalWriter {
             reply.send(Ok(self.last_seq));
             return;
         }
-        Counters::add(&self.counters.writes, 1);
+        self.counters
+            .wrote(ops.iter().map(|(key, value)| Memtable::row_size(key, value)).sum());
         let seq = self.apply(ops, await_durable, ctx);
         self.counters.set_unflushed(self.unflushed_bytes());
         if await_durable && seq > self.durable_seq {
@@ -265,13 +266,14 @@ impl WalWriter {
             self.in_flight.insert(sealed.id, (sealed.last_seq, false));
             let tables = self.tables.clone();
             let id = sealed.id;
+            let clock = ctx.runtime().clone();
             ctx.spawn_then(
                 async move {
-                    tables
-                        .write_wal(id, sealed.rows.iter())
-                        .await
-                        .map(drop)
-                        .map_err(Error::from)
+                    let started = clock.now();
+                    let written = tables.write_wal(id, sealed.rows.iter()).await;
+                    metrics::histogram!(crate::metrics::WAL_UPLOAD_SECONDS)
+                        .record((clock.now() - started).as_secs_f64());
+                    written.map(drop).map_err(Error::from)
                 },
                 move |result| WalMsg::WalUploaded { id, result },
             );
@@ -279,7 +281,7 @@ impl WalWriter {
     }
 
     fn uploaded(&mut self, id: u64, ctx: &mut Context<Self>) {
-        Counters::add(&self.counters.wal_uploads, 1);
+        self.counters.wal_uploaded();
         if let Some(entry) = self.in_flight.get_mut(&id) {
             entry.1 = true;
         }
@@ -312,7 +314,7 @@ impl WalWriter {
         let last_wal_id = self.next_wal_id - 1;
         let last_seq = self.last_seq;
         self.frozen.push_back((last_seq, frozen.size()));
-        Counters::add(&self.counters.memtables_frozen, 1);
+        self.counters.memtable_frozen();
         let fresh = self.memtable.clone();
         let entry = Frozen {
             table: frozen.clone(),
@@ -368,7 +370,7 @@ impl Actor for WalWriter {
             WalMsg::Write(write) => {
                 if !self.stalled.is_empty() || !self.fits(&write) {
                     tracing::debug!(unflushed = self.unflushed_bytes(), "write stalled");
-                    Counters::add(&self.counters.stalled_writes, 1);
+                    self.counters.stalled();
                     self.stalled.push_back(write);
                     self.admit_stalled(ctx);
                 } else {
