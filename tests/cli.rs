@@ -89,6 +89,13 @@ fn checkpoints_are_created_listed_refreshed_and_deleted() {
     let versions = json(&ok(dir.path(), &["manifest", "list", "--json"]));
     assert!(versions["versions"].as_array().is_some_and(|ids| ids.len() >= 3));
 
+    let compactions = json(&ok(dir.path(), &["compactions", "list", "--json"]));
+    assert_eq!(
+        compactions["compactions"].as_array().map(Vec::len),
+        Some(0),
+        "no compactor has run"
+    );
+
     ok(dir.path(), &["checkpoint", "delete", &id]);
     let listed = json(&ok(dir.path(), &["checkpoint", "list", "--json"]));
     assert_eq!(listed["checkpoints"].as_array().map(Vec::len), Some(0));

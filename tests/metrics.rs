@@ -51,7 +51,9 @@ impl Capture {
 
     fn gauge(&self, name: &str) -> Option<f64> {
         let gauges = self.gauges.lock().expect("lock");
-        gauges.get(name).map(|value| f64::from_bits(value.load(Ordering::Relaxed)))
+        gauges
+            .get(name)
+            .map(|value| f64::from_bits(value.load(Ordering::Relaxed)))
     }
 
     fn samples(&self, name: &str) -> u64 {
@@ -113,6 +115,12 @@ fn the_engine_reports_its_work_under_the_documented_names() {
     assert_eq!(capture.counter(names::STALLED_WRITES), 0);
     assert!(capture.counter(&format!("{}{{op=put}}", names::STORE_REQUESTS)) >= 2);
     assert!(capture.counter(&format!("{}{{op=get_range}}", names::STORE_REQUESTS)) >= 1);
-    assert!(capture.counter(&format!("{}{{cache=block}}", names::CACHE_HITS)) >= 1, "later gets hit the block cache");
-    assert!(capture.counter(&format!("{}{{cache=block}}", names::CACHE_MISSES)) >= 1, "the first get after reopening misses");
+    assert!(
+        capture.counter(&format!("{}{{cache=block}}", names::CACHE_HITS)) >= 1,
+        "later gets hit the block cache"
+    );
+    assert!(
+        capture.counter(&format!("{}{{cache=block}}", names::CACHE_MISSES)) >= 1,
+        "the first get after reopening misses"
+    );
 }

@@ -9,7 +9,8 @@ use futures::StreamExt;
 use serde_json::{Value, json};
 use talusdb::actors::Runtime;
 use talusdb::manifest::{
-    Checkpoint, CheckpointOptions, Fenced, Manifest, Role, TableHandle, VersionedOptions, VersionedStore,
+    Checkpoint, CheckpointOptions, Compactions, Fenced, Manifest, Role, Source, TableHandle, VersionedOptions,
+    VersionedStore,
 };
 use talusdb::store::{Store, Ulid};
 use talusdb::{Db, DbReader, Error, ScanOptions};
@@ -24,6 +25,12 @@ pub enum ManifestCommand {
         id: Option<u64>,
     },
     /// Lists the stored manifest versions.
+    List,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CompactionsCommand {
+    /// Lists the compactions file's entries (latest version).
     List,
 }
 
@@ -270,6 +277,58 @@ impl Target {
                 });
             }
         }
+        Ok(ExitCode::SUCCESS)
+    }
+
+    pub async fn compactions(&self, command: CompactionsCommand) -> Result<ExitCode, CliError> {
+        let CompactionsCommand::List = command;
+        let versions = VersionedStore::<Compactions>::new(
+            self.store.clone(),
+            self.path.as_str().into(),
+            self.runtime.clone(),
+            VersionedOptions::default(),
+        );
+        let latest = versions.read_latest().await.map_err(Error::from)?;
+        let (id, compactions) = latest.unwrap_or_default();
+        let source = |source: &Source| match source {
+            Source::L0(table) => format!("L0 {table}"),
+            Source::Run(run) => format!("run {run}"),
+        };
+        let entries: Vec<Value> = compactions
+            .entries
+            .iter()
+            .map(|entry| {
+                json!({
+                    "id": entry.id.to_string(),
+                    "status": format!("{:?}", entry.status).to_lowercase(),
+                    "sources": entry.spec.sources.iter().map(source).collect::<Vec<_>>(),
+                    "destination": entry.spec.destination,
+                    "outputs": entry.outputs.iter().map(table_json).collect::<Vec<_>>(),
+                })
+            })
+            .collect();
+        print(
+            self.json,
+            json!({ "version": id, "compactor_epoch": compactions.compactor_epoch, "compactions": entries }),
+            || {
+                let mut text = format!(
+                    "compactions version {id}, compactor epoch {}: {} entries",
+                    compactions.compactor_epoch,
+                    compactions.entries.len()
+                );
+                for entry in &compactions.entries {
+                    text += &format!(
+                        "\n  {}  {:?}  {} -> run {}  {} outputs",
+                        entry.id,
+                        entry.status,
+                        entry.spec.sources.iter().map(source).collect::<Vec<_>>().join(", "),
+                        entry.spec.destination,
+                        entry.outputs.len()
+                    );
+                }
+                text
+            },
+        );
         Ok(ExitCode::SUCCESS)
     }
 

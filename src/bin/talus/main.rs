@@ -71,6 +71,11 @@ enum DbCommand {
         #[command(subcommand)]
         command: commands::ManifestCommand,
     },
+    /// Inspects the compactor's state.
+    Compactions {
+        #[command(subcommand)]
+        command: commands::CompactionsCommand,
+    },
     /// Manages checkpoints.
     Checkpoint {
         #[command(subcommand)]
@@ -160,6 +165,7 @@ fn main() -> ExitCode {
                     DbCommand::Scan { start, end, limit } => db.scan(start, end, limit).await,
                     DbCommand::Manifest { command } => db.manifest(command).await,
                     DbCommand::Checkpoint { command } => db.checkpoint(command).await,
+                    DbCommand::Compactions { command } => db.compactions(command).await,
                 }
             }
         }
