@@ -26,6 +26,7 @@
 
 pub use talus_actors as actors;
 
+pub mod compactor;
 pub mod db;
 pub mod error;
 pub mod flush;

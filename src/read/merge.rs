@@ -167,31 +167,50 @@ pub fn merge_sources(tables: TableStore, bounds: ScanBounds, sources: Vec<RowSou
 }
 
 impl Merge {
-    /// The next live key and its newest visible value.
-    pub async fn next(&mut self) -> Result<Option<(Bytes, Bytes)>, Error> {
+    async fn start(&mut self) -> Result<(), Error> {
         if !self.started {
             for index in 0..self.sources.len() {
                 self.heads[index] = self.sources[index].next(&self.tables, &self.bounds).await?;
             }
             self.started = true;
         }
+        Ok(())
+    }
+
+    /// The source whose head comes first in table order (smallest key,
+    /// then newest version).
+    fn first_head(&self) -> Option<usize> {
+        let mut best: Option<(usize, &Row)> = None;
+        for (index, head) in self.heads.iter().enumerate() {
+            let Some(row) = head else { continue };
+            let better = best.is_none_or(|(_, current)| {
+                (row.key.as_ref(), std::cmp::Reverse(row.seq)) < (current.key.as_ref(), std::cmp::Reverse(current.seq))
+            });
+            if better {
+                best = Some((index, row));
+            }
+        }
+        best.map(|(index, _)| index)
+    }
+
+    /// The next row of any source in table order, every version of every
+    /// key, tombstones included (what compaction reads).
+    pub async fn next_version(&mut self) -> Result<Option<Row>, Error> {
+        self.start().await?;
+        let Some(best) = self.first_head() else {
+            return Ok(None);
+        };
+        let row = self.heads[best].take();
+        self.heads[best] = self.sources[best].next(&self.tables, &self.bounds).await?;
+        Ok(row)
+    }
+
+    /// The next live key and its newest visible value.
+    pub async fn next(&mut self) -> Result<Option<(Bytes, Bytes)>, Error> {
+        self.start().await?;
         loop {
             // The smallest key; among equal keys the newest version.
-            let mut best: Option<usize> = None;
-            for (index, head) in self.heads.iter().enumerate() {
-                let Some(row) = head else { continue };
-                let better = match best.and_then(|best| self.heads[best].as_ref()) {
-                    None => true,
-                    Some(current) => {
-                        (row.key.as_ref(), std::cmp::Reverse(row.seq))
-                            < (current.key.as_ref(), std::cmp::Reverse(current.seq))
-                    }
-                };
-                if better {
-                    best = Some(index);
-                }
-            }
-            let Some(best) = best else {
+            let Some(best) = self.first_head() else {
                 return Ok(None);
             };
             let Some(row) = self.heads[best].take() else {

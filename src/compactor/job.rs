@@ -1,0 +1,303 @@
+//! One compaction job: merge the rows of its sources (L0 tables and whole
+//! sorted runs) and write them as the tables of one sorted run.
+//!
+//! What survives, per key (versions newest first):
+//! - every version newer than `retain_seq` (a live snapshot or checkpoint
+//!   at or above `retain_seq` may read any of them), and the newest version
+//!   at or below it (what a reader at `retain_seq` sees); older versions
+//!   are shadowed for every reader and dropped;
+//! - a tombstone that is the oldest survivor and at or below `retain_seq`
+//!   is dropped too when the output is the oldest run (`bottom`): nothing
+//!   older can exist beneath it. Elsewhere it stays, to hide older data.
+//!
+//! Output tables are cut at `target_table_bytes`, only between keys: every
+//! version of a key lands in one table, so a lookup reads one table per run.
+
+use std::ops::Bound;
+use std::sync::Arc;
+
+use crate::error::Error;
+use crate::format::sst::TableKind;
+use crate::format::{Row, RowValue};
+use crate::manifest::TableHandle;
+use crate::read::LazyTable;
+use crate::read::merge::{RowSource, ScanBounds, merge_sources};
+use crate::store::{ScanOptions, TableStore};
+
+/// What a job reads and how it writes.
+#[derive(Clone, Debug)]
+pub struct JobInput {
+    /// Each source in key order: one L0 table, or a sorted run's tables.
+    /// Newest source first (order breaks no ties: sequence numbers do).
+    pub sources: Vec<Vec<TableHandle>>,
+    /// The oldest sequence number a live snapshot or checkpoint reads.
+    pub retain_seq: u64,
+    /// Whether the output is the oldest run (tombstones may go).
+    pub bottom: bool,
+    /// Output tables are cut once they reach this size.
+    pub target_table_bytes: usize,
+    /// Blocks fetched per read while scanning the inputs.
+    pub read_ahead_blocks: usize,
+}
+
+/// What a job wrote and what it cost.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct JobOutput {
+    /// The output tables, in key order.
+    pub tables: Vec<TableHandle>,
+    pub rows_in: u64,
+    pub rows_out: u64,
+    /// Sizes of the input tables.
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+}
+
+/// The versions of one key (newest first) that survive.
+pub fn surviving(versions: &[Row], retain_seq: u64, bottom: bool) -> &[Row] {
+    // The first version at or below `retain_seq` is the last one kept.
+    let kept = versions
+        .iter()
+        .position(|row| row.seq <= retain_seq)
+        .map_or(versions.len(), |visible| visible + 1);
+    let kept = &versions[..kept];
+    match kept.last() {
+        Some(oldest) if bottom && oldest.seq <= retain_seq && oldest.value == RowValue::Tombstone => {
+            &kept[..kept.len() - 1]
+        }
+        _ => kept,
+    }
+}
+
+/// Runs the job: reads every source once, writes the output tables with
+/// conditional creates.
+pub async fn run(tables: &TableStore, input: &JobInput) -> Result<JobOutput, Error> {
+    let mut output = JobOutput {
+        bytes_in: input.sources.iter().flatten().map(|table| table.size).sum(),
+        ..JobOutput::default()
+    };
+    let sources = input
+        .sources
+        .iter()
+        .map(|source| RowSource::Tables {
+            tables: source
+                .iter()
+                .map(|handle| Arc::new(LazyTable::new(handle.clone())))
+                .collect(),
+            next: 0,
+            current: None,
+        })
+        .collect();
+    let bounds = ScanBounds {
+        start: Bound::Unbounded,
+        end: Bound::Unbounded,
+        max_seq: u64::MAX,
+        options: ScanOptions {
+            read_ahead_blocks: input.read_ahead_blocks.max(1),
+            fill_cache: false,
+        },
+    };
+    let mut merge = merge_sources(tables.clone(), bounds, sources);
+    let mut writer = RunWriter::new(tables, input.target_table_bytes);
+    let mut versions: Vec<Row> = Vec::new();
+    while let Some(row) = merge.next_version().await? {
+        output.rows_in += 1;
+        if versions.last().is_some_and(|last| last.key != row.key) {
+            output.rows_out += writer
+                .add_key(surviving(&versions, input.retain_seq, input.bottom))
+                .await?;
+            versions.clear();
+        }
+        versions.push(row);
+    }
+    output.rows_out += writer
+        .add_key(surviving(&versions, input.retain_seq, input.bottom))
+        .await?;
+    output.tables = writer.finish().await?;
+    output.bytes_out = output.tables.iter().map(|table| table.size).sum();
+    Ok(output)
+}
+
+/// Builds output tables, cutting between keys at the target size.
+struct RunWriter<'a> {
+    tables: &'a TableStore,
+    target: usize,
+    builder: Option<crate::format::sst::SstBuilder>,
+    written: Vec<TableHandle>,
+}
+
+impl<'a> RunWriter<'a> {
+    fn new(tables: &'a TableStore, target: usize) -> Self {
+        RunWriter {
+            tables,
+            target: target.max(1),
+            builder: None,
+            written: Vec::new(),
+        }
+    }
+
+    /// Adds every surviving version of one key; returns how many.
+    async fn add_key(&mut self, versions: &[Row]) -> Result<u64, Error> {
+        if versions.is_empty() {
+            return Ok(0);
+        }
+        let builder = self
+            .builder
+            .get_or_insert_with(|| self.tables.builder(TableKind::Sorted));
+        for row in versions {
+            builder.add(row);
+        }
+        if builder.estimated_size() >= self.target {
+            self.cut().await?;
+        }
+        Ok(versions.len() as u64)
+    }
+
+    async fn cut(&mut self) -> Result<(), Error> {
+        if let Some(builder) = self.builder.take() {
+            let written = self.tables.write_sorted(builder).await?;
+            let handle = TableHandle::from_written(&written)
+                .ok_or_else(|| Error::internal("a compaction output got a WAL id"))?;
+            self.written.push(handle);
+        }
+        Ok(())
+    }
+
+    async fn finish(mut self) -> Result<Vec<TableHandle>, Error> {
+        self.cut().await?;
+        Ok(self.written)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use bytes::Bytes;
+    use talus_actors::runtime::Sim;
+
+    use super::*;
+    use crate::store::{ObjectStoreAdapter, TableStoreOptions};
+
+    fn versions(key: &str, seqs: &[(u64, bool)]) -> Vec<Row> {
+        seqs.iter()
+            .map(|&(seq, tombstone)| {
+                if tombstone {
+                    Row::tombstone(key.to_owned(), seq)
+                } else {
+                    Row::value(key.to_owned(), format!("v{seq}"), seq)
+                }
+            })
+            .collect()
+    }
+
+    fn seqs(rows: &[Row]) -> Vec<u64> {
+        rows.iter().map(|row| row.seq).collect()
+    }
+
+    #[test]
+    fn shadowed_versions_go_and_snapshot_versions_stay() {
+        let rows = versions("k", &[(50, false), (40, false), (30, false), (20, false)]);
+        assert_eq!(seqs(surviving(&rows, 100, false)), vec![50], "no snapshot: newest only");
+        assert_eq!(
+            seqs(surviving(&rows, 35, false)),
+            vec![50, 40, 30],
+            "a reader at 35 sees 30"
+        );
+        assert_eq!(seqs(surviving(&rows, 40, false)), vec![50, 40]);
+        assert_eq!(
+            seqs(surviving(&rows, 10, false)),
+            vec![50, 40, 30, 20],
+            "everything is newer"
+        );
+    }
+
+    #[test]
+    fn tombstones_go_only_at_the_bottom_and_only_when_every_reader_sees_them() {
+        let rows = versions("k", &[(50, true), (40, false)]);
+        assert_eq!(seqs(surviving(&rows, 100, false)), vec![50], "kept above older runs");
+        assert!(surviving(&rows, 100, true).is_empty(), "gone at the bottom");
+        assert_eq!(
+            seqs(surviving(&rows, 45, true)),
+            vec![50, 40],
+            "a reader at 45 still sees 40"
+        );
+        let rows = versions("k", &[(60, false), (50, true), (40, false)]);
+        assert_eq!(
+            seqs(surviving(&rows, 55, true)),
+            vec![60],
+            "the tombstone under a newer value"
+        );
+    }
+
+    /// Three overlapping inputs merge into a run of several tables, cut
+    /// between keys, holding exactly the surviving versions.
+    #[test]
+    fn a_job_merges_inputs_into_a_run_cut_between_keys() {
+        let sim = Sim::new(3);
+        let runtime = sim.runtime();
+        sim.block_on(async move {
+            let tables = TableStore::new(
+                Arc::new(ObjectStoreAdapter::in_memory()),
+                "db".into(),
+                runtime,
+                TableStoreOptions::default(),
+            );
+            // Input n holds keys 0..300 at sequence 1000*n + key; every
+            // third key is a tombstone in the newest input.
+            let mut inputs = Vec::new();
+            for n in 1..=3u64 {
+                let mut builder = tables.builder(TableKind::Sorted);
+                for key in 0..300u64 {
+                    let seq = 1000 * n + key;
+                    let name = format!("key{key:04}");
+                    builder.add(&if n == 3 && key % 3 == 0 {
+                        Row::tombstone(name, seq)
+                    } else {
+                        Row::value(name, format!("{n}-{}", "x".repeat(50)), seq)
+                    });
+                }
+                let written = tables.write_sorted(builder).await.expect("input");
+                inputs.push(vec![TableHandle::from_written(&written).expect("sorted")]);
+            }
+            inputs.reverse();
+            let input = JobInput {
+                sources: inputs,
+                retain_seq: 2500,
+                bottom: true,
+                target_table_bytes: 8 << 10,
+                read_ahead_blocks: 4,
+            };
+            let output = run(&tables, &input).await.expect("job");
+            assert_eq!(output.rows_in, 900);
+            assert!(output.tables.len() > 1, "cut at the target size");
+            for pair in output.tables.windows(2) {
+                assert!(
+                    pair[0].last_key < pair[1].first_key,
+                    "tables in key order, no key split"
+                );
+            }
+
+            let mut found: BTreeMap<Bytes, Vec<u64>> = BTreeMap::new();
+            for handle in &output.tables {
+                let reader = tables.open(handle.table_id(), Some(handle.size)).await.expect("open");
+                let mut scan = reader.scan((Bound::Unbounded, Bound::Unbounded), reader.scan_options());
+                while let Some(row) = scan.next().await.expect("scan") {
+                    found.entry(row.key).or_default().push(row.seq);
+                }
+            }
+            for key in 0..300u64 {
+                let name = Bytes::from(format!("key{key:04}"));
+                // Input 3 (seq 3000+key) is newer than retain_seq; input 2
+                // (2000+key) is what a reader at 2500 sees; input 1 is
+                // shadowed. A tombstone above retain_seq stays.
+                let expected = vec![3000 + key, 2000 + key];
+                assert_eq!(found.get(&name), Some(&expected), "{name:?}");
+            }
+            assert_eq!(output.rows_out, 600);
+            assert_eq!(
+                output.bytes_out,
+                output.tables.iter().map(|table| table.size).sum::<u64>()
+            );
+        });
+    }
+}
