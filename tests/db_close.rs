@@ -10,7 +10,7 @@ use std::time::Duration;
 use futures::FutureExt;
 use talusdb::actors::runtime::Sim;
 use talusdb::manifest::CheckpointOptions;
-use talusdb::store::{GateStore, ObjectStoreAdapter, Op, Store};
+use talusdb::store::{GateStore, ObjectStoreAdapter, Store};
 use talusdb::{ErrorKind, WriteOptions};
 
 #[test]
@@ -24,12 +24,7 @@ fn close_waits_for_a_pending_flush_then_later_calls_are_closed() {
         for n in 0..10 {
             db.put(format!("k{n}"), "v").await.expect("put");
         }
-        gate.hold(Op::Put, "/compacted/", 1);
-        let mut flush = runtime.spawn({
-            let db = db.clone();
-            async move { db.flush_memtable().await }
-        });
-        gate.wait_held(1).await;
+        let mut flush = support::flush_with_held_upload(&gate, &db, &runtime).await;
         let mut close = runtime.spawn({
             let db = db.clone();
             async move { db.close().await }

@@ -10,7 +10,7 @@ use std::time::Duration;
 use futures::FutureExt;
 use talusdb::actors::runtime::Sim;
 use talusdb::manifest::{Manifest, VersionedOptions, VersionedStore};
-use talusdb::store::{GateStore, ObjectStoreAdapter, Op, Store};
+use talusdb::store::{GateStore, ObjectStoreAdapter, Store};
 use talusdb::{Db, DbOptions};
 
 #[test]
@@ -40,12 +40,7 @@ fn an_upload_that_finishes_first_waits_for_the_earlier_range() {
             db.put(format!("a{n}"), "early").await.expect("put");
         }
         // The first memtable's L0 upload is held back...
-        gate.hold(Op::Put, "/compacted/", 1);
-        let mut earlier = runtime.spawn({
-            let db = db.clone();
-            async move { db.flush_memtable().await }
-        });
-        gate.wait_held(1).await;
+        let mut earlier = support::flush_with_held_upload(&gate, &db, &runtime).await;
         // ...while the second one's goes through.
         for n in 0..10 {
             db.put(format!("b{n}"), "late").await.expect("put");

@@ -204,3 +204,18 @@ impl Drop for S3Server {
         let _ = self.child.wait();
     }
 }
+
+/// Starts `db.flush_memtable()` with its L0 upload held at `gate`, and
+/// returns once the upload is held; the task ends after `gate.release()`.
+pub async fn flush_with_held_upload(
+    gate: &talusdb::store::GateStore,
+    db: &Db,
+    runtime: &Runtime,
+) -> talusdb::actors::runtime::JoinHandle<Result<(), talusdb::Error>> {
+    gate.hold(talusdb::store::Op::Put, "/compacted/", 1);
+    let held = gate.held();
+    let db = db.clone();
+    let flush = runtime.spawn(async move { db.flush_memtable().await });
+    gate.wait_held(held + 1).await;
+    flush
+}
