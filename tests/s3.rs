@@ -131,7 +131,11 @@ fn the_cli_reads_and_writes_an_s3_store() {
     assert!(bench.status.success(), "{}", String::from_utf8_lossy(&bench.stderr));
 
     let missing = talus(&["--store", "s3://no-such-bucket/x", "get", "greeting"]);
-    assert!(!missing.status.success());
+    assert_eq!(
+        missing.status.code(),
+        Some(2),
+        "a missing bucket is a bad argument, not an outage"
+    );
     let line = String::from_utf8_lossy(&missing.stderr);
     assert_eq!(line.lines().count(), 1, "{line}");
     assert!(line.contains("no-such-bucket"), "the error names the bucket: {line}");

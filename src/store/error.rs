@@ -128,6 +128,12 @@ impl StoreError {
                     detail: error.to_string(),
                 }
             }
+            // S3 names a missing bucket only in its response body; no retry
+            // will make one appear.
+            other if other.to_string().contains("NoSuchBucket") => StoreError::Config {
+                path: path.clone(),
+                detail: format!("the bucket does not exist: {other}"),
+            },
             other => StoreError::Unavailable {
                 op,
                 path: path.clone(),

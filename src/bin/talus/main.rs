@@ -106,7 +106,6 @@ impl CliError {
             CliError::Usage(_) => 2,
             CliError::WrongAnswer(_) => 6,
             CliError::Db(error) if error.is_fenced() => 3,
-            CliError::Db(error) if error.message().contains("NoSuchBucket") => 2,
             CliError::Db(error) => match error.kind() {
                 ErrorKind::InvalidArgument => 2,
                 ErrorKind::Corruption => 4,
@@ -117,19 +116,14 @@ impl CliError {
     }
 
     /// The message on one line (a store's error may carry a multi-line
-    /// response body), with the cause named first when it is a common one.
+    /// response body).
     fn line(&self) -> String {
         let message = match self {
             CliError::Usage(message) => message.clone(),
             CliError::WrongAnswer(message) => format!("wrong answer: {message}"),
             CliError::Db(error) => error.to_string(),
         };
-        let flat = message.split_whitespace().collect::<Vec<_>>().join(" ");
-        if flat.contains("NoSuchBucket") {
-            format!("the bucket does not exist: {flat}")
-        } else {
-            flat
-        }
+        message.split_whitespace().collect::<Vec<_>>().join(" ")
     }
 }
 
