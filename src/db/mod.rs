@@ -27,7 +27,9 @@ use crate::error::Error;
 use crate::flush::l0_writer::{L0Msg, L0Writer};
 use crate::flush::uploader::Uploader;
 use crate::format::RowValue;
-use crate::manifest::{Checkpoint, CheckpointOptions, Fenced, IfMissing, Role, VersionedOptions, VersionedStore};
+use crate::manifest::{
+    Checkpoint, CheckpointOptions, Fenced, IfMissing, Manifest, Role, VersionedOptions, VersionedStore,
+};
 use crate::read::merge::{ScanBounds, merge_sources};
 use crate::read::{KeyValue, ReadView, Seqs, sources_for};
 use crate::store::{Store, TableStore, TimeoutStore};
@@ -62,6 +64,15 @@ impl std::fmt::Debug for DbInner {
             .field("durable_seq", &self.seqs.durable())
             .finish_non_exhaustive()
     }
+}
+
+/// A builder's settings made ready to open with.
+struct Prepared {
+    root: Path,
+    runtime: Runtime,
+    options: DbOptions,
+    tables: TableStore,
+    manifests: VersionedStore<Manifest>,
 }
 
 /// Opens a database with non-default settings.
@@ -99,9 +110,10 @@ impl DbBuilder {
         DbReader::open(self).await
     }
 
-    /// Opens (or creates) the database: fences older writers and replays
-    /// the WAL.
-    pub async fn open(self) -> Result<Db, Error> {
+    /// What opening a writer and opening a reader share: checked options,
+    /// the executor, and the table and manifest stores behind the
+    /// request timeout.
+    fn prepare(self) -> Result<Prepared, Error> {
         self.options.validate().map_err(Error::invalid)?;
         let runtime = match self.runtime {
             Some(runtime) => runtime,
@@ -128,22 +140,38 @@ impl DbBuilder {
                 ..VersionedOptions::default()
             },
         );
+        Ok(Prepared {
+            root: self.root,
+            runtime,
+            options,
+            tables,
+            manifests,
+        })
+    }
+
+    /// Opens (or creates) the database: fences older writers and replays
+    /// the WAL.
+    pub async fn open(self) -> Result<Db, Error> {
+        let Prepared {
+            root,
+            runtime,
+            options,
+            tables,
+            manifests,
+        } = self.prepare()?;
         let manifest = Fenced::open(manifests, Role::Writer, IfMissing::Create).await?;
         let recovered = recover(&tables, manifest.current()).await?;
         tracing::info!(
-            root = %self.root,
+            root = %root,
             epoch = manifest.epoch(),
             replayed = recovered.replayed,
             last_seq = recovered.last_seq,
             "opened"
         );
-        let empty = ReadView {
-            memtable: recovered.memtable.clone(),
-            frozen: Vec::new(),
-            l0: Vec::new(),
-            runs: Vec::new(),
-        };
-        let view = Arc::new(ArcSwap::from_pointee(empty.with_manifest(manifest.current())));
+        let view = Arc::new(ArcSwap::from_pointee(ReadView::new(
+            recovered.memtable.clone(),
+            manifest.current(),
+        )));
         let seqs = Arc::new(Seqs::new(recovered.last_seq));
         let counters = Arc::new(Counters::default());
         counters.set_unflushed(recovered.memtable.size());

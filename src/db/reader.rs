@@ -10,11 +10,11 @@ use std::sync::Arc;
 use bytes::Bytes;
 use futures::Stream;
 
-use super::{DbBuilder, ScanOptions, default_runtime, get_in, scan_in};
+use super::{DbBuilder, ScanOptions, get_in, scan_in};
 use crate::error::Error;
-use crate::manifest::{Manifest, ManifestError, VersionedOptions, VersionedStore};
+use crate::manifest::ManifestError;
 use crate::read::{KeyValue, ReadView};
-use crate::store::{TableStore, TimeoutStore};
+use crate::store::TableStore;
 use crate::wal::replay::replay;
 
 /// A database opened for reading only, pinned at the moment it opened.
@@ -28,32 +28,15 @@ pub struct DbReader {
 
 impl DbReader {
     pub(super) async fn open(builder: DbBuilder) -> Result<DbReader, Error> {
-        builder.options.validate().map_err(Error::invalid)?;
-        let runtime = match builder.runtime {
-            Some(runtime) => runtime,
-            None => default_runtime()?,
-        };
-        let options = builder.options;
-        let store: Arc<dyn crate::store::Store> = Arc::new(TimeoutStore::new(
-            builder.store,
-            runtime.clone(),
-            options.request_timeout,
-        ));
-        let tables = TableStore::new(store.clone(), builder.root.clone(), runtime.clone(), options.tables);
-        let manifests = VersionedStore::<Manifest>::new(store, builder.root, runtime, VersionedOptions::default());
+        let prepared = builder.prepare()?;
+        let manifests = prepared.manifests;
         let (manifest_id, manifest) = manifests.read_latest().await?.ok_or_else(|| ManifestError::Missing {
             path: manifests.root().clone(),
         })?;
-        let replayed = replay(&tables, &manifest).await?;
-        let empty = ReadView {
-            memtable: Arc::new(replayed.memtable),
-            frozen: Vec::new(),
-            l0: Vec::new(),
-            runs: Vec::new(),
-        };
+        let replayed = replay(&prepared.tables, &manifest).await?;
         Ok(DbReader {
-            view: Arc::new(empty.with_manifest(&manifest)),
-            tables,
+            view: Arc::new(ReadView::new(Arc::new(replayed.memtable), &manifest)),
+            tables: prepared.tables,
             seq: replayed.last_seq,
             manifest_id,
         })

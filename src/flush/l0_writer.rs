@@ -256,13 +256,10 @@ mod tests {
             let manifest = Fenced::open(versions, Role::Writer, IfMissing::Create)
                 .await
                 .expect("manifest");
-            let empty = ReadView {
-                memtable: Arc::new(Memtable::new()),
-                frozen: Vec::new(),
-                l0: Vec::new(),
-                runs: Vec::new(),
-            };
-            let view = Arc::new(ArcSwap::from_pointee(empty));
+            let view = Arc::new(ArcSwap::from_pointee(ReadView::new(
+                Arc::new(Memtable::new()),
+                manifest.current(),
+            )));
             let system = System::<Error>::new(runtime.clone());
             // The WAL writer's mailbox exists but no one reads it here.
             let (wal, _wal_box) = system.mailbox::<WalMsg>("wal", Capacity::Unbounded);

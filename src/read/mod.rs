@@ -65,6 +65,18 @@ pub struct ReadView {
 }
 
 impl ReadView {
+    /// A view of `memtable` over `manifest`'s tables, nothing frozen (what
+    /// an open starts from).
+    pub fn new(memtable: Arc<Memtable>, manifest: &Manifest) -> ReadView {
+        let empty = ReadView {
+            memtable,
+            frozen: Vec::new(),
+            l0: Vec::new(),
+            runs: Vec::new(),
+        };
+        empty.with_manifest(manifest)
+    }
+
     /// The view's tables from `manifest`, reusing tables already open in
     /// `previous`.
     pub fn with_manifest(&self, manifest: &Manifest) -> ReadView {

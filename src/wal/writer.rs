@@ -47,6 +47,13 @@ pub struct PendingWrite {
     pub reply: Reply<Result<u64, Error>>,
 }
 
+impl PendingWrite {
+    /// The bytes its rows add to the memtable.
+    fn memtable_bytes(&self) -> usize {
+        self.ops.iter().map(|(key, value)| Memtable::row_size(key, value)).sum()
+    }
+}
+
 /// Messages to the WAL writer.
 #[derive(Debug)]
 pub enum WalMsg {
@@ -209,6 +216,7 @@ impl WalWriter {
     }
 
     fn write(&mut self, write: PendingWrite, ctx: &mut Context<Self>) {
+        let bytes = write.memtable_bytes();
         let PendingWrite {
             ops,
             await_durable,
@@ -218,8 +226,7 @@ impl WalWriter {
             reply.send(Ok(self.last_seq));
             return;
         }
-        self.counters
-            .wrote(ops.iter().map(|(key, value)| Memtable::row_size(key, value)).sum());
+        self.counters.wrote(bytes);
         let seq = self.apply(ops, await_durable, ctx);
         self.counters.set_unflushed(self.unflushed_bytes());
         if await_durable && seq > self.durable_seq {
@@ -241,6 +248,16 @@ impl WalWriter {
             self.seal_due = true;
             let sleep = ctx.runtime().sleep(window);
             ctx.spawn_then(sleep, |()| WalMsg::SealDue);
+        }
+    }
+
+    /// Starts queued uploads, first sealing the buffer if a slot is free
+    /// and a durable writer waits for a row in it.
+    fn seal_if_awaited(&mut self, ctx: &mut Context<Self>) {
+        if self.upload_slot_free() && self.buffer_awaited() {
+            self.seal(ctx);
+        } else {
+            self.start_uploads(ctx);
         }
     }
 
@@ -295,11 +312,7 @@ impl WalWriter {
         }
         self.seqs.durable.store(self.durable_seq, Ordering::Release);
         self.waiters.release_through(self.durable_seq, |seq| seq);
-        if self.upload_slot_free() && self.buffer_awaited() {
-            self.seal(ctx);
-        } else {
-            self.start_uploads(ctx);
-        }
+        self.seal_if_awaited(ctx);
     }
 
     /// Freezes the memtable: seals the buffer so the memtable ends on a WAL
@@ -338,12 +351,7 @@ impl WalWriter {
     /// so it waits but is never refused.
     fn fits(&self, write: &PendingWrite) -> bool {
         let unflushed = self.unflushed_bytes();
-        let size: usize = write
-            .ops
-            .iter()
-            .map(|(key, value)| Memtable::row_size(key, value))
-            .sum();
-        unflushed == 0 || unflushed + size <= self.options.max_unflushed_bytes
+        unflushed == 0 || unflushed + write.memtable_bytes() <= self.options.max_unflushed_bytes
     }
 
     /// Admits held-back writes in arrival order while they fit. If the
@@ -391,9 +399,7 @@ impl Actor for WalWriter {
             }
             WalMsg::SealDue => {
                 self.seal_due = false;
-                if self.upload_slot_free() && self.buffer_awaited() {
-                    self.seal(ctx);
-                }
+                self.seal_if_awaited(ctx);
             }
             WalMsg::Tick => {
                 if !self.buffer.is_empty() {

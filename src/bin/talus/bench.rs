@@ -263,6 +263,17 @@ fn peak_rss_bytes() -> Option<u64> {
     Some(kib * 1024)
 }
 
+/// What one benchmark task is handed (see [`Bench::spawn_workers`]).
+struct Worker {
+    index: u64,
+    /// Its share of `--ops`.
+    ops: u64,
+    rng: Rng,
+    clock: Runtime,
+    db: Db,
+    bar: ProgressBar,
+}
+
 /// The benchmark's state: the store (behind a counting latency wrapper),
 /// where the database lives, and the arguments.
 struct Bench {
@@ -304,6 +315,37 @@ impl Bench {
         json!(self.counts.snapshot())
     }
 
+    /// Spawns `count` (at least one) tasks made by `task`, handing each
+    /// its index, its share of `--ops`, its own RNG (seeded from `--seed`,
+    /// `salt` and the index), the clock and handles on `db` and `bar`.
+    fn spawn_workers<F, Fut>(
+        &self,
+        count: u64,
+        salt: u64,
+        db: &Db,
+        bar: &ProgressBar,
+        task: F,
+    ) -> Vec<JoinHandle<TaskResult>>
+    where
+        F: Fn(Worker) -> Fut,
+        Fut: Future<Output = TaskResult> + Send + 'static,
+    {
+        let count = count.max(1);
+        let ops = self.args.ops;
+        (0..count)
+            .map(|index| {
+                self.runtime.spawn(task(Worker {
+                    index,
+                    ops: ops / count + u64::from(index < ops % count),
+                    rng: Rng(self.args.seed ^ (index + 1).wrapping_mul(salt)),
+                    clock: self.runtime.clone(),
+                    db: db.clone(),
+                    bar: bar.clone(),
+                }))
+            })
+            .collect()
+    }
+
     /// The key order of a fill: every row once, shuffled.
     fn shuffled(&self) -> Vec<u64> {
         let mut order: Vec<u64> = (0..self.args.keys).collect();
@@ -324,22 +366,26 @@ impl Bench {
         let writers = self.args.writers.max(1);
         let bar = self.progress("fill", self.args.keys);
         let started = self.runtime.now();
-        let tasks: Vec<JoinHandle<TaskResult>> = (0..writers)
-            .map(|writer| {
-                let (db, order, bar) = (db.clone(), order.clone(), bar.clone());
-                let size = self.args.value_size;
-                let mut rng = Rng(self.args.seed ^ (writer as u64 + 1).wrapping_mul(0x51_7cc1));
-                self.runtime.spawn(async move {
-                    let options = WriteOptions { await_durable: false };
-                    for &i in order.iter().skip(writer).step_by(writers) {
-                        db.put_with_options(key(i), value(i, 0, size, &mut rng), options)
-                            .await?;
-                        bar.inc(1);
-                    }
-                    Ok(Ok((Latencies::default(), 0)))
-                })
-            })
-            .collect();
+        let tasks = self.spawn_workers(writers as u64, 0x51_7cc1, &db, &bar, |worker| {
+            let Worker {
+                index: writer,
+                mut rng,
+                db,
+                bar,
+                ..
+            } = worker;
+            let (order, writer) = (order.clone(), writer as usize);
+            let size = self.args.value_size;
+            async move {
+                let options = WriteOptions { await_durable: false };
+                for &i in order.iter().skip(writer).step_by(writers) {
+                    db.put_with_options(key(i), value(i, 0, size, &mut rng), options)
+                        .await?;
+                    bar.inc(1);
+                }
+                Ok(Ok((Latencies::default(), 0)))
+            }
+        });
         gather(tasks).await?;
         let put_seconds = (self.runtime.now() - started).as_secs_f64();
         db.flush().await?;
@@ -368,30 +414,31 @@ impl Bench {
     async fn durable_put(&self) -> Result<Report, CliError> {
         let db = self.open().await?;
         self.counts.reset();
-        let writers = self.args.writers.max(1) as u64;
         let bar = self.progress("durable-put", self.args.ops);
         let started = self.runtime.now();
-        let tasks: Vec<JoinHandle<TaskResult>> = (0..writers)
-            .map(|writer| {
-                let (db, bar) = (db.clone(), bar.clone());
-                let (keys, size) = (self.args.keys.max(1), self.args.value_size);
-                let ops = self.args.ops / writers + u64::from(writer < self.args.ops % writers);
-                let mut rng = Rng(self.args.seed ^ (writer + 1).wrapping_mul(0x2545_f491));
-                let clock = self.runtime.clone();
-                self.runtime.spawn(async move {
-                    let mut latencies = Latencies::default();
-                    for _ in 0..ops {
-                        let i = rng.below(keys);
-                        let value = value(i, 1, size, &mut rng);
-                        let at = clock.now();
-                        db.put(key(i), value).await?;
-                        latencies.record(clock.now() - at);
-                        bar.inc(1);
-                    }
-                    Ok(Ok((latencies, 0)))
-                })
-            })
-            .collect();
+        let tasks = self.spawn_workers(self.args.writers as u64, 0x2545_f491, &db, &bar, |worker| {
+            let Worker {
+                ops,
+                mut rng,
+                clock,
+                db,
+                bar,
+                ..
+            } = worker;
+            let (keys, size) = (self.args.keys.max(1), self.args.value_size);
+            async move {
+                let mut latencies = Latencies::default();
+                for _ in 0..ops {
+                    let i = rng.below(keys);
+                    let value = value(i, 1, size, &mut rng);
+                    let at = clock.now();
+                    db.put(key(i), value).await?;
+                    latencies.record(clock.now() - at);
+                    bar.inc(1);
+                }
+                Ok(Ok((latencies, 0)))
+            }
+        });
         let (latency, _) = gather(tasks).await?;
         let seconds = (self.runtime.now() - started).as_secs_f64();
         bar.finish_and_clear();
@@ -414,42 +461,43 @@ impl Bench {
     async fn get(&self) -> Result<Report, CliError> {
         let db = self.open().await?;
         self.counts.reset();
-        let readers = self.args.readers.max(1) as u64;
         let bar = self.progress("get", self.args.ops);
         let started = self.runtime.now();
-        let tasks: Vec<JoinHandle<TaskResult>> = (0..readers)
-            .map(|reader| {
-                let (db, bar) = (db.clone(), bar.clone());
-                let (keys, size, miss_ratio) = (self.args.keys.max(1), self.args.value_size, self.args.miss_ratio);
-                let ops = self.args.ops / readers + u64::from(reader < self.args.ops % readers);
-                let mut rng = Rng(self.args.seed ^ (reader + 1).wrapping_mul(0x9e37_79b9));
-                let clock = self.runtime.clone();
-                self.runtime.spawn(async move {
-                    let mut latencies = Latencies::default();
-                    let mut misses = 0u64;
-                    for _ in 0..ops {
-                        let i = rng.below(keys);
-                        let miss = rng.chance(miss_ratio);
-                        let at = clock.now();
-                        let found = db.get(if miss { absent_key(i) } else { key(i) }).await?;
-                        latencies.record(clock.now() - at);
-                        if miss {
-                            misses += 1;
-                            if found.is_some() {
-                                return Ok(Err(CliError::WrongAnswer(format!(
-                                    "absent key {:016} was found",
-                                    2 * i + 1
-                                ))));
-                            }
-                        } else if let Err(wrong) = check_value(i, found.as_ref(), size) {
-                            return Ok(Err(wrong));
+        let tasks = self.spawn_workers(self.args.readers as u64, 0x9e37_79b9, &db, &bar, |worker| {
+            let Worker {
+                ops,
+                mut rng,
+                clock,
+                db,
+                bar,
+                ..
+            } = worker;
+            let (keys, size, miss_ratio) = (self.args.keys.max(1), self.args.value_size, self.args.miss_ratio);
+            async move {
+                let mut latencies = Latencies::default();
+                let mut misses = 0u64;
+                for _ in 0..ops {
+                    let i = rng.below(keys);
+                    let miss = rng.chance(miss_ratio);
+                    let at = clock.now();
+                    let found = db.get(if miss { absent_key(i) } else { key(i) }).await?;
+                    latencies.record(clock.now() - at);
+                    if miss {
+                        misses += 1;
+                        if found.is_some() {
+                            return Ok(Err(CliError::WrongAnswer(format!(
+                                "absent key {:016} was found",
+                                2 * i + 1
+                            ))));
                         }
-                        bar.inc(1);
+                    } else if let Err(wrong) = check_value(i, found.as_ref(), size) {
+                        return Ok(Err(wrong));
                     }
-                    Ok(Ok((latencies, misses)))
-                })
-            })
-            .collect();
+                    bar.inc(1);
+                }
+                Ok(Ok((latencies, misses)))
+            }
+        });
         let (latency, misses) = gather(tasks).await?;
         let seconds = (self.runtime.now() - started).as_secs_f64();
         bar.finish_and_clear();
@@ -477,56 +525,57 @@ impl Bench {
     async fn scan(&self) -> Result<Report, CliError> {
         let db = self.open().await?;
         self.counts.reset();
-        let readers = self.args.readers.max(1) as u64;
         let bar = self.progress("scan", self.args.ops);
         let started = self.runtime.now();
-        let tasks: Vec<JoinHandle<TaskResult>> = (0..readers)
-            .map(|reader| {
-                let (db, bar) = (db.clone(), bar.clone());
-                let (keys, size, scan_len) = (self.args.keys.max(1), self.args.value_size, self.args.scan_len);
-                let ops = self.args.ops / readers + u64::from(reader < self.args.ops % readers);
-                let mut rng = Rng(self.args.seed ^ (reader + 1).wrapping_mul(0x85eb_ca6b));
-                let clock = self.runtime.clone();
-                self.runtime.spawn(async move {
-                    let mut latencies = Latencies::default();
-                    let mut rows = 0u64;
-                    for _ in 0..ops {
-                        let first = rng.below(keys);
-                        let expected = scan_len.min(keys - first);
-                        let at = clock.now();
-                        let mut stream = Box::pin(
-                            db.scan_with_options(key(first).., ScanOptions::default())
-                                .take(scan_len as usize),
-                        );
-                        let mut seen = 0u64;
-                        while let Some(row) = stream.next().await {
-                            let (found_key, found_value) = row?;
-                            let i = first + seen;
-                            if found_key != key(i) {
-                                return Ok(Err(CliError::WrongAnswer(format!(
-                                    "scan from row {first}: row {seen} has key {:?}, expected {:016}",
-                                    found_key,
-                                    2 * i
-                                ))));
-                            }
-                            if let Err(wrong) = check_value(i, Some(&found_value), size) {
-                                return Ok(Err(wrong));
-                            }
-                            seen += 1;
-                        }
-                        latencies.record(clock.now() - at);
-                        if seen != expected {
+        let tasks = self.spawn_workers(self.args.readers as u64, 0x85eb_ca6b, &db, &bar, |worker| {
+            let Worker {
+                ops,
+                mut rng,
+                clock,
+                db,
+                bar,
+                ..
+            } = worker;
+            let (keys, size, scan_len) = (self.args.keys.max(1), self.args.value_size, self.args.scan_len);
+            async move {
+                let mut latencies = Latencies::default();
+                let mut rows = 0u64;
+                for _ in 0..ops {
+                    let first = rng.below(keys);
+                    let expected = scan_len.min(keys - first);
+                    let at = clock.now();
+                    let mut stream = Box::pin(
+                        db.scan_with_options(key(first).., ScanOptions::default())
+                            .take(scan_len as usize),
+                    );
+                    let mut seen = 0u64;
+                    while let Some(row) = stream.next().await {
+                        let (found_key, found_value) = row?;
+                        let i = first + seen;
+                        if found_key != key(i) {
                             return Ok(Err(CliError::WrongAnswer(format!(
-                                "scan from row {first} returned {seen} rows, expected {expected}"
+                                "scan from row {first}: row {seen} has key {:?}, expected {:016}",
+                                found_key,
+                                2 * i
                             ))));
                         }
-                        rows += seen;
-                        bar.inc(1);
+                        if let Err(wrong) = check_value(i, Some(&found_value), size) {
+                            return Ok(Err(wrong));
+                        }
+                        seen += 1;
                     }
-                    Ok(Ok((latencies, rows)))
-                })
-            })
-            .collect();
+                    latencies.record(clock.now() - at);
+                    if seen != expected {
+                        return Ok(Err(CliError::WrongAnswer(format!(
+                            "scan from row {first} returned {seen} rows, expected {expected}"
+                        ))));
+                    }
+                    rows += seen;
+                    bar.inc(1);
+                }
+                Ok(Ok((latencies, rows)))
+            }
+        });
         let (latency, rows) = gather(tasks).await?;
         let seconds = (self.runtime.now() - started).as_secs_f64();
         bar.finish_and_clear();
@@ -555,33 +604,36 @@ impl Bench {
         let stop = Arc::new(AtomicBool::new(false));
         let bar = self.progress("mixed", 0);
         let started = self.runtime.now();
-        let tasks: Vec<JoinHandle<TaskResult>> = (0..tasks_count)
-            .map(|task| {
-                let (db, bar, stop) = (db.clone(), bar.clone(), stop.clone());
-                let (keys, size, put_percent) = (self.args.keys.max(1), self.args.value_size, self.args.put_percent);
-                let mut rng = Rng(self.args.seed ^ (task + 1).wrapping_mul(0xc2b2_ae35));
-                let clock = self.runtime.clone();
-                self.runtime.spawn(async move {
-                    let mut latencies = Latencies::default();
-                    let mut puts = 0u64;
-                    let options = WriteOptions { await_durable: false };
-                    while !stop.load(Ordering::Relaxed) {
-                        let i = rng.below(keys);
-                        let at = clock.now();
-                        if rng.below(100) < u64::from(put_percent) {
-                            db.put_with_options(key(i), value(i, 1, size, &mut rng), options)
-                                .await?;
-                            puts += 1;
-                        } else if let Err(wrong) = check_value(i, db.get(key(i)).await?.as_ref(), size) {
-                            return Ok(Err(wrong));
-                        }
-                        latencies.record(clock.now() - at);
-                        bar.inc(1);
+        let tasks = self.spawn_workers(tasks_count, 0xc2b2_ae35, &db, &bar, |worker| {
+            let Worker {
+                mut rng,
+                clock,
+                db,
+                bar,
+                ..
+            } = worker;
+            let stop = stop.clone();
+            let (keys, size, put_percent) = (self.args.keys.max(1), self.args.value_size, self.args.put_percent);
+            async move {
+                let mut latencies = Latencies::default();
+                let mut puts = 0u64;
+                let options = WriteOptions { await_durable: false };
+                while !stop.load(Ordering::Relaxed) {
+                    let i = rng.below(keys);
+                    let at = clock.now();
+                    if rng.below(100) < u64::from(put_percent) {
+                        db.put_with_options(key(i), value(i, 1, size, &mut rng), options)
+                            .await?;
+                        puts += 1;
+                    } else if let Err(wrong) = check_value(i, db.get(key(i)).await?.as_ref(), size) {
+                        return Ok(Err(wrong));
                     }
-                    Ok(Ok((latencies, puts)))
-                })
-            })
-            .collect();
+                    latencies.record(clock.now() - at);
+                    bar.inc(1);
+                }
+                Ok(Ok((latencies, puts)))
+            }
+        });
         self.runtime.sleep(duration).await;
         stop.store(true, Ordering::Relaxed);
         let (latency, puts) = gather(tasks).await?;

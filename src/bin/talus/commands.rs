@@ -9,8 +9,8 @@ use futures::StreamExt;
 use serde_json::{Value, json};
 use talusdb::actors::Runtime;
 use talusdb::manifest::{
-    Checkpoint, CheckpointOptions, Compactions, Fenced, Manifest, Role, Source, TableHandle, VersionedOptions,
-    VersionedStore,
+    Checkpoint, CheckpointOptions, Compactions, Fenced, Manifest, Role, Source, TableHandle, Versioned,
+    VersionedOptions, VersionedStore,
 };
 use talusdb::store::{Store, Ulid};
 use talusdb::{Db, DbReader, Error, ScanOptions};
@@ -140,7 +140,8 @@ impl Target {
             .await?)
     }
 
-    fn versions(&self) -> VersionedStore<Manifest> {
+    /// The stored versions of the manifest or the compactions file.
+    fn versions<P: Versioned>(&self) -> VersionedStore<P> {
         VersionedStore::new(
             self.store.clone(),
             self.path.as_str().into(),
@@ -216,7 +217,7 @@ impl Target {
     }
 
     pub async fn manifest(&self, command: ManifestCommand) -> Result<ExitCode, CliError> {
-        let versions = self.versions();
+        let versions = self.versions::<Manifest>();
         match command {
             ManifestCommand::List => {
                 let ids = versions.ids().await.map_err(Error::from)?;
@@ -282,12 +283,7 @@ impl Target {
 
     pub async fn compactions(&self, command: CompactionsCommand) -> Result<ExitCode, CliError> {
         let CompactionsCommand::List = command;
-        let versions = VersionedStore::<Compactions>::new(
-            self.store.clone(),
-            self.path.as_str().into(),
-            self.runtime.clone(),
-            VersionedOptions::default(),
-        );
+        let versions = self.versions::<Compactions>();
         let latest = versions.read_latest().await.map_err(Error::from)?;
         let (id, compactions) = latest.unwrap_or_default();
         let source = |source: &Source| match source {
