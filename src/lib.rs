@@ -3,9 +3,9 @@
 //!
 //! **Status.** The engine works: [`Db`] (puts, deletes, atomic batches,
 //! gets, scans, snapshots, flushes, checkpoints, crash recovery, fencing,
-//! backpressure) on any object store, plus a read-only [`DbReader`]. The
-//! compactor and garbage collector are not written yet; the README says
-//! what works.
+//! backpressure) on any object store, plus a read-only [`DbReader`], with
+//! a background [`Compactor`] (size-tiered; also runnable on its own) and
+//! garbage collector. The README says what works.
 //!
 //! The engine's subsystems are actors on the runtime re-exported here as
 //! [`actors`] (the `talus-actors` crate), so a database runs inside a smol,
@@ -31,6 +31,7 @@ pub mod db;
 pub mod error;
 pub mod flush;
 pub mod format;
+pub mod gc;
 pub mod manifest;
 pub mod mem;
 pub mod metrics;
@@ -43,4 +44,6 @@ pub use db::{
     Db, DbBuilder, DbOptions, DbReader, DbStats, Durability, ReadOptions, ScanOptions, Snapshot, WriteBatch,
     WriteOptions,
 };
+pub use compactor::Compactor;
 pub use error::{Error, ErrorKind};
+pub use gc::{GcOptions, GcReport};

@@ -30,6 +30,18 @@ pub const CACHE_MISSES: &str = "talus_cache_misses_total";
 /// `get_range`, `head`, `put`, `multipart part`, `list`, `delete`).
 pub const STORE_REQUESTS: &str = "talus_store_requests_total";
 
+/// Times an uploaded L0 table had to wait because L0 was full (counter).
+pub const L0_STALLS: &str = "talus_l0_stalls_total";
+/// Compactions committed (counter).
+pub const COMPACTIONS: &str = "talus_compactions_total";
+/// Bytes of input tables compactions read (counter).
+pub const COMPACTION_BYTES_READ: &str = "talus_compaction_bytes_read_total";
+/// Bytes of output tables compactions wrote (counter).
+pub const COMPACTION_BYTES_WRITTEN: &str = "talus_compaction_bytes_written_total";
+/// Objects the garbage collector deleted (counter; label `class`: `wal`,
+/// `table`, `manifest`, `compactions`, `checkpoint`).
+pub const GC_DELETED: &str = "talus_gc_deleted_total";
+
 pub(crate) fn store_requests(op: Op, count: u64) {
     metrics::counter!(STORE_REQUESTS, "op" => op.name()).increment(count);
 }

@@ -15,8 +15,9 @@
 
 use std::ops::Bound;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
-use crate::error::Error;
+use crate::error::{Error, ErrorKind};
 use crate::format::sst::TableKind;
 use crate::format::{Row, RowValue};
 use crate::manifest::TableHandle;
@@ -68,9 +69,30 @@ pub fn surviving(versions: &[Row], retain_seq: u64, bottom: bool) -> &[Row] {
     }
 }
 
+/// Told of each output table a job has written.
+pub type OnTable = Box<dyn Fn(&TableHandle) + Send + Sync>;
+
+/// How a running job talks back: told to stop, telling of each table.
+#[derive(Default)]
+pub struct JobHooks {
+    /// Set to stop the job between keys (it then fails with `Closed`).
+    pub cancel: Arc<AtomicBool>,
+    /// Called with each output table once it is in the store, so the
+    /// compactor can list it before the job ends.
+    pub on_table: Option<OnTable>,
+}
+
+impl std::fmt::Debug for JobHooks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JobHooks")
+            .field("cancel", &self.cancel.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
 /// Runs the job: reads every source once, writes the output tables with
 /// conditional creates.
-pub async fn run(tables: &TableStore, input: &JobInput) -> Result<JobOutput, Error> {
+pub async fn run(tables: &TableStore, input: &JobInput, hooks: &JobHooks) -> Result<JobOutput, Error> {
     let mut output = JobOutput {
         bytes_in: input.sources.iter().flatten().map(|table| table.size).sum(),
         ..JobOutput::default()
@@ -97,11 +119,14 @@ pub async fn run(tables: &TableStore, input: &JobInput) -> Result<JobOutput, Err
         },
     };
     let mut merge = merge_sources(tables.clone(), bounds, sources);
-    let mut writer = RunWriter::new(tables, input.target_table_bytes);
+    let mut writer = RunWriter::new(tables, input.target_table_bytes, hooks);
     let mut versions: Vec<Row> = Vec::new();
     while let Some(row) = merge.next_version().await? {
         output.rows_in += 1;
         if versions.last().is_some_and(|last| last.key != row.key) {
+            if hooks.cancel.load(Ordering::Relaxed) {
+                return Err(Error::new(ErrorKind::Closed { cause: None }, "the compaction was cancelled"));
+            }
             output.rows_out += writer
                 .add_key(surviving(&versions, input.retain_seq, input.bottom))
                 .await?;
@@ -120,15 +145,17 @@ pub async fn run(tables: &TableStore, input: &JobInput) -> Result<JobOutput, Err
 /// Builds output tables, cutting between keys at the target size.
 struct RunWriter<'a> {
     tables: &'a TableStore,
+    hooks: &'a JobHooks,
     target: usize,
     builder: Option<crate::format::sst::SstBuilder>,
     written: Vec<TableHandle>,
 }
 
 impl<'a> RunWriter<'a> {
-    fn new(tables: &'a TableStore, target: usize) -> Self {
+    fn new(tables: &'a TableStore, target: usize, hooks: &'a JobHooks) -> Self {
         RunWriter {
             tables,
+            hooks,
             target: target.max(1),
             builder: None,
             written: Vec::new(),
@@ -157,6 +184,9 @@ impl<'a> RunWriter<'a> {
             let written = self.tables.write_sorted(builder).await?;
             let handle = TableHandle::from_written(&written)
                 .ok_or_else(|| Error::internal("a compaction output got a WAL id"))?;
+            if let Some(on_table) = &self.hooks.on_table {
+                on_table(&handle);
+            }
             self.written.push(handle);
         }
         Ok(())
@@ -267,7 +297,7 @@ mod tests {
                 target_table_bytes: 8 << 10,
                 read_ahead_blocks: 4,
             };
-            let output = run(&tables, &input).await.expect("job");
+            let output = run(&tables, &input, &JobHooks::default()).await.expect("job");
             assert_eq!(output.rows_in, 900);
             assert!(output.tables.len() > 1, "cut at the target size");
             for pair in output.tables.windows(2) {

@@ -5,6 +5,7 @@
 pub mod batch;
 pub mod options;
 pub mod reader;
+pub mod snapshots;
 pub mod stats;
 
 use std::ops::{Bound, RangeBounds};
@@ -21,14 +22,19 @@ pub use options::{DbOptions, Durability, ReadOptions, ScanOptions, WriteOptions}
 pub use reader::DbReader;
 pub use stats::DbStats;
 
+use snapshots::{SnapshotPin, Snapshots};
 use stats::Counters;
 
+use crate::compactor::actor::{CompactorCounters, CompactorParts, OnCommit};
+use crate::compactor::{COMPACTOR, CompactionSummary, Compactor, CompactorMsg, SubmitSpec};
 use crate::error::Error;
-use crate::flush::l0_writer::{L0Msg, L0Writer};
+use crate::flush::l0_writer::{L0Msg, L0Settings, L0Writer};
+use crate::gc::{Collector, GcActor, GcMsg, GcReport};
 use crate::flush::uploader::Uploader;
 use crate::format::RowValue;
 use crate::manifest::{
-    Checkpoint, CheckpointOptions, Fenced, IfMissing, Manifest, Role, VersionedOptions, VersionedStore,
+    Checkpoint, CheckpointOptions, Compactions, CompactorState, Fenced, IfMissing, Manifest, Role, VersionedOptions,
+    VersionedStore,
 };
 use crate::read::merge::{ScanBounds, merge_sources};
 use crate::read::{KeyValue, ReadView, Seqs, sources_for};
@@ -39,6 +45,7 @@ use crate::wal::writer::{PendingWrite, WalMsg, WalStart, WalWriter};
 const WAL_WRITER: &str = "wal_writer";
 const UPLOADER: &str = "uploader";
 const L0_WRITER: &str = "l0_writer";
+const GC: &str = "gc";
 
 /// An open database. Cheap to clone; every clone is the same database.
 #[derive(Clone, Debug)]
@@ -54,6 +61,17 @@ struct DbInner {
     seqs: Arc<Seqs>,
     counters: Arc<Counters>,
     tables: TableStore,
+    snapshots: Arc<Snapshots>,
+    compactor: Option<EmbeddedCompactor>,
+    gc: Option<talus_actors::Addr<GcMsg, Error>>,
+    collector: Collector,
+}
+
+/// The compactor running inside a `Db`.
+struct EmbeddedCompactor {
+    addr: talus_actors::Addr<CompactorMsg, Error>,
+    cancel: Arc<std::sync::atomic::AtomicBool>,
+    counters: Arc<CompactorCounters>,
 }
 
 impl std::fmt::Debug for DbInner {
@@ -73,6 +91,18 @@ struct Prepared {
     options: DbOptions,
     tables: TableStore,
     manifests: VersionedStore<Manifest>,
+    compactions: VersionedStore<Compactions>,
+}
+
+impl Prepared {
+    fn collector(&self, options: crate::gc::GcOptions) -> Collector {
+        Collector::new(
+            self.tables.clone(),
+            self.manifests.clone(),
+            self.compactions.clone(),
+            options,
+        )
+    }
 }
 
 /// Opens a database with non-default settings.
@@ -131,35 +161,66 @@ impl DbBuilder {
             runtime.clone(),
             options.tables.clone(),
         );
-        let manifests = VersionedStore::new(
-            store,
-            self.root.clone(),
-            runtime.clone(),
-            VersionedOptions {
-                update_timeout: options.manifest_update_timeout,
-                ..VersionedOptions::default()
-            },
-        );
+        let versioned = VersionedOptions {
+            update_timeout: options.manifest_update_timeout,
+            ..VersionedOptions::default()
+        };
+        let manifests = VersionedStore::new(store.clone(), self.root.clone(), runtime.clone(), versioned.clone());
+        let compactions = VersionedStore::new(store, self.root.clone(), runtime.clone(), versioned);
         Ok(Prepared {
             root: self.root,
             runtime,
             options,
             tables,
             manifests,
+            compactions,
         })
+    }
+
+    /// Starts a compactor on its own (no writer): it fences every earlier
+    /// compactor. Fails if there is no database. Uses the options'
+    /// `compactor` settings (their defaults if `None`).
+    pub async fn open_compactor(self) -> Result<Compactor, Error> {
+        let prepared = self.prepare()?;
+        let state = CompactorState::open(prepared.manifests.clone(), prepared.compactions.clone()).await?;
+        let system = System::new(prepared.runtime.clone());
+        Ok(Compactor::start(
+            system,
+            CompactorParts {
+                state,
+                tables: prepared.tables,
+                options: prepared.options.compactor.unwrap_or_default(),
+                cancel: Arc::default(),
+                counters: Arc::default(),
+                on_commit: None,
+                fenced_is_fatal: true,
+            },
+        ))
+    }
+
+    /// A garbage collector for the database, to run by hand (what
+    /// `talus gc run` uses). Uses the options' `gc` settings (their
+    /// defaults if `None`).
+    pub fn collector(self) -> Result<Collector, Error> {
+        let prepared = self.prepare()?;
+        let options = prepared.options.gc.clone().unwrap_or_default();
+        Ok(prepared.collector(options))
     }
 
     /// Opens (or creates) the database: fences older writers and replays
     /// the WAL.
     pub async fn open(self) -> Result<Db, Error> {
+        let prepared = self.prepare()?;
+        let collector = prepared.collector(prepared.options.gc.clone().unwrap_or_default());
         let Prepared {
             root,
             runtime,
             options,
             tables,
             manifests,
-        } = self.prepare()?;
-        let manifest = Fenced::open(manifests, Role::Writer, IfMissing::Create).await?;
+            compactions,
+        } = prepared;
+        let manifest = Fenced::open(manifests.clone(), Role::Writer, IfMissing::Create).await?;
         let recovered = recover(&tables, manifest.current()).await?;
         tracing::info!(
             root = %root,
@@ -176,11 +237,17 @@ impl DbBuilder {
         let counters = Arc::new(Counters::default());
         counters.set_unflushed(recovered.memtable.size());
         counters.set_l0_tables(manifest.current().l0.len());
+        let snapshots = Arc::new(Snapshots::default());
+        let compactor_state = match &options.compactor {
+            Some(_) => Some(CompactorState::open(manifests, compactions).await?),
+            None => None,
+        };
 
         let system = System::new(runtime.clone());
         let (wal, wal_box) = system.mailbox::<WalMsg>(WAL_WRITER, Capacity::Bounded(1024));
         let (l0, l0_box) = system.mailbox::<L0Msg>(L0_WRITER, Capacity::Unbounded);
         let (uploader, uploader_box) = system.mailbox(UPLOADER, Capacity::Unbounded);
+        let (compactor, compactor_box) = system.mailbox::<CompactorMsg>(COMPACTOR, Capacity::Unbounded);
         let writer = WalWriter::new(
             tables.clone(),
             view.clone(),
@@ -199,6 +266,12 @@ impl DbBuilder {
             uploader_box,
             (0..options.l0_upload_parallelism).map(|_| Uploader::new(tables.clone(), l0.clone())),
         );
+        let wake_compactor: Option<OnCommit> = compactor_state.as_ref().map(|_| {
+            let compactor = compactor.clone();
+            Arc::new(move || {
+                let _ = compactor.try_send(CompactorMsg::Poll);
+            }) as OnCommit
+        });
         system.run(
             l0_box,
             L0Writer::new(
@@ -206,9 +279,46 @@ impl DbBuilder {
                 view.clone(),
                 wal.clone(),
                 counters.clone(),
-                options.manifest_poll_interval,
+                snapshots.clone(),
+                L0Settings {
+                    poll_interval: options.manifest_poll_interval,
+                    max_l0_tables: options.max_l0_tables,
+                },
+                wake_compactor,
             ),
         );
+        let embedded = match (compactor_state, &options.compactor) {
+            (Some(state), Some(compactor_options)) => {
+                let parts = CompactorParts {
+                    state,
+                    tables: tables.clone(),
+                    options: compactor_options.clone(),
+                    cancel: Arc::default(),
+                    counters: Arc::default(),
+                    on_commit: Some({
+                        let l0 = l0.clone();
+                        Arc::new(move || {
+                            let _ = l0.try_send(L0Msg::Poll);
+                        })
+                    }),
+                    fenced_is_fatal: false,
+                };
+                let embedded = EmbeddedCompactor {
+                    addr: compactor.clone(),
+                    cancel: parts.cancel.clone(),
+                    counters: parts.counters.clone(),
+                };
+                system.run(compactor_box, crate::compactor::actor::CompactorActor::new(parts));
+                let _ = compactor.try_send(CompactorMsg::Poll);
+                Some(embedded)
+            }
+            _ => None,
+        };
+        let gc = options.gc.as_ref().map(|_| {
+            let (gc, gc_box) = system.mailbox::<GcMsg>(GC, Capacity::Unbounded);
+            system.run(gc_box, GcActor::new(collector.clone()));
+            gc
+        });
         Ok(Db {
             inner: Arc::new(DbInner {
                 system,
@@ -218,6 +328,10 @@ impl DbBuilder {
                 seqs,
                 counters,
                 tables,
+                snapshots,
+                compactor: embedded,
+                gc,
+                collector,
             }),
         })
     }
@@ -409,11 +523,41 @@ impl Db {
         scan_in(view, self.inner.tables.clone(), range, options, max_seq)
     }
 
-    /// A read view pinned at the current sequence number.
+    /// A read view pinned at the current sequence number. Compaction keeps
+    /// the versions it reads until it is dropped (every clone of it).
     pub fn snapshot(&self) -> Snapshot {
+        let pin = self.inner.snapshots.pin(&self.inner.seqs);
         Snapshot {
             db: self.clone(),
-            seq: self.inner.seqs.visible(),
+            seq: pin.seq(),
+            _pin: Arc::new(pin),
+        }
+    }
+
+    /// Compacts all of L0 and every sorted run into one run now, through
+    /// the embedded compactor, and waits until it is committed. `None` if
+    /// there was nothing to compact.
+    pub async fn compact(&self) -> Result<Option<CompactionSummary>, Error> {
+        self.check_open()?;
+        let Some(compactor) = &self.inner.compactor else {
+            return Err(Error::invalid("the embedded compactor is off (DbOptions::compactor)"));
+        };
+        compactor
+            .addr
+            .ask(|reply| CompactorMsg::Submit {
+                spec: SubmitSpec::Everything,
+                reply,
+            })
+            .await?
+    }
+
+    /// Collects garbage of every class now (see [`crate::gc`]); a dry run
+    /// only reports what it would delete.
+    pub async fn collect_garbage(&self, dry_run: bool) -> Result<GcReport, Error> {
+        self.check_open()?;
+        match &self.inner.gc {
+            Some(gc) => gc.ask(|reply| GcMsg::RunOnce { dry_run, reply }).await?,
+            None => self.inner.collector.run(&crate::gc::Class::ALL, dry_run).await,
         }
     }
 
@@ -463,9 +607,12 @@ impl Db {
         } else {
             self.flush().await?;
         }
+        if let Some(compactor) = &self.inner.compactor {
+            compactor.cancel.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
         self.inner
             .system
-            .shutdown_in_order(&[WAL_WRITER, UPLOADER, L0_WRITER])
+            .shutdown_in_order(&[GC, COMPACTOR, WAL_WRITER, UPLOADER, L0_WRITER])
             .await
             .map_err(Error::from)
     }
@@ -479,7 +626,11 @@ impl Db {
     /// What the engine has done since it opened (writes, stalls, uploads,
     /// unflushed bytes, L0 tables).
     pub fn stats(&self) -> DbStats {
-        self.inner.counters.snapshot()
+        let mut stats = self.inner.counters.snapshot();
+        if let Some(compactor) = &self.inner.compactor {
+            stats.compactor = compactor.counters.snapshot();
+        }
+        stats
     }
 
     /// The closed result, if the database has closed.
@@ -496,6 +647,7 @@ impl Db {
 pub struct Snapshot {
     db: Db,
     seq: u64,
+    _pin: Arc<SnapshotPin>,
 }
 
 impl Snapshot {

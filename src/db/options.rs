@@ -2,7 +2,9 @@
 
 use std::time::Duration;
 
+use crate::compactor::CompactorOptions;
 use crate::format::compression::Compression;
+use crate::gc::GcOptions;
 use crate::store::TableStoreOptions;
 
 /// How a database runs. `Default` gives the documented defaults.
@@ -28,6 +30,17 @@ pub struct DbOptions {
     /// Writes wait while memtables not yet in L0 hold more than this
     /// (default 256 MiB; at least `memtable_bytes`).
     pub max_unflushed_bytes: usize,
+    /// Memtable flushes wait while L0 holds this many tables (default 16):
+    /// unflushed bytes then grow until writers stall, so a compactor that
+    /// falls behind slows writers down instead of letting reads degrade.
+    pub max_l0_tables: usize,
+    /// The embedded compactor (default on, with [`CompactorOptions`]'
+    /// defaults). Turn it off only if a [`crate::Compactor`] runs
+    /// elsewhere: without one, L0 fills up and writes stall.
+    pub compactor: Option<CompactorOptions>,
+    /// The embedded garbage collector (default on, with [`GcOptions`]'
+    /// defaults).
+    pub gc: Option<GcOptions>,
     /// How often the writer re-reads the manifest for the compactor's
     /// changes (default 1 s).
     pub manifest_poll_interval: Duration,
@@ -50,6 +63,9 @@ impl Default for DbOptions {
             group_commit_window: Duration::from_millis(1),
             l0_upload_parallelism: 2,
             max_unflushed_bytes: 256 << 20,
+            max_l0_tables: 16,
+            compactor: Some(CompactorOptions::default()),
+            gc: Some(GcOptions::default()),
             manifest_poll_interval: Duration::from_secs(1),
             request_timeout: Duration::from_secs(30),
             manifest_update_timeout: Duration::from_secs(60),
@@ -80,6 +96,15 @@ impl DbOptions {
         }
         if self.flush_interval.is_zero() || self.manifest_poll_interval.is_zero() {
             return Err("flush_interval and manifest_poll_interval must be positive".into());
+        }
+        if self.max_l0_tables == 0 {
+            return Err("max_l0_tables must be at least 1".into());
+        }
+        if let Some(compactor) = &self.compactor {
+            compactor.validate()?;
+        }
+        if let Some(gc) = &self.gc {
+            gc.validate()?;
         }
         Ok(())
     }

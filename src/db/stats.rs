@@ -3,6 +3,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use crate::compactor::CompactorStats;
 use crate::metrics as m;
 
 /// What the engine has done since it opened. Every field is a count since
@@ -23,6 +24,10 @@ pub struct DbStats {
     pub memtables_frozen: u64,
     /// L0 tables in the manifest (now).
     pub l0_tables: u64,
+    /// Times an uploaded L0 table waited because L0 was full.
+    pub l0_stalls: u64,
+    /// The embedded compactor's work (zero when it is off).
+    pub compactor: CompactorStats,
 }
 
 /// The live counters behind [`DbStats`], shared by the actors.
@@ -35,6 +40,7 @@ pub struct Counters {
     pub wal_uploads: AtomicU64,
     pub memtables_frozen: AtomicU64,
     pub l0_tables: AtomicU64,
+    pub l0_stalls: AtomicU64,
 }
 
 /// Each method updates the count behind [`DbStats`] and the matching
@@ -61,6 +67,11 @@ impl Counters {
         metrics::counter!(m::MEMTABLES_FROZEN).increment(1);
     }
 
+    pub fn l0_stalled(&self) {
+        self.l0_stalls.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!(m::L0_STALLS).increment(1);
+    }
+
     pub fn set_l0_tables(&self, tables: usize) {
         self.l0_tables.store(tables as u64, Ordering::Relaxed);
         metrics::gauge!(m::L0_TABLES).set(tables as f64);
@@ -83,6 +94,8 @@ impl Counters {
             wal_uploads: load(&self.wal_uploads),
             memtables_frozen: load(&self.memtables_frozen),
             l0_tables: load(&self.l0_tables),
+            l0_stalls: load(&self.l0_stalls),
+            compactor: CompactorStats::default(),
         }
     }
 }

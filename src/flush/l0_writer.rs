@@ -7,7 +7,10 @@
 //! view. Does not own: WAL ids or memtables (the WAL writer).
 //!
 //! Invariants: a table is retired only after every earlier sequence range
-//! (a later table waits while an earlier one is missing); a checkpoint
+//! (a later table waits while an earlier one is missing); L0 never grows
+//! past `max_l0_tables` (uploaded tables wait for the compactor, counted
+//! as L0 stalls; frozen memtables then pile up until writers stall); every
+//! manifest write records `retain_seq` for live snapshots; a checkpoint
 //! request rides on the manifest write that makes its sequence durable in
 //! L0, or is written at once if nothing is missing; a higher writer epoch
 //! is fatal `Fenced`; on stop every waiter is answered.
@@ -22,6 +25,8 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use talus_actors::{Actor, ActorError, Addr, Context, Reply, Ticker};
 
+use crate::compactor::actor::OnCommit;
+use crate::db::snapshots::Snapshots;
 use crate::db::stats::Counters;
 use crate::error::Error;
 use crate::manifest::{Checkpoint, CheckpointOptions, Fenced, Manifest, TableHandle};
@@ -57,12 +62,26 @@ type Uploaded = (u64, u64, u64, TableHandle);
 /// A checkpoint request waiting for its sequence to reach L0.
 type CheckpointRequest = (u64, CheckpointOptions, Reply<Result<Checkpoint, Error>>);
 
+/// The L0 writer's settings.
+#[derive(Clone, Copy, Debug)]
+pub struct L0Settings {
+    /// How often the manifest is re-read for the compactor's changes.
+    pub poll_interval: std::time::Duration,
+    /// Uploaded tables wait while L0 holds this many.
+    pub max_l0_tables: usize,
+}
+
 pub struct L0Writer {
     manifest: Fenced<Manifest>,
     view: Arc<ArcSwap<ReadView>>,
     wal: Addr<WalMsg, Error>,
     counters: Arc<Counters>,
-    poll_interval: std::time::Duration,
+    snapshots: Arc<Snapshots>,
+    settings: L0Settings,
+    /// Told when a table lands in L0 (the embedded compactor).
+    wake_compactor: Option<OnCommit>,
+    /// Whether tables are waiting for room in L0 (a stall is counted once).
+    l0_full: bool,
     /// Uploaded tables by first sequence, waiting for their turn.
     pending: BTreeMap<u64, Uploaded>,
     flush_waiters: SeqWaiters<()>,
@@ -84,14 +103,19 @@ impl L0Writer {
         view: Arc<ArcSwap<ReadView>>,
         wal: Addr<WalMsg, Error>,
         counters: Arc<Counters>,
-        poll_interval: std::time::Duration,
+        snapshots: Arc<Snapshots>,
+        settings: L0Settings,
+        wake_compactor: Option<OnCommit>,
     ) -> Self {
         L0Writer {
             manifest,
             view,
             wal,
             counters,
-            poll_interval,
+            snapshots,
+            settings,
+            wake_compactor,
+            l0_full: false,
             pending: BTreeMap::new(),
             flush_waiters: SeqWaiters::default(),
             checkpoints: Vec::new(),
@@ -114,15 +138,32 @@ impl L0Writer {
     async fn retire(&mut self) -> Result<(), Error> {
         let mut batch: Vec<Uploaded> = Vec::new();
         let mut next = self.flushed_seq() + 1;
-        while let Some(entry) = self.pending.remove(&next) {
+        // Tables of ranges already retired (a retried upload) are dropped.
+        self.pending.retain(|first, _| *first >= next);
+        let room = self
+            .settings
+            .max_l0_tables
+            .saturating_sub(self.manifest.current().l0.len());
+        while batch.len() < room
+            && let Some(entry) = self.pending.remove(&next)
+        {
             next = entry.1 + 1;
             batch.push(entry);
         }
-        // Tables of ranges already retired (a retried upload) are dropped.
-        self.pending.retain(|first, _| *first >= next);
+        let full = self.pending.contains_key(&next) && batch.len() == room;
+        if full && !self.l0_full {
+            self.counters.l0_stalled();
+            tracing::warn!(
+                max_l0_tables = self.settings.max_l0_tables,
+                waiting = self.pending.len(),
+                "L0 is full: flushes wait for the compactor"
+            );
+        }
+        self.l0_full = full;
         let Some(through) = batch.last().map(|(_, last_seq, _, _)| *last_seq) else {
             return Ok(());
         };
+        let snapshots = self.snapshots.clone();
         let (due, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.checkpoints)
             .into_iter()
             .partition(|(seq, _, _)| *seq <= through);
@@ -140,6 +181,7 @@ impl L0Writer {
                     manifest.replay_after_wal_id = manifest.replay_after_wal_id.max(*last_wal_id);
                     manifest.next_wal_id = manifest.next_wal_id.max(*last_wal_id + 1);
                 }
+                manifest.retain_seq = snapshots.retain_seq(manifest.last_l0_seq);
                 made = due
                     .iter()
                     .zip(&ids)
@@ -161,6 +203,26 @@ impl L0Writer {
         let flushed = self.flushed_seq();
         self.flush_waiters.release_through(flushed, |_| ());
         let _ = self.wal.try_send(WalMsg::MemtableRetired { through_seq: flushed });
+        if let Some(wake) = &self.wake_compactor {
+            wake();
+        }
+        Ok(())
+    }
+
+    /// Records a higher `retain_seq` once snapshots that held it back are
+    /// gone (only a change is written).
+    async fn release_snapshots(&mut self) -> Result<(), Error> {
+        let current = self.manifest.current();
+        if self.snapshots.retain_seq(current.last_l0_seq) <= current.retain_seq {
+            return Ok(());
+        }
+        let snapshots = self.snapshots.clone();
+        self.manifest
+            .update(|manifest, _| {
+                manifest.retain_seq = snapshots.retain_seq(manifest.last_l0_seq);
+                Ok(())
+            })
+            .await?;
         Ok(())
     }
 }
@@ -206,13 +268,16 @@ impl Actor for L0Writer {
                 if self.manifest.id() != before {
                     self.publish();
                 }
+                // The compactor may have made room in L0.
+                self.retire().await?;
+                self.release_snapshots().await?;
             }
         }
         Ok(())
     }
 
     fn tickers(&mut self) -> Vec<Ticker<L0Msg>> {
-        vec![Ticker::every(self.poll_interval, || L0Msg::Poll)]
+        vec![Ticker::every(self.settings.poll_interval, || L0Msg::Poll)]
     }
 
     fn cleanup(&mut self, leftover: Vec<L0Msg>, result: &Result<(), ActorError<Error>>) {
@@ -264,7 +329,11 @@ mod tests {
             // The WAL writer's mailbox exists but no one reads it here.
             let (wal, _wal_box) = system.mailbox::<WalMsg>("wal", Capacity::Unbounded);
             let (l0, l0_box) = system.mailbox::<L0Msg>("l0", Capacity::Unbounded);
-            let writer = L0Writer::new(manifest, view, wal, Arc::default(), Duration::from_secs(1));
+            let settings = L0Settings {
+                poll_interval: Duration::from_secs(1),
+                max_l0_tables: 8,
+            };
+            let writer = L0Writer::new(manifest, view, wal, Arc::default(), Arc::default(), settings, None);
             system.run(l0_box, writer);
 
             let flush = runtime.spawn({

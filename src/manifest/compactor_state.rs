@@ -172,6 +172,19 @@ impl CompactorState {
             .map(drop)
     }
 
+    /// Marks a compaction completed whose manifest change is already
+    /// written (the compactor stopped before recording it here).
+    pub async fn complete_applied(&mut self, id: Ulid) -> Result<(), ManifestError> {
+        self.compactions
+            .update(|state, _| {
+                Self::set_status(state, id, CompactionStatus::Completed)?;
+                state.retain_active_and_last_finished();
+                Ok(())
+            })
+            .await
+            .map(drop)
+    }
+
     /// Marks a compaction failed (its outputs stay listed for the collector
     /// to judge).
     pub async fn fail(&mut self, id: Ulid) -> Result<(), ManifestError> {

@@ -30,7 +30,7 @@ use crate::format::FormatError;
 use crate::format::codec::{Cursor, put_u32, put_u128, seal, unseal};
 pub use crate::store::Created;
 use crate::store::paths::{child, parse_padded_id};
-use crate::store::{ByteRange, Store, StoreError, Ulid, create_once};
+use crate::store::{ByteRange, ObjectInfo, Store, StoreError, Ulid, create_once};
 
 /// The envelope format version this build writes and reads.
 pub const ENVELOPE_VERSION: u32 = 1;
@@ -171,10 +171,18 @@ impl<P: Versioned> VersionedStore<P> {
 
     /// The ids present, ascending.
     pub async fn ids(&self) -> Result<Vec<u64>, ManifestError> {
+        Ok(self.list().await?.into_iter().map(|(id, _)| id).collect())
+    }
+
+    /// The versions present, ascending by id, with size and age.
+    pub async fn list(&self) -> Result<Vec<(u64, ObjectInfo)>, ManifestError> {
         let objects = self.store.list(&child(&self.root, P::DIR)).await?;
-        let mut ids: Vec<u64> = objects.iter().filter_map(|info| self.parse_id(&info.path)).collect();
-        ids.sort_unstable();
-        Ok(ids)
+        let mut versions: Vec<(u64, ObjectInfo)> = objects
+            .into_iter()
+            .filter_map(|info| self.parse_id(&info.path).map(|id| (id, info)))
+            .collect();
+        versions.sort_unstable_by_key(|(id, _)| *id);
+        Ok(versions)
     }
 
     /// Version `id`.

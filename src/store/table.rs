@@ -236,6 +236,19 @@ impl TableStore {
             .collect())
     }
 
+    /// The WAL tables present, ascending, with size and age.
+    pub async fn list_wal(&self) -> Result<Vec<(u64, ObjectInfo)>> {
+        Ok(self
+            .list_dir(WAL_DIR)
+            .await?
+            .into_iter()
+            .filter_map(|(id, info)| match id {
+                TableId::Wal(id) => Some((id, info)),
+                TableId::Compacted(_) => None,
+            })
+            .collect())
+    }
+
     /// The sorted tables present, by id, with size and age.
     pub async fn list_sorted(&self) -> Result<Vec<(TableId, ObjectInfo)>> {
         self.list_dir(COMPACTED_DIR).await

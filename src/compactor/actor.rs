@@ -1,0 +1,438 @@
+//! The compactor actor: keeps L0 small and the sorted runs few by merging
+//! them in the background.
+//!
+//! Owns: the compactor's fenced state (manifest and compactions file), the
+//! jobs it runs and the callers waiting for submitted compactions. Does not
+//! own: what to merge (the [`Strategy`](super::scheduler::Strategy)) or how
+//! rows are merged (the job).
+//!
+//! Lifecycle: every `Poll` re-reads the compactions file, then the manifest,
+//! starts submitted entries, then asks the strategy for more, up to
+//! `max_concurrent_jobs`. A job runs outside the handler (`spawn_then`) and
+//! reports each output table (`OutputWritten`, recorded in the compactions
+//! file so the garbage collector keeps it) and its end (`JobFinished`),
+//! which commits: a checkpoint protecting the inputs, the manifest, then
+//! the compactions file. On shutdown running jobs are cancelled between
+//! keys and left `Running`; the next compactor resubmits them.
+//!
+//! Failure: a job that fails with a retryable store error is marked failed
+//! and picked again later; any other error is fatal. A fenced compactor
+//! stops: fatally when standalone, quietly when embedded in a `Db` (the
+//! database keeps serving while the newer compactor works).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use talus_actors::{Actor, ActorError, Context, Reply, Ticker};
+
+use super::job::{self, JobHooks, JobInput, JobOutput};
+use super::options::CompactorOptions;
+use super::scheduler::{self, Busy, Unresolved};
+use crate::error::{Error, ErrorKind};
+use crate::manifest::{CompactionSpec, CompactionStatus, CompactorState, ManifestError, Source, TableHandle};
+use crate::metrics as m;
+use crate::store::{TableStore, Ulid};
+
+/// What a manual compaction merges.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SubmitSpec {
+    /// All of L0 and every sorted run into one run.
+    Everything,
+    /// These sources (they must follow the ordering rules of
+    /// [`scheduler`]).
+    Sources(Vec<Source>),
+}
+
+/// A finished compaction.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CompactionSummary {
+    pub id: Ulid,
+    pub destination: u64,
+    pub tables_out: usize,
+    pub rows_in: u64,
+    pub rows_out: u64,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+}
+
+type SubmitReply = Reply<Result<Option<CompactionSummary>, Error>>;
+
+#[derive(Debug)]
+pub enum CompactorMsg {
+    Poll,
+    /// Runs a compaction now (after the running ones if the limit is
+    /// reached) and replies when it is committed; `None` if there was
+    /// nothing to compact.
+    Submit { spec: SubmitSpec, reply: SubmitReply },
+    OutputWritten { id: Ulid, table: TableHandle },
+    JobFinished { id: Ulid, result: Result<JobOutput, Error> },
+}
+
+/// What the compactor has done since it started.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CompactorStats {
+    pub compactions: u64,
+    pub failed_jobs: u64,
+    pub bytes_read: u64,
+    pub bytes_written: u64,
+    pub rows_in: u64,
+    pub rows_out: u64,
+}
+
+/// The live counters behind [`CompactorStats`].
+#[derive(Debug, Default)]
+pub struct CompactorCounters {
+    compactions: AtomicU64,
+    failed_jobs: AtomicU64,
+    bytes_read: AtomicU64,
+    bytes_written: AtomicU64,
+    rows_in: AtomicU64,
+    rows_out: AtomicU64,
+}
+
+impl CompactorCounters {
+    fn finished(&self, output: &JobOutput) {
+        self.compactions.fetch_add(1, Ordering::Relaxed);
+        self.bytes_read.fetch_add(output.bytes_in, Ordering::Relaxed);
+        self.bytes_written.fetch_add(output.bytes_out, Ordering::Relaxed);
+        self.rows_in.fetch_add(output.rows_in, Ordering::Relaxed);
+        self.rows_out.fetch_add(output.rows_out, Ordering::Relaxed);
+        metrics::counter!(m::COMPACTIONS).increment(1);
+        metrics::counter!(m::COMPACTION_BYTES_READ).increment(output.bytes_in);
+        metrics::counter!(m::COMPACTION_BYTES_WRITTEN).increment(output.bytes_out);
+    }
+
+    fn failed(&self) {
+        self.failed_jobs.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn snapshot(&self) -> CompactorStats {
+        let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+        CompactorStats {
+            compactions: load(&self.compactions),
+            failed_jobs: load(&self.failed_jobs),
+            bytes_read: load(&self.bytes_read),
+            bytes_written: load(&self.bytes_written),
+            rows_in: load(&self.rows_in),
+            rows_out: load(&self.rows_out),
+        }
+    }
+}
+
+/// Called after each commit (the embedded compactor wakes the L0 writer,
+/// whose flushes may be waiting for room in L0).
+pub type OnCommit = Arc<dyn Fn() + Send + Sync>;
+
+pub struct CompactorActor {
+    state: CompactorState,
+    tables: TableStore,
+    options: CompactorOptions,
+    /// Specs of the jobs running now.
+    running: HashMap<Ulid, CompactionSpec>,
+    waiters: HashMap<Ulid, Vec<SubmitReply>>,
+    cancel: Arc<AtomicBool>,
+    counters: Arc<CompactorCounters>,
+    on_commit: Option<OnCommit>,
+    /// Whether being fenced closes the system (standalone) or only stops
+    /// this compactor (embedded).
+    fenced_is_fatal: bool,
+    /// Set once fenced (embedded): the compactor does nothing more.
+    stopped: Option<Error>,
+}
+
+impl std::fmt::Debug for CompactorActor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CompactorActor")
+            .field("epoch", &self.state.epoch())
+            .field("running", &self.running.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// How a compactor is put together (see [`CompactorActor::new`]).
+pub struct CompactorParts {
+    pub state: CompactorState,
+    pub tables: TableStore,
+    pub options: CompactorOptions,
+    pub cancel: Arc<AtomicBool>,
+    pub counters: Arc<CompactorCounters>,
+    pub on_commit: Option<OnCommit>,
+    pub fenced_is_fatal: bool,
+}
+
+impl CompactorActor {
+    pub fn new(parts: CompactorParts) -> Self {
+        CompactorActor {
+            state: parts.state,
+            tables: parts.tables,
+            options: parts.options,
+            running: HashMap::new(),
+            waiters: HashMap::new(),
+            cancel: parts.cancel,
+            counters: parts.counters,
+            on_commit: parts.on_commit,
+            fenced_is_fatal: parts.fenced_is_fatal,
+            stopped: None,
+        }
+    }
+
+    fn answer(&mut self, id: Ulid, answer: &Result<Option<CompactionSummary>, Error>) {
+        for reply in self.waiters.remove(&id).unwrap_or_default() {
+            reply.send(answer.clone());
+        }
+    }
+
+    /// Turns a metadata error into the actor's outcome: fenced stops this
+    /// compactor (quietly when embedded), anything else is fatal.
+    fn metadata_failed(&mut self, error: ManifestError) -> Result<(), Error> {
+        let error = Error::from(error);
+        if !error.is_fenced() || self.fenced_is_fatal {
+            return Err(error);
+        }
+        tracing::warn!(%error, "a newer compactor took over; this one stops");
+        self.cancel.store(true, Ordering::Relaxed);
+        for (_, replies) in self.waiters.drain() {
+            for reply in replies {
+                reply.send(Err(error.clone()));
+            }
+        }
+        self.stopped = Some(error);
+        Ok(())
+    }
+
+    /// Starts submitted entries, then whatever the strategy proposes, up to
+    /// the job limit.
+    async fn schedule(&mut self, ctx: &mut Context<Self>) -> Result<(), ManifestError> {
+        let submitted: Vec<Ulid> = self
+            .state
+            .compactions()
+            .active()
+            .filter(|entry| entry.status == CompactionStatus::Submitted && !self.running.contains_key(&entry.id))
+            .map(|entry| entry.id)
+            .collect();
+        for id in submitted {
+            if self.running.len() >= self.options.max_concurrent_jobs {
+                return Ok(());
+            }
+            self.start(id, ctx).await?;
+        }
+        let mut busy = Busy::of(self.state.compactions());
+        let picks = self.options.strategy.pick(self.state.manifest(), &busy);
+        for sources in picks {
+            if self.running.len() >= self.options.max_concurrent_jobs {
+                break;
+            }
+            let spec = match scheduler::plan(self.state.manifest(), &busy, sources) {
+                Ok(spec) => spec,
+                Err(reason) => {
+                    tracing::warn!(%reason, "the strategy proposed an invalid compaction");
+                    continue;
+                }
+            };
+            busy.add(&spec);
+            let id = self.state.submit(spec).await?;
+            self.start(id, ctx).await?;
+        }
+        Ok(())
+    }
+
+    /// Starts the submitted entry `id`, or settles it if it cannot run.
+    async fn start(&mut self, id: Ulid, ctx: &mut Context<Self>) -> Result<(), ManifestError> {
+        let Some(spec) = self.state.compactions().get(id).map(|entry| entry.spec.clone()) else {
+            return Ok(());
+        };
+        let manifest = self.state.manifest();
+        let resolved = match scheduler::resolve(manifest, &spec) {
+            Ok(resolved) => resolved,
+            Err(Unresolved::Applied) => {
+                tracing::info!(%id, "a compaction committed by an earlier compactor is recorded as completed");
+                self.state.complete_applied(id).await?;
+                self.answer(id, &Ok(None));
+                return Ok(());
+            }
+            Err(Unresolved::Invalid(reason)) => {
+                tracing::warn!(%id, %reason, "a compaction can no longer run");
+                self.state.fail(id).await?;
+                let error = Error::invalid(format!("compaction {id} cannot run: {reason}"));
+                self.answer(id, &Err(error));
+                return Ok(());
+            }
+        };
+        let input = JobInput {
+            sources: resolved.sources,
+            retain_seq: manifest.retain_seq,
+            bottom: resolved.bottom,
+            target_table_bytes: self.options.target_table_bytes,
+            read_ahead_blocks: self.options.read_ahead_blocks,
+        };
+        self.state.start(id).await?;
+        self.running.insert(id, spec);
+        let tables = self.tables.clone();
+        let addr = ctx.addr();
+        let hooks = JobHooks {
+            cancel: self.cancel.clone(),
+            on_table: Some(Box::new(move |table: &TableHandle| {
+                let _ = addr.try_send(CompactorMsg::OutputWritten {
+                    id,
+                    table: table.clone(),
+                });
+            })),
+        };
+        tracing::debug!(%id, sources = input.sources.len(), bottom = input.bottom, "compaction started");
+        ctx.spawn_then(
+            async move { job::run(&tables, &input, &hooks).await },
+            move |result| CompactorMsg::JobFinished { id, result },
+        );
+        Ok(())
+    }
+
+    /// Commits a finished job, or records its failure.
+    async fn finished(&mut self, id: Ulid, result: Result<JobOutput, Error>) -> Result<(), Error> {
+        let Some(spec) = self.running.remove(&id) else {
+            return Ok(());
+        };
+        let output = match result {
+            Ok(output) => output,
+            // Cancelled at shutdown: left running for the next compactor.
+            Err(error) if error.is_closed() => return Ok(()),
+            Err(error) if *error.kind() == ErrorKind::Unavailable => {
+                tracing::warn!(%id, %error, "a compaction failed; it will be tried again");
+                self.counters.failed();
+                if let Err(failed) = self.state.fail(id).await {
+                    return self.metadata_failed(failed);
+                }
+                self.answer(id, &Err(error));
+                return Ok(());
+            }
+            Err(error) => {
+                self.answer(id, &Err(error.clone()));
+                return Err(error);
+            }
+        };
+        let outputs = output.tables.clone();
+        let committed = self
+            .state
+            .finish(id, outputs.clone(), |manifest| {
+                scheduler::apply(manifest, &spec, &outputs).map_err(|detail| ManifestError::InvalidChange {
+                    role: crate::manifest::Role::Compactor,
+                    detail,
+                })
+            })
+            .await;
+        if let Err(error) = committed {
+            return self.metadata_failed(error);
+        }
+        self.counters.finished(&output);
+        tracing::info!(
+            %id,
+            destination = spec.destination,
+            tables = output.tables.len(),
+            rows_in = output.rows_in,
+            rows_out = output.rows_out,
+            bytes_in = output.bytes_in,
+            bytes_out = output.bytes_out,
+            "compaction committed"
+        );
+        if let Some(on_commit) = &self.on_commit {
+            on_commit();
+        }
+        let summary = CompactionSummary {
+            id,
+            destination: spec.destination,
+            tables_out: output.tables.len(),
+            rows_in: output.rows_in,
+            rows_out: output.rows_out,
+            bytes_in: output.bytes_in,
+            bytes_out: output.bytes_out,
+        };
+        self.answer(id, &Ok(Some(summary)));
+        Ok(())
+    }
+
+    async fn submit(&mut self, spec: SubmitSpec, reply: SubmitReply, ctx: &mut Context<Self>) -> Result<(), ManifestError> {
+        self.state.refresh().await?;
+        let manifest = self.state.manifest();
+        let sources = match spec {
+            SubmitSpec::Everything => scheduler::everything(manifest),
+            SubmitSpec::Sources(sources) => sources,
+        };
+        if sources.is_empty() {
+            reply.send(Ok(None));
+            return Ok(());
+        }
+        let spec = match scheduler::plan(manifest, &Busy::of(self.state.compactions()), sources) {
+            Ok(spec) => spec,
+            Err(reason) => {
+                reply.send(Err(Error::invalid(format!("cannot compact: {reason}"))));
+                return Ok(());
+            }
+        };
+        let id = self.state.submit(spec).await?;
+        self.waiters.entry(id).or_default().push(reply);
+        self.schedule(ctx).await
+    }
+}
+
+impl Actor for CompactorActor {
+    type Msg = CompactorMsg;
+    type Error = Error;
+
+    async fn handle(&mut self, msg: CompactorMsg, ctx: &mut Context<Self>) -> Result<(), Error> {
+        if let Some(stopped) = &self.stopped {
+            if let CompactorMsg::Submit { reply, .. } = msg {
+                reply.send(Err(stopped.clone()));
+            }
+            return Ok(());
+        }
+        let outcome = match msg {
+            CompactorMsg::Poll => match self.state.refresh().await {
+                Ok(()) => self.schedule(ctx).await,
+                Err(error) => Err(error),
+            },
+            CompactorMsg::Submit { spec, reply } => self.submit(spec, reply, ctx).await,
+            CompactorMsg::OutputWritten { id, table } => {
+                let running = self
+                    .state
+                    .compactions()
+                    .get(id)
+                    .is_some_and(|entry| entry.status == CompactionStatus::Running);
+                if running {
+                    self.state.add_output(id, table).await
+                } else {
+                    Ok(())
+                }
+            }
+            CompactorMsg::JobFinished { id, result } => {
+                self.finished(id, result).await?;
+                if self.stopped.is_some() {
+                    return Ok(());
+                }
+                self.schedule(ctx).await
+            }
+        };
+        match outcome {
+            Ok(()) => Ok(()),
+            Err(error) => self.metadata_failed(error),
+        }
+    }
+
+    fn tickers(&mut self) -> Vec<Ticker<CompactorMsg>> {
+        vec![Ticker::every(self.options.poll_interval, || CompactorMsg::Poll)]
+    }
+
+    fn cleanup(&mut self, leftover: Vec<CompactorMsg>, result: &Result<(), ActorError<Error>>) {
+        self.cancel.store(true, Ordering::Relaxed);
+        let error = Error::from_closed_result(result);
+        for (_, replies) in self.waiters.drain() {
+            for reply in replies {
+                reply.send(Err(error.clone()));
+            }
+        }
+        for msg in leftover {
+            if let CompactorMsg::Submit { reply, .. } = msg {
+                reply.send(Err(error.clone()));
+            }
+        }
+    }
+}

@@ -1,0 +1,50 @@
+//! Compactor options, every one with its default.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::scheduler::{SizeTiered, Strategy};
+
+/// How the compactor schedules and runs jobs. `Default` gives the
+/// documented defaults.
+#[derive(Clone, Debug)]
+pub struct CompactorOptions {
+    /// How often the compactor re-reads its state and looks for work
+    /// (default 1 s). The embedded compactor is also woken at once when an
+    /// L0 table lands.
+    pub poll_interval: Duration,
+    /// Jobs running at once (default: half the cores, 1 to 4). Only one of
+    /// them merges L0 at a time: L0 output must stay newer than every run.
+    pub max_concurrent_jobs: usize,
+    /// Output tables are cut at this size (default 64 MiB).
+    pub target_table_bytes: usize,
+    /// Blocks fetched per read while a job scans its inputs (default 16).
+    pub read_ahead_blocks: usize,
+    /// Decides what to merge (default [`SizeTiered`] with its defaults).
+    pub strategy: Arc<dyn Strategy>,
+}
+
+impl Default for CompactorOptions {
+    fn default() -> Self {
+        let cores = std::thread::available_parallelism().map_or(2, usize::from);
+        CompactorOptions {
+            poll_interval: Duration::from_secs(1),
+            max_concurrent_jobs: (cores / 2).clamp(1, 4),
+            target_table_bytes: 64 << 20,
+            read_ahead_blocks: 16,
+            strategy: Arc::new(SizeTiered::default()),
+        }
+    }
+}
+
+impl CompactorOptions {
+    pub fn validate(&self) -> Result<(), String> {
+        if self.poll_interval.is_zero() {
+            return Err("compactor poll_interval must be positive".into());
+        }
+        if self.max_concurrent_jobs == 0 || self.target_table_bytes == 0 {
+            return Err("compactor max_concurrent_jobs and target_table_bytes must be positive".into());
+        }
+        self.strategy.validate()
+    }
+}

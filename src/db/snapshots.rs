@@ -1,0 +1,96 @@
+//! Live snapshots, so compaction keeps the versions they read.
+//!
+//! The L0 writer records `retain_seq = min(oldest live snapshot, last L0
+//! sequence)` with every manifest write, and the compactor keeps every
+//! version above `retain_seq` plus the newest at or below it. A snapshot
+//! taken after a manifest write reads at a sequence at or above that
+//! write's last L0 sequence (everything in L0 was visible before it got
+//! there), so it never needs a version that write let go.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use crate::read::Seqs;
+
+/// The sequence numbers of live snapshots, with how many hold each.
+#[derive(Debug, Default)]
+pub struct Snapshots {
+    live: Mutex<BTreeMap<u64, usize>>,
+}
+
+/// Holds one snapshot's sequence in the registry until dropped.
+#[derive(Debug)]
+pub struct SnapshotPin {
+    registry: Arc<Snapshots>,
+    seq: u64,
+}
+
+impl SnapshotPin {
+    pub fn seq(&self) -> u64 {
+        self.seq
+    }
+}
+
+impl Snapshots {
+    fn live(&self) -> MutexGuard<'_, BTreeMap<u64, usize>> {
+        // Every critical section leaves the map consistent.
+        self.live.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Registers a snapshot at the visible sequence. Reading the sequence
+    /// under the lock orders it against `oldest`.
+    pub fn pin(self: &Arc<Self>, seqs: &Seqs) -> SnapshotPin {
+        let mut live = self.live();
+        let seq = seqs.visible();
+        *live.entry(seq).or_default() += 1;
+        SnapshotPin {
+            registry: self.clone(),
+            seq,
+        }
+    }
+
+    /// The oldest live snapshot's sequence.
+    pub fn oldest(&self) -> Option<u64> {
+        self.live().keys().next().copied()
+    }
+
+    /// What the manifest's `retain_seq` should be with `last_l0_seq` in L0.
+    pub fn retain_seq(&self, last_l0_seq: u64) -> u64 {
+        self.oldest().map_or(last_l0_seq, |oldest| oldest.min(last_l0_seq))
+    }
+}
+
+impl Drop for SnapshotPin {
+    fn drop(&mut self) {
+        let mut live = self.registry.live();
+        if let Some(count) = live.get_mut(&self.seq) {
+            *count -= 1;
+            if *count == 0 {
+                live.remove(&self.seq);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_oldest_pin_bounds_retention_until_dropped() {
+        let registry = Arc::new(Snapshots::default());
+        let seqs = Seqs::new(10);
+        let first = registry.pin(&seqs);
+        seqs.visible.store(20, std::sync::atomic::Ordering::Release);
+        let second = registry.pin(&seqs);
+        let twin = registry.pin(&seqs);
+        assert_eq!((first.seq(), second.seq()), (10, 20));
+        assert_eq!(registry.retain_seq(15), 10);
+        drop(first);
+        assert_eq!(registry.retain_seq(25), 20);
+        drop(second);
+        assert_eq!(registry.oldest(), Some(20), "the twin still holds 20");
+        drop(twin);
+        assert_eq!(registry.retain_seq(25), 25);
+    }
+}

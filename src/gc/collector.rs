@@ -1,0 +1,205 @@
+//! What the garbage collector may delete, and deleting it.
+//!
+//! Owns: the safety rules (below), planning a collection from one
+//! consistent view, and carrying a plan out. Does not own: when to collect
+//! (the gc actor's tickers) or any other role's metadata.
+//!
+//! Rules — an object is deleted only if it is at least its class's minimum
+//! age old and:
+//! - a WAL table: its id is at or below the lowest `replay_after_wal_id` of
+//!   the current manifest and of every live checkpoint's manifest;
+//! - a sorted table: neither the current manifest, nor a live checkpoint's
+//!   manifest, nor an active compaction (its outputs so far) lists it;
+//! - a manifest version: older than the latest and pinned by no live
+//!   checkpoint;
+//! - a compactions version: older than the latest.
+//!
+//! Expired checkpoints are removed from the manifest by an ordinary
+//! conditional update. The view is read compactions first, then the
+//! manifest (the compactor writes in the opposite order), so a table is
+//! never seen unreferenced in both. If a live checkpoint's manifest cannot
+//! be read, no table or WAL table is deleted in that run.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use super::{Class, GcOptions, GcReport};
+use crate::error::Error;
+use crate::manifest::compactor_state::read_view;
+use crate::manifest::{Compactions, Fenced, Manifest, ManifestError, Role, VersionedStore};
+use crate::metrics as m;
+use crate::store::{StoreError, TableId, TableStore, Ulid};
+
+/// Plans and carries out collections. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Collector {
+    tables: TableStore,
+    manifests: VersionedStore<Manifest>,
+    compactions: VersionedStore<Compactions>,
+    options: GcOptions,
+}
+
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
+impl Collector {
+    pub fn new(
+        tables: TableStore,
+        manifests: VersionedStore<Manifest>,
+        compactions: VersionedStore<Compactions>,
+        options: GcOptions,
+    ) -> Self {
+        Collector {
+            tables,
+            manifests,
+            compactions,
+            options,
+        }
+    }
+
+    pub fn options(&self) -> &GcOptions {
+        &self.options
+    }
+
+    /// Plans `classes` and, unless `dry_run`, deletes what the plan lists.
+    /// The report is the plan: a dry run reports what a real run at the
+    /// same moment deletes.
+    pub async fn run(&self, classes: &[Class], dry_run: bool) -> Result<GcReport, Error> {
+        let mut report = self.plan(classes).await?;
+        report.dry_run = dry_run;
+        if !dry_run {
+            self.execute(&report).await?;
+        }
+        Ok(report)
+    }
+
+    /// What a collection of `classes` would delete now.
+    pub async fn plan(&self, classes: &[Class]) -> Result<GcReport, Error> {
+        let mut report = GcReport::default();
+        let view = read_view(&self.manifests, &self.compactions).await?;
+        let Some((manifest_id, manifest)) = view.manifest else {
+            return Ok(report);
+        };
+        let now_ms = self.manifests.runtime().wall_ms();
+        let old_enough = |modified_ms: u64, min_age: Duration| modified_ms.saturating_add(millis(min_age)) <= now_ms;
+        let live: Vec<_> = manifest.live_checkpoints(now_ms).cloned().collect();
+        let pinned_ids: HashSet<u64> = live.iter().map(|checkpoint| checkpoint.manifest_id).collect();
+
+        let mut pinned: Vec<Manifest> = Vec::new();
+        let mut complete = true;
+        for id in &pinned_ids {
+            if *id == manifest_id {
+                continue;
+            }
+            match self.manifests.read(*id).await {
+                Ok(version) => pinned.push(version),
+                Err(ManifestError::Store(StoreError::NotFound { path })) => {
+                    tracing::warn!(%path, "a live checkpoint's manifest is missing; keeping every table this run");
+                    complete = false;
+                }
+                Err(error) => return Err(error.into()),
+            }
+        }
+        let every = || std::iter::once(&manifest).chain(pinned.iter());
+
+        if classes.contains(&Class::Wal) && complete {
+            let floor = every().map(|version| version.replay_after_wal_id).min().unwrap_or(0);
+            for (id, info) in self.tables.list_wal().await? {
+                if id <= floor && old_enough(info.modified_ms, self.options.wal.min_age) {
+                    report.wal.push(id);
+                }
+            }
+        }
+        if classes.contains(&Class::Tables) && complete {
+            let mut referenced: HashSet<Ulid> = every().flat_map(|version| version.tables()).map(|t| t.id).collect();
+            if let Some((_, compactions)) = &view.compactions {
+                for entry in compactions.active() {
+                    referenced.extend(entry.outputs.iter().map(|table| table.id));
+                }
+            }
+            for (id, info) in self.tables.list_sorted().await? {
+                if let TableId::Compacted(ulid) = id
+                    && !referenced.contains(&ulid)
+                    && old_enough(info.modified_ms, self.options.tables.min_age)
+                {
+                    report.tables.push(ulid);
+                }
+            }
+        }
+        if classes.contains(&Class::Manifests) {
+            for (id, info) in self.manifests.list().await? {
+                if id < manifest_id
+                    && !pinned_ids.contains(&id)
+                    && old_enough(info.modified_ms, self.options.manifests.min_age)
+                {
+                    report.manifests.push(id);
+                }
+            }
+        }
+        if classes.contains(&Class::Compactions)
+            && let Some((latest, _)) = &view.compactions
+        {
+            for (id, info) in self.compactions.list().await? {
+                if id < *latest && old_enough(info.modified_ms, self.options.compactions.min_age) {
+                    report.compactions.push(id);
+                }
+            }
+        }
+        if classes.contains(&Class::Checkpoints) {
+            report.checkpoints = manifest
+                .checkpoints
+                .iter()
+                .filter(|checkpoint| !checkpoint.is_live(now_ms))
+                .map(|checkpoint| checkpoint.id)
+                .collect();
+        }
+        Ok(report)
+    }
+
+    /// Deletes what `plan` lists.
+    pub async fn execute(&self, plan: &GcReport) -> Result<(), Error> {
+        for id in &plan.wal {
+            self.tables.delete(TableId::Wal(*id)).await?;
+        }
+        metrics::counter!(m::GC_DELETED, "class" => "wal").increment(plan.wal.len() as u64);
+        for id in &plan.tables {
+            self.tables.delete(TableId::Compacted(*id)).await?;
+        }
+        metrics::counter!(m::GC_DELETED, "class" => "table").increment(plan.tables.len() as u64);
+        for id in &plan.manifests {
+            self.manifests.delete(*id).await?;
+        }
+        metrics::counter!(m::GC_DELETED, "class" => "manifest").increment(plan.manifests.len() as u64);
+        for id in &plan.compactions {
+            self.compactions.delete(*id).await?;
+        }
+        metrics::counter!(m::GC_DELETED, "class" => "compactions").increment(plan.compactions.len() as u64);
+        if !plan.checkpoints.is_empty() {
+            let expired: HashSet<Ulid> = plan.checkpoints.iter().copied().collect();
+            let now_ms = self.manifests.runtime().wall_ms();
+            let mut manifest = Fenced::load(self.manifests.clone(), Role::Admin).await?;
+            manifest
+                .update(|current, _| {
+                    // One refreshed since the plan lives on.
+                    current
+                        .checkpoints
+                        .retain(|checkpoint| !expired.contains(&checkpoint.id) || checkpoint.is_live(now_ms));
+                    Ok(())
+                })
+                .await?;
+            metrics::counter!(m::GC_DELETED, "class" => "checkpoint").increment(plan.checkpoints.len() as u64);
+        }
+        if plan.total() > 0 {
+            tracing::info!(
+                wal = plan.wal.len(),
+                tables = plan.tables.len(),
+                manifests = plan.manifests.len(),
+                compactions = plan.compactions.len(),
+                checkpoints = plan.checkpoints.len(),
+                "garbage collected"
+            );
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,201 @@
+//! The garbage collector: deletes objects nothing can read any more (old
+//! WAL tables, compacted-away tables, old manifest and compactions
+//! versions) and expired checkpoints. The rules are in [`collector`] and
+//! `docs/protocol.md`.
+//!
+//! Owns: one ticker per object class and the collector. Does not own any
+//! metadata: it reads the manifest and compactions file and, for expired
+//! checkpoints only, updates the manifest as an admin.
+//!
+//! Lifecycle: each class's `Poll` collects that class; `RunOnce` collects
+//! every class now and reports what it deleted (or, as a dry run, what it
+//! would delete). A failed periodic collection is logged and tried again at
+//! the next tick: garbage can wait, so it never closes the database.
+
+pub mod collector;
+
+use std::time::Duration;
+
+use talus_actors::{Actor, ActorError, Context, Reply, Ticker};
+
+pub use collector::Collector;
+
+use crate::error::Error;
+use crate::store::Ulid;
+
+/// A kind of object the collector deletes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Class {
+    Wal,
+    Tables,
+    Manifests,
+    Compactions,
+    Checkpoints,
+}
+
+impl Class {
+    pub const ALL: [Class; 5] = [
+        Class::Wal,
+        Class::Tables,
+        Class::Manifests,
+        Class::Compactions,
+        Class::Checkpoints,
+    ];
+}
+
+/// When one class is collected and how old its objects must be.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ClassOptions {
+    pub interval: Duration,
+    /// Objects younger than this are kept whatever else holds.
+    pub min_age: Duration,
+}
+
+impl ClassOptions {
+    pub const fn new(interval: Duration, min_age: Duration) -> Self {
+        ClassOptions { interval, min_age }
+    }
+}
+
+/// Garbage collection settings. `Default` gives the documented defaults.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GcOptions {
+    /// WAL tables already in L0 (default every 1 min, at least 1 min old).
+    pub wal: ClassOptions,
+    /// Sorted tables no manifest or compaction references (default every
+    /// 5 min, at least 1 h old). The age protects tables written but not
+    /// yet recorded: an L0 table waiting for room in L0, a compaction
+    /// output between its upload and its listing. Keep it above the longest
+    /// such wait.
+    pub tables: ClassOptions,
+    /// Manifest versions older than the latest and not pinned (default
+    /// every 5 min, at least 1 h old).
+    pub manifests: ClassOptions,
+    /// Compactions versions older than the latest (default every 5 min, at
+    /// least 1 h old).
+    pub compactions: ClassOptions,
+    /// Expired checkpoints (default every 1 min; the age is not used).
+    pub checkpoints: ClassOptions,
+}
+
+impl Default for GcOptions {
+    fn default() -> Self {
+        const MINUTE: Duration = Duration::from_secs(60);
+        const HOUR: Duration = Duration::from_secs(3600);
+        GcOptions {
+            wal: ClassOptions::new(MINUTE, MINUTE),
+            tables: ClassOptions::new(5 * MINUTE, HOUR),
+            manifests: ClassOptions::new(5 * MINUTE, HOUR),
+            compactions: ClassOptions::new(5 * MINUTE, HOUR),
+            checkpoints: ClassOptions::new(MINUTE, Duration::ZERO),
+        }
+    }
+}
+
+impl GcOptions {
+    /// Every class every `interval`, at `min_age` (handy in tests).
+    pub fn uniform(interval: Duration, min_age: Duration) -> Self {
+        let class = ClassOptions::new(interval, min_age);
+        GcOptions {
+            wal: class,
+            tables: class,
+            manifests: class,
+            compactions: class,
+            checkpoints: class,
+        }
+    }
+
+    pub fn class(&self, class: Class) -> ClassOptions {
+        match class {
+            Class::Wal => self.wal,
+            Class::Tables => self.tables,
+            Class::Manifests => self.manifests,
+            Class::Compactions => self.compactions,
+            Class::Checkpoints => self.checkpoints,
+        }
+    }
+
+    pub fn validate(&self) -> Result<(), String> {
+        if Class::ALL.iter().any(|class| self.class(*class).interval.is_zero()) {
+            return Err("every gc interval must be positive".into());
+        }
+        Ok(())
+    }
+}
+
+/// What one collection deleted (or, as a dry run, would delete).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct GcReport {
+    pub dry_run: bool,
+    pub wal: Vec<u64>,
+    pub tables: Vec<Ulid>,
+    pub manifests: Vec<u64>,
+    pub compactions: Vec<u64>,
+    /// Expired checkpoints removed from the manifest.
+    pub checkpoints: Vec<Ulid>,
+}
+
+impl GcReport {
+    pub fn total(&self) -> usize {
+        self.wal.len() + self.tables.len() + self.manifests.len() + self.compactions.len() + self.checkpoints.len()
+    }
+}
+
+#[derive(Debug)]
+pub enum GcMsg {
+    Poll(Class),
+    RunOnce {
+        dry_run: bool,
+        reply: Reply<Result<GcReport, Error>>,
+    },
+}
+
+/// The collector on its tickers.
+#[derive(Debug)]
+pub struct GcActor {
+    collector: Collector,
+}
+
+impl GcActor {
+    pub fn new(collector: Collector) -> Self {
+        GcActor { collector }
+    }
+}
+
+impl Actor for GcActor {
+    type Msg = GcMsg;
+    type Error = Error;
+
+    async fn handle(&mut self, msg: GcMsg, _ctx: &mut Context<Self>) -> Result<(), Error> {
+        match msg {
+            GcMsg::Poll(class) => {
+                if let Err(error) = self.collector.run(&[class], false).await {
+                    tracing::warn!(?class, %error, "garbage collection failed; trying again at the next tick");
+                }
+            }
+            GcMsg::RunOnce { dry_run, reply } => {
+                reply.send(self.collector.run(&Class::ALL, dry_run).await);
+            }
+        }
+        Ok(())
+    }
+
+    fn tickers(&mut self) -> Vec<Ticker<GcMsg>> {
+        Class::ALL
+            .iter()
+            .map(|class| {
+                let class = *class;
+                Ticker::every(self.collector.options().class(class).interval, move || GcMsg::Poll(class))
+            })
+            .collect()
+    }
+
+    fn cleanup(&mut self, leftover: Vec<GcMsg>, result: &Result<(), ActorError<Error>>) {
+        let error = Error::from_closed_result(result);
+        for msg in leftover {
+            if let GcMsg::RunOnce { reply, .. } = msg {
+                reply.send(Err(error.clone()));
+            }
+        }
+    }
+}
