@@ -65,6 +65,9 @@ pub enum CompactorMsg {
     /// reached) and replies when it is committed; `None` if there was
     /// nothing to compact.
     Submit { spec: SubmitSpec, reply: SubmitReply },
+    /// Replies once no compaction is submitted or running (checked after
+    /// each message).
+    AwaitIdle { reply: Reply<Result<(), Error>> },
     OutputWritten { id: Ulid, table: TableHandle },
     JobFinished { id: Ulid, result: Result<JobOutput, Error> },
 }
@@ -131,6 +134,7 @@ pub struct CompactorActor {
     /// Specs of the jobs running now.
     running: HashMap<Ulid, CompactionSpec>,
     waiters: HashMap<Ulid, Vec<SubmitReply>>,
+    idle_waiters: Vec<Reply<Result<(), Error>>>,
     cancel: Arc<AtomicBool>,
     counters: Arc<CompactorCounters>,
     on_commit: Option<OnCommit>,
@@ -169,6 +173,7 @@ impl CompactorActor {
             options: parts.options,
             running: HashMap::new(),
             waiters: HashMap::new(),
+            idle_waiters: Vec::new(),
             cancel: parts.cancel,
             counters: parts.counters,
             on_commit: parts.on_commit,
@@ -197,8 +202,20 @@ impl CompactorActor {
                 reply.send(Err(error.clone()));
             }
         }
+        for reply in self.idle_waiters.drain(..) {
+            reply.send(Err(error.clone()));
+        }
         self.stopped = Some(error);
         Ok(())
+    }
+
+    /// Answers idle waiters if nothing is submitted or running.
+    fn check_idle(&mut self) {
+        if self.running.is_empty() && self.state.compactions().active().next().is_none() {
+            for reply in self.idle_waiters.drain(..) {
+                reply.send(Ok(()));
+            }
+        }
     }
 
     /// Starts submitted entries, then whatever the strategy proposes, up to
@@ -323,6 +340,9 @@ impl CompactorActor {
         if let Err(error) = committed {
             return self.metadata_failed(error);
         }
+        for table in &output.tables {
+            self.tables.in_flight().remove(table.id);
+        }
         self.counters.finished(&output);
         tracing::info!(
             %id,
@@ -380,8 +400,10 @@ impl Actor for CompactorActor {
 
     async fn handle(&mut self, msg: CompactorMsg, ctx: &mut Context<Self>) -> Result<(), Error> {
         if let Some(stopped) = &self.stopped {
-            if let CompactorMsg::Submit { reply, .. } = msg {
-                reply.send(Err(stopped.clone()));
+            match msg {
+                CompactorMsg::Submit { reply, .. } => reply.send(Err(stopped.clone())),
+                CompactorMsg::AwaitIdle { reply } => reply.send(Err(stopped.clone())),
+                _ => {}
             }
             return Ok(());
         }
@@ -391,6 +413,10 @@ impl Actor for CompactorActor {
                 Err(error) => Err(error),
             },
             CompactorMsg::Submit { spec, reply } => self.submit(spec, reply, ctx).await,
+            CompactorMsg::AwaitIdle { reply } => {
+                self.idle_waiters.push(reply);
+                Ok(())
+            }
             CompactorMsg::OutputWritten { id, table } => {
                 let running = self
                     .state
@@ -412,7 +438,10 @@ impl Actor for CompactorActor {
             }
         };
         match outcome {
-            Ok(()) => Ok(()),
+            Ok(()) => {
+                self.check_idle();
+                Ok(())
+            }
             Err(error) => self.metadata_failed(error),
         }
     }
@@ -429,9 +458,14 @@ impl Actor for CompactorActor {
                 reply.send(Err(error.clone()));
             }
         }
+        for reply in self.idle_waiters.drain(..) {
+            reply.send(Err(error.clone()));
+        }
         for msg in leftover {
-            if let CompactorMsg::Submit { reply, .. } = msg {
-                reply.send(Err(error.clone()));
+            match msg {
+                CompactorMsg::Submit { reply, .. } => reply.send(Err(error.clone())),
+                CompactorMsg::AwaitIdle { reply } => reply.send(Err(error.clone())),
+                _ => {}
             }
         }
     }

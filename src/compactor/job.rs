@@ -118,8 +118,27 @@ pub async fn run(tables: &TableStore, input: &JobInput, hooks: &JobHooks) -> Res
             fill_cache: false,
         },
     };
-    let mut merge = merge_sources(tables.clone(), bounds, sources);
     let mut writer = RunWriter::new(tables, input.target_table_bytes, hooks);
+    let result = merge_into(tables, input, hooks, sources, bounds, &mut writer, &mut output).await;
+    if result.is_err() {
+        // What a failed job wrote is garbage: let the collector have it.
+        for table in &writer.written {
+            tables.in_flight().remove(table.id);
+        }
+    }
+    result.map(|()| output)
+}
+
+async fn merge_into(
+    tables: &TableStore,
+    input: &JobInput,
+    hooks: &JobHooks,
+    sources: Vec<RowSource>,
+    bounds: ScanBounds,
+    writer: &mut RunWriter<'_>,
+    output: &mut JobOutput,
+) -> Result<(), Error> {
+    let mut merge = merge_sources(tables.clone(), bounds, sources);
     let mut versions: Vec<Row> = Vec::new();
     while let Some(row) = merge.next_version().await? {
         output.rows_in += 1;
@@ -137,9 +156,10 @@ pub async fn run(tables: &TableStore, input: &JobInput, hooks: &JobHooks) -> Res
     output.rows_out += writer
         .add_key(surviving(&versions, input.retain_seq, input.bottom))
         .await?;
-    output.tables = writer.finish().await?;
+    writer.cut().await?;
+    output.tables = writer.written.clone();
     output.bytes_out = output.tables.iter().map(|table| table.size).sum();
-    Ok(output)
+    Ok(())
 }
 
 /// Builds output tables, cutting between keys at the target size.
@@ -190,11 +210,6 @@ impl<'a> RunWriter<'a> {
             self.written.push(handle);
         }
         Ok(())
-    }
-
-    async fn finish(mut self) -> Result<Vec<TableHandle>, Error> {
-        self.cut().await?;
-        Ok(self.written)
     }
 }
 

@@ -79,6 +79,12 @@ impl Compactor {
         self.addr.ask(|reply| CompactorMsg::Submit { spec, reply }).await?
     }
 
+    /// Waits until no compaction is submitted or running (resumed ones
+    /// included).
+    pub async fn await_idle(&self) -> Result<(), Error> {
+        self.addr.ask(|reply| CompactorMsg::AwaitIdle { reply }).await?
+    }
+
     pub fn stats(&self) -> CompactorStats {
         self.counters.snapshot()
     }

@@ -283,8 +283,9 @@ impl DbBuilder {
                 L0Settings {
                     poll_interval: options.manifest_poll_interval,
                     max_l0_tables: options.max_l0_tables,
+                    tables: tables.clone(),
+                    wake_compactor,
                 },
-                wake_compactor,
             ),
         );
         let embedded = match (compactor_state, &options.compactor) {

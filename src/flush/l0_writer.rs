@@ -31,7 +31,7 @@ use crate::db::stats::Counters;
 use crate::error::Error;
 use crate::manifest::{Checkpoint, CheckpointOptions, Fenced, Manifest, TableHandle};
 use crate::read::ReadView;
-use crate::store::Ulid;
+use crate::store::{TableStore, Ulid};
 use crate::waiters::SeqWaiters;
 use crate::wal::writer::WalMsg;
 
@@ -62,13 +62,17 @@ type Uploaded = (u64, u64, u64, TableHandle);
 /// A checkpoint request waiting for its sequence to reach L0.
 type CheckpointRequest = (u64, CheckpointOptions, Reply<Result<Checkpoint, Error>>);
 
-/// The L0 writer's settings.
-#[derive(Clone, Copy, Debug)]
+/// The L0 writer's settings and neighbours.
 pub struct L0Settings {
     /// How often the manifest is re-read for the compactor's changes.
     pub poll_interval: std::time::Duration,
     /// Uploaded tables wait while L0 holds this many.
     pub max_l0_tables: usize,
+    /// Where uploaded tables were written (their ids leave its in-flight
+    /// set once the manifest lists them).
+    pub tables: TableStore,
+    /// Told when a table lands in L0 (the embedded compactor).
+    pub wake_compactor: Option<OnCommit>,
 }
 
 pub struct L0Writer {
@@ -78,8 +82,6 @@ pub struct L0Writer {
     counters: Arc<Counters>,
     snapshots: Arc<Snapshots>,
     settings: L0Settings,
-    /// Told when a table lands in L0 (the embedded compactor).
-    wake_compactor: Option<OnCommit>,
     /// Whether tables are waiting for room in L0 (a stall is counted once).
     l0_full: bool,
     /// Uploaded tables by first sequence, waiting for their turn.
@@ -105,7 +107,6 @@ impl L0Writer {
         counters: Arc<Counters>,
         snapshots: Arc<Snapshots>,
         settings: L0Settings,
-        wake_compactor: Option<OnCommit>,
     ) -> Self {
         L0Writer {
             manifest,
@@ -114,7 +115,6 @@ impl L0Writer {
             counters,
             snapshots,
             settings,
-            wake_compactor,
             l0_full: false,
             pending: BTreeMap::new(),
             flush_waiters: SeqWaiters::default(),
@@ -139,7 +139,14 @@ impl L0Writer {
         let mut batch: Vec<Uploaded> = Vec::new();
         let mut next = self.flushed_seq() + 1;
         // Tables of ranges already retired (a retried upload) are dropped.
-        self.pending.retain(|first, _| *first >= next);
+        let in_flight = self.settings.tables.in_flight();
+        self.pending.retain(|first, (_, _, _, table)| {
+            let keep = *first >= next;
+            if !keep {
+                in_flight.remove(table.id);
+            }
+            keep
+        });
         let room = self
             .settings
             .max_l0_tables
@@ -197,13 +204,16 @@ impl L0Writer {
             return Err(error.into());
         }
         self.publish();
+        for (_, _, _, table) in &batch {
+            self.settings.tables.in_flight().remove(table.id);
+        }
         for ((_, _, reply), checkpoint) in due.into_iter().zip(made) {
             reply.send(Ok(checkpoint));
         }
         let flushed = self.flushed_seq();
         self.flush_waiters.release_through(flushed, |_| ());
         let _ = self.wal.try_send(WalMsg::MemtableRetired { through_seq: flushed });
-        if let Some(wake) = &self.wake_compactor {
+        if let Some(wake) = &self.settings.wake_compactor {
             wake();
         }
         Ok(())
@@ -317,7 +327,7 @@ mod tests {
         let runtime = sim.runtime();
         sim.block_on(async move {
             let store: Arc<dyn Store> = Arc::new(ObjectStoreAdapter::in_memory());
-            let versions = VersionedStore::new(store, "db".into(), runtime.clone(), VersionedOptions::default());
+            let versions = VersionedStore::new(store.clone(), "db".into(), runtime.clone(), VersionedOptions::default());
             let manifest = Fenced::open(versions, Role::Writer, IfMissing::Create)
                 .await
                 .expect("manifest");
@@ -332,8 +342,10 @@ mod tests {
             let settings = L0Settings {
                 poll_interval: Duration::from_secs(1),
                 max_l0_tables: 8,
+                tables: TableStore::new(store.clone(), "db".into(), runtime.clone(), Default::default()),
+                wake_compactor: None,
             };
-            let writer = L0Writer::new(manifest, view, wal, Arc::default(), Arc::default(), settings, None);
+            let writer = L0Writer::new(manifest, view, wal, Arc::default(), Arc::default(), settings);
             system.run(l0_box, writer);
 
             let flush = runtime.spawn({

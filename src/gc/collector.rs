@@ -17,8 +17,12 @@
 //! Expired checkpoints are removed from the manifest by an ordinary
 //! conditional update. The view is read compactions first, then the
 //! manifest (the compactor writes in the opposite order), so a table is
-//! never seen unreferenced in both. If a live checkpoint's manifest cannot
-//! be read, no table or WAL table is deleted in that run.
+//! never seen unreferenced in both; after the listings the manifest is read
+//! again and tables this process has in flight ([`crate::store::InFlight`])
+//! are kept, so an in-process table is safe whatever the clocks say. A
+//! table written by another process and not yet recorded is protected by
+//! the minimum age alone. If a live checkpoint's manifest cannot be read,
+//! no table or WAL table is deleted in that run.
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -74,7 +78,40 @@ impl Collector {
         Ok(report)
     }
 
+    /// Reads the manifests of `manifest`'s live checkpoints (other than
+    /// `manifest_id` itself and those in `known`). `false` if one is missing.
+    async fn read_pinned(
+        &self,
+        manifest: &Manifest,
+        manifest_id: u64,
+        now_ms: u64,
+        known: &mut HashSet<u64>,
+        into: &mut Vec<Manifest>,
+    ) -> Result<bool, Error> {
+        let mut complete = true;
+        for checkpoint in manifest.live_checkpoints(now_ms) {
+            let id = checkpoint.manifest_id;
+            if !known.insert(id) || id == manifest_id {
+                continue;
+            }
+            match self.manifests.read(id).await {
+                Ok(version) => into.push(version),
+                Err(ManifestError::Store(StoreError::NotFound { path })) => {
+                    tracing::warn!(%path, "a live checkpoint's manifest is missing; keeping every table this run");
+                    complete = false;
+                }
+                Err(error) => return Err(error.into()),
+            }
+        }
+        Ok(complete)
+    }
+
     /// What a collection of `classes` would delete now.
+    ///
+    /// Two reads of the metadata bracket the listings: the first (the
+    /// compactions file, then the manifest) decides what is old; the second
+    /// (this process's in-flight tables, then the manifest again) catches
+    /// tables that became referenced while we listed.
     pub async fn plan(&self, classes: &[Class]) -> Result<GcReport, Error> {
         let mut report = GcReport::default();
         let view = read_view(&self.manifests, &self.compactions).await?;
@@ -83,42 +120,47 @@ impl Collector {
         };
         let now_ms = self.manifests.runtime().wall_ms();
         let old_enough = |modified_ms: u64, min_age: Duration| modified_ms.saturating_add(millis(min_age)) <= now_ms;
-        let live: Vec<_> = manifest.live_checkpoints(now_ms).cloned().collect();
-        let pinned_ids: HashSet<u64> = live.iter().map(|checkpoint| checkpoint.manifest_id).collect();
 
-        let mut pinned: Vec<Manifest> = Vec::new();
-        let mut complete = true;
-        for id in &pinned_ids {
-            if *id == manifest_id {
-                continue;
-            }
-            match self.manifests.read(*id).await {
-                Ok(version) => pinned.push(version),
-                Err(ManifestError::Store(StoreError::NotFound { path })) => {
-                    tracing::warn!(%path, "a live checkpoint's manifest is missing; keeping every table this run");
-                    complete = false;
-                }
-                Err(error) => return Err(error.into()),
-            }
+        let wal = if classes.contains(&Class::Wal) {
+            self.tables.list_wal().await?
+        } else {
+            Vec::new()
+        };
+        let sorted = if classes.contains(&Class::Tables) {
+            self.tables.list_sorted().await?
+        } else {
+            Vec::new()
+        };
+        let in_flight = self.tables.in_flight().snapshot();
+        let mut versions = vec![manifest.clone()];
+        let mut pinned_ids: HashSet<u64> = HashSet::new();
+        let mut complete = self
+            .read_pinned(&manifest, manifest_id, now_ms, &mut pinned_ids, &mut versions)
+            .await?;
+        if let Some((latest_id, latest)) = self.manifests.read_latest().await?
+            && latest_id != manifest_id
+        {
+            complete &= self
+                .read_pinned(&latest, latest_id, now_ms, &mut pinned_ids, &mut versions)
+                .await?;
+            versions.push(latest);
         }
-        let every = || std::iter::once(&manifest).chain(pinned.iter());
 
-        if classes.contains(&Class::Wal) && complete {
-            let floor = every().map(|version| version.replay_after_wal_id).min().unwrap_or(0);
-            for (id, info) in self.tables.list_wal().await? {
+        if complete {
+            let floor = versions.iter().map(|version| version.replay_after_wal_id).min().unwrap_or(0);
+            for (id, info) in wal {
                 if id <= floor && old_enough(info.modified_ms, self.options.wal.min_age) {
                     report.wal.push(id);
                 }
             }
-        }
-        if classes.contains(&Class::Tables) && complete {
-            let mut referenced: HashSet<Ulid> = every().flat_map(|version| version.tables()).map(|t| t.id).collect();
+            let mut referenced: HashSet<Ulid> = versions.iter().flat_map(|version| version.tables()).map(|t| t.id).collect();
+            referenced.extend(in_flight);
             if let Some((_, compactions)) = &view.compactions {
                 for entry in compactions.active() {
                     referenced.extend(entry.outputs.iter().map(|table| table.id));
                 }
             }
-            for (id, info) in self.tables.list_sorted().await? {
+            for (id, info) in sorted {
                 if let TableId::Compacted(ulid) = id
                     && !referenced.contains(&ulid)
                     && old_enough(info.modified_ms, self.options.tables.min_age)

@@ -5,6 +5,7 @@
 
 pub mod cache;
 pub mod error;
+pub mod in_flight;
 pub mod object;
 pub mod paths;
 pub mod table;
@@ -12,6 +13,7 @@ pub mod wrappers;
 
 pub use cache::TableCaches;
 pub use error::{Op, StoreError};
+pub use in_flight::InFlight;
 #[cfg(feature = "aws")]
 pub use object::S3Options;
 pub use object::{

@@ -23,6 +23,7 @@ use talus_actors::Runtime;
 
 use super::cache::{DEFAULT_BLOCK_CACHE_BYTES, DEFAULT_META_CACHE_BYTES, MetaKind, MetaPart, TableCaches};
 use super::error::StoreError;
+use super::in_flight::InFlight;
 use super::object::{ByteRange, Created, Fetched, ObjectInfo, Store, create_once};
 use super::paths::{COMPACTED_DIR, TableId, Ulid, WAL_DIR, child};
 use crate::format::Row;
@@ -96,6 +97,7 @@ struct StoreInner {
     runtime: Runtime,
     options: TableStoreOptions,
     caches: TableCaches,
+    in_flight: InFlight,
 }
 
 impl TableStore {
@@ -108,6 +110,7 @@ impl TableStore {
                 runtime,
                 options,
                 caches,
+                in_flight: InFlight::default(),
             }),
         }
     }
@@ -122,6 +125,12 @@ impl TableStore {
 
     pub fn options(&self) -> &TableStoreOptions {
         &self.inner.options
+    }
+
+    /// Sorted tables written through this store that no manifest lists
+    /// yet (see [`InFlight`]).
+    pub fn in_flight(&self) -> &InFlight {
+        &self.inner.in_flight
     }
 
     pub fn caches(&self) -> &TableCaches {
@@ -154,9 +163,15 @@ impl TableStore {
         self.write(TableId::Wal(wal_id), builder).await
     }
 
-    /// Writes a finished sorted table under a fresh id.
+    /// Writes a finished sorted table under a fresh id, which stays in
+    /// [`TableStore::in_flight`] until the caller removes it (once a
+    /// manifest lists it, or it is known to be garbage).
     pub async fn write_sorted(&self, builder: SstBuilder) -> Result<WrittenTable> {
-        self.write(self.new_sorted_id(), builder).await
+        let id = self.new_sorted_id();
+        if let TableId::Compacted(ulid) = id {
+            self.inner.in_flight.add(ulid);
+        }
+        self.write(id, builder).await
     }
 
     /// Writes `builder`'s table as `id`.

@@ -8,6 +8,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+pub mod audit;
+
 use talusdb::actors::Runtime;
 use talusdb::store::{ObjectStoreAdapter, Store};
 use talusdb::{Db, DbOptions};
