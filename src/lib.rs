@@ -40,10 +40,10 @@ pub mod store;
 mod waiters;
 pub mod wal;
 
+pub use compactor::Compactor;
 pub use db::{
     Db, DbBuilder, DbOptions, DbReader, DbStats, Durability, ReadOptions, ScanOptions, Snapshot, WriteBatch,
     WriteOptions,
 };
-pub use compactor::Compactor;
 pub use error::{Error, ErrorKind};
 pub use gc::{GcOptions, GcReport};

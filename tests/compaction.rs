@@ -88,7 +88,11 @@ async fn check_all(db: &Db, model: &Model, context: &str) {
     assert_eq!(scanned, expected, "{context}: a full scan");
     for n in 0..300 {
         let key = Bytes::from(format!("key{n:04}"));
-        assert_eq!(db.get(&key).await.expect("get"), model.get(&key).cloned(), "{context}: {key:?}");
+        assert_eq!(
+            db.get(&key).await.expect("get"),
+            model.get(&key).cloned(),
+            "{context}: {key:?}"
+        );
     }
 }
 

@@ -61,15 +61,26 @@ type SubmitReply = Reply<Result<Option<CompactionSummary>, Error>>;
 #[derive(Debug)]
 pub enum CompactorMsg {
     Poll,
-    /// Runs a compaction now (after the running ones if the limit is
-    /// reached) and replies when it is committed; `None` if there was
-    /// nothing to compact.
-    Submit { spec: SubmitSpec, reply: SubmitReply },
+    /// Runs a compaction (a full one after the active ones finish; others
+    /// now, or after running jobs if the limit is reached) and replies when
+    /// it is committed; `None` if there was nothing to compact.
+    Submit {
+        spec: SubmitSpec,
+        reply: SubmitReply,
+    },
     /// Replies once no compaction is submitted or running (checked after
     /// each message).
-    AwaitIdle { reply: Reply<Result<(), Error>> },
-    OutputWritten { id: Ulid, table: TableHandle },
-    JobFinished { id: Ulid, result: Result<JobOutput, Error> },
+    AwaitIdle {
+        reply: Reply<Result<(), Error>>,
+    },
+    OutputWritten {
+        id: Ulid,
+        table: TableHandle,
+    },
+    JobFinished {
+        id: Ulid,
+        result: Result<JobOutput, Error>,
+    },
 }
 
 /// What the compactor has done since it started.
@@ -135,6 +146,9 @@ pub struct CompactorActor {
     running: HashMap<Ulid, CompactionSpec>,
     waiters: HashMap<Ulid, Vec<SubmitReply>>,
     idle_waiters: Vec<Reply<Result<(), Error>>>,
+    /// Full compactions asked for while others ran: they go next, once
+    /// nothing is active (the strategy waits meanwhile).
+    pending_everything: Vec<SubmitReply>,
     cancel: Arc<AtomicBool>,
     counters: Arc<CompactorCounters>,
     on_commit: Option<OnCommit>,
@@ -174,6 +188,7 @@ impl CompactorActor {
             running: HashMap::new(),
             waiters: HashMap::new(),
             idle_waiters: Vec::new(),
+            pending_everything: Vec::new(),
             cancel: parts.cancel,
             counters: parts.counters,
             on_commit: parts.on_commit,
@@ -205,13 +220,19 @@ impl CompactorActor {
         for reply in self.idle_waiters.drain(..) {
             reply.send(Err(error.clone()));
         }
+        for reply in self.pending_everything.drain(..) {
+            reply.send(Err(error.clone()));
+        }
         self.stopped = Some(error);
         Ok(())
     }
 
     /// Answers idle waiters if nothing is submitted or running.
     fn check_idle(&mut self) {
-        if self.running.is_empty() && self.state.compactions().active().next().is_none() {
+        if self.running.is_empty()
+            && self.pending_everything.is_empty()
+            && self.state.compactions().active().next().is_none()
+        {
             for reply in self.idle_waiters.drain(..) {
                 reply.send(Ok(()));
             }
@@ -233,6 +254,9 @@ impl CompactorActor {
                 return Ok(());
             }
             self.start(id, ctx).await?;
+        }
+        if !self.pending_everything.is_empty() {
+            return self.start_everything(ctx).await;
         }
         let mut busy = Busy::of(self.state.compactions());
         let picks = self.options.strategy.pick(self.state.manifest(), &busy);
@@ -297,10 +321,9 @@ impl CompactorActor {
             })),
         };
         tracing::debug!(%id, sources = input.sources.len(), bottom = input.bottom, "compaction started");
-        ctx.spawn_then(
-            async move { job::run(&tables, &input, &hooks).await },
-            move |result| CompactorMsg::JobFinished { id, result },
-        );
+        ctx.spawn_then(async move { job::run(&tables, &input, &hooks).await }, move |result| {
+            CompactorMsg::JobFinished { id, result }
+        });
         Ok(())
     }
 
@@ -370,11 +393,48 @@ impl CompactorActor {
         Ok(())
     }
 
-    async fn submit(&mut self, spec: SubmitSpec, reply: SubmitReply, ctx: &mut Context<Self>) -> Result<(), ManifestError> {
+    /// Starts the full compaction callers are waiting for, once nothing
+    /// else is active.
+    async fn start_everything(&mut self, ctx: &mut Context<Self>) -> Result<(), ManifestError> {
+        if !self.running.is_empty() || self.state.compactions().active().next().is_some() {
+            return Ok(());
+        }
+        let waiting = std::mem::take(&mut self.pending_everything);
+        let sources = scheduler::everything(self.state.manifest());
+        if sources.is_empty() {
+            for reply in waiting {
+                reply.send(Ok(None));
+            }
+            return Ok(());
+        }
+        let spec = match scheduler::plan(self.state.manifest(), &Busy::default(), sources) {
+            Ok(spec) => spec,
+            Err(reason) => {
+                let error = Error::internal(format!("a full compaction does not fit the rules: {reason}"));
+                for reply in waiting {
+                    reply.send(Err(error.clone()));
+                }
+                return Ok(());
+            }
+        };
+        let id = self.state.submit(spec).await?;
+        self.waiters.entry(id).or_default().extend(waiting);
+        self.start(id, ctx).await
+    }
+
+    async fn submit(
+        &mut self,
+        spec: SubmitSpec,
+        reply: SubmitReply,
+        ctx: &mut Context<Self>,
+    ) -> Result<(), ManifestError> {
         self.state.refresh().await?;
         let manifest = self.state.manifest();
         let sources = match spec {
-            SubmitSpec::Everything => scheduler::everything(manifest),
+            SubmitSpec::Everything => {
+                self.pending_everything.push(reply);
+                return self.schedule(ctx).await;
+            }
             SubmitSpec::Sources(sources) => sources,
         };
         if sources.is_empty() {
@@ -459,6 +519,9 @@ impl Actor for CompactorActor {
             }
         }
         for reply in self.idle_waiters.drain(..) {
+            reply.send(Err(error.clone()));
+        }
+        for reply in self.pending_everything.drain(..) {
             reply.send(Err(error.clone()));
         }
         for msg in leftover {

@@ -144,7 +144,10 @@ async fn merge_into(
         output.rows_in += 1;
         if versions.last().is_some_and(|last| last.key != row.key) {
             if hooks.cancel.load(Ordering::Relaxed) {
-                return Err(Error::new(ErrorKind::Closed { cause: None }, "the compaction was cancelled"));
+                return Err(Error::new(
+                    ErrorKind::Closed { cause: None },
+                    "the compaction was cancelled",
+                ));
             }
             output.rows_out += writer
                 .add_key(surviving(&versions, input.retain_seq, input.bottom))

@@ -45,7 +45,9 @@ pub struct Compactor {
 
 impl std::fmt::Debug for Compactor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Compactor").field("stats", &self.stats()).finish_non_exhaustive()
+        f.debug_struct("Compactor")
+            .field("stats", &self.stats())
+            .finish_non_exhaustive()
     }
 }
 

@@ -79,6 +79,11 @@ pub trait Strategy: Send + Sync + fmt::Debug + 'static {
     /// The sources of each compaction worth starting now, given what the
     /// active compactions hold.
     fn pick(&self, manifest: &Manifest, busy: &Busy) -> Vec<Vec<Source>>;
+
+    /// The fewest L0 tables at which it compacts L0 (a database's
+    /// `max_l0_tables` must not be below it, or flushes would wait for a
+    /// compaction that never starts).
+    fn l0_trigger(&self) -> usize;
 }
 
 /// Size-tiered compaction: L0 becomes a new sorted run once it holds
@@ -130,6 +135,10 @@ impl Strategy for SizeTiered {
             return Err(format!("size-tiered size_ratio {} must be at least 1", self.size_ratio));
         }
         Ok(())
+    }
+
+    fn l0_trigger(&self) -> usize {
+        self.l0_trigger
     }
 
     fn pick(&self, manifest: &Manifest, busy: &Busy) -> Vec<Vec<Source>> {
@@ -285,17 +294,8 @@ pub fn resolve(manifest: &Manifest, spec: &CompactionSpec) -> Result<Resolved, U
         return Err(Unresolved::Applied);
     }
     let placed = place(manifest, &spec.sources).map_err(Unresolved::Invalid)?;
-    let mut sources: Vec<Vec<TableHandle>> = placed
-        .l0
-        .iter()
-        .map(|at| vec![manifest.l0[*at].clone()])
-        .collect();
-    sources.extend(
-        placed
-            .runs
-            .iter()
-            .map(|at| manifest.sorted_runs[*at].tables.clone()),
-    );
+    let mut sources: Vec<Vec<TableHandle>> = placed.l0.iter().map(|at| vec![manifest.l0[*at].clone()]).collect();
+    sources.extend(placed.runs.iter().map(|at| manifest.sorted_runs[*at].tables.clone()));
     let bottom = match placed.runs.last() {
         Some(last) => *last + 1 == manifest.sorted_runs.len(),
         None => manifest.sorted_runs.is_empty(),
@@ -319,9 +319,7 @@ pub fn apply(manifest: &mut Manifest, spec: &CompactionSpec, outputs: &[TableHan
         return Err(format!("run {} already exists", spec.destination));
     }
     if !outputs.is_empty() {
-        let at = manifest
-            .sorted_runs
-            .partition_point(|run| run.id > spec.destination);
+        let at = manifest.sorted_runs.partition_point(|run| run.id > spec.destination);
         manifest.sorted_runs.insert(
             at,
             SortedRun {
@@ -386,7 +384,10 @@ mod tests {
         let strategy = SizeTiered::default();
         let m = manifest(0, &[10, 10, 10, 10, 1000]);
         let picks = strategy.pick(&m, &Busy::default());
-        assert_eq!(picks, vec![vec![Source::Run(5), Source::Run(4), Source::Run(3), Source::Run(2)]]);
+        assert_eq!(
+            picks,
+            vec![vec![Source::Run(5), Source::Run(4), Source::Run(3), Source::Run(2)]]
+        );
         let spec = plan(&m, &Busy::default(), picks[0].clone()).expect("valid");
         assert_eq!(spec.destination, 5, "keeps the newest merged run's place");
         assert!(strategy.pick(&manifest(0, &[10, 10, 10]), &Busy::default()).is_empty());
@@ -413,7 +414,10 @@ mod tests {
         let m = manifest(3, &[10, 10, 10]);
         let busy = Busy::default();
         let newest_l0 = Source::L0(Ulid(100));
-        assert!(plan(&m, &busy, vec![newest_l0]).is_err(), "newest L0 without the older ones");
+        assert!(
+            plan(&m, &busy, vec![newest_l0]).is_err(),
+            "newest L0 without the older ones"
+        );
         assert!(plan(&m, &busy, vec![Source::Run(3), Source::Run(1)]).is_err(), "gap");
         assert!(
             plan(&m, &busy, vec![Source::L0(Ulid(102)), Source::Run(2)]).is_err(),

@@ -29,9 +29,9 @@ use crate::compactor::actor::{CompactorCounters, CompactorParts, OnCommit};
 use crate::compactor::{COMPACTOR, CompactionSummary, Compactor, CompactorMsg, SubmitSpec};
 use crate::error::Error;
 use crate::flush::l0_writer::{L0Msg, L0Settings, L0Writer};
-use crate::gc::{Collector, GcActor, GcMsg, GcReport};
 use crate::flush::uploader::Uploader;
 use crate::format::RowValue;
+use crate::gc::{Collector, GcActor, GcMsg, GcReport};
 use crate::manifest::{
     Checkpoint, CheckpointOptions, Compactions, CompactorState, Fenced, IfMissing, Manifest, Role, VersionedOptions,
     VersionedStore,

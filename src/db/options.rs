@@ -102,6 +102,13 @@ impl DbOptions {
         }
         if let Some(compactor) = &self.compactor {
             compactor.validate()?;
+            let trigger = compactor.strategy.l0_trigger();
+            if self.max_l0_tables < trigger {
+                return Err(format!(
+                    "max_l0_tables ({}) is below the compactor's L0 trigger ({trigger}): flushes would wait forever",
+                    self.max_l0_tables
+                ));
+            }
         }
         if let Some(gc) = &self.gc {
             gc.validate()?;

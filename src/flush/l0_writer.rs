@@ -327,7 +327,8 @@ mod tests {
         let runtime = sim.runtime();
         sim.block_on(async move {
             let store: Arc<dyn Store> = Arc::new(ObjectStoreAdapter::in_memory());
-            let versions = VersionedStore::new(store.clone(), "db".into(), runtime.clone(), VersionedOptions::default());
+            let versions =
+                VersionedStore::new(store.clone(), "db".into(), runtime.clone(), VersionedOptions::default());
             let manifest = Fenced::open(versions, Role::Writer, IfMissing::Create)
                 .await
                 .expect("manifest");

@@ -147,13 +147,21 @@ impl Collector {
         }
 
         if complete {
-            let floor = versions.iter().map(|version| version.replay_after_wal_id).min().unwrap_or(0);
+            let floor = versions
+                .iter()
+                .map(|version| version.replay_after_wal_id)
+                .min()
+                .unwrap_or(0);
             for (id, info) in wal {
                 if id <= floor && old_enough(info.modified_ms, self.options.wal.min_age) {
                     report.wal.push(id);
                 }
             }
-            let mut referenced: HashSet<Ulid> = versions.iter().flat_map(|version| version.tables()).map(|t| t.id).collect();
+            let mut referenced: HashSet<Ulid> = versions
+                .iter()
+                .flat_map(|version| version.tables())
+                .map(|t| t.id)
+                .collect();
             referenced.extend(in_flight);
             if let Some((_, compactions)) = &view.compactions {
                 for entry in compactions.active() {

@@ -185,7 +185,9 @@ impl Actor for GcActor {
             .iter()
             .map(|class| {
                 let class = *class;
-                Ticker::every(self.collector.options().class(class).interval, move || GcMsg::Poll(class))
+                Ticker::every(self.collector.options().class(class).interval, move || {
+                    GcMsg::Poll(class)
+                })
             })
             .collect()
     }

@@ -51,8 +51,12 @@ impl AuditStore {
     /// Why deleting `path` now would be wrong, if it would.
     async fn check(&self, path: &Path) -> Option<String> {
         let options = VersionedOptions::default();
-        let manifests =
-            VersionedStore::<Manifest>::new(self.inner.clone(), self.root.clone(), self.runtime.clone(), options.clone());
+        let manifests = VersionedStore::<Manifest>::new(
+            self.inner.clone(),
+            self.root.clone(),
+            self.runtime.clone(),
+            options.clone(),
+        );
         let compactions =
             VersionedStore::<Compactions>::new(self.inner.clone(), self.root.clone(), self.runtime.clone(), options);
         let (manifest_id, manifest) = match manifests.read_latest().await {
