@@ -1,4 +1,5 @@
-//! The commands on one database: keys, manifest, checkpoints.
+//! The commands on one database: keys, manifest, checkpoints, garbage
+//! collection, compaction.
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -8,12 +9,14 @@ use clap::Subcommand;
 use futures::StreamExt;
 use serde_json::{Value, json};
 use talusdb::actors::Runtime;
+use talusdb::compactor::SubmitSpec;
+use talusdb::gc::Class;
 use talusdb::manifest::{
     Checkpoint, CheckpointOptions, Compactions, Fenced, Manifest, Role, Source, TableHandle, Versioned,
     VersionedOptions, VersionedStore,
 };
 use talusdb::store::{Store, Ulid};
-use talusdb::{Db, DbReader, Error, ScanOptions};
+use talusdb::{Db, DbBuilder, DbOptions, DbReader, Error, GcOptions, ScanOptions};
 
 use crate::CliError;
 
@@ -54,6 +57,21 @@ pub enum CheckpointCommand {
     },
     /// Removes a checkpoint.
     Delete { id: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum GcCommand {
+    /// Collects every class once and reports what was deleted.
+    Run {
+        /// Reports what would be deleted, deleting nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Deletes only objects at least this many seconds old (default:
+        /// each class's own minimum age, an hour for tables and metadata,
+        /// a minute for WAL tables).
+        #[arg(long)]
+        min_age_s: Option<u64>,
+    },
 }
 
 /// The database a command works on.
@@ -126,9 +144,20 @@ fn checkpoint_line(checkpoint: &Checkpoint) -> String {
 }
 
 impl Target {
+    fn builder(&self) -> DbBuilder {
+        Db::builder(self.path.as_str(), self.store.clone()).runtime(self.runtime.clone())
+    }
+
+    /// A writer for one command: no compactor or collector of its own (it
+    /// lives for one write; `compact` and `gc run` do that work).
     async fn writer(&self) -> Result<Db, CliError> {
-        Ok(Db::builder(self.path.as_str(), self.store.clone())
-            .runtime(self.runtime.clone())
+        Ok(self
+            .builder()
+            .options(DbOptions {
+                compactor: None,
+                gc: None,
+                ..DbOptions::default()
+            })
             .open()
             .await?)
     }
@@ -325,6 +354,101 @@ impl Target {
                 text
             },
         );
+        Ok(ExitCode::SUCCESS)
+    }
+
+    pub async fn gc(&self, command: GcCommand) -> Result<ExitCode, CliError> {
+        let GcCommand::Run { dry_run, min_age_s } = command;
+        let mut options = GcOptions::default();
+        if let Some(seconds) = min_age_s {
+            let age = Duration::from_secs(seconds);
+            for class in [
+                &mut options.wal,
+                &mut options.tables,
+                &mut options.manifests,
+                &mut options.compactions,
+            ] {
+                class.min_age = age;
+            }
+        }
+        let collector = self
+            .builder()
+            .options(DbOptions {
+                gc: Some(options),
+                ..DbOptions::default()
+            })
+            .collector()?;
+        // A collector on a path with no database would find nothing; say so.
+        if self
+            .versions::<Manifest>()
+            .read_latest()
+            .await
+            .map_err(Error::from)?
+            .is_none()
+        {
+            return Err(CliError::Usage(format!("no database at {}", self.path)));
+        }
+        let report = collector.run(&Class::ALL, dry_run).await?;
+        let ids = |ids: &[Ulid]| ids.iter().map(Ulid::to_string).collect::<Vec<_>>();
+        print(
+            self.json,
+            json!({
+                "dry_run": report.dry_run,
+                "wal": report.wal,
+                "tables": ids(&report.tables),
+                "manifests": report.manifests,
+                "compactions": report.compactions,
+                "checkpoints": ids(&report.checkpoints),
+            }),
+            || {
+                format!(
+                    "{} {} objects: {} WAL tables, {} tables, {} manifest versions, {} compactions versions; {} expired checkpoints",
+                    if report.dry_run { "would delete" } else { "deleted" },
+                    report.total() - report.checkpoints.len(),
+                    report.wal.len(),
+                    report.tables.len(),
+                    report.manifests.len(),
+                    report.compactions.len(),
+                    report.checkpoints.len()
+                )
+            },
+        );
+        Ok(ExitCode::SUCCESS)
+    }
+
+    pub async fn compact(&self) -> Result<ExitCode, CliError> {
+        let compactor = self.builder().open_compactor().await?;
+        let done = compactor.submit(SubmitSpec::Everything).await;
+        let closed = compactor.close().await;
+        let summary = done?;
+        closed?;
+        match summary {
+            None => print(self.json, json!({ "compacted": false }), || "nothing to compact".into()),
+            Some(summary) => print(
+                self.json,
+                json!({
+                    "compacted": true,
+                    "id": summary.id.to_string(),
+                    "run": summary.destination,
+                    "tables": summary.tables_out,
+                    "rows_in": summary.rows_in,
+                    "rows_out": summary.rows_out,
+                    "bytes_in": summary.bytes_in,
+                    "bytes_out": summary.bytes_out,
+                }),
+                || {
+                    format!(
+                        "compacted into run {}: {} tables, {} rows in, {} rows out, {} bytes in, {} bytes out",
+                        summary.destination,
+                        summary.tables_out,
+                        summary.rows_in,
+                        summary.rows_out,
+                        summary.bytes_in,
+                        summary.bytes_out
+                    )
+                },
+            ),
+        }
         Ok(ExitCode::SUCCESS)
     }
 

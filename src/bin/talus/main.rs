@@ -81,6 +81,16 @@ enum DbCommand {
         #[command(subcommand)]
         command: commands::CheckpointCommand,
     },
+    /// Collects garbage: old WAL tables, unreferenced tables, old
+    /// manifest and compactions versions, expired checkpoints.
+    Gc {
+        #[command(subcommand)]
+        command: commands::GcCommand,
+    },
+    /// Compacts all of L0 and every sorted run into one run, as a
+    /// standalone compactor (it fences any running compactor, including
+    /// one embedded in a running database, which then stops compacting).
+    Compact,
 }
 
 /// A failure, and the exit code it gets.
@@ -160,6 +170,8 @@ fn main() -> ExitCode {
                     DbCommand::Manifest { command } => db.manifest(command).await,
                     DbCommand::Checkpoint { command } => db.checkpoint(command).await,
                     DbCommand::Compactions { command } => db.compactions(command).await,
+                    DbCommand::Gc { command } => db.gc(command).await,
+                    DbCommand::Compact => db.compact().await,
                 }
             }
         }
