@@ -92,6 +92,18 @@ pub struct CompactorStats {
     pub bytes_written: u64,
     pub rows_in: u64,
     pub rows_out: u64,
+    /// Time jobs spent running, summed over jobs (committed ones only).
+    pub job_micros: u64,
+}
+
+impl CompactorStats {
+    /// Input bytes per second of job time.
+    pub fn read_bytes_per_second(&self) -> f64 {
+        if self.job_micros == 0 {
+            return 0.0;
+        }
+        self.bytes_read as f64 * 1e6 / self.job_micros as f64
+    }
 }
 
 /// The live counters behind [`CompactorStats`].
@@ -103,10 +115,13 @@ pub struct CompactorCounters {
     bytes_written: AtomicU64,
     rows_in: AtomicU64,
     rows_out: AtomicU64,
+    job_micros: AtomicU64,
 }
 
 impl CompactorCounters {
-    fn finished(&self, output: &JobOutput) {
+    fn finished(&self, output: &JobOutput, took: std::time::Duration) {
+        let micros = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
+        self.job_micros.fetch_add(micros, Ordering::Relaxed);
         self.compactions.fetch_add(1, Ordering::Relaxed);
         self.bytes_read.fetch_add(output.bytes_in, Ordering::Relaxed);
         self.bytes_written.fetch_add(output.bytes_out, Ordering::Relaxed);
@@ -130,6 +145,7 @@ impl CompactorCounters {
             bytes_written: load(&self.bytes_written),
             rows_in: load(&self.rows_in),
             rows_out: load(&self.rows_out),
+            job_micros: load(&self.job_micros),
         }
     }
 }
@@ -142,8 +158,8 @@ pub struct CompactorActor {
     state: CompactorState,
     tables: TableStore,
     options: CompactorOptions,
-    /// Specs of the jobs running now.
-    running: HashMap<Ulid, CompactionSpec>,
+    /// Specs of the jobs running now, with when they started.
+    running: HashMap<Ulid, (CompactionSpec, std::time::Duration)>,
     waiters: HashMap<Ulid, Vec<SubmitReply>>,
     idle_waiters: Vec<Reply<Result<(), Error>>>,
     /// Full compactions asked for while others ran: they go next, once
@@ -308,7 +324,7 @@ impl CompactorActor {
             read_ahead_blocks: self.options.read_ahead_blocks,
         };
         self.state.start(id).await?;
-        self.running.insert(id, spec);
+        self.running.insert(id, (spec, ctx.now()));
         let tables = self.tables.clone();
         let addr = ctx.addr();
         let hooks = JobHooks {
@@ -328,8 +344,13 @@ impl CompactorActor {
     }
 
     /// Commits a finished job, or records its failure.
-    async fn finished(&mut self, id: Ulid, result: Result<JobOutput, Error>) -> Result<(), Error> {
-        let Some(spec) = self.running.remove(&id) else {
+    async fn finished(
+        &mut self,
+        id: Ulid,
+        result: Result<JobOutput, Error>,
+        now: std::time::Duration,
+    ) -> Result<(), Error> {
+        let Some((spec, started)) = self.running.remove(&id) else {
             return Ok(());
         };
         let output = match result {
@@ -366,7 +387,7 @@ impl CompactorActor {
         for table in &output.tables {
             self.tables.in_flight().remove(table.id);
         }
-        self.counters.finished(&output);
+        self.counters.finished(&output, now.saturating_sub(started));
         tracing::info!(
             %id,
             destination = spec.destination,
@@ -490,7 +511,7 @@ impl Actor for CompactorActor {
                 }
             }
             CompactorMsg::JobFinished { id, result } => {
-                self.finished(id, result).await?;
+                self.finished(id, result, ctx.now()).await?;
                 if self.stopped.is_some() {
                     return Ok(());
                 }
