@@ -19,6 +19,7 @@ use talusdb::manifest::CheckpointOptions;
 use talusdb::store::{ObjectStoreAdapter, Store};
 use talusdb::{Db, DbOptions, GcOptions, WriteOptions};
 
+use support::Gen;
 use support::audit::AuditStore;
 
 /// A wall clock decades ahead of every object's modification time: only
@@ -57,23 +58,6 @@ async fn open(store: &Arc<dyn Store>, runtime: &Runtime) -> Db {
         .open()
         .await
         .expect("open")
-}
-
-/// A tiny deterministic generator, the test's own.
-struct Gen(u64);
-
-impl Gen {
-    fn next(&mut self, bound: u64) -> u64 {
-        self.0 = self
-            .0
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        (self.0 >> 33) % bound
-    }
-
-    fn key(&mut self) -> Bytes {
-        Bytes::from(format!("key{:04}", self.next(300)))
-    }
 }
 
 /// Number and total size of the objects under `root`.

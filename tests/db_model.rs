@@ -14,30 +14,12 @@ use talusdb::actors::runtime::Sim;
 use talusdb::store::{ObjectStoreAdapter, Store};
 use talusdb::{Db, WriteBatch, WriteOptions};
 
-use support::{TempDir, on_smol};
+use support::{Gen, TempDir, on_smol};
 
 type Model = BTreeMap<Bytes, Bytes>;
 
 async fn open(store: &Arc<dyn Store>, runtime: &Runtime) -> Db {
     support::open_db("model", store, runtime).await
-}
-
-/// A tiny deterministic generator (the test's own, so the op sequence is
-/// fixed by the seed on every executor).
-struct Gen(u64);
-
-impl Gen {
-    fn next(&mut self, bound: u64) -> u64 {
-        self.0 = self
-            .0
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        (self.0 >> 33) % bound
-    }
-
-    fn key(&mut self) -> Bytes {
-        Bytes::from(format!("key{:04}", self.next(300)))
-    }
 }
 
 async fn check_scan(db: &Db, model: &Model, from: &Bytes, to: &Bytes, step: usize) {

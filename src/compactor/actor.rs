@@ -227,20 +227,21 @@ impl CompactorActor {
             return Err(error);
         }
         tracing::warn!(%error, "a newer compactor took over; this one stops");
+        self.stop(&error);
+        self.stopped = Some(error);
+        Ok(())
+    }
+
+    /// Cancels running jobs and answers every waiter with `error`.
+    fn stop(&mut self, error: &Error) {
         self.cancel.store(true, Ordering::Relaxed);
-        for (_, replies) in self.waiters.drain() {
-            for reply in replies {
-                reply.send(Err(error.clone()));
-            }
+        let submitted = self.waiters.drain().flat_map(|(_, replies)| replies);
+        for reply in submitted.chain(self.pending_everything.drain(..)) {
+            reply.send(Err(error.clone()));
         }
         for reply in self.idle_waiters.drain(..) {
             reply.send(Err(error.clone()));
         }
-        for reply in self.pending_everything.drain(..) {
-            reply.send(Err(error.clone()));
-        }
-        self.stopped = Some(error);
-        Ok(())
     }
 
     /// Answers idle waiters if nothing is submitted or running.
@@ -532,19 +533,8 @@ impl Actor for CompactorActor {
     }
 
     fn cleanup(&mut self, leftover: Vec<CompactorMsg>, result: &Result<(), ActorError<Error>>) {
-        self.cancel.store(true, Ordering::Relaxed);
         let error = Error::from_closed_result(result);
-        for (_, replies) in self.waiters.drain() {
-            for reply in replies {
-                reply.send(Err(error.clone()));
-            }
-        }
-        for reply in self.idle_waiters.drain(..) {
-            reply.send(Err(error.clone()));
-        }
-        for reply in self.pending_everything.drain(..) {
-            reply.send(Err(error.clone()));
-        }
+        self.stop(&error);
         for msg in leftover {
             match msg {
                 CompactorMsg::Submit { reply, .. } => reply.send(Err(error.clone())),

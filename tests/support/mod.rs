@@ -221,3 +221,22 @@ pub async fn flush_with_held_upload(
     gate.wait_held(held + 1).await;
     flush
 }
+
+/// A tiny deterministic generator (the tests' own, so an operation
+/// sequence is fixed by its seed on every executor).
+pub struct Gen(pub u64);
+
+impl Gen {
+    pub fn next(&mut self, bound: u64) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (self.0 >> 33) % bound
+    }
+
+    /// One of 300 keys, `key0000` to `key0299`.
+    pub fn key(&mut self) -> bytes::Bytes {
+        bytes::Bytes::from(format!("key{:04}", self.next(300)))
+    }
+}
