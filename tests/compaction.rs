@@ -22,9 +22,6 @@ use talusdb::{Db, DbOptions, GcOptions, WriteOptions};
 use support::Gen;
 use support::audit::AuditStore;
 
-/// A wall clock decades ahead of every object's modification time: only
-/// references, never ages, keep objects alive.
-const FAR_FUTURE_MS: u64 = 4_000_000_000_000;
 const MAX_L0: usize = 6;
 
 type Model = BTreeMap<Bytes, Bytes>;
@@ -126,7 +123,7 @@ async fn step(db: &Db, model: &mut Model, generator: &mut Gen, step: usize, runt
 
 #[test]
 fn sustained_writes_keep_l0_bounded_match_a_model_and_reclaim_space() {
-    let sim = Sim::with_wall_origin(7, FAR_FUTURE_MS);
+    let sim = Sim::with_wall_origin(7, support::FAR_FUTURE_MS);
     let runtime = sim.runtime();
     sim.block_on(async move {
         let memory: Arc<dyn Store> = Arc::new(ObjectStoreAdapter::in_memory());
@@ -181,7 +178,7 @@ fn the_collector_never_deletes_anything_referenced_over_many_seeds() {
         .and_then(|count| count.parse().ok())
         .unwrap_or(6);
     for seed in 1..=seeds {
-        let sim = Sim::with_wall_origin(seed, FAR_FUTURE_MS);
+        let sim = Sim::with_wall_origin(seed, support::FAR_FUTURE_MS);
         let runtime = sim.runtime();
         sim.block_on(async move {
             let memory: Arc<dyn Store> = Arc::new(ObjectStoreAdapter::in_memory());

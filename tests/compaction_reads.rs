@@ -14,7 +14,6 @@ use talusdb::actors::runtime::Sim;
 use talusdb::store::{ObjectStoreAdapter, Store};
 use talusdb::{Db, DbOptions, GcOptions, ScanOptions, WriteOptions};
 
-const FAR_FUTURE_MS: u64 = 4_000_000_000_000;
 const KEYS: usize = 800;
 
 fn key(n: usize) -> String {
@@ -23,7 +22,7 @@ fn key(n: usize) -> String {
 
 #[test]
 fn snapshots_and_running_scans_survive_compaction_and_collection() {
-    let sim = Sim::with_wall_origin(23, FAR_FUTURE_MS);
+    let sim = Sim::with_wall_origin(23, support::FAR_FUTURE_MS);
     let runtime = sim.runtime();
     sim.block_on(async move {
         let store: Arc<dyn Store> = Arc::new(ObjectStoreAdapter::in_memory());

@@ -17,7 +17,6 @@ use talusdb::manifest::{Manifest, VersionedOptions, VersionedStore};
 use talusdb::store::{GateStore, ObjectStoreAdapter, Op, Store, TableId, Ulid};
 use talusdb::{Db, DbBuilder, DbOptions, GcOptions, WriteOptions};
 
-const FAR_FUTURE_MS: u64 = 4_000_000_000_000;
 const KEYS: usize = 1500;
 
 fn builder(store: &Arc<dyn Store>, runtime: &Runtime) -> DbBuilder {
@@ -43,8 +42,7 @@ fn value(n: usize) -> Bytes {
 
 /// A database with several L0 tables and no compactor of its own.
 async fn fill(store: &Arc<dyn Store>, runtime: &Runtime) {
-    let mut options_off = builder(store, runtime);
-    options_off = options_off.options(DbOptions {
+    let without_compactor = builder(store, runtime).options(DbOptions {
         compactor: None,
         gc: None,
         memtable_bytes: 8 << 10,
@@ -53,7 +51,7 @@ async fn fill(store: &Arc<dyn Store>, runtime: &Runtime) {
         max_l0_tables: 100,
         ..DbOptions::default()
     });
-    let db = options_off.open().await.expect("open");
+    let db = without_compactor.open().await.expect("open");
     for n in 0..KEYS {
         let options = WriteOptions { await_durable: false };
         db.put_with_options(format!("key{n:05}"), value(n), options)
@@ -66,10 +64,13 @@ async fn fill(store: &Arc<dyn Store>, runtime: &Runtime) {
     db.close_with(true).await.expect("close");
 }
 
+fn manifests(store: &Arc<dyn Store>, runtime: &Runtime) -> VersionedStore<Manifest> {
+    VersionedStore::new(store.clone(), "db".into(), runtime.clone(), VersionedOptions::default())
+}
+
 async fn latest_manifest(store: &Arc<dyn Store>, runtime: &Runtime) -> Manifest {
-    let manifests =
-        VersionedStore::<Manifest>::new(store.clone(), "db".into(), runtime.clone(), VersionedOptions::default());
-    manifests.read_latest().await.expect("read").expect("a manifest").1
+    let latest = manifests(store, runtime).read_latest().await.expect("read");
+    latest.expect("a manifest").1
 }
 
 /// Every table the manifest lists exists, and every key reads back.
@@ -105,7 +106,7 @@ async fn present_tables(store: &Arc<dyn Store>) -> HashSet<Ulid> {
 /// Stops a compactor at a crash point (a store request that never
 /// returns), then starts another on the same store.
 fn stopped_mid_job_then_restarted(crash_point: &'static str, seed: u64) {
-    let sim = Sim::with_wall_origin(seed, FAR_FUTURE_MS);
+    let sim = Sim::with_wall_origin(seed, support::FAR_FUTURE_MS);
     let runtime = sim.runtime();
     sim.block_on(async move {
         let memory: Arc<dyn Store> = Arc::new(ObjectStoreAdapter::in_memory());
@@ -145,15 +146,10 @@ fn stopped_mid_job_then_restarted(crash_point: &'static str, seed: u64) {
         let manifest = latest_manifest(&store, &runtime).await;
         let mut referenced: HashSet<Ulid> = manifest.tables().map(|table| table.id).collect();
         for checkpoint in manifest.live_checkpoints(runtime.wall_ms()) {
-            let pinned = VersionedStore::<Manifest>::new(
-                store.clone(),
-                "db".into(),
-                runtime.clone(),
-                VersionedOptions::default(),
-            )
-            .read(checkpoint.manifest_id)
-            .await
-            .expect("pinned manifest");
+            let pinned = manifests(&store, &runtime)
+                .read(checkpoint.manifest_id)
+                .await
+                .expect("pinned manifest");
             referenced.extend(pinned.tables().map(|table| table.id));
         }
         let orphans: Vec<Ulid> = present_tables(&store)
@@ -178,7 +174,7 @@ fn a_compactor_stopped_before_its_commit_is_redone_and_its_outputs_collected() {
 
 #[test]
 fn an_older_compactor_is_fenced_and_never_commits_twice() {
-    let sim = Sim::with_wall_origin(43, FAR_FUTURE_MS);
+    let sim = Sim::with_wall_origin(43, support::FAR_FUTURE_MS);
     let runtime = sim.runtime();
     sim.block_on(async move {
         let gate = GateStore::new(Arc::new(ObjectStoreAdapter::in_memory()));

@@ -12,8 +12,6 @@ use talusdb::manifest::CheckpointOptions;
 use talusdb::store::{ObjectStoreAdapter, Store};
 use talusdb::{Db, DbOptions, GcOptions, WriteOptions};
 
-const FAR_FUTURE_MS: u64 = 4_000_000_000_000;
-
 async fn listing(store: &Arc<dyn Store>) -> Vec<Path> {
     store
         .list(&Path::from("db"))
@@ -26,7 +24,7 @@ async fn listing(store: &Arc<dyn Store>) -> Vec<Path> {
 
 #[test]
 fn a_dry_run_deletes_nothing_and_reports_what_a_real_run_deletes() {
-    let sim = Sim::with_wall_origin(5, FAR_FUTURE_MS);
+    let sim = Sim::with_wall_origin(5, support::FAR_FUTURE_MS);
     let runtime = sim.runtime();
     sim.block_on(async move {
         let store: Arc<dyn Store> = Arc::new(ObjectStoreAdapter::in_memory());

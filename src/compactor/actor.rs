@@ -24,7 +24,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use talus_actors::{Actor, ActorError, Context, Reply, Ticker};
+use talus_actors::{Actor, ActorError, Addr, Context, Mailbox, Reply, System, Ticker};
 
 use super::job::{self, JobHooks, JobInput, JobOutput};
 use super::options::CompactorOptions;
@@ -184,20 +184,28 @@ impl std::fmt::Debug for CompactorActor {
     }
 }
 
-/// How a compactor is put together (see [`CompactorActor::new`]).
+/// How a compactor is put together (see [`CompactorHandle::run`]).
 pub struct CompactorParts {
     pub state: CompactorState,
     pub tables: TableStore,
     pub options: CompactorOptions,
-    pub cancel: Arc<AtomicBool>,
-    pub counters: Arc<CompactorCounters>,
     pub on_commit: Option<OnCommit>,
     pub fenced_is_fatal: bool,
 }
 
-impl CompactorActor {
-    pub fn new(parts: CompactorParts) -> Self {
-        CompactorActor {
+/// A running compactor actor as its owner (a `Db` or a [`super::Compactor`])
+/// holds it: its address, the flag that cancels its jobs, its counters.
+pub(crate) struct CompactorHandle {
+    addr: Addr<CompactorMsg, Error>,
+    cancel: Arc<AtomicBool>,
+    counters: Arc<CompactorCounters>,
+}
+
+impl CompactorHandle {
+    /// Starts the actor on `mailbox` in `system` and has it look for work
+    /// at once rather than after the first poll interval.
+    pub(crate) fn run(system: &System<Error>, mailbox: Mailbox<CompactorMsg, Error>, parts: CompactorParts) -> Self {
+        let actor = CompactorActor {
             state: parts.state,
             tables: parts.tables,
             options: parts.options,
@@ -205,14 +213,42 @@ impl CompactorActor {
             waiters: HashMap::new(),
             idle_waiters: Vec::new(),
             pending_everything: Vec::new(),
-            cancel: parts.cancel,
-            counters: parts.counters,
+            cancel: Arc::default(),
+            counters: Arc::default(),
             on_commit: parts.on_commit,
             fenced_is_fatal: parts.fenced_is_fatal,
             stopped: None,
-        }
+        };
+        let handle = CompactorHandle {
+            addr: mailbox.addr(),
+            cancel: actor.cancel.clone(),
+            counters: actor.counters.clone(),
+        };
+        system.run(mailbox, actor);
+        let _ = handle.addr.try_send(CompactorMsg::Poll);
+        handle
     }
 
+    pub(crate) async fn submit(&self, spec: SubmitSpec) -> Result<Option<CompactionSummary>, Error> {
+        self.addr.ask(|reply| CompactorMsg::Submit { spec, reply }).await?
+    }
+
+    pub(crate) async fn await_idle(&self) -> Result<(), Error> {
+        self.addr.ask(|reply| CompactorMsg::AwaitIdle { reply }).await?
+    }
+
+    /// Makes running jobs stop at their next key (before a shutdown, which
+    /// would otherwise wait for them).
+    pub(crate) fn cancel_jobs(&self) {
+        self.cancel.store(true, Ordering::Relaxed);
+    }
+
+    pub(crate) fn stats(&self) -> CompactorStats {
+        self.counters.snapshot()
+    }
+}
+
+impl CompactorActor {
     fn answer(&mut self, id: Ulid, answer: &Result<Option<CompactionSummary>, Error>) {
         for reply in self.waiters.remove(&id).unwrap_or_default() {
             reply.send(answer.clone());

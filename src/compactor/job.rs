@@ -22,7 +22,7 @@ use crate::format::sst::TableKind;
 use crate::format::{Row, RowValue};
 use crate::manifest::TableHandle;
 use crate::read::LazyTable;
-use crate::read::merge::{RowSource, ScanBounds, merge_sources};
+use crate::read::merge::{Merge, RowSource, ScanBounds, merge_sources};
 use crate::store::{ScanOptions, TableStore};
 
 /// What a job reads and how it writes.
@@ -118,8 +118,9 @@ pub async fn run(tables: &TableStore, input: &JobInput, hooks: &JobHooks) -> Res
             fill_cache: false,
         },
     };
+    let mut merge = merge_sources(tables.clone(), bounds, sources);
     let mut writer = RunWriter::new(tables, input.target_table_bytes, hooks);
-    let result = merge_into(tables, input, hooks, sources, bounds, &mut writer, &mut output).await;
+    let result = merge_into(&mut merge, &mut writer, input, &mut output).await;
     if result.is_err() {
         // What a failed job wrote is garbage: let the collector have it.
         for table in &writer.written {
@@ -129,21 +130,18 @@ pub async fn run(tables: &TableStore, input: &JobInput, hooks: &JobHooks) -> Res
     result.map(|()| output)
 }
 
+/// Feeds every key's surviving versions from `merge` to `writer`.
 async fn merge_into(
-    tables: &TableStore,
-    input: &JobInput,
-    hooks: &JobHooks,
-    sources: Vec<RowSource>,
-    bounds: ScanBounds,
+    merge: &mut Merge,
     writer: &mut RunWriter<'_>,
+    input: &JobInput,
     output: &mut JobOutput,
 ) -> Result<(), Error> {
-    let mut merge = merge_sources(tables.clone(), bounds, sources);
     let mut versions: Vec<Row> = Vec::new();
     while let Some(row) = merge.next_version().await? {
         output.rows_in += 1;
         if versions.last().is_some_and(|last| last.key != row.key) {
-            if hooks.cancel.load(Ordering::Relaxed) {
+            if writer.hooks.cancel.load(Ordering::Relaxed) {
                 return Err(Error::new(
                     ErrorKind::Closed { cause: None },
                     "the compaction was cancelled",

@@ -18,12 +18,13 @@ pub mod options;
 pub mod scheduler;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use object_store::path::Path;
-use talus_actors::{Addr, Capacity, System};
+use talus_actors::{Capacity, System};
 
-pub use actor::{CompactionSummary, CompactorMsg, CompactorStats, SubmitSpec};
+pub use actor::{CompactionSummary, CompactorMsg, CompactorParts, CompactorStats, SubmitSpec};
+
+use actor::CompactorHandle;
 pub use job::{JobInput, JobOutput};
 pub use options::CompactorOptions;
 pub use scheduler::{SizeTiered, Strategy};
@@ -38,9 +39,7 @@ pub(crate) const COMPACTOR: &str = "compactor";
 /// A compactor running on its own.
 pub struct Compactor {
     system: System<Error>,
-    addr: Addr<CompactorMsg, Error>,
-    cancel: Arc<AtomicBool>,
-    counters: Arc<actor::CompactorCounters>,
+    handle: CompactorHandle,
 }
 
 impl std::fmt::Debug for Compactor {
@@ -60,40 +59,31 @@ impl Compactor {
         Db::builder(path, store).open_compactor().await
     }
 
-    pub(crate) fn start(system: System<Error>, parts: actor::CompactorParts) -> Compactor {
-        let cancel = parts.cancel.clone();
-        let counters = parts.counters.clone();
-        let (addr, mailbox) = system.mailbox(COMPACTOR, Capacity::Unbounded);
-        system.run(mailbox, actor::CompactorActor::new(parts));
-        // Look for work at once rather than after the first poll interval.
-        let _ = addr.try_send(CompactorMsg::Poll);
-        Compactor {
-            system,
-            addr,
-            cancel,
-            counters,
-        }
+    pub(crate) fn start(system: System<Error>, parts: CompactorParts) -> Compactor {
+        let (_, mailbox) = system.mailbox(COMPACTOR, Capacity::Unbounded);
+        let handle = CompactorHandle::run(&system, mailbox, parts);
+        Compactor { system, handle }
     }
 
     /// Runs a compaction now and waits until it is committed; `None` if
     /// there was nothing to compact.
     pub async fn submit(&self, spec: SubmitSpec) -> Result<Option<CompactionSummary>, Error> {
-        self.addr.ask(|reply| CompactorMsg::Submit { spec, reply }).await?
+        self.handle.submit(spec).await
     }
 
     /// Waits until no compaction is submitted or running (resumed ones
     /// included).
     pub async fn await_idle(&self) -> Result<(), Error> {
-        self.addr.ask(|reply| CompactorMsg::AwaitIdle { reply }).await?
+        self.handle.await_idle().await
     }
 
     pub fn stats(&self) -> CompactorStats {
-        self.counters.snapshot()
+        self.handle.stats()
     }
 
     /// Stops: running jobs are cancelled (the next compactor redoes them).
     pub async fn close(&self) -> Result<(), Error> {
-        self.cancel.store(true, Ordering::Relaxed);
+        self.handle.cancel_jobs();
         self.system.shutdown().await.map_err(Error::from)
     }
 

@@ -25,7 +25,7 @@ pub use stats::DbStats;
 use snapshots::{SnapshotPin, Snapshots};
 use stats::Counters;
 
-use crate::compactor::actor::{CompactorCounters, CompactorParts, OnCommit};
+use crate::compactor::actor::{CompactorHandle, CompactorParts, OnCommit};
 use crate::compactor::{COMPACTOR, CompactionSummary, Compactor, CompactorMsg, SubmitSpec};
 use crate::error::Error;
 use crate::flush::l0_writer::{L0Msg, L0Settings, L0Writer};
@@ -62,16 +62,9 @@ struct DbInner {
     counters: Arc<Counters>,
     tables: TableStore,
     snapshots: Arc<Snapshots>,
-    compactor: Option<EmbeddedCompactor>,
+    compactor: Option<CompactorHandle>,
     gc: Option<talus_actors::Addr<GcMsg, Error>>,
     collector: Collector,
-}
-
-/// The compactor running inside a `Db`.
-struct EmbeddedCompactor {
-    addr: talus_actors::Addr<CompactorMsg, Error>,
-    cancel: Arc<std::sync::atomic::AtomicBool>,
-    counters: Arc<CompactorCounters>,
 }
 
 impl std::fmt::Debug for DbInner {
@@ -190,8 +183,6 @@ impl DbBuilder {
                 state,
                 tables: prepared.tables,
                 options: prepared.options.compactor.unwrap_or_default(),
-                cancel: Arc::default(),
-                counters: Arc::default(),
                 on_commit: None,
                 fenced_is_fatal: true,
             },
@@ -238,8 +229,8 @@ impl DbBuilder {
         counters.set_unflushed(recovered.memtable.size());
         counters.set_l0_tables(manifest.current().l0.len());
         let snapshots = Arc::new(Snapshots::default());
-        let compactor_state = match &options.compactor {
-            Some(_) => Some(CompactorState::open(manifests, compactions).await?),
+        let compactor_state = match options.compactor.clone() {
+            Some(compactor_options) => Some((CompactorState::open(manifests, compactions).await?, compactor_options)),
             None => None,
         };
 
@@ -247,7 +238,9 @@ impl DbBuilder {
         let (wal, wal_box) = system.mailbox::<WalMsg>(WAL_WRITER, Capacity::Bounded(1024));
         let (l0, l0_box) = system.mailbox::<L0Msg>(L0_WRITER, Capacity::Unbounded);
         let (uploader, uploader_box) = system.mailbox(UPLOADER, Capacity::Unbounded);
-        let (compactor, compactor_box) = system.mailbox::<CompactorMsg>(COMPACTOR, Capacity::Unbounded);
+        let compactor_box = compactor_state
+            .as_ref()
+            .map(|_| system.mailbox::<CompactorMsg>(COMPACTOR, Capacity::Unbounded).1);
         let writer = WalWriter::new(
             tables.clone(),
             view.clone(),
@@ -266,8 +259,8 @@ impl DbBuilder {
             uploader_box,
             (0..options.l0_upload_parallelism).map(|_| Uploader::new(tables.clone(), l0.clone())),
         );
-        let wake_compactor: Option<OnCommit> = compactor_state.as_ref().map(|_| {
-            let compactor = compactor.clone();
+        let wake_compactor: Option<OnCommit> = compactor_box.as_ref().map(|mailbox| {
+            let compactor = mailbox.addr();
             Arc::new(move || {
                 let _ = compactor.try_send(CompactorMsg::Poll);
             }) as OnCommit
@@ -288,33 +281,21 @@ impl DbBuilder {
                 },
             ),
         );
-        let embedded = match (compactor_state, &options.compactor) {
-            (Some(state), Some(compactor_options)) => {
+        let compactor = compactor_state
+            .zip(compactor_box)
+            .map(|((state, compactor_options), mailbox)| {
+                let l0 = l0.clone();
                 let parts = CompactorParts {
                     state,
                     tables: tables.clone(),
-                    options: compactor_options.clone(),
-                    cancel: Arc::default(),
-                    counters: Arc::default(),
-                    on_commit: Some({
-                        let l0 = l0.clone();
-                        Arc::new(move || {
-                            let _ = l0.try_send(L0Msg::Poll);
-                        })
-                    }),
+                    options: compactor_options,
+                    on_commit: Some(Arc::new(move || {
+                        let _ = l0.try_send(L0Msg::Poll);
+                    })),
                     fenced_is_fatal: false,
                 };
-                let embedded = EmbeddedCompactor {
-                    addr: compactor.clone(),
-                    cancel: parts.cancel.clone(),
-                    counters: parts.counters.clone(),
-                };
-                system.run(compactor_box, crate::compactor::actor::CompactorActor::new(parts));
-                let _ = compactor.try_send(CompactorMsg::Poll);
-                Some(embedded)
-            }
-            _ => None,
-        };
+                CompactorHandle::run(&system, mailbox, parts)
+            });
         let gc = options.gc.as_ref().map(|_| {
             let (gc, gc_box) = system.mailbox::<GcMsg>(GC, Capacity::Unbounded);
             system.run(gc_box, GcActor::new(collector.clone()));
@@ -330,7 +311,7 @@ impl DbBuilder {
                 counters,
                 tables,
                 snapshots,
-                compactor: embedded,
+                compactor,
                 gc,
                 collector,
             }),
@@ -543,13 +524,7 @@ impl Db {
         let Some(compactor) = &self.inner.compactor else {
             return Err(Error::invalid("the embedded compactor is off (DbOptions::compactor)"));
         };
-        compactor
-            .addr
-            .ask(|reply| CompactorMsg::Submit {
-                spec: SubmitSpec::Everything,
-                reply,
-            })
-            .await?
+        compactor.submit(SubmitSpec::Everything).await
     }
 
     /// Collects garbage of every class now (see [`crate::gc`]); a dry run
@@ -609,7 +584,7 @@ impl Db {
             self.flush().await?;
         }
         if let Some(compactor) = &self.inner.compactor {
-            compactor.cancel.store(true, std::sync::atomic::Ordering::Relaxed);
+            compactor.cancel_jobs();
         }
         self.inner
             .system
@@ -629,7 +604,7 @@ impl Db {
     pub fn stats(&self) -> DbStats {
         let mut stats = self.inner.counters.snapshot();
         if let Some(compactor) = &self.inner.compactor {
-            stats.compactor = compactor.counters.snapshot();
+            stats.compactor = compactor.stats();
         }
         stats
     }

@@ -78,24 +78,16 @@ impl Collector {
         Ok(report)
     }
 
-    /// Reads the manifests of `manifest`'s live checkpoints (other than
-    /// `manifest_id` itself and those in `known`). `false` if one is missing.
-    async fn read_pinned(
-        &self,
-        manifest: &Manifest,
-        manifest_id: u64,
-        now_ms: u64,
-        known: &mut HashSet<u64>,
-        into: &mut Vec<Manifest>,
-    ) -> Result<bool, Error> {
+    /// Adds to `held` the manifest versions in `pinned` it lacks. `false`
+    /// if one is missing.
+    async fn read_pinned(&self, pinned: &HashSet<u64>, held: &mut Vec<(u64, Manifest)>) -> Result<bool, Error> {
         let mut complete = true;
-        for checkpoint in manifest.live_checkpoints(now_ms) {
-            let id = checkpoint.manifest_id;
-            if !known.insert(id) || id == manifest_id {
+        for id in pinned {
+            if held.iter().any(|(known, _)| known == id) {
                 continue;
             }
-            match self.manifests.read(id).await {
-                Ok(version) => into.push(version),
+            match self.manifests.read(*id).await {
+                Ok(version) => held.push((*id, version)),
                 Err(ManifestError::Store(StoreError::NotFound { path })) => {
                     tracing::warn!(%path, "a live checkpoint's manifest is missing; keeping every table this run");
                     complete = false;
@@ -108,10 +100,11 @@ impl Collector {
 
     /// What a collection of `classes` would delete now.
     ///
-    /// Two reads of the metadata bracket the listings: the first (the
-    /// compactions file, then the manifest) decides what is old; the second
-    /// (this process's in-flight tables, then the manifest again) catches
-    /// tables that became referenced while we listed.
+    /// For WAL tables and sorted tables two reads of the metadata bracket
+    /// the listings: the first (the compactions file, then the manifest)
+    /// decides what is old; the second (this process's in-flight tables,
+    /// then the manifest again) catches tables that became referenced while
+    /// we listed.
     pub async fn plan(&self, classes: &[Class]) -> Result<GcReport, Error> {
         let mut report = GcReport::default();
         let view = read_view(&self.manifests, &self.compactions).await?;
@@ -120,60 +113,54 @@ impl Collector {
         };
         let now_ms = self.manifests.runtime().wall_ms();
         let old_enough = |modified_ms: u64, min_age: Duration| modified_ms.saturating_add(millis(min_age)) <= now_ms;
+        let mut pinned_ids: HashSet<u64> = manifest
+            .live_checkpoints(now_ms)
+            .map(|checkpoint| checkpoint.manifest_id)
+            .collect();
 
-        let wal = if classes.contains(&Class::Wal) {
-            self.tables.list_wal().await?
-        } else {
-            Vec::new()
-        };
-        let sorted = if classes.contains(&Class::Tables) {
-            self.tables.list_sorted().await?
-        } else {
-            Vec::new()
-        };
-        let in_flight = self.tables.in_flight().snapshot();
-        let mut versions = vec![manifest.clone()];
-        let mut pinned_ids: HashSet<u64> = HashSet::new();
-        let mut complete = self
-            .read_pinned(&manifest, manifest_id, now_ms, &mut pinned_ids, &mut versions)
-            .await?;
-        if let Some((latest_id, latest)) = self.manifests.read_latest().await?
-            && latest_id != manifest_id
-        {
-            complete &= self
-                .read_pinned(&latest, latest_id, now_ms, &mut pinned_ids, &mut versions)
-                .await?;
-            versions.push(latest);
-        }
-
-        if complete {
-            let floor = versions
-                .iter()
-                .map(|version| version.replay_after_wal_id)
-                .min()
-                .unwrap_or(0);
-            for (id, info) in wal {
-                if id <= floor && old_enough(info.modified_ms, self.options.wal.min_age) {
-                    report.wal.push(id);
-                }
+        let (wal_class, tables_class) = (classes.contains(&Class::Wal), classes.contains(&Class::Tables));
+        if wal_class || tables_class {
+            let wal = if wal_class {
+                self.tables.list_wal().await?
+            } else {
+                Vec::new()
+            };
+            let sorted = if tables_class {
+                self.tables.list_sorted().await?
+            } else {
+                Vec::new()
+            };
+            let in_flight = self.tables.in_flight().snapshot();
+            let mut held = vec![(manifest_id, manifest.clone())];
+            if let Some((latest_id, latest)) = self.manifests.read_latest().await?
+                && latest_id != manifest_id
+            {
+                pinned_ids.extend(latest.live_checkpoints(now_ms).map(|checkpoint| checkpoint.manifest_id));
+                held.push((latest_id, latest));
             }
-            let mut referenced: HashSet<Ulid> = versions
-                .iter()
-                .flat_map(|version| version.tables())
-                .map(|t| t.id)
-                .collect();
-            referenced.extend(in_flight);
-            if let Some((_, compactions)) = &view.compactions {
-                for entry in compactions.active() {
-                    referenced.extend(entry.outputs.iter().map(|table| table.id));
+            if self.read_pinned(&pinned_ids, &mut held).await? {
+                let versions = || held.iter().map(|(_, version)| version);
+                let floor = versions().map(|version| version.replay_after_wal_id).min().unwrap_or(0);
+                for (id, info) in wal {
+                    if id <= floor && old_enough(info.modified_ms, self.options.wal.min_age) {
+                        report.wal.push(id);
+                    }
                 }
-            }
-            for (id, info) in sorted {
-                if let TableId::Compacted(ulid) = id
-                    && !referenced.contains(&ulid)
-                    && old_enough(info.modified_ms, self.options.tables.min_age)
-                {
-                    report.tables.push(ulid);
+                let mut referenced: HashSet<Ulid> =
+                    versions().flat_map(|version| version.tables()).map(|t| t.id).collect();
+                referenced.extend(in_flight);
+                if let Some((_, compactions)) = &view.compactions {
+                    for entry in compactions.active() {
+                        referenced.extend(entry.outputs.iter().map(|table| table.id));
+                    }
+                }
+                for (id, info) in sorted {
+                    if let TableId::Compacted(ulid) = id
+                        && !referenced.contains(&ulid)
+                        && old_enough(info.modified_ms, self.options.tables.min_age)
+                    {
+                        report.tables.push(ulid);
+                    }
                 }
             }
         }

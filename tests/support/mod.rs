@@ -14,6 +14,11 @@ use talusdb::actors::Runtime;
 use talusdb::store::{ObjectStoreAdapter, Store};
 use talusdb::{Db, DbOptions};
 
+/// A wall clock for `Sim::with_wall_origin` decades ahead of every
+/// object's modification time: only references, never ages, keep objects
+/// alive from the garbage collector.
+pub const FAR_FUTURE_MS: u64 = 4_000_000_000_000;
+
 /// A directory under the system's temp dir, removed on drop.
 pub struct TempDir(PathBuf);
 
