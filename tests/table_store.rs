@@ -339,11 +339,11 @@ fn writes_give_up_after_their_attempts_with_an_error_naming_the_object() {
             .expect_err("the store is down");
         assert!(error.is_retryable());
         assert_eq!(error.path().as_ref(), "db/wal/00000000000000000001.sst");
-        assert_eq!(faulty.injected(), 4, "put_attempts");
+        assert_eq!(faulty.injected(), 10, "put_attempts");
         assert_eq!(
             runtime.now() - started,
-            Duration::from_millis(50 + 100 + 200),
-            "doubling backoff"
+            Duration::from_millis(50 + 100 + 200 + 400 + 800 + 1600 + 3 * 2000),
+            "doubling backoff, at most 2 s"
         );
         faulty.heal();
         tables.write_wal(1, &wal_rows(1, 1)).await.expect("works again");

@@ -15,7 +15,7 @@ use arc_swap::ArcSwap;
 use bytes::Bytes;
 use futures::Stream;
 use object_store::path::Path;
-use talus_actors::{Capacity, Runtime, System};
+use talus_actors::{Capacity, Recorder, Runtime, System};
 
 pub use batch::WriteBatch;
 pub use options::{DbOptions, Durability, ReadOptions, ScanOptions, WriteOptions};
@@ -106,6 +106,7 @@ pub struct DbBuilder {
     runtime: Option<Runtime>,
     seed: Option<u64>,
     options: DbOptions,
+    recorder: Option<Recorder>,
 }
 
 impl DbBuilder {
@@ -124,6 +125,14 @@ impl DbBuilder {
 
     pub fn options(mut self, options: DbOptions) -> Self {
         self.options = options;
+        self
+    }
+
+    /// Records every message the database's actors handle into `recorder`
+    /// (see [`talus_actors::Recorder`]). Under the `sim` executor the trace
+    /// is a function of the seed, which is what a replay test compares.
+    pub fn recorder(mut self, recorder: Recorder) -> Self {
+        self.recorder = Some(recorder);
         self
     }
 
@@ -201,6 +210,7 @@ impl DbBuilder {
     /// Opens (or creates) the database: fences older writers and replays
     /// the WAL.
     pub async fn open(self) -> Result<Db, Error> {
+        let recorder = self.recorder.clone();
         let prepared = self.prepare()?;
         let collector = prepared.collector(prepared.options.gc.clone().unwrap_or_default());
         let Prepared {
@@ -211,8 +221,17 @@ impl DbBuilder {
             manifests,
             compactions,
         } = prepared;
-        let manifest = Fenced::open(manifests.clone(), Role::Writer, IfMissing::Create).await?;
+        let mut manifest = Fenced::open(manifests.clone(), Role::Writer, IfMissing::Create).await?;
         let recovered = recover(&tables, manifest.current()).await?;
+        if let Some(through) = recovered.skip_through {
+            manifest
+                .update(|manifest, _| {
+                    manifest.replay_after_wal_id = manifest.replay_after_wal_id.max(through);
+                    manifest.next_wal_id = manifest.next_wal_id.max(recovered.next_wal_id);
+                    Ok(())
+                })
+                .await?;
+        }
         tracing::info!(
             root = %root,
             epoch = manifest.epoch(),
@@ -234,7 +253,10 @@ impl DbBuilder {
             None => None,
         };
 
-        let system = System::new(runtime.clone());
+        let system = match recorder {
+            Some(recorder) => System::new(runtime.clone()).recording(recorder),
+            None => System::new(runtime.clone()),
+        };
         let (wal, wal_box) = system.mailbox::<WalMsg>(WAL_WRITER, Capacity::Bounded(1024));
         let (l0, l0_box) = system.mailbox::<L0Msg>(L0_WRITER, Capacity::Unbounded);
         let (uploader, uploader_box) = system.mailbox(UPLOADER, Capacity::Unbounded);
@@ -399,6 +421,7 @@ impl Db {
             runtime: None,
             seed: None,
             options: DbOptions::default(),
+            recorder: None,
         }
     }
 

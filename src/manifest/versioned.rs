@@ -17,6 +17,7 @@
 //! old ones), and only the latest is ever read as current.
 
 use std::fmt;
+use std::future::Future;
 use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::Duration;
@@ -31,6 +32,9 @@ use crate::format::codec::{Cursor, put_u32, put_u128, seal, unseal};
 pub use crate::store::Created;
 use crate::store::paths::{child, parse_padded_id};
 use crate::store::{ByteRange, ObjectInfo, Store, StoreError, Ulid, create_once};
+
+/// The longest pause between two attempts of a metadata read.
+const MAX_READ_BACKOFF: Duration = Duration::from_secs(1);
 
 /// The envelope format version this build writes and reads.
 pub const ENVELOPE_VERSION: u32 = 1;
@@ -176,7 +180,8 @@ impl<P: Versioned> VersionedStore<P> {
 
     /// The versions present, ascending by id, with size and age.
     pub async fn list(&self) -> Result<Vec<(u64, ObjectInfo)>, ManifestError> {
-        let objects = self.store.list(&child(&self.root, P::DIR)).await?;
+        let dir = child(&self.root, P::DIR);
+        let objects = self.retrying(|| self.store.list(&dir)).await?;
         let mut versions: Vec<(u64, ObjectInfo)> = objects
             .into_iter()
             .filter_map(|info| self.parse_id(&info.path).map(|id| (id, info)))
@@ -188,7 +193,7 @@ impl<P: Versioned> VersionedStore<P> {
     /// Version `id`.
     pub async fn read(&self, id: u64) -> Result<P, ManifestError> {
         let path = self.path(id);
-        let fetched = self.store.get(&path, ByteRange::All).await?;
+        let fetched = self.retrying(|| self.store.get(&path, ByteRange::All)).await?;
         decode_envelope(&fetched.bytes).map_err(|error| StoreError::format(&path, error).into())
     }
 
@@ -235,6 +240,28 @@ impl<P: Versioned> VersionedStore<P> {
             }
             tracing::debug!(%path, %error, "retrying a metadata write");
             self.pause().await;
+        }
+    }
+
+    /// Runs a read again after each retryable error, with growing random
+    /// pauses, for up to `update_timeout`; then returns the last error. A
+    /// store that fails now and then does not fail the reader.
+    async fn retrying<T, Fut>(&self, mut request: impl FnMut() -> Fut) -> Result<T, StoreError>
+    where
+        Fut: Future<Output = Result<T, StoreError>>,
+    {
+        let deadline = self.runtime.now() + self.options.update_timeout;
+        let mut backoff = self.options.retry_backoff;
+        loop {
+            match request().await {
+                Err(error) if error.is_retryable() && self.runtime.now() < deadline => {
+                    tracing::debug!(%error, "retrying a metadata read");
+                    let pause = self.runtime.random_duration(backoff);
+                    self.runtime.sleep(pause).await;
+                    backoff = (backoff * 2).min(MAX_READ_BACKOFF);
+                }
+                result => return result,
+            }
         }
     }
 

@@ -50,9 +50,11 @@ pub struct TableStoreOptions {
     /// Size of each multipart part but the last (default 8 MiB; S3's
     /// minimum is 5 MiB).
     pub multipart_part_bytes: usize,
-    /// Attempts per write before a retryable error is returned (default 4).
+    /// Attempts per write before a retryable error is returned (default 10:
+    /// about 9 s of retrying, so a store hiccup does not close a database).
     pub put_attempts: u32,
-    /// Wait before the first retry, doubled for each further one (default 50 ms).
+    /// Wait before the first retry, doubled for each further one up to
+    /// 2 s (default 50 ms).
     pub retry_backoff: Duration,
     /// Capacity of the block cache (default 64 MiB).
     pub block_cache_bytes: u64,
@@ -68,13 +70,16 @@ impl Default for TableStoreOptions {
             read_ahead_blocks: 8,
             multipart_threshold_bytes: 32 << 20,
             multipart_part_bytes: 8 << 20,
-            put_attempts: 4,
+            put_attempts: 10,
             retry_backoff: Duration::from_millis(50),
             block_cache_bytes: DEFAULT_BLOCK_CACHE_BYTES,
             meta_cache_bytes: DEFAULT_META_CACHE_BYTES,
         }
     }
 }
+
+/// The longest wait between two attempts of a table upload.
+const MAX_RETRY_BACKOFF: Duration = Duration::from_secs(2);
 
 /// A table just written: where it is, how big, what it holds.
 #[derive(Clone, Debug)]
@@ -212,7 +217,7 @@ impl TableStore {
                 Err(error) if error.is_retryable() && attempt < options.put_attempts => {
                     tracing::debug!(%path, attempt, %error, "retrying table upload");
                     self.inner.runtime.sleep(backoff).await;
-                    backoff = backoff.saturating_mul(2);
+                    backoff = backoff.saturating_mul(2).min(MAX_RETRY_BACKOFF);
                     attempt += 1;
                 }
                 Err(error) => return Err(error),

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use crate::error::{Error, ErrorKind};
+use crate::format::Row;
 use crate::manifest::Manifest;
 use crate::mem::Memtable;
 use crate::store::{StoreError, TableStore};
@@ -23,6 +24,10 @@ pub struct Recovered {
     pub next_wal_id: u64,
     /// WAL tables replayed.
     pub replayed: usize,
+    /// Set after a gap: every WAL id up to this one is replayed (its rows
+    /// are in the fencing table) and must be recorded as such in the
+    /// manifest (`replay_after_wal_id`) before any write is accepted.
+    pub skip_through: Option<u64>,
 }
 
 /// Rows of the WAL tables the manifest does not cover yet.
@@ -67,24 +72,59 @@ pub async fn replay(tables: &TableStore, manifest: &Manifest) -> Result<Replayed
     })
 }
 
-/// Replays (see [`replay`]), then fences older writers with an empty WAL
-/// table at the next free id; if another writer took that id meanwhile,
-/// replays again.
+/// Replays (see [`replay`]), then fences older writers with a WAL table at
+/// the next free id; if another writer took an id meanwhile, replays again.
+///
+/// A crash with several WAL uploads in flight can leave a gap followed by
+/// tables nobody acknowledged (`46, 48` with `47` lost). Replay stops at the
+/// gap, so this writer's own tables, numbered after `48`, would be skipped
+/// by every later replay. When that happens, the missing ids are filled
+/// with empty tables (an old writer still uploading one is fenced there
+/// instead of acknowledging it), the replayed rows are written again into
+/// the fencing table, and [`Recovered::skip_through`] asks the opener to
+/// record in the manifest that everything before the fence is replayed.
 pub async fn recover(tables: &TableStore, manifest: &Manifest) -> Result<Recovered, Error> {
-    for _ in 0..FENCE_ATTEMPTS {
+    'attempt: for _ in 0..FENCE_ATTEMPTS {
         let replayed = replay(tables, manifest).await?;
-        let fence = replayed
+        let end = manifest.replay_after_wal_id + replayed.replayed as u64;
+        let highest = replayed
             .highest_wal_id
             .max(manifest.next_wal_id.saturating_sub(1))
-            .max(manifest.replay_after_wal_id)
-            + 1;
-        match tables.write_wal(fence, []).await {
+            .max(manifest.replay_after_wal_id);
+        let fence = highest + 1;
+        let gap = highest > end;
+        if gap {
+            let present = tables.list_wal_ids().await?;
+            for id in (end + 1..=highest).filter(|id| present.binary_search(id).is_err()) {
+                match tables.write_wal(id, []).await {
+                    Ok(_) => {}
+                    Err(StoreError::Fenced { path }) => {
+                        tracing::info!(%path, "a writer filled a WAL gap meanwhile; replaying again");
+                        continue 'attempt;
+                    }
+                    Err(error) => return Err(error.into()),
+                }
+            }
+            tracing::warn!(
+                replayed_through = end,
+                fence,
+                "WAL gap after a crash: replayed rows move to the fence"
+            );
+        }
+        let mut rows: Vec<Row> = if gap {
+            replayed.memtable.iter().collect()
+        } else {
+            Vec::new()
+        };
+        rows.sort_by_key(|row| row.seq);
+        match tables.write_wal(fence, &rows).await {
             Ok(_) => {
                 return Ok(Recovered {
                     memtable: Arc::new(replayed.memtable),
                     last_seq: replayed.last_seq,
                     next_wal_id: fence + 1,
                     replayed: replayed.replayed,
+                    skip_through: gap.then_some(highest),
                 });
             }
             Err(StoreError::Fenced { path }) => {

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 pub mod audit;
+pub mod sim_world;
 
 use talusdb::actors::Runtime;
 use talusdb::store::{ObjectStoreAdapter, Store};

@@ -1,0 +1,897 @@
+//! The whole database under the deterministic `sim` executor: every actor
+//! (WAL writer, uploaders, L0 writer, compactor, garbage collector) against
+//! an in-memory store with seeded latency, request errors and process
+//! crashes, driven by several concurrent clients, with the invariants of
+//! `docs/testing.md` checked as it runs.
+//!
+//! - `TALUS_SIM_SEED=<n>` runs seed `n` alone (and prints its trace if it
+//!   fails);
+//! - `TALUS_SIM_SEEDS=<count>` runs seeds `1..=count` (default 200).
+//!
+//! A failing seed's whole trace is written to a file (its path is printed
+//! with the trace's last lines).
+
+mod support;
+
+use std::collections::{BTreeMap, HashMap};
+use std::pin::pin;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::StreamExt;
+use futures::future::{Either, select};
+use talusdb::actors::runtime::{JoinHandle, Sim};
+use talusdb::actors::{Recorder, Runtime};
+use talusdb::compactor::{CompactorOptions, SizeTiered};
+use talusdb::manifest::CheckpointOptions;
+use talusdb::store::Store;
+use talusdb::{Db, DbOptions, Error, GcOptions, Snapshot, WriteBatch, WriteOptions};
+
+use support::Gen;
+use support::sim_world::{Faults, ProcessStore, ROOT, World};
+
+const CLIENTS: usize = 4;
+const KEYS_PER_CLIENT: u64 = 40;
+/// Operations each client issues over a whole run (split between the
+/// processes it lives through).
+const OPS_PER_CLIENT: u64 = 160;
+
+fn options() -> DbOptions {
+    DbOptions {
+        memtable_bytes: 4 << 10,
+        wal_buffer_bytes: 1 << 10,
+        max_unflushed_bytes: 32 << 10,
+        max_l0_tables: 6,
+        compactor: Some(CompactorOptions {
+            poll_interval: Duration::from_secs(1),
+            max_concurrent_jobs: 2,
+            target_table_bytes: 16 << 10,
+            read_ahead_blocks: 4,
+            strategy: Arc::new(SizeTiered {
+                l0_trigger: 3,
+                min_merge_runs: 3,
+                ..SizeTiered::default()
+            }),
+        }),
+        // No minimum age and a clock far ahead: only references keep an
+        // object, so every protection the collector has is exercised.
+        gc: Some(GcOptions::uniform(Duration::from_secs(2), Duration::ZERO)),
+        ..DbOptions::default()
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+// ---------------------------------------------------------------- model
+
+/// The history of one key. Only its owner writes it, one operation at a
+/// time, so its writes are totally ordered by issue. Every value is unique:
+/// `key=index=padding`.
+#[derive(Debug)]
+struct KeyHistory {
+    owner: usize,
+    /// Index 0 is the initial absence; index i ≥ 1 is the i-th write
+    /// issued (`None` for a delete).
+    ops: Vec<Option<Bytes>>,
+    /// Writes lost in a crash: they may never be read again.
+    lost: Vec<bool>,
+    /// The last write acknowledged in the current process.
+    acked: usize,
+    /// The last write known durable (acknowledged durable, flushed, or read
+    /// back after a recovery).
+    durable: usize,
+    /// A later write than `acked` was issued and not acknowledged.
+    pending: bool,
+}
+
+impl KeyHistory {
+    fn issue(&mut self, value: Option<Bytes>) -> usize {
+        self.ops.push(value);
+        self.lost.push(false);
+        self.pending = true;
+        self.ops.len() - 1
+    }
+
+    fn ack(&mut self, index: usize, durable: bool) {
+        self.acked = self.acked.max(index);
+        if durable {
+            self.durable = self.durable.max(index);
+        }
+        self.pending = index < self.ops.len() - 1;
+    }
+}
+
+/// What every client knows, shared; never locked across an await.
+struct Model {
+    keys: BTreeMap<Bytes, KeyHistory>,
+    /// Per client: the write index of each key it last read (in this
+    /// process; reset at each recovery).
+    seen: Vec<HashMap<Bytes, usize>>,
+    violations: Vec<String>,
+    counts: BTreeMap<&'static str, u64>,
+}
+
+fn key_of(client: usize, n: u64) -> Bytes {
+    Bytes::from(format!("c{client}-k{n:03}"))
+}
+
+impl Model {
+    fn new() -> Model {
+        let mut keys = BTreeMap::new();
+        for client in 0..CLIENTS {
+            for n in 0..KEYS_PER_CLIENT {
+                keys.insert(
+                    key_of(client, n),
+                    KeyHistory {
+                        owner: client,
+                        ops: vec![None],
+                        lost: vec![false],
+                        acked: 0,
+                        durable: 0,
+                        pending: false,
+                    },
+                );
+            }
+        }
+        Model {
+            keys,
+            seen: vec![HashMap::new(); CLIENTS],
+            violations: Vec::new(),
+            counts: BTreeMap::new(),
+        }
+    }
+
+    fn count(&mut self, what: &'static str) {
+        *self.counts.entry(what).or_default() += 1;
+    }
+
+    fn violation(&mut self, message: String) {
+        self.violations.push(message);
+    }
+
+    fn history(&mut self, key: &Bytes) -> &mut KeyHistory {
+        self.keys.get_mut(key).expect("a key of the model")
+    }
+
+    /// Registers a write before it is issued: its value may be read from
+    /// now on.
+    fn issue_put(&mut self, key: &Bytes, padding: usize) -> (usize, Bytes) {
+        let history = self.history(key);
+        let index = history.ops.len();
+        let value = Bytes::from(format!(
+            "{}={index}={}",
+            String::from_utf8_lossy(key),
+            "x".repeat(padding)
+        ));
+        history.issue(Some(value.clone()));
+        (index, value)
+    }
+
+    fn issue_delete(&mut self, key: &Bytes) -> usize {
+        self.history(key).issue(None)
+    }
+
+    /// Everything `client` had acknowledged is durable now (a flush, a
+    /// memtable flush or a checkpoint succeeded).
+    fn all_durable(&mut self, client: usize) {
+        for history in self.keys.values_mut().filter(|history| history.owner == client) {
+            history.durable = history.durable.max(history.acked);
+        }
+    }
+
+    /// The oldest write a read of `key` by `client` starting now may
+    /// return: its own last read and every acknowledged write.
+    fn floor(&self, client: usize, key: &Bytes) -> usize {
+        let acked = self.keys[key].acked;
+        self.seen[client].get(key).copied().unwrap_or(0).max(acked)
+    }
+
+    /// The write index of `got` as a read of `key`, if it is a value that
+    /// was written and not lost, at or after `floor`.
+    fn place(&self, key: &Bytes, got: Option<&Bytes>, floor: usize) -> Result<usize, String> {
+        let history = &self.keys[key];
+        match got {
+            Some(value) => {
+                let text = String::from_utf8_lossy(value);
+                let mut parts = text.splitn(3, '=');
+                let (owner_key, index) = (parts.next(), parts.next().and_then(|n| n.parse::<usize>().ok()));
+                let index = match (owner_key, index) {
+                    (Some(owner_key), Some(index)) if owner_key.as_bytes() == &key[..] => index,
+                    _ => return Err(format!("{key:?} read {text:?}, a value never written to it")),
+                };
+                if history.ops.get(index).and_then(Option::as_ref) != Some(value) {
+                    return Err(format!("{key:?} read {text:?}, a value never written to it"));
+                }
+                if history.lost[index] {
+                    return Err(format!("{key:?} read write {index}, lost in an earlier crash"));
+                }
+                if index < floor {
+                    return Err(format!(
+                        "{key:?} went backwards: read write {index}, expected write {floor} or later"
+                    ));
+                }
+                Ok(index)
+            }
+            None => (floor..history.ops.len())
+                .find(|&index| history.ops[index].is_none() && !history.lost[index])
+                .ok_or_else(|| {
+                    format!(
+                        "{key:?} read nothing, but write {floor} or later was expected and none of them is a delete"
+                    )
+                }),
+        }
+    }
+
+    /// Checks a read `client` started with `floor` and remembers it.
+    fn observe(&mut self, client: usize, key: &Bytes, got: Option<&Bytes>, floor: usize, what: &str) {
+        match self.place(key, got, floor) {
+            Ok(index) => {
+                let history = &self.keys[key];
+                if history.owner == client && !history.pending && index != history.acked {
+                    let message = format!(
+                        "client {client} {what}: its own {key:?} read write {index}, but write {} was its last",
+                        history.acked
+                    );
+                    self.violation(message);
+                }
+                self.seen[client].insert(key.clone(), index);
+            }
+            Err(message) => self.violation(format!("client {client} {what}: {message}")),
+        }
+    }
+
+    /// After a recovery: `got` is what `key` holds now. It must be at or
+    /// after the last durable write; every later write is lost for good.
+    fn recovered(&mut self, key: &Bytes, got: Option<&Bytes>) {
+        let floor = self.keys[key].durable;
+        match self.place(key, got, floor) {
+            Ok(index) => {
+                let history = self.history(key);
+                for lost in &mut history.lost[index + 1..] {
+                    *lost = true;
+                }
+                history.acked = index;
+                history.durable = index;
+                history.pending = false;
+            }
+            Err(message) => self.violation(format!("after recovery: {message}")),
+        }
+    }
+}
+
+type Shared = Arc<Mutex<Model>>;
+
+// ---------------------------------------------------------------- clients
+
+/// What a client keeps between its operations in one process.
+struct Client {
+    id: usize,
+    db: Db,
+    model: Shared,
+    dice: Gen,
+    runtime: Runtime,
+    /// An open snapshot and what it read first.
+    snapshot: Option<(Snapshot, Vec<(Bytes, Option<Bytes>)>)>,
+}
+
+/// Whether the client goes on: `false` once the database has closed.
+type Going = bool;
+
+fn going<T>(result: &Result<T, Error>) -> Going {
+    !matches!(result, Err(error) if error.is_closed())
+}
+
+impl Client {
+    fn model(&self) -> MutexGuard<'_, Model> {
+        lock(&self.model)
+    }
+
+    fn own_key(&mut self) -> Bytes {
+        key_of(self.id, self.dice.next(KEYS_PER_CLIENT))
+    }
+
+    fn any_key(&mut self) -> Bytes {
+        let client = self.dice.next(CLIENTS as u64) as usize;
+        key_of(client, self.dice.next(KEYS_PER_CLIENT))
+    }
+
+    async fn run(mut self, ops: u64) {
+        for _ in 0..ops {
+            let pause = Duration::from_millis(self.dice.next(40));
+            self.runtime.sleep(pause).await;
+            if !self.step().await {
+                return;
+            }
+        }
+    }
+
+    async fn step(&mut self) -> Going {
+        match self.dice.next(100) {
+            0..=29 => self.put(true).await,
+            30..=44 => self.put(false).await,
+            45..=52 => self.delete().await,
+            53..=60 => self.batch().await,
+            61..=74 => self.get().await,
+            75..=80 => self.scan().await,
+            81..=87 => self.snapshot().await,
+            88..=90 => {
+                let lifetime = Duration::from_secs(1 + self.dice.next(300));
+                let options = CheckpointOptions {
+                    lifetime: Some(lifetime),
+                    ..CheckpointOptions::default()
+                };
+                let result = self.db.create_checkpoint(options).await;
+                self.made_durable("checkpoint", &result)
+            }
+            91..=94 => {
+                let result = self.db.flush().await;
+                self.made_durable("flush", &result)
+            }
+            95..=97 => {
+                let result = self.db.flush_memtable().await;
+                self.made_durable("flush_memtable", &result)
+            }
+            98 => {
+                let result = self.db.collect_garbage(false).await;
+                self.model().count(if result.is_ok() { "gc" } else { "gc failed" });
+                going(&result)
+            }
+            _ => {
+                let result = self.db.compact().await;
+                self.model()
+                    .count(if result.is_ok() { "compact" } else { "compact failed" });
+                going(&result)
+            }
+        }
+    }
+
+    fn made_durable(&self, what: &'static str, result: &Result<impl Sized, Error>) -> Going {
+        let mut model = self.model();
+        match result {
+            Ok(_) => {
+                model.count(what);
+                model.all_durable(self.id);
+            }
+            Err(_) => model.count("failed"),
+        }
+        going(result)
+    }
+
+    fn write_options(&mut self, durable: bool) -> WriteOptions {
+        WriteOptions { await_durable: durable }
+    }
+
+    async fn put(&mut self, durable: bool) -> Going {
+        let key = self.own_key();
+        let padding = self.dice.next(120) as usize;
+        let (index, value) = self.model().issue_put(&key, padding);
+        let options = self.write_options(durable);
+        let result = self.db.put_with_options(key.clone(), value, options).await;
+        self.acked(&[(key, index)], durable, &result, "put");
+        going(&result)
+    }
+
+    async fn delete(&mut self) -> Going {
+        let key = self.own_key();
+        let durable = self.dice.next(2) == 0;
+        let index = self.model().issue_delete(&key);
+        let options = self.write_options(durable);
+        let result = self.db.delete_with_options(key.clone(), options).await;
+        self.acked(&[(key, index)], durable, &result, "delete");
+        going(&result)
+    }
+
+    async fn batch(&mut self) -> Going {
+        let durable = self.dice.next(2) == 0;
+        let size = 2 + self.dice.next(4);
+        let mut batch = WriteBatch::new();
+        let mut written = Vec::new();
+        for _ in 0..size {
+            let key = self.own_key();
+            let index = if self.dice.next(4) == 0 {
+                batch.delete(key.clone());
+                self.model().issue_delete(&key)
+            } else {
+                let padding = self.dice.next(60) as usize;
+                let (index, value) = self.model().issue_put(&key, padding);
+                batch.put(key.clone(), value);
+                index
+            };
+            written.push((key, index));
+        }
+        let options = self.write_options(durable);
+        let result = self.db.write_with_options(batch, options).await;
+        self.acked(&written, durable, &result, "batch");
+        going(&result)
+    }
+
+    fn acked(&self, written: &[(Bytes, usize)], durable: bool, result: &Result<(), Error>, what: &'static str) {
+        let mut model = self.model();
+        match result {
+            Ok(()) => {
+                model.count(what);
+                for (key, index) in written {
+                    model.history(key).ack(*index, durable);
+                }
+            }
+            Err(_) => model.count("failed"),
+        }
+    }
+
+    async fn get(&mut self) -> Going {
+        let key = self.any_key();
+        let floor = self.model().floor(self.id, &key);
+        let result = self.db.get(&key).await;
+        let mut model = self.model();
+        match &result {
+            Ok(got) => {
+                model.count("get");
+                model.observe(self.id, &key, got.as_ref(), floor, "get");
+            }
+            Err(_) => model.count("failed"),
+        }
+        going(&result)
+    }
+
+    async fn scan(&mut self) -> Going {
+        let (first, second) = (self.any_key(), self.any_key());
+        let start = first.clone().min(second.clone());
+        let end = Bytes::from(format!("{}~", String::from_utf8_lossy(&first.max(second))));
+        let floors: BTreeMap<Bytes, usize> = {
+            let model = self.model();
+            model
+                .keys
+                .range(start.clone()..end.clone())
+                .map(|(key, _)| (key.clone(), model.floor(self.id, key)))
+                .collect()
+        };
+        let rows: Vec<Result<(Bytes, Bytes), Error>> = self.db.scan(start.clone()..end.clone()).collect().await;
+        let mut model = self.model();
+        let mut previous: Option<Bytes> = None;
+        for row in &rows {
+            let (key, value) = match row {
+                Ok(row) => row,
+                Err(error) => {
+                    model.count("failed");
+                    return !error.is_closed();
+                }
+            };
+            if previous.as_ref().is_some_and(|previous| previous >= key) || !floors.contains_key(key) {
+                let message = format!(
+                    "client {} scan {start:?}..{end:?}: row {key:?} out of order or range",
+                    self.id
+                );
+                model.violation(message);
+                continue;
+            }
+            previous = Some(key.clone());
+            model.observe(self.id, key, Some(value), floors[key], "scan");
+        }
+        model.count("scan");
+        true
+    }
+
+    /// Opens a snapshot and reads some keys, or re-reads an open one's keys
+    /// (they must not have changed) and perhaps drops it.
+    async fn snapshot(&mut self) -> Going {
+        let Some((snapshot, first)) = self.snapshot.take() else {
+            let snapshot = self.db.snapshot();
+            let mut first = Vec::new();
+            for _ in 0..4 {
+                let key = self.any_key();
+                match snapshot.get(&key).await {
+                    Ok(got) => {
+                        let known = self.model().place(&key, got.as_ref(), 0);
+                        if let Err(message) = known {
+                            self.model()
+                                .violation(format!("client {} snapshot: {message}", self.id));
+                        }
+                        first.push((key, got));
+                    }
+                    Err(error) => return !error.is_closed(),
+                }
+            }
+            self.snapshot = Some((snapshot, first));
+            self.model().count("snapshot");
+            return true;
+        };
+        for (key, expected) in &first {
+            match snapshot.get(key).await {
+                Ok(got) if got == *expected => {}
+                Ok(got) => {
+                    let message = format!(
+                        "client {} snapshot at seq {}: {key:?} read {expected:?}, later {got:?}",
+                        self.id,
+                        snapshot.seq()
+                    );
+                    self.model().violation(message);
+                }
+                Err(error) => return !error.is_closed(),
+            }
+        }
+        let rows: Vec<Result<(Bytes, Bytes), Error>> = snapshot.scan::<&[u8]>(..).collect().await;
+        let scanned: Result<BTreeMap<Bytes, Bytes>, Error> = rows.into_iter().collect();
+        match scanned {
+            Ok(scanned) => {
+                for (key, expected) in &first {
+                    if scanned.get(key) != expected.as_ref() {
+                        let message = format!(
+                            "client {} snapshot at seq {}: a scan shows {key:?} as {:?}, a get as {expected:?}",
+                            self.id,
+                            snapshot.seq(),
+                            scanned.get(key)
+                        );
+                        self.model().violation(message);
+                    }
+                }
+            }
+            Err(error) => return !error.is_closed(),
+        }
+        self.model().count("snapshot reread");
+        if self.dice.next(2) == 0 {
+            self.snapshot = Some((snapshot, first));
+        }
+        true
+    }
+}
+
+// ---------------------------------------------------------------- harness
+
+/// Prints a harness event when `TALUS_SIM_VERBOSE` is set.
+fn note(runtime: &Runtime, event: std::fmt::Arguments<'_>) {
+    if std::env::var_os("TALUS_SIM_VERBOSE").is_some() {
+        eprintln!("[{:>10?}] {event}", runtime.now());
+    }
+}
+
+/// What one seed's run leaves behind.
+struct Outcome {
+    trace: String,
+    listing: Vec<(String, u64)>,
+    summary: String,
+}
+
+/// Opens the database in a new process, retrying (in yet another process)
+/// while store errors make it fail. `current` learns each process's store
+/// before it starts, so that a crash can kill it.
+async fn open(
+    world: &mut World,
+    runtime: &Runtime,
+    recorder: &Recorder,
+    current: Option<&Mutex<Option<ProcessStore>>>,
+) -> Db {
+    for attempt in 1.. {
+        let store = world.process();
+        if let Some(current) = current {
+            *lock(current) = Some(store.clone());
+        }
+        let opened = Db::builder(ROOT, Arc::new(store.clone()) as Arc<dyn Store>)
+            .runtime(runtime.clone())
+            .options(options())
+            .recorder(recorder.clone())
+            .open()
+            .await;
+        match opened {
+            Ok(db) => return db,
+            Err(error) if attempt < 50 => {
+                tracing::debug!(%error, attempt, "opening failed; retrying");
+                store.kill();
+                runtime.sleep(Duration::from_millis(100)).await;
+            }
+            Err(error) => panic!("the database did not open in 50 attempts: {error}"),
+        }
+    }
+    unreachable!("the loop returns or panics")
+}
+
+/// Reads every key after an opening and checks it against what was durable.
+async fn check_recovery(db: &Db, model: &Shared, runtime: &Runtime) -> Result<(), Error> {
+    let keys: Vec<Bytes> = lock(model).keys.keys().cloned().collect();
+    for key in keys {
+        let mut attempts = 0;
+        let got = loop {
+            match db.get(&key).await {
+                Ok(got) => break got,
+                Err(error) if error.is_closed() || attempts == 20 => return Err(error),
+                Err(_) => {
+                    attempts += 1;
+                    runtime.sleep(Duration::from_millis(50)).await;
+                }
+            }
+        };
+        lock(model).recovered(&key, got.as_ref());
+    }
+    for seen in &mut lock(model).seen {
+        seen.clear();
+    }
+    Ok(())
+}
+
+/// Opens a process, checks what it recovered, and runs the clients for
+/// `ops` operations each. Returns the process when done; the caller may
+/// have killed it (dropping this future) before.
+async fn live(
+    world: &mut World,
+    runtime: &Runtime,
+    recorder: &Recorder,
+    model: &Shared,
+    seeds: (u64, u64),
+    ops: u64,
+    clients: &Mutex<Vec<JoinHandle<()>>>,
+    current: &Mutex<Option<ProcessStore>>,
+) -> Db {
+    if std::env::var_os("TALUS_SIM_VERBOSE").is_some() {
+        note(runtime, format_args!("opening: {}", world.describe().await));
+    }
+    let db = open(world, runtime, recorder, Some(current)).await;
+    note(
+        runtime,
+        format_args!("opened, {} deliveries so far", recorder.deliveries()),
+    );
+    if check_recovery(&db, model, runtime).await.is_err() {
+        lock(model).count("recovery check interrupted");
+        return db;
+    }
+    let (done_sender, mut done) = futures::channel::mpsc::unbounded::<()>();
+    for id in 0..CLIENTS {
+        let client = Client {
+            id,
+            db: db.clone(),
+            model: model.clone(),
+            dice: Gen(seeds.0 * 10_007 + seeds.1 * 101 + id as u64),
+            runtime: runtime.clone(),
+            snapshot: None,
+        };
+        let done_sender = done_sender.clone();
+        lock(clients).push(runtime.spawn(async move {
+            client.run(ops).await;
+            let _ = done_sender.unbounded_send(());
+        }));
+    }
+    drop(done_sender);
+    while done.next().await.is_some() {}
+    db
+}
+
+fn run_seed(seed: u64, recorder: &Recorder) -> Outcome {
+    let sim = Sim::with_wall_origin(seed, support::FAR_FUTURE_MS);
+    let runtime = sim.runtime();
+    let recorder = recorder.clone();
+    sim.block_on(async move {
+        let mut dice = Gen(seed.wrapping_mul(7919).wrapping_add(17));
+        let faults = Faults {
+            error_fraction: [0.0, 0.005, 0.02, 0.05, 0.1][dice.next(5) as usize],
+            max_latency: Duration::from_millis([0, 2, 20][dice.next(3) as usize]),
+        };
+        let mut world = World::new(runtime.clone(), seed, faults);
+        let model: Shared = Arc::new(Mutex::new(Model::new()));
+        let crashes = dice.next(4);
+        let ops = OPS_PER_CLIENT / (crashes + 1);
+        let mut crashed = 0;
+        let mut processes = 0;
+        // Crashes happen at random moments; a process whose database
+        // failed on its own (store errors past every retry) dies as well.
+        while crashed <= crashes && processes < crashes + 8 {
+            processes += 1;
+            let clients = Mutex::new(Vec::new());
+            let current = Mutex::new(None);
+            // Clients pause 20 ms on average between operations.
+            let crash_at = (crashed < crashes).then(|| Duration::from_millis(dice.next(ops * 30)));
+            let outcome = {
+                let live = pin!(live(
+                    &mut world,
+                    &runtime,
+                    &recorder,
+                    &model,
+                    (seed, processes),
+                    ops,
+                    &clients,
+                    &current
+                ));
+                match crash_at {
+                    Some(after) => match select(live, runtime.sleep(after)).await {
+                        Either::Left((process, _)) => Some(process),
+                        Either::Right(_) => None,
+                    },
+                    None => Some(live.await),
+                }
+            };
+            let clients: Vec<JoinHandle<()>> = std::mem::take(&mut *lock(&clients));
+            let outcome_status = outcome.as_ref().map(|db| db.status());
+            if let Some(db) = outcome.filter(|db| crash_at.is_none() && db.status().is_none()) {
+                // The last process, its clients done: finish cleanly.
+                for client in clients {
+                    let _ = client.await;
+                }
+                return finish(world, db, &model, &runtime, &recorder, seed, crashes).await;
+            }
+            // Kill: the store stops answering first, then every task of the
+            // process goes.
+            if let Some(store) = lock(&current).take() {
+                store.kill();
+            }
+            for client in &clients {
+                client.abort();
+            }
+            for client in clients {
+                let _ = client.await;
+            }
+            note(
+                &runtime,
+                format_args!("process {processes} ends: crash {crash_at:?}, status {outcome_status:?}"),
+            );
+            if crash_at.is_some() {
+                lock(&model).count("crash");
+                crashed += 1;
+            } else {
+                lock(&model).count("db failed");
+                if let Some(Some(Err(error))) = outcome_status {
+                    eprintln!("seed {seed}: the database failed: {error}");
+                }
+            }
+        }
+        panic!("seed {seed}: no process lived to the end in {processes} tries");
+    })
+}
+
+/// Heals the store, checks every acknowledged write exactly (after a flush
+/// all are durable), closes, reopens, checks again, and collects garbage.
+async fn finish(
+    mut world: World,
+    db: Db,
+    model: &Shared,
+    runtime: &Runtime,
+    recorder: &Recorder,
+    seed: u64,
+    crashes: u64,
+) -> Outcome {
+    world.set_faults(Faults::default());
+    db.flush().await.expect("flush after healing");
+    exact_check(&db, model, "before closing").await;
+    let stats = db.stats();
+    db.close().await.expect("close");
+    drop(db);
+    let db = open(&mut world, runtime, recorder, None).await;
+    exact_check(&db, model, "after reopening").await;
+    db.collect_garbage(false).await.expect("collect garbage");
+    db.close().await.expect("close");
+
+    let model = lock(model);
+    let mut violations = model.violations.clone();
+    violations.extend(world.violations());
+    assert!(
+        violations.is_empty(),
+        "seed {seed}: {} violations, the first: {:#?}",
+        violations.len(),
+        &violations[..violations.len().min(10)]
+    );
+    let summary = format!(
+        "seed {seed}: {crashes} crashes, {} faults injected, {} compactions, {} deletes audited, \
+         {} manifest versions, epochs {:?}, ops {:?}",
+        world.injected(),
+        stats.compactor.compactions,
+        world.audit.deletes(),
+        world.epochs.versions(),
+        world.epochs.latest(),
+        model.counts
+    );
+    Outcome {
+        trace: recorder.text(),
+        listing: world.listing().await,
+        summary,
+    }
+}
+
+/// Every key holds exactly its last acknowledged write (or, if a later
+/// write failed, that one or a later one).
+async fn exact_check(db: &Db, model: &Shared, when: &str) {
+    let keys: Vec<Bytes> = lock(model).keys.keys().cloned().collect();
+    for key in keys {
+        let got = db.get(&key).await.expect("get with a healed store");
+        let mut model = lock(model);
+        let history = &model.keys[&key];
+        let floor = history.acked;
+        let exact = !history.pending;
+        match model.place(&key, got.as_ref(), floor) {
+            Ok(index) if exact && index != floor => {
+                model.violation(format!("{when}: {key:?} holds write {index}, its last was {floor}"))
+            }
+            Ok(_) => {}
+            Err(message) => model.violation(format!("{when}: {message}")),
+        }
+    }
+}
+
+// ---------------------------------------------------------------- tests
+
+fn seeds() -> Vec<u64> {
+    if let Some(seed) = std::env::var("TALUS_SIM_SEED").ok().and_then(|seed| seed.parse().ok()) {
+        return vec![seed];
+    }
+    let count = std::env::var("TALUS_SIM_SEEDS")
+        .ok()
+        .and_then(|count| count.parse().ok())
+        .unwrap_or(200);
+    (1..=count).collect()
+}
+
+/// Runs `seed`; on failure, writes its trace to a file and prints where,
+/// with the trace's last lines, and how to rerun it.
+fn run_reporting(seed: u64) -> Result<String, String> {
+    let recorder = Recorder::new();
+    let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_seed(seed, &recorder)));
+    match run {
+        Ok(outcome) => Ok(outcome.summary),
+        Err(panic) => {
+            let message = panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|text| text.to_string()))
+                .unwrap_or_else(|| "a panic".into());
+            let trace = recorder.text();
+            let path = std::env::temp_dir().join(format!("talusdb-sim-seed-{seed}.trace"));
+            let written = std::fs::write(&path, &trace).map(|()| path.display().to_string());
+            let tail: Vec<&str> = trace.lines().rev().take(60).collect();
+            let tail: Vec<&str> = tail.into_iter().rev().collect();
+            Err(format!(
+                "seed {seed} failed: {message}\nrerun: TALUS_SIM_SEED={seed} cargo test --test sim\n\
+                 full trace ({} deliveries): {written:?}\nlast lines:\n{}",
+                recorder.deliveries(),
+                tail.join("\n")
+            ))
+        }
+    }
+}
+
+#[test]
+fn the_database_keeps_its_invariants_under_faults_and_crashes() {
+    let seeds = seeds();
+    // Each seed is single-threaded: two threads share the seeds.
+    let threads = 2;
+    let results: Vec<Result<String, String>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..threads)
+            .map(|thread| {
+                let mine: Vec<u64> = seeds.iter().copied().skip(thread).step_by(threads).collect();
+                scope.spawn(move || mine.into_iter().map(run_reporting).collect::<Vec<_>>())
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|handle| handle.join().expect("a seed thread"))
+            .collect()
+    });
+    let failures: Vec<&String> = results.iter().filter_map(|result| result.as_ref().err()).collect();
+    if let Some(first) = results.iter().find_map(|result| result.as_ref().ok()) {
+        println!("{first}");
+    }
+    println!("{} seeds, {} failed", results.len(), failures.len());
+    for failure in &failures {
+        eprintln!("{failure}\n");
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} seeds failed",
+        failures.len(),
+        results.len()
+    );
+}
+
+#[test]
+fn a_seed_replays_to_the_same_trace_and_objects() {
+    for seed in [3, 8] {
+        let first = run_seed(seed, &Recorder::new());
+        let second = run_seed(seed, &Recorder::new());
+        assert!(first.trace.lines().count() > 1000, "seed {seed}: a real run");
+        if first.trace != second.trace {
+            let diverged = first.trace.lines().zip(second.trace.lines()).find(|(a, b)| a != b);
+            panic!("seed {seed}: the traces differ, first at {diverged:#?}");
+        }
+        assert_eq!(first.listing, second.listing, "seed {seed}: the final objects differ");
+    }
+    let other = run_seed(4, &Recorder::new());
+    let third = run_seed(3, &Recorder::new());
+    assert_ne!(other.trace, third.trace, "another seed, another run");
+}

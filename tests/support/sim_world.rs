@@ -1,0 +1,331 @@
+//! The simulated world of `tests/sim.rs`: one in-memory object store that
+//! outlives every simulated process, checked at each delete
+//! ([`AuditStore`]) and at each manifest write ([`EpochWatch`]), and reached
+//! by each process through its own [`ProcessStore`], which adds seeded
+//! latency and request errors and goes dead when the process is killed.
+//!
+//! Layers, outermost first: the `Db`'s own timeout → [`ProcessStore`] →
+//! [`EpochWatch`] → [`AuditStore`] → in-memory store.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::FutureExt;
+use futures::future::BoxFuture;
+use object_store::path::Path;
+use talusdb::actors::Runtime;
+use talusdb::actors::runtime::{Rng, SeededRng};
+use talusdb::manifest::versioned::decode_envelope;
+use talusdb::manifest::{Manifest, VersionedOptions, VersionedStore};
+use talusdb::store::{
+    ByteRange, Fetched, Layer, ObjectInfo, ObjectStoreAdapter, Op, PutMode, Store, StoreError, StoreResult,
+};
+
+use super::audit::AuditStore;
+
+/// The database's root in the simulated store.
+pub const ROOT: &str = "db";
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// What the store does to a process's requests.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Faults {
+    /// Fraction of requests that fail (half before reaching the store, half
+    /// after it acted: the lost reply retries must cope with).
+    pub error_fraction: f64,
+    /// Each request waits a random time up to this first.
+    pub max_latency: Duration,
+}
+
+/// One process's view of the shared store. Requests wait their latency,
+/// then fail if the process has been killed: nothing a dead process does
+/// reaches the store afterwards.
+#[derive(Clone)]
+pub struct ProcessStore {
+    inner: Arc<dyn Store>,
+    runtime: Runtime,
+    rng: Arc<SeededRng>,
+    faults: Arc<Mutex<Faults>>,
+    dead: Arc<AtomicBool>,
+    injected: Arc<AtomicU64>,
+}
+
+impl fmt::Debug for ProcessStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ProcessStore")
+            .field("dead", &self.dead.load(Ordering::SeqCst))
+            .finish_non_exhaustive()
+    }
+}
+
+impl ProcessStore {
+    /// The process dies: every request not yet carried out fails.
+    pub fn kill(&self) {
+        self.dead.store(true, Ordering::SeqCst);
+    }
+
+    /// A number in `0.0..1.0` from this process's seeded generator.
+    fn draw(&self) -> f64 {
+        (self.rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+impl Layer for ProcessStore {
+    fn around<T: Send + 'static>(
+        &self,
+        op: Op,
+        path: &Path,
+        _requests: u64,
+        request: impl FnOnce(&dyn Store) -> BoxFuture<'static, StoreResult<T>>,
+    ) -> BoxFuture<'static, StoreResult<T>> {
+        let faults = *lock(&self.faults);
+        let latency = faults.max_latency.mul_f64(self.draw());
+        let fault = self.draw() < faults.error_fraction;
+        let reply_lost = fault && self.draw() < 0.5;
+        // Every layer below builds its future lazily: nothing happens
+        // before it is polled.
+        let request = request(&*self.inner);
+        let sleep = (!latency.is_zero()).then(|| self.runtime.sleep(latency));
+        let (dead, injected, path) = (self.dead.clone(), self.injected.clone(), path.clone());
+        async move {
+            if let Some(sleep) = sleep {
+                sleep.await;
+            }
+            if dead.load(Ordering::SeqCst) {
+                return Err(StoreError::unavailable(op, &path, "the process was killed"));
+            }
+            if fault {
+                injected.fetch_add(1, Ordering::Relaxed);
+                if reply_lost {
+                    let _ = request.await;
+                }
+                return Err(StoreError::unavailable(op, &path, "injected fault"));
+            }
+            request.await
+        }
+        .boxed()
+    }
+}
+
+/// Checks every manifest version written: writer and compactor epochs never
+/// decrease from one version to the next.
+#[derive(Clone)]
+pub struct EpochWatch {
+    inner: Arc<dyn Store>,
+    manifests: VersionedStore<Manifest>,
+    /// Epochs (writer, compactor) of every version written, by id.
+    epochs: Arc<Mutex<BTreeMap<u64, (u64, u64)>>>,
+    violations: Arc<Mutex<Vec<String>>>,
+}
+
+impl fmt::Debug for EpochWatch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EpochWatch").finish_non_exhaustive()
+    }
+}
+
+impl EpochWatch {
+    fn new(inner: Arc<dyn Store>, runtime: Runtime) -> Self {
+        let manifests = VersionedStore::new(inner.clone(), ROOT.into(), runtime, VersionedOptions::default());
+        EpochWatch {
+            inner,
+            manifests,
+            epochs: Arc::default(),
+            violations: Arc::default(),
+        }
+    }
+
+    fn record(&self, id: u64, bytes: &[u8]) {
+        let manifest = match decode_envelope::<Manifest>(bytes) {
+            Ok(manifest) => manifest,
+            Err(error) => {
+                lock(&self.violations).push(format!("manifest {id} was written undecodable: {error}"));
+                return;
+            }
+        };
+        let now = (manifest.writer_epoch, manifest.compactor_epoch);
+        let mut epochs = lock(&self.epochs);
+        let before = epochs.range(..id).next_back().map(|(id, epochs)| (*id, *epochs));
+        let after = epochs.range(id + 1..).next().map(|(id, epochs)| (*id, *epochs));
+        for (earlier, later, ids) in [
+            before.map(|(other, epochs)| (epochs, now, (other, id))),
+            after.map(|(other, epochs)| (now, epochs, (id, other))),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            if later.0 < earlier.0 || later.1 < earlier.1 {
+                lock(&self.violations).push(format!(
+                    "epochs went backwards from manifest {} (writer, compactor) = {earlier:?} to manifest {} = {later:?}",
+                    ids.0, ids.1
+                ));
+            }
+        }
+        epochs.insert(id, now);
+    }
+
+    /// Manifest versions seen written.
+    pub fn versions(&self) -> usize {
+        lock(&self.epochs).len()
+    }
+
+    /// The highest (writer, compactor) epochs written.
+    pub fn latest(&self) -> Option<(u64, u64)> {
+        lock(&self.epochs).values().next_back().copied()
+    }
+}
+
+impl Store for EpochWatch {
+    fn get(&self, path: &Path, range: ByteRange) -> BoxFuture<'static, StoreResult<Fetched>> {
+        self.inner.get(path, range)
+    }
+
+    fn head(&self, path: &Path) -> BoxFuture<'static, StoreResult<ObjectInfo>> {
+        self.inner.head(path)
+    }
+
+    fn put(&self, path: &Path, bytes: Bytes, mode: PutMode) -> BoxFuture<'static, StoreResult<()>> {
+        let (inner, watch, path) = (self.inner.clone(), self.clone(), path.clone());
+        let id = self.manifests.parse_id(&path);
+        async move {
+            let result = inner.put(&path, bytes.clone(), mode).await;
+            if let (Ok(()), Some(id)) = (&result, id) {
+                watch.record(id, &bytes);
+            }
+            result
+        }
+        .boxed()
+    }
+
+    fn put_multipart(&self, path: &Path, parts: Vec<Bytes>) -> BoxFuture<'static, StoreResult<()>> {
+        let (inner, path) = (self.inner.clone(), path.clone());
+        async move { inner.put_multipart(&path, parts).await }.boxed()
+    }
+
+    fn list(&self, prefix: &Path) -> BoxFuture<'static, StoreResult<Vec<ObjectInfo>>> {
+        self.inner.list(prefix)
+    }
+
+    fn delete(&self, path: &Path) -> BoxFuture<'static, StoreResult<()>> {
+        self.inner.delete(path)
+    }
+}
+
+/// The store every simulated process shares, and its checks.
+pub struct World {
+    runtime: Runtime,
+    memory: Arc<dyn Store>,
+    pub audit: AuditStore,
+    pub epochs: EpochWatch,
+    faults: Arc<Mutex<Faults>>,
+    seed: u64,
+    processes: u64,
+    injected: Arc<AtomicU64>,
+}
+
+impl World {
+    pub fn new(runtime: Runtime, seed: u64, faults: Faults) -> World {
+        let memory: Arc<dyn Store> = Arc::new(ObjectStoreAdapter::in_memory());
+        let audit = AuditStore::new(memory.clone(), ROOT, runtime.clone());
+        let epochs = EpochWatch::new(Arc::new(audit.clone()), runtime.clone());
+        World {
+            runtime,
+            memory,
+            audit,
+            epochs,
+            faults: Arc::new(Mutex::new(faults)),
+            seed,
+            processes: 0,
+            injected: Arc::default(),
+        }
+    }
+
+    /// The store as the next process sees it.
+    pub fn process(&mut self) -> ProcessStore {
+        self.processes += 1;
+        ProcessStore {
+            inner: Arc::new(self.epochs.clone()),
+            runtime: self.runtime.clone(),
+            rng: Arc::new(SeededRng::new(
+                self.seed.wrapping_mul(1_000_003).wrapping_add(self.processes),
+            )),
+            faults: self.faults.clone(),
+            dead: Arc::default(),
+            injected: self.injected.clone(),
+        }
+    }
+
+    pub fn set_faults(&self, faults: Faults) {
+        *lock(&self.faults) = faults;
+    }
+
+    /// Faults injected so far, over every process.
+    pub fn injected(&self) -> u64 {
+        self.injected.load(Ordering::Relaxed)
+    }
+
+    /// Every object of the database: path and size, in path order.
+    pub async fn listing(&self) -> Vec<(String, u64)> {
+        let objects = self
+            .memory
+            .list(&Path::from(ROOT))
+            .await
+            .expect("list the memory store");
+        objects
+            .into_iter()
+            .map(|object| (object.path.to_string(), object.size))
+            .collect()
+    }
+
+    /// The latest manifest's replay point, last L0 sequence and table
+    /// counts, and the WAL tables present: for `TALUS_SIM_VERBOSE`.
+    pub async fn describe(&self) -> String {
+        let manifests = VersionedStore::<Manifest>::new(
+            self.memory.clone(),
+            ROOT.into(),
+            self.runtime.clone(),
+            VersionedOptions::default(),
+        );
+        let latest = manifests.read_latest().await;
+        let wal: Vec<String> = self
+            .listing()
+            .await
+            .into_iter()
+            .filter(|(path, _)| path.contains("/wal/"))
+            .map(|(path, _)| {
+                path.rsplit('/')
+                    .next()
+                    .unwrap_or_default()
+                    .trim_start_matches('0')
+                    .to_owned()
+            })
+            .collect();
+        match latest {
+            Ok(Some((id, manifest))) => format!(
+                "manifest {id}: epochs {}/{}, replay after WAL {}, next WAL {}, last L0 seq {}, {} L0, {} runs; WAL {wal:?}",
+                manifest.writer_epoch,
+                manifest.compactor_epoch,
+                manifest.replay_after_wal_id,
+                manifest.next_wal_id,
+                manifest.last_l0_seq,
+                manifest.l0.len(),
+                manifest.sorted_runs.len()
+            ),
+            other => format!("no manifest: {other:?}"),
+        }
+    }
+
+    /// What the delete audit and the epoch watch found wrong.
+    pub fn violations(&self) -> Vec<String> {
+        let mut found = self.audit.violations();
+        found.extend(lock(&self.epochs.violations).iter().cloned());
+        found
+    }
+}
