@@ -44,7 +44,7 @@ use crate::wal::writer::{PendingWrite, WalMsg, WalStart, WalWriter};
 
 const WAL_WRITER: &str = "wal_writer";
 const UPLOADER: &str = "uploader";
-const L0_WRITER: &str = "l0_writer";
+const L0_WRITER: &str = crate::flush::l0_writer::NAME;
 const GC: &str = "gc";
 
 /// An open database. Cheap to clone; every clone is the same database.
