@@ -227,14 +227,14 @@ fn acknowledged_writes_survive_sigkill() {
 /// happen) is not an acknowledgment and is skipped.
 fn record(acked: &mut BTreeMap<String, String>, line: &str) {
     let mut words = line.split(' ').skip(1);
-    let (Some(key), Some(value), None) = (words.next(), words.next(), words.next()) else {
+    let (Some(key), Some(written), None) = (words.next(), words.next(), words.next()) else {
         return;
     };
-    if value.len() != value(0, 0).len() {
+    if written.len() != value(0, 0).len() {
         return;
     }
     let newest = acked.entry(key.to_owned()).or_default();
-    if value > newest.as_str() {
-        *newest = value.to_owned();
+    if written > newest.as_str() {
+        *newest = written.to_owned();
     }
 }
