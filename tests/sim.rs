@@ -884,7 +884,7 @@ fn a_seed_replays_to_the_same_trace_and_objects() {
     for seed in [3, 8] {
         let first = run_seed(seed, &Recorder::new());
         let second = run_seed(seed, &Recorder::new());
-        assert!(first.trace.lines().count() > 1000, "seed {seed}: a real run");
+        assert!(first.trace.lines().count() > 200, "seed {seed}: a real run: {}", first.summary);
         if first.trace != second.trace {
             let diverged = first.trace.lines().zip(second.trace.lines()).find(|(a, b)| a != b);
             panic!("seed {seed}: the traces differ, first at {diverged:#?}");
