@@ -266,6 +266,9 @@ type Shared = Arc<Mutex<Model>>;
 
 // ---------------------------------------------------------------- clients
 
+/// A snapshot and what it read when it was opened.
+type OpenSnapshot = (Snapshot, Vec<(Bytes, Option<Bytes>)>);
+
 /// What a client keeps between its operations in one process.
 struct Client {
     id: usize,
@@ -274,7 +277,7 @@ struct Client {
     dice: Gen,
     runtime: Runtime,
     /// An open snapshot and what it read first.
-    snapshot: Option<(Snapshot, Vec<(Bytes, Option<Bytes>)>)>,
+    snapshot: Option<OpenSnapshot>,
 }
 
 /// Whether the client goes on: `false` once the database has closed.
@@ -610,6 +613,13 @@ async fn check_recovery(db: &Db, model: &Shared, runtime: &Runtime) -> Result<()
     Ok(())
 }
 
+/// What a crash must stop: the process's store and its clients.
+#[derive(Default)]
+struct Running {
+    store: Mutex<Option<ProcessStore>>,
+    clients: Mutex<Vec<JoinHandle<()>>>,
+}
+
 /// Opens a process, checks what it recovered, and runs the clients for
 /// `ops` operations each. Returns the process when done; the caller may
 /// have killed it (dropping this future) before.
@@ -620,13 +630,12 @@ async fn live(
     model: &Shared,
     seeds: (u64, u64),
     ops: u64,
-    clients: &Mutex<Vec<JoinHandle<()>>>,
-    current: &Mutex<Option<ProcessStore>>,
+    running: &Running,
 ) -> Db {
     if std::env::var_os("TALUS_SIM_VERBOSE").is_some() {
         note(runtime, format_args!("opening: {}", world.describe().await));
     }
-    let db = open(world, runtime, recorder, Some(current)).await;
+    let db = open(world, runtime, recorder, Some(&running.store)).await;
     note(
         runtime,
         format_args!("opened, {} deliveries so far", recorder.deliveries()),
@@ -646,7 +655,7 @@ async fn live(
             snapshot: None,
         };
         let done_sender = done_sender.clone();
-        lock(clients).push(runtime.spawn(async move {
+        lock(&running.clients).push(runtime.spawn(async move {
             client.run(ops).await;
             let _ = done_sender.unbounded_send(());
         }));
@@ -676,8 +685,7 @@ fn run_seed(seed: u64, recorder: &Recorder) -> Outcome {
         // failed on its own (store errors past every retry) dies as well.
         while crashed <= crashes && processes < crashes + 8 {
             processes += 1;
-            let clients = Mutex::new(Vec::new());
-            let current = Mutex::new(None);
+            let running = Running::default();
             // Clients pause 20 ms on average between operations.
             let crash_at = (crashed < crashes).then(|| Duration::from_millis(dice.next(ops * 30)));
             let outcome = {
@@ -688,8 +696,7 @@ fn run_seed(seed: u64, recorder: &Recorder) -> Outcome {
                     &model,
                     (seed, processes),
                     ops,
-                    &clients,
-                    &current
+                    &running
                 ));
                 match crash_at {
                     Some(after) => match select(live, runtime.sleep(after)).await {
@@ -699,7 +706,7 @@ fn run_seed(seed: u64, recorder: &Recorder) -> Outcome {
                     None => Some(live.await),
                 }
             };
-            let clients: Vec<JoinHandle<()>> = std::mem::take(&mut *lock(&clients));
+            let clients: Vec<JoinHandle<()>> = std::mem::take(&mut *lock(&running.clients));
             let outcome_status = outcome.as_ref().map(|db| db.status());
             if let Some(db) = outcome.filter(|db| crash_at.is_none() && db.status().is_none()) {
                 // The last process, its clients done: finish cleanly.
@@ -710,7 +717,7 @@ fn run_seed(seed: u64, recorder: &Recorder) -> Outcome {
             }
             // Kill: the store stops answering first, then every task of the
             // process goes.
-            if let Some(store) = lock(&current).take() {
+            if let Some(store) = lock(&running.store).take() {
                 store.kill();
             }
             for client in &clients {
@@ -759,6 +766,7 @@ async fn finish(
     db.collect_garbage(false).await.expect("collect garbage");
     db.close().await.expect("close");
 
+    let listing = world.listing().await;
     let model = lock(model);
     let mut violations = model.violations.clone();
     violations.extend(world.violations());
@@ -780,7 +788,7 @@ async fn finish(
     );
     Outcome {
         trace: recorder.text(),
-        listing: world.listing().await,
+        listing,
         summary,
     }
 }
@@ -884,7 +892,11 @@ fn a_seed_replays_to_the_same_trace_and_objects() {
     for seed in [3, 8] {
         let first = run_seed(seed, &Recorder::new());
         let second = run_seed(seed, &Recorder::new());
-        assert!(first.trace.lines().count() > 200, "seed {seed}: a real run: {}", first.summary);
+        assert!(
+            first.trace.lines().count() > 200,
+            "seed {seed}: a real run: {}",
+            first.summary
+        );
         if first.trace != second.trace {
             let diverged = first.trace.lines().zip(second.trace.lines()).find(|(a, b)| a != b);
             panic!("seed {seed}: the traces differ, first at {diverged:#?}");
