@@ -14,10 +14,9 @@ use futures::TryStreamExt;
 use object_store::path::Path;
 use talusdb::actors::Runtime;
 use talusdb::actors::runtime::Sim;
-use talusdb::compactor::{CompactorOptions, SizeTiered};
 use talusdb::manifest::CheckpointOptions;
 use talusdb::store::{ObjectStoreAdapter, Store};
-use talusdb::{Db, DbOptions, GcOptions, WriteOptions};
+use talusdb::{Db, DbOptions, WriteOptions};
 
 use support::Gen;
 use support::audit::AuditStore;
@@ -27,25 +26,7 @@ const MAX_L0: usize = 6;
 type Model = BTreeMap<Bytes, Bytes>;
 
 fn options() -> DbOptions {
-    DbOptions {
-        memtable_bytes: 4 << 10,
-        wal_buffer_bytes: 1 << 10,
-        max_unflushed_bytes: 32 << 10,
-        max_l0_tables: MAX_L0,
-        compactor: Some(CompactorOptions {
-            poll_interval: Duration::from_secs(1),
-            max_concurrent_jobs: 2,
-            target_table_bytes: 16 << 10,
-            read_ahead_blocks: 4,
-            strategy: Arc::new(SizeTiered {
-                l0_trigger: 3,
-                min_merge_runs: 3,
-                ..SizeTiered::default()
-            }),
-        }),
-        gc: Some(GcOptions::uniform(Duration::from_secs(5), Duration::ZERO)),
-        ..DbOptions::default()
-    }
+    support::compacting_db_options(MAX_L0, Duration::from_secs(5))
 }
 
 async fn open(store: &Arc<dyn Store>, runtime: &Runtime) -> Db {

@@ -23,10 +23,9 @@ use futures::StreamExt;
 use futures::future::{Either, select};
 use talusdb::actors::runtime::{JoinHandle, Sim};
 use talusdb::actors::{Recorder, Runtime};
-use talusdb::compactor::{CompactorOptions, SizeTiered};
 use talusdb::manifest::CheckpointOptions;
 use talusdb::store::Store;
-use talusdb::{Db, DbOptions, Error, GcOptions, Snapshot, WriteBatch, WriteOptions};
+use talusdb::{Db, DbOptions, Error, Snapshot, WriteBatch, WriteOptions};
 
 use support::Gen;
 use support::sim_world::{Faults, ProcessStore, ROOT, World};
@@ -38,27 +37,9 @@ const KEYS_PER_CLIENT: u64 = 40;
 const OPS_PER_CLIENT: u64 = 160;
 
 fn options() -> DbOptions {
-    DbOptions {
-        memtable_bytes: 4 << 10,
-        wal_buffer_bytes: 1 << 10,
-        max_unflushed_bytes: 32 << 10,
-        max_l0_tables: 6,
-        compactor: Some(CompactorOptions {
-            poll_interval: Duration::from_secs(1),
-            max_concurrent_jobs: 2,
-            target_table_bytes: 16 << 10,
-            read_ahead_blocks: 4,
-            strategy: Arc::new(SizeTiered {
-                l0_trigger: 3,
-                min_merge_runs: 3,
-                ..SizeTiered::default()
-            }),
-        }),
-        // No minimum age and a clock far ahead: only references keep an
-        // object, so every protection the collector has is exercised.
-        gc: Some(GcOptions::uniform(Duration::from_secs(2), Duration::ZERO)),
-        ..DbOptions::default()
-    }
+    // No minimum age and a clock far ahead: only references keep an
+    // object, so every protection the collector has is exercised.
+    support::compacting_db_options(6, Duration::from_secs(2))
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {

@@ -426,6 +426,33 @@ mod tests {
     use crate::mem::Memtable;
     use crate::store::{ObjectStoreAdapter, Store};
 
+    /// An L0 writer on a new database in `store`, and the WAL writer's
+    /// mailbox it sends to (nobody reads it).
+    async fn fresh_writer(
+        store: Arc<dyn Store>,
+        system: &System<Error>,
+        max_l0_tables: usize,
+    ) -> (L0Writer, talus_actors::Mailbox<WalMsg, Error>) {
+        let runtime = system.runtime().clone();
+        let versions = VersionedStore::new(store.clone(), "db".into(), runtime.clone(), VersionedOptions::default());
+        let manifest = Fenced::open(versions, Role::Writer, IfMissing::Create)
+            .await
+            .expect("manifest");
+        let view = Arc::new(ArcSwap::from_pointee(ReadView::new(
+            Arc::new(Memtable::new()),
+            manifest.current(),
+        )));
+        let (wal, wal_box) = system.mailbox::<WalMsg>("wal", Capacity::Unbounded);
+        let settings = L0Settings {
+            poll_interval: Duration::from_secs(1),
+            max_l0_tables,
+            tables: TableStore::new(store, "db".into(), runtime, Default::default()),
+            wake_compactor: None,
+        };
+        let writer = L0Writer::new(manifest, view, wal, Arc::default(), Arc::default(), settings);
+        (writer, wal_box)
+    }
+
     /// Waiters whose data never reached L0 when the system shuts down
     /// cleanly hear `Closed` with no cause (nothing failed).
     #[test]
@@ -434,26 +461,10 @@ mod tests {
         let runtime = sim.runtime();
         sim.block_on(async move {
             let store: Arc<dyn Store> = Arc::new(ObjectStoreAdapter::in_memory());
-            let versions =
-                VersionedStore::new(store.clone(), "db".into(), runtime.clone(), VersionedOptions::default());
-            let manifest = Fenced::open(versions, Role::Writer, IfMissing::Create)
-                .await
-                .expect("manifest");
-            let view = Arc::new(ArcSwap::from_pointee(ReadView::new(
-                Arc::new(Memtable::new()),
-                manifest.current(),
-            )));
             let system = System::<Error>::new(runtime.clone());
-            // The WAL writer's mailbox exists but no one reads it here.
-            let (wal, _wal_box) = system.mailbox::<WalMsg>("wal", Capacity::Unbounded);
             let (l0, l0_box) = system.mailbox::<L0Msg>("l0", Capacity::Unbounded);
-            let settings = L0Settings {
-                poll_interval: Duration::from_secs(1),
-                max_l0_tables: 8,
-                tables: TableStore::new(store.clone(), "db".into(), runtime.clone(), Default::default()),
-                wake_compactor: None,
-            };
-            let writer = L0Writer::new(manifest, view, wal, Arc::default(), Arc::default(), settings);
+            // The WAL writer's mailbox exists but no one reads it here.
+            let (writer, _wal_box) = fresh_writer(store, &system, 8).await;
             system.run(l0_box, writer);
 
             let flush = runtime.spawn({
@@ -601,25 +612,8 @@ mod tests {
                 entries.len()
             );
 
-            let fresh: Arc<dyn Store> = Arc::new(ObjectStoreAdapter::in_memory());
-            let versions =
-                VersionedStore::new(fresh.clone(), "db".into(), runtime.clone(), VersionedOptions::default());
-            let manifest = Fenced::open(versions, Role::Writer, IfMissing::Create)
-                .await
-                .expect("manifest");
-            let view = Arc::new(ArcSwap::from_pointee(ReadView::new(
-                Arc::new(Memtable::new()),
-                manifest.current(),
-            )));
             let system = System::<Error>::new(runtime.clone());
-            let (wal, _wal_box) = system.mailbox::<WalMsg>("wal", Capacity::Unbounded);
-            let settings = L0Settings {
-                poll_interval: Duration::from_secs(1),
-                max_l0_tables: 1000,
-                tables: TableStore::new(fresh, "db".into(), runtime.clone(), Default::default()),
-                wake_compactor: None,
-            };
-            let mut writer = L0Writer::new(manifest, view, wal, Arc::default(), Arc::default(), settings);
+            let (mut writer, _wal_box) = fresh_writer(Arc::new(ObjectStoreAdapter::in_memory()), &system, 1000).await;
             let handled = talus_actors::replay(runtime.clone(), &mut writer, NAME, entries.clone(), L0Msg::decode)
                 .await
                 .expect("replay");

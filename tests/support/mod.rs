@@ -106,6 +106,32 @@ pub fn small_db_options() -> DbOptions {
     }
 }
 
+/// Options that make a small workload flush, compact (L0 trigger 3, two
+/// jobs at once, 16 KiB tables) and collect garbage every `gc_interval`
+/// with no minimum age.
+pub fn compacting_db_options(max_l0_tables: usize, gc_interval: std::time::Duration) -> DbOptions {
+    use talusdb::compactor::{CompactorOptions, SizeTiered};
+    DbOptions {
+        memtable_bytes: 4 << 10,
+        wal_buffer_bytes: 1 << 10,
+        max_unflushed_bytes: 32 << 10,
+        max_l0_tables,
+        compactor: Some(CompactorOptions {
+            poll_interval: std::time::Duration::from_secs(1),
+            max_concurrent_jobs: 2,
+            target_table_bytes: 16 << 10,
+            read_ahead_blocks: 4,
+            strategy: Arc::new(SizeTiered {
+                l0_trigger: 3,
+                min_merge_runs: 3,
+                ..SizeTiered::default()
+            }),
+        }),
+        gc: Some(talusdb::GcOptions::uniform(gc_interval, std::time::Duration::ZERO)),
+        ..DbOptions::default()
+    }
+}
+
 /// Opens the database under `root` with [`small_db_options`].
 pub async fn open_db(root: &str, store: &Arc<dyn Store>, runtime: &Runtime) -> Db {
     Db::builder(root, store.clone())
