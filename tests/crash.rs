@@ -21,7 +21,6 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use talusdb::actors::Runtime;
-use talusdb::compactor::{CompactorOptions, SizeTiered};
 use talusdb::store::{ObjectStoreAdapter, Store};
 use talusdb::{Db, DbOptions, GcOptions};
 
@@ -37,19 +36,10 @@ fn options() -> DbOptions {
         memtable_bytes: 16 << 10,
         wal_buffer_bytes: 2 << 10,
         max_unflushed_bytes: 128 << 10,
-        compactor: Some(CompactorOptions {
-            poll_interval: Duration::from_millis(200),
-            max_concurrent_jobs: 2,
-            target_table_bytes: 32 << 10,
-            read_ahead_blocks: 4,
-            strategy: Arc::new(SizeTiered {
-                l0_trigger: 3,
-                min_merge_runs: 3,
-                ..SizeTiered::default()
-            }),
-        }),
+        // Real files with real ages: a table not yet in a manifest is kept
+        // for 2 s.
         gc: Some(GcOptions::uniform(Duration::from_millis(500), Duration::from_secs(2))),
-        ..DbOptions::default()
+        ..support::compacting_db_options(DbOptions::default().max_l0_tables, Duration::from_secs(1))
     }
 }
 

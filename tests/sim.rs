@@ -688,8 +688,8 @@ fn run_seed(seed: u64, recorder: &Recorder) -> Outcome {
                 }
             };
             let clients: Vec<JoinHandle<()>> = std::mem::take(&mut *lock(&running.clients));
-            let outcome_status = outcome.as_ref().map(|db| db.status());
-            if let Some(db) = outcome.filter(|db| crash_at.is_none() && db.status().is_none()) {
+            let status = outcome.as_ref().and_then(Db::status);
+            if let Some(db) = outcome.filter(|_| crash_at.is_none() && status.is_none()) {
                 // The last process, its clients done: finish cleanly.
                 for client in clients {
                     let _ = client.await;
@@ -709,16 +709,13 @@ fn run_seed(seed: u64, recorder: &Recorder) -> Outcome {
             }
             note(
                 &runtime,
-                format_args!("process {processes} ends: crash {crash_at:?}, status {outcome_status:?}"),
+                format_args!("process {processes} ends: crash {crash_at:?}, status {status:?}"),
             );
             if crash_at.is_some() {
                 lock(&model).count("crash");
                 crashed += 1;
             } else {
                 lock(&model).count("db failed");
-                if let Some(Some(Err(error))) = outcome_status {
-                    eprintln!("seed {seed}: the database failed: {error}");
-                }
             }
         }
         panic!("seed {seed}: no process lived to the end in {processes} tries");

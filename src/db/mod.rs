@@ -222,16 +222,7 @@ impl DbBuilder {
             compactions,
         } = prepared;
         let mut manifest = Fenced::open(manifests.clone(), Role::Writer, IfMissing::Create).await?;
-        let recovered = recover(&tables, manifest.current()).await?;
-        if let Some(through) = recovered.skip_through {
-            manifest
-                .update(|manifest, _| {
-                    manifest.replay_after_wal_id = manifest.replay_after_wal_id.max(through);
-                    manifest.next_wal_id = manifest.next_wal_id.max(recovered.next_wal_id);
-                    Ok(())
-                })
-                .await?;
-        }
+        let recovered = recover(&tables, &mut manifest).await?;
         tracing::info!(
             root = %root,
             epoch = manifest.epoch(),

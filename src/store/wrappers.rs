@@ -263,8 +263,7 @@ impl FaultyStore {
         } else {
             match &plan.random {
                 Some((fraction, ops, fault)) if ops.is_empty() || ops.contains(&op) => {
-                    let draw = (self.rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
-                    (draw < *fraction).then_some(*fault)
+                    (self.rng.next_unit() < *fraction).then_some(*fault)
                 }
                 _ => None,
             }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use crate::error::{Error, ErrorKind};
 use crate::format::Row;
-use crate::manifest::Manifest;
+use crate::manifest::{Fenced, Manifest};
 use crate::mem::Memtable;
 use crate::store::{StoreError, TableStore};
 
@@ -24,10 +24,6 @@ pub struct Recovered {
     pub next_wal_id: u64,
     /// WAL tables replayed.
     pub replayed: usize,
-    /// Set after a gap: every WAL id up to this one is replayed (its rows
-    /// are in the fencing table) and must be recorded as such in the
-    /// manifest (`replay_after_wal_id`) before any write is accepted.
-    pub skip_through: Option<u64>,
 }
 
 /// Rows of the WAL tables the manifest does not cover yet.
@@ -38,8 +34,8 @@ pub struct Replayed {
     pub last_seq: u64,
     /// WAL tables replayed.
     pub replayed: usize,
-    /// The highest WAL id in the store (0 if none).
-    pub highest_wal_id: u64,
+    /// The WAL ids in the store when replay listed them, ascending.
+    pub wal_ids: Vec<u64>,
 }
 
 /// Replays WAL tables with ids above `replay_after_wal_id`, in order, up to
@@ -68,7 +64,7 @@ pub async fn replay(tables: &TableStore, manifest: &Manifest) -> Result<Replayed
         memtable,
         last_seq,
         replayed,
-        highest_wal_id: ids.last().copied().unwrap_or(0),
+        wal_ids: ids,
     })
 }
 
@@ -81,20 +77,24 @@ pub async fn replay(tables: &TableStore, manifest: &Manifest) -> Result<Replayed
 /// by every later replay. When that happens, the missing ids are filled
 /// with empty tables (an old writer still uploading one is fenced there
 /// instead of acknowledging it), the replayed rows are written again into
-/// the fencing table, and [`Recovered::skip_through`] asks the opener to
-/// record in the manifest that everything before the fence is replayed.
-pub async fn recover(tables: &TableStore, manifest: &Manifest) -> Result<Recovered, Error> {
+/// the fencing table, and the manifest records that everything before the
+/// fence is replayed, all before the writer accepts a write.
+pub async fn recover(tables: &TableStore, fenced: &mut Fenced<Manifest>) -> Result<Recovered, Error> {
     'attempt: for _ in 0..FENCE_ATTEMPTS {
+        let manifest = fenced.current();
         let replayed = replay(tables, manifest).await?;
         let end = manifest.replay_after_wal_id + replayed.replayed as u64;
         let highest = replayed
-            .highest_wal_id
+            .wal_ids
+            .last()
+            .copied()
+            .unwrap_or(0)
             .max(manifest.next_wal_id.saturating_sub(1))
             .max(manifest.replay_after_wal_id);
         let fence = highest + 1;
         let gap = highest > end;
         if gap {
-            let present = tables.list_wal_ids().await?;
+            let present = &replayed.wal_ids;
             for id in (end + 1..=highest).filter(|id| present.binary_search(id).is_err()) {
                 match tables.write_wal(id, []).await {
                     Ok(_) => {}
@@ -119,12 +119,20 @@ pub async fn recover(tables: &TableStore, manifest: &Manifest) -> Result<Recover
         rows.sort_by_key(|row| row.seq);
         match tables.write_wal(fence, &rows).await {
             Ok(_) => {
+                if gap {
+                    fenced
+                        .update(|manifest, _| {
+                            manifest.replay_after_wal_id = manifest.replay_after_wal_id.max(highest);
+                            manifest.next_wal_id = manifest.next_wal_id.max(fence + 1);
+                            Ok(())
+                        })
+                        .await?;
+                }
                 return Ok(Recovered {
                     memtable: Arc::new(replayed.memtable),
                     last_seq: replayed.last_seq,
                     next_wal_id: fence + 1,
                     replayed: replayed.replayed,
-                    skip_through: gap.then_some(highest),
                 });
             }
             Err(StoreError::Fenced { path }) => {

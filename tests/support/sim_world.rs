@@ -70,11 +70,6 @@ impl ProcessStore {
     pub fn kill(&self) {
         self.dead.store(true, Ordering::SeqCst);
     }
-
-    /// A number in `0.0..1.0` from this process's seeded generator.
-    fn draw(&self) -> f64 {
-        (self.rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64
-    }
 }
 
 impl Layer for ProcessStore {
@@ -86,9 +81,9 @@ impl Layer for ProcessStore {
         request: impl FnOnce(&dyn Store) -> BoxFuture<'static, StoreResult<T>>,
     ) -> BoxFuture<'static, StoreResult<T>> {
         let faults = *lock(&self.faults);
-        let latency = faults.max_latency.mul_f64(self.draw());
-        let fault = self.draw() < faults.error_fraction;
-        let reply_lost = fault && self.draw() < 0.5;
+        let latency = faults.max_latency.mul_f64(self.rng.next_unit());
+        let fault = self.rng.next_unit() < faults.error_fraction;
+        let reply_lost = fault && self.rng.next_unit() < 0.5;
         // Every layer below builds its future lazily: nothing happens
         // before it is polled.
         let request = request(&*self.inner);

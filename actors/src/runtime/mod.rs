@@ -89,6 +89,11 @@ pub trait Clock: Send + Sync + 'static {
 pub trait Rng: Send + Sync + 'static {
     /// The next 64 random bits.
     fn next_u64(&self) -> u64;
+
+    /// A uniform number in `0.0..1.0` (53 random bits).
+    fn next_unit(&self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
 }
 
 /// Runs blocking work (file I/O, CPU-heavy encoding) off the async threads.
