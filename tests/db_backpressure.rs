@@ -5,12 +5,12 @@
 mod support;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use talusdb::actors::runtime::Sim;
 use talusdb::store::{GateStore, ObjectStoreAdapter, Op, Store};
-use talusdb::{Db, DbOptions, WriteOptions};
+use talusdb::{Db, DbOptions};
 
 const MAX_UNFLUSHED: usize = 12 << 10;
 const WRITES: usize = 300;
@@ -35,19 +35,7 @@ fn writers_stall_at_the_unflushed_maximum_and_resume() {
             .expect("open");
         // The store stops taking L0 tables: memtables pile up.
         gate.hold(Op::Put, "/compacted/", usize::MAX);
-        let written = Arc::new(AtomicUsize::new(0));
-        let writer = runtime.spawn({
-            let (db, written) = (db.clone(), written.clone());
-            async move {
-                for n in 0..WRITES {
-                    let options = WriteOptions { await_durable: false };
-                    db.put_with_options(format!("key-{n:05}"), vec![b'v'; 200], options)
-                        .await
-                        .expect("put");
-                    written.fetch_add(1, Ordering::Relaxed);
-                }
-            }
-        });
+        let (written, writer) = support::spawn_counted_writes(&db, &runtime, WRITES);
         let mut waited = Duration::ZERO;
         while db.stats().stalled_writes == 0 {
             assert!(waited < Duration::from_secs(5), "the writer never stalled");

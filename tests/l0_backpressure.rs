@@ -5,12 +5,12 @@
 mod support;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use talusdb::actors::runtime::Sim;
 use talusdb::store::{ObjectStoreAdapter, Store};
-use talusdb::{Db, DbOptions, WriteOptions};
+use talusdb::{Db, DbOptions};
 
 /// The default strategy's L0 trigger: a compactor can always make room.
 const MAX_L0: usize = 4;
@@ -37,19 +37,7 @@ fn a_full_l0_stalls_flushes_then_writers_until_a_compactor_makes_room() {
             .open()
             .await
             .expect("open");
-        let written = Arc::new(AtomicUsize::new(0));
-        let writer = runtime.spawn({
-            let (db, written) = (db.clone(), written.clone());
-            async move {
-                for n in 0..WRITES {
-                    let options = WriteOptions { await_durable: false };
-                    db.put_with_options(format!("key-{n:05}"), vec![b'v'; 200], options)
-                        .await
-                        .expect("put");
-                    written.fetch_add(1, Ordering::Relaxed);
-                }
-            }
-        });
+        let (written, writer) = support::spawn_counted_writes(&db, &runtime, WRITES);
         // Ten seconds of virtual time: far more than the writes need.
         runtime.sleep(Duration::from_secs(10)).await;
         let stats = db.stats();

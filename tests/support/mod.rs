@@ -6,7 +6,7 @@
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 pub mod audit;
 pub mod sim_world;
@@ -252,6 +252,29 @@ pub async fn flush_with_held_upload(
     let flush = runtime.spawn(async move { db.flush_memtable().await });
     gate.wait_held(held + 1).await;
     flush
+}
+
+/// Spawns `count` non-durable puts of 200-byte values to `key-00000`,
+/// `key-00001`, ...; the counter says how many have returned.
+pub fn spawn_counted_writes(
+    db: &Db,
+    runtime: &Runtime,
+    count: usize,
+) -> (Arc<AtomicUsize>, talusdb::actors::runtime::JoinHandle<()>) {
+    let written = Arc::new(AtomicUsize::new(0));
+    let task = runtime.spawn({
+        let (db, written) = (db.clone(), written.clone());
+        async move {
+            for n in 0..count {
+                let options = talusdb::WriteOptions { await_durable: false };
+                db.put_with_options(format!("key-{n:05}"), vec![b'v'; 200], options)
+                    .await
+                    .expect("put");
+                written.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    });
+    (written, task)
 }
 
 /// A tiny deterministic generator (the tests' own, so an operation
