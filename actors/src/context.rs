@@ -13,11 +13,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use concurrent_queue::ConcurrentQueue;
-use futures::future::{AbortHandle, Abortable, Aborted};
 
 use crate::actor::Actor;
 use crate::addr::Addr;
-use crate::mailbox::Doorbell;
+use crate::doorbell::{AbortHandle, Aborted, Doorbell, abortable};
 use crate::runtime::{Runtime, TaskMonitor, catch_panic};
 
 /// A handler's view of its surroundings; see the module docs.
@@ -137,13 +136,12 @@ impl<A: Actor> Context<A> {
         }
         let job = self.next_job;
         self.next_job += 1;
-        let (abort, registration) = AbortHandle::new_pair();
         let report = JobReport {
             job,
             completions: Some(self.completions.clone()),
         };
         let guard = self.tasks.guard();
-        let work = Abortable::new(async move { then(future.await) }, registration);
+        let (abort, work) = abortable(async move { then(future.await) });
         self.runtime.spawn_detached(Box::pin(async move {
             let outcome = catch_panic(work).await;
             // Uncounted before reporting, so an actor that has seen every

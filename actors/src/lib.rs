@@ -25,6 +25,7 @@
 mod actor;
 mod addr;
 mod context;
+mod doorbell;
 mod error;
 mod mailbox;
 mod record;

@@ -25,34 +25,13 @@
 //! ones already queued can still be received.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering, fence};
+use std::sync::atomic::{AtomicUsize, Ordering, fence};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
 
 use concurrent_queue::{ConcurrentQueue, PopError, PushError};
-use futures::task::AtomicWaker;
 
-/// Wakes one task: its mailbox, its job completions and the stop signal all
-/// ring the same doorbell.
-#[derive(Default)]
-pub(crate) struct Doorbell {
-    waker: AtomicWaker,
-    /// True while on a wait list. For a list's primary slot it is set by the
-    /// owner and cleared by a claiming compare-and-swap; for the others it
-    /// changes only under the list's lock.
-    parked: AtomicBool,
-}
-
-impl Doorbell {
-    /// Makes the next ring wake the task polling with `cx`.
-    pub(crate) fn register(&self, cx: &Context<'_>) {
-        self.waker.register(cx.waker());
-    }
-
-    pub(crate) fn ring(&self) {
-        self.waker.wake();
-    }
-}
+use crate::doorbell::{Doorbell, Registration};
 
 struct Channel<M> {
     queue: ConcurrentQueue<M>,
@@ -198,7 +177,10 @@ pub(crate) fn channel<M>(capacity: Option<usize>) -> (Sender<M>, Receiver<M>) {
         Sender {
             channel: channel.clone(),
         },
-        Receiver { channel, doorbell },
+        Receiver {
+            channel,
+            registration: Registration::new(doorbell),
+        },
     )
 }
 
@@ -239,9 +221,9 @@ impl<M> Sender<M> {
     /// message back if the mailbox is (or gets) closed.
     pub(crate) async fn send(&self, msg: M) -> Result<(), M> {
         // Unparks on every way out, including this future being dropped.
-        let waiting = ParkedSender {
+        let mut waiting = ParkedSender {
             list: &self.channel.senders,
-            doorbell: Arc::default(),
+            registration: Registration::new(Arc::default()),
         };
         let mut msg = Some(msg);
         std::future::poll_fn(|cx| {
@@ -252,8 +234,8 @@ impl<M> Sender<M> {
                 Ok(()) => Poll::Ready(Ok(())),
                 Err(SendError::Closed(returned)) => Poll::Ready(Err(returned)),
                 Err(SendError::Full(returned)) => {
-                    waiting.doorbell.register(cx);
-                    waiting.list.park(&waiting.doorbell);
+                    waiting.registration.register(cx);
+                    waiting.list.park(waiting.registration.doorbell());
                     match self.try_send(returned) {
                         Ok(()) => Poll::Ready(Ok(())),
                         Err(SendError::Closed(returned)) => Poll::Ready(Err(returned)),
@@ -283,12 +265,12 @@ impl<M> Sender<M> {
 
 struct ParkedSender<'a> {
     list: &'a WaitList,
-    doorbell: Arc<Doorbell>,
+    registration: Registration,
 }
 
 impl Drop for ParkedSender<'_> {
     fn drop(&mut self) {
-        self.list.unpark(&self.doorbell);
+        self.list.unpark(self.registration.doorbell());
     }
 }
 
@@ -296,7 +278,7 @@ impl Drop for ParkedSender<'_> {
 /// doorbell of its own.
 pub(crate) struct Receiver<M> {
     channel: Arc<Channel<M>>,
-    doorbell: Arc<Doorbell>,
+    registration: Registration,
 }
 
 impl<M> Clone for Receiver<M> {
@@ -304,14 +286,14 @@ impl<M> Clone for Receiver<M> {
         self.channel.receiver_count.fetch_add(1, Ordering::AcqRel);
         Receiver {
             channel: self.channel.clone(),
-            doorbell: Arc::default(),
+            registration: Registration::new(Arc::default()),
         }
     }
 }
 
 impl<M> Drop for Receiver<M> {
     fn drop(&mut self) {
-        self.channel.receivers.unpark(&self.doorbell);
+        self.channel.receivers.unpark(self.registration.doorbell());
         if self.channel.receiver_count.fetch_sub(1, Ordering::AcqRel) == 1 {
             self.channel.close();
         }
@@ -329,7 +311,13 @@ pub(crate) enum Received<M> {
 impl<M> Receiver<M> {
     /// This receiver's doorbell, for other wake-up sources to share.
     pub(crate) fn doorbell(&self) -> &Arc<Doorbell> {
-        &self.doorbell
+        self.registration.doorbell()
+    }
+
+    /// Makes every later ring of this receiver's doorbell wake the task
+    /// polling with `cx`. Only the receiver's owner registers, hence `&mut`.
+    pub(crate) fn register(&mut self, cx: &Context<'_>) {
+        self.registration.register(cx);
     }
 
     /// Takes the next message without waiting.
@@ -341,7 +329,7 @@ impl<M> Receiver<M> {
         }
         match self.channel.queue.pop() {
             Ok(msg) => {
-                self.channel.receivers.unpark(&self.doorbell);
+                self.channel.receivers.unpark(self.registration.doorbell());
                 // Only a bounded mailbox ever has senders waiting for room;
                 // skipping the check spares an unbounded one a fence per message.
                 if self.channel.bounded {
@@ -356,7 +344,7 @@ impl<M> Receiver<M> {
 
     /// The next message (`Some`), the end of a closed, drained mailbox
     /// (`None`), or `Pending` with the doorbell parked. The caller registers
-    /// its waker on [`Receiver::doorbell`] first (a worker does so once for
+    /// its waker with [`Receiver::register`] first (a worker does so once for
     /// all its wake-up sources).
     pub(crate) fn poll_recv(&mut self) -> Poll<Option<M>> {
         match self.try_recv() {
@@ -369,7 +357,7 @@ impl<M> Receiver<M> {
     /// Like [`Receiver::poll_recv`], for a caller that has just found the
     /// mailbox empty: parks at once, then checks again.
     pub(crate) fn park_and_recv(&mut self) -> Poll<Option<M>> {
-        self.channel.receivers.park(&self.doorbell);
+        self.channel.receivers.park(self.registration.doorbell());
         match self.try_recv() {
             Received::Message(msg) => Poll::Ready(Some(msg)),
             Received::Closed => Poll::Ready(None),
@@ -380,7 +368,7 @@ impl<M> Receiver<M> {
     /// Takes this receiver off the wait list, when it stops waiting for
     /// mail to do something else.
     pub(crate) fn unpark(&self) {
-        self.channel.receivers.unpark(&self.doorbell);
+        self.channel.receivers.unpark(self.registration.doorbell());
     }
 
     /// Closes the mailbox; queued messages can still be received.
@@ -442,7 +430,7 @@ mod tests {
                     let mut got = Vec::new();
                     smol::block_on(std::future::poll_fn(|cx| {
                         loop {
-                            receiver.doorbell().register(cx);
+                            receiver.register(cx);
                             match receiver.poll_recv() {
                                 Poll::Ready(Some(value)) => got.push(value),
                                 Poll::Ready(None) => return Poll::Ready(()),

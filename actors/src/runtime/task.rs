@@ -13,11 +13,11 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use event_listener::Event;
-use futures::future::{AbortHandle, Abortable, Aborted};
 use futures::{FutureExt, Stream};
 use tokio::sync::oneshot;
 
 use super::{BoxFuture, Runtime, catch_panic};
+use crate::doorbell::{AbortHandle, Aborted, abortable};
 
 /// Why a task produced no output.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -73,10 +73,10 @@ where
     F: Future + Send + 'static,
     F::Output: Send + 'static,
 {
-    let (abort, registration) = AbortHandle::new_pair();
+    let (abort, future) = abortable(future);
     let (sender, receiver) = oneshot::channel();
     let task = async move {
-        let outcome = match catch_panic(Abortable::new(future, registration)).await {
+        let outcome = match catch_panic(future).await {
             Ok(Ok(output)) => Ok(output),
             Ok(Err(Aborted)) => Err(JoinError::Aborted),
             Err(message) => Err(JoinError::Panicked(message)),

@@ -12,8 +12,8 @@
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 
+use crate::doorbell::Doorbell;
 use crate::error::ActorError;
-use crate::mailbox::Doorbell;
 
 pub(crate) struct Status<E> {
     result: OnceLock<ActorError<E>>,

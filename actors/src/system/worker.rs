@@ -168,7 +168,7 @@ impl<A: Actor> Worker<A> {
         let runtime = ctx.runtime();
         let event = poll_fn(|cx| {
             // Registered first: anything that happens after this rings us.
-            mailbox.doorbell().register(cx);
+            mailbox.register(cx);
             if status.is_stopping() {
                 return Poll::Ready(Event::Stop);
             }
@@ -221,14 +221,14 @@ impl<A: Actor> Worker<A> {
                 Err(payload) => Some(Err(panic_message(payload.as_ref()))),
                 Ok(handled) => {
                     let mut handled = std::pin::pin!(handled);
-                    let (status, doorbell) = (&self.status, self.mailbox.doorbell());
+                    let (status, mailbox) = (&self.status, &mut self.mailbox);
                     poll_fn(|cx| {
                         match std::panic::catch_unwind(AssertUnwindSafe(|| handled.as_mut().poll(cx))) {
                             Ok(Poll::Ready(result)) => return Poll::Ready(Some(Ok(result))),
                             Err(payload) => return Poll::Ready(Some(Err(panic_message(payload.as_ref())))),
                             Ok(Poll::Pending) => {}
                         }
-                        doorbell.register(cx);
+                        mailbox.register(cx);
                         if status.is_stopping() {
                             Poll::Ready(None)
                         } else {
@@ -272,9 +272,9 @@ impl<A: Actor> Worker<A> {
         self.ctx.abort_jobs();
         let mut leftover = Vec::new();
         while self.ctx.in_flight() > 0 {
-            let (completions, doorbell) = (&self.completions, self.mailbox.doorbell());
+            let (completions, mailbox) = (&self.completions, &mut self.mailbox);
             let completion = poll_fn(|cx| {
-                doorbell.register(cx);
+                mailbox.register(cx);
                 completions.pop().map_or(Poll::Pending, Poll::Ready)
             })
             .await;
