@@ -12,8 +12,8 @@
 //! waker changes, which executors practically never do.
 
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicBool, Ordering, fence};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::task::{Context, Poll, Waker};
 
 /// Wakes one task: its mailbox, its job completions and the stop signal all
@@ -22,9 +22,23 @@ use std::task::{Context, Poll, Waker};
 /// The waker stays in place after a ring (rung by reference), so a task that
 /// parks again needs no new registration; its [`Registration`] remembers what
 /// it left here and only writes when the task's waker changes.
+///
+/// The first waker is kept where a ring reads it without a lock. Should the
+/// task's waker ever change (a future moved to another task), the doorbell
+/// switches for good to a locked slot.
+///
+/// Invariant (no lost wake-up): the registrant writes its waker, then fences
+/// (`SeqCst`), then checks its wake-up conditions; a ringer changes a
+/// condition, fences, then reads which waker to wake. Whichever fence comes
+/// second sees the other side's write.
 #[derive(Default)]
 pub(crate) struct Doorbell {
-    waker: Mutex<Option<Waker>>,
+    /// The first waker registered; the one rung while `moved` is false.
+    first: OnceLock<Waker>,
+    /// Set once the registrant's waker changed or the registrant went away.
+    moved: AtomicBool,
+    /// The current waker once `moved` is set.
+    moved_to: Mutex<Option<Waker>>,
     /// True while on a mailbox's wait list. For a list's primary slot it is
     /// set by the owner and cleared by a claiming compare-and-swap; for the
     /// others it changes only under the list's lock.
@@ -32,14 +46,28 @@ pub(crate) struct Doorbell {
 }
 
 impl Doorbell {
-    fn waker(&self) -> MutexGuard<'_, Option<Waker>> {
-        self.waker.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    fn moved_to(&self) -> MutexGuard<'_, Option<Waker>> {
+        self.moved_to.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Wakes the registered task, if any. Waking only schedules it, so
-    /// holding the lock meanwhile cannot deadlock.
+    /// Wakes the registered task, if any, after the caller's change.
     pub(crate) fn ring(&self) {
-        if let Some(waker) = &*self.waker() {
+        fence(Ordering::SeqCst);
+        self.ring_fenced();
+    }
+
+    /// [`Doorbell::ring`] for a caller that has fenced (`SeqCst`) since its
+    /// change already, as a mailbox's wait list does before it claims.
+    pub(crate) fn ring_fenced(&self) {
+        if !self.moved.load(Ordering::Acquire) {
+            if let Some(waker) = self.first.get() {
+                waker.wake_by_ref();
+            }
+            return;
+        }
+        // Waking only schedules the task, so holding the lock meanwhile
+        // cannot deadlock.
+        if let Some(waker) = &*self.moved_to() {
             waker.wake_by_ref();
         }
     }
@@ -50,9 +78,8 @@ impl Doorbell {
 /// atomic operation, which matters because a worker re-registers every time
 /// it goes idle.
 ///
-/// Invariant (no lost wake-up): after [`Registration::register`] returns,
-/// the doorbell holds a waker for the registering task, so any ring that
-/// starts later wakes it.
+/// After [`Registration::register`] returns, the doorbell holds a waker for
+/// the registering task, so any ring that starts later wakes it.
 pub(crate) struct Registration {
     doorbell: Arc<Doorbell>,
     left: Option<Waker>,
@@ -73,17 +100,28 @@ impl Registration {
             return;
         }
         let waker = cx.waker().clone();
-        *self.doorbell.waker() = Some(waker.clone());
+        let first = self.left.is_none() && self.doorbell.first.set(waker.clone()).is_ok();
+        if !first {
+            self.move_to(Some(waker.clone()));
+        }
+        // Pairs with the ringer's fence; see `Doorbell`.
+        fence(Ordering::SeqCst);
         self.left = Some(waker);
+    }
+
+    fn move_to(&self, waker: Option<Waker>) {
+        *self.doorbell.moved_to() = waker;
+        self.doorbell.moved.store(true, Ordering::Release);
     }
 }
 
 impl Drop for Registration {
     /// The doorbell can outlive its task (a mailbox's senders keep it):
-    /// don't let it keep the task's allocation alive.
+    /// later rings wake nothing. (The first waker stays until the doorbell
+    /// goes: a `OnceLock` cannot be emptied through a shared reference.)
     fn drop(&mut self) {
         if self.left.is_some() {
-            self.doorbell.waker().take();
+            self.move_to(None);
         }
     }
 }

@@ -29,12 +29,15 @@ use std::sync::atomic::{AtomicUsize, Ordering, fence};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
 
-use concurrent_queue::{ConcurrentQueue, PopError, PushError};
+use concurrent_queue::{PopError, PushError};
 
+use self::queue::Queue;
 use crate::doorbell::{Doorbell, Registration};
 
+mod queue;
+
 struct Channel<M> {
-    queue: ConcurrentQueue<M>,
+    queue: Queue<M>,
     bounded: bool,
     receivers: WaitList,
     senders: WaitList,
@@ -128,7 +131,7 @@ impl WaitList {
                 .compare_exchange(true, false, Ordering::AcqRel, Ordering::Relaxed)
                 .is_ok()
         {
-            primary.ring();
+            primary.ring_fenced();
             return;
         }
         if self.others_parked.load(Ordering::Relaxed) == 0 {
@@ -144,7 +147,7 @@ impl WaitList {
             claimed
         };
         if let Some(doorbell) = claimed {
-            doorbell.ring();
+            doorbell.ring_fenced();
         }
     }
 
@@ -161,14 +164,17 @@ impl WaitList {
 
 /// Creates a mailbox holding at most `capacity` messages (`None`: unbounded).
 pub(crate) fn channel<M>(capacity: Option<usize>) -> (Sender<M>, Receiver<M>) {
-    let queue = match capacity {
-        Some(capacity) => ConcurrentQueue::bounded(capacity.max(1)),
-        None => ConcurrentQueue::unbounded(),
-    };
+    match capacity {
+        Some(capacity) => channel_on(Queue::bounded(capacity), true),
+        None => channel_on(Queue::unbounded(queue::UNBOUNDED_RING_SLOTS), false),
+    }
+}
+
+fn channel_on<M>(queue: Queue<M>, bounded: bool) -> (Sender<M>, Receiver<M>) {
     let doorbell = Arc::new(Doorbell::default());
     let channel = Arc::new(Channel {
         queue,
-        bounded: capacity.is_some(),
+        bounded,
         receivers: WaitList::with_primary(&doorbell),
         senders: WaitList::default(),
         receiver_count: AtomicUsize::new(1),
@@ -407,8 +413,10 @@ mod tests {
     /// times through a tiny bounded mailbox; every message arrives once. The
     /// first consumer uses the mailbox's own receiver (the lock-free slot),
     /// the others clones (the locked list).
-    fn stress(consumers: usize) {
-        let (sender, receiver) = channel::<u64>(Some(2));
+    ///
+    /// Each consumer also sees each producer's messages in the order sent.
+    fn stress(consumers: usize, queue: Queue<u64>, bounded: bool) {
+        let (sender, receiver) = channel_on(queue, bounded);
         let producers: Vec<_> = (0..4u64)
             .map(|producer| {
                 let sender = sender.clone();
@@ -446,10 +454,18 @@ mod tests {
             producer.join().unwrap();
         }
         sender.close();
-        let mut all: Vec<u64> = consumers
-            .into_iter()
-            .flat_map(|consumer| consumer.join().unwrap())
-            .collect();
+        let received: Vec<Vec<u64>> = consumers.into_iter().map(|consumer| consumer.join().unwrap()).collect();
+        for got in &received {
+            for producer in 0..4u64 {
+                let from_producer: Vec<u64> = got
+                    .iter()
+                    .copied()
+                    .filter(|value| value / 1_000_000 == producer)
+                    .collect();
+                assert!(from_producer.is_sorted(), "producer {producer}'s messages out of order");
+            }
+        }
+        let mut all: Vec<u64> = received.into_iter().flatten().collect();
         all.sort_unstable();
         let mut expected: Vec<u64> = (0..4u64)
             .flat_map(|p| (0..5_000).map(move |i| p * 1_000_000 + i))
@@ -460,11 +476,19 @@ mod tests {
 
     #[test]
     fn one_consumer_loses_no_message_and_no_wake_up() {
-        stress(1);
+        stress(1, Queue::bounded(2), true);
     }
 
     #[test]
     fn a_pool_of_consumers_loses_no_message_and_no_wake_up() {
-        stress(3);
+        stress(3, Queue::bounded(2), true);
+    }
+
+    /// A three-slot ring makes the unbounded mailbox spill and unspill
+    /// thousands of times under contention.
+    #[test]
+    fn an_unbounded_mailbox_that_keeps_spilling_loses_and_reorders_nothing() {
+        stress(1, Queue::unbounded(3), false);
+        stress(3, Queue::unbounded(3), false);
     }
 }
