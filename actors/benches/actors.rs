@@ -43,10 +43,11 @@ impl Harness {
         let on_tokio = Runtime::tokio(tokio.handle().clone());
         let actix = actix_rt::System::new();
         let on_actix = actix.block_on(async { Runtime::actix_current().expect("inside actix") });
+        // actix-rt first: its figures sit right after actix's own.
         vec![
-            ("smol", Harness::Smol(smol)),
-            ("tokio", Harness::Tokio(tokio, on_tokio)),
             ("actix-rt", Harness::Actix(actix, on_actix)),
+            ("tokio", Harness::Tokio(tokio, on_tokio)),
+            ("smol", Harness::Smol(smol)),
         ]
     }
 
@@ -125,17 +126,83 @@ impl Actor for PoolWorker {
     }
 }
 
-fn talus(c: &mut Criterion) {
-    for (name, harness) in Harness::all() {
+/// One talus counter and pool per harness.
+struct Subject {
+    name: &'static str,
+    harness: Harness,
+    system: System<()>,
+    counter: talus_actors::Addr<CounterMsg, ()>,
+    pool: talus_actors::Addr<Job, ()>,
+    done: Arc<AtomicU64>,
+    finished: async_channel::Receiver<()>,
+}
+
+impl Subject {
+    fn start(name: &'static str, harness: Harness) -> Self {
         let system = System::<()>::new(harness.runtime());
         let counter = system.start("counter", Counter(0));
+        let done = Arc::new(AtomicU64::new(0));
+        let (finished_sender, finished) = async_channel::bounded(1);
+        let (pool, mailbox) = system.mailbox("pool", Capacity::Unbounded);
+        system.run_pool(
+            mailbox,
+            (0..4).map(|_| PoolWorker {
+                done: done.clone(),
+                finished: finished_sender.clone(),
+            }),
+        );
+        Subject {
+            name,
+            harness,
+            system,
+            counter,
+            pool,
+            done,
+            finished,
+        }
+    }
+}
 
-        let mut group = c.benchmark_group("one_way");
-        group.throughput(Throughput::Elements(BATCH));
-        group.bench_function(BenchmarkId::new("talus", name), |b| {
+/// Each figure is measured for actix first and then for talus on every
+/// runtime, one right after the other, so that drift in the machine's speed
+/// (large on shared hosts) falls on both sides of a comparison alike.
+fn compare(c: &mut Criterion) {
+    let subjects: Vec<Subject> = Harness::all()
+        .into_iter()
+        .map(|(name, harness)| Subject::start(name, harness))
+        .collect();
+    // actix's actor shares the System (and thread) of talus's actix-rt
+    // harness, as both would inside one actix-web application.
+    let Some(actix_runner) = subjects.iter().find_map(|subject| match &subject.harness {
+        Harness::Actix(runner, _) => Some(runner),
+        _ => None,
+    }) else {
+        panic!("the actix-rt harness is missing");
+    };
+    let actix_counter = actix_runner.block_on(async { ActixCounter(0).start() });
+
+    let mut group = c.benchmark_group("one_way");
+    group.throughput(Throughput::Elements(BATCH));
+    group.bench_function(BenchmarkId::new("actix", "actix-rt"), |b| {
+        b.iter_custom(|iters| {
+            let counter = actix_counter.clone();
+            measure_on_actix(actix_runner, async move {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    for _ in 0..BATCH {
+                        counter.do_send(Add(1));
+                    }
+                    black_box(counter.send(Get).await.expect("running"));
+                }
+                start.elapsed()
+            })
+        })
+    });
+    for subject in &subjects {
+        group.bench_function(BenchmarkId::new("talus", subject.name), |b| {
             b.iter_custom(|iters| {
-                let counter = counter.clone();
-                harness.measure(async move {
+                let counter = subject.counter.clone();
+                subject.harness.measure(async move {
                     let start = Instant::now();
                     for _ in 0..iters {
                         for _ in 0..BATCH {
@@ -147,13 +214,27 @@ fn talus(c: &mut Criterion) {
                 })
             })
         });
-        group.finish();
+    }
+    group.finish();
 
-        let mut group = c.benchmark_group("ask");
-        group.bench_function(BenchmarkId::new("talus", name), |b| {
+    let mut group = c.benchmark_group("ask");
+    group.bench_function(BenchmarkId::new("actix", "actix-rt"), |b| {
+        b.iter_custom(|iters| {
+            let counter = actix_counter.clone();
+            measure_on_actix(actix_runner, async move {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    black_box(counter.send(Get).await.expect("running"));
+                }
+                start.elapsed()
+            })
+        })
+    });
+    for subject in &subjects {
+        group.bench_function(BenchmarkId::new("talus", subject.name), |b| {
             b.iter_custom(|iters| {
-                let counter = counter.clone();
-                harness.measure(async move {
+                let counter = subject.counter.clone();
+                subject.harness.measure(async move {
                     let start = Instant::now();
                     for _ in 0..iters {
                         black_box(counter.ask(CounterMsg::Get).await.expect("running"));
@@ -162,39 +243,36 @@ fn talus(c: &mut Criterion) {
                 })
             })
         });
-        group.finish();
+    }
+    group.finish();
 
-        let done = Arc::new(AtomicU64::new(0));
-        let (finished, finished_receiver) = async_channel::bounded(1);
-        let (pool, mailbox) = system.mailbox("pool", Capacity::Unbounded);
-        system.run_pool(
-            mailbox,
-            (0..4).map(|_| PoolWorker {
-                done: done.clone(),
-                finished: finished.clone(),
-            }),
-        );
-        let mut group = c.benchmark_group("pool4");
-        group.throughput(Throughput::Elements(BATCH));
-        group.bench_function(BenchmarkId::new("talus", name), |b| {
+    let mut group = c.benchmark_group("pool4");
+    group.throughput(Throughput::Elements(BATCH));
+    for subject in &subjects {
+        group.bench_function(BenchmarkId::new("talus", subject.name), |b| {
             b.iter_custom(|iters| {
-                let (pool, done, finished_receiver) = (pool.clone(), done.clone(), finished_receiver.clone());
-                harness.measure(async move {
+                let (pool, done, finished) = (subject.pool.clone(), subject.done.clone(), subject.finished.clone());
+                subject.harness.measure(async move {
                     let start = Instant::now();
                     for _ in 0..iters {
                         let finish_at = done.load(Ordering::Acquire) + BATCH;
                         for _ in 0..BATCH {
                             pool.send(Job { finish_at }).await.expect("running");
                         }
-                        finished_receiver.recv().await.expect("pool running");
+                        finished.recv().await.expect("pool running");
                     }
                     start.elapsed()
                 })
             })
         });
-        group.finish();
+    }
+    group.finish();
 
-        harness.block_on(system.shutdown()).expect("clean shutdown");
+    for subject in subjects {
+        subject
+            .harness
+            .block_on(subject.system.shutdown())
+            .expect("clean shutdown");
     }
 }
 
@@ -243,45 +321,6 @@ where
         .expect("benchmark task")
 }
 
-fn actix_native(c: &mut Criterion) {
-    let runner = actix_rt::System::new();
-    let counter = runner.block_on(async { ActixCounter(0).start() });
-
-    let mut group = c.benchmark_group("one_way");
-    group.throughput(Throughput::Elements(BATCH));
-    group.bench_function(BenchmarkId::new("actix", "actix-rt"), |b| {
-        b.iter_custom(|iters| {
-            let counter = counter.clone();
-            measure_on_actix(&runner, async move {
-                let start = Instant::now();
-                for _ in 0..iters {
-                    for _ in 0..BATCH {
-                        counter.do_send(Add(1));
-                    }
-                    black_box(counter.send(Get).await.expect("running"));
-                }
-                start.elapsed()
-            })
-        })
-    });
-    group.finish();
-
-    let mut group = c.benchmark_group("ask");
-    group.bench_function(BenchmarkId::new("actix", "actix-rt"), |b| {
-        b.iter_custom(|iters| {
-            let counter = counter.clone();
-            measure_on_actix(&runner, async move {
-                let start = Instant::now();
-                for _ in 0..iters {
-                    black_box(counter.send(Get).await.expect("running"));
-                }
-                start.elapsed()
-            })
-        })
-    });
-    group.finish();
-}
-
 fn configured() -> Criterion {
     Criterion::default()
         .sample_size(20)
@@ -292,6 +331,6 @@ fn configured() -> Criterion {
 criterion_group! {
     name = benches;
     config = configured();
-    targets = talus, actix_native
+    targets = compare
 }
 criterion_main!(benches);

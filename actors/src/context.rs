@@ -52,6 +52,7 @@ impl<M> Completions<M> {
         self.doorbell.ring();
     }
 
+    #[inline]
     pub(crate) fn pop(&self) -> Option<Completion<M>> {
         // Checked first: `pop` fences even when there is nothing to take.
         if self.queue.is_empty() {
@@ -60,6 +61,7 @@ impl<M> Completions<M> {
         self.queue.pop().ok()
     }
 
+    #[inline]
     pub(crate) fn is_empty(&self) -> bool {
         self.queue.is_empty()
     }

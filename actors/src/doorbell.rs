@@ -58,6 +58,7 @@ impl Doorbell {
 
     /// [`Doorbell::ring`] for a caller that has fenced (`SeqCst`) since its
     /// change already, as a mailbox's wait list does before it claims.
+    #[inline]
     pub(crate) fn ring_fenced(&self) {
         if !self.moved.load(Ordering::Acquire) {
             if let Some(waker) = self.first.get() {
@@ -95,6 +96,7 @@ impl Registration {
     }
 
     /// Makes every later ring wake the task polling with `cx`.
+    #[inline]
     pub(crate) fn register(&mut self, cx: &Context<'_>) {
         if self.left.as_ref().is_some_and(|left| left.will_wake(cx.waker())) {
             return;

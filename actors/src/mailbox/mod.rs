@@ -84,6 +84,7 @@ impl WaitList {
 
     /// Puts `doorbell` on the list (once). The caller must re-check its
     /// condition afterwards before it sleeps.
+    #[inline]
     fn park(&self, doorbell: &Arc<Doorbell>) {
         if doorbell.parked.load(Ordering::Relaxed) {
             return;
@@ -105,6 +106,7 @@ impl WaitList {
     }
 
     /// Takes `doorbell` off the list if it is still there.
+    #[inline]
     fn unpark(&self, doorbell: &Arc<Doorbell>) {
         if !doorbell.parked.load(Ordering::Relaxed) {
             return;
@@ -122,6 +124,7 @@ impl WaitList {
 
     /// Claims and rings one parked doorbell (the primary first, then the
     /// longest-parked other); two loads when none is parked.
+    #[inline]
     fn wake_one(&self) {
         fence(Ordering::SeqCst);
         if let Some(primary) = &self.primary
@@ -212,6 +215,7 @@ pub(crate) enum SendError<M> {
 
 impl<M> Sender<M> {
     /// Queues `msg` if there is room now.
+    #[inline]
     pub(crate) fn try_send(&self, msg: M) -> Result<(), SendError<M>> {
         match self.channel.queue.push(msg) {
             Ok(()) => {
@@ -322,11 +326,13 @@ impl<M> Receiver<M> {
 
     /// Makes every later ring of this receiver's doorbell wake the task
     /// polling with `cx`. Only the receiver's owner registers, hence `&mut`.
+    #[inline]
     pub(crate) fn register(&mut self, cx: &Context<'_>) {
         self.registration.register(cx);
     }
 
     /// Takes the next message without waiting.
+    #[inline]
     pub(crate) fn try_recv(&mut self) -> Received<M> {
         // `pop` fences even on an empty queue; a plain look is enough to say
         // "empty", since a message pushed right after it rings the doorbell.
@@ -352,6 +358,7 @@ impl<M> Receiver<M> {
     /// (`None`), or `Pending` with the doorbell parked. The caller registers
     /// its waker with [`Receiver::register`] first (a worker does so once for
     /// all its wake-up sources).
+    #[inline]
     pub(crate) fn poll_recv(&mut self) -> Poll<Option<M>> {
         match self.try_recv() {
             Received::Message(msg) => Poll::Ready(Some(msg)),
@@ -362,6 +369,7 @@ impl<M> Receiver<M> {
 
     /// Like [`Receiver::poll_recv`], for a caller that has just found the
     /// mailbox empty: parks at once, then checks again.
+    #[inline]
     pub(crate) fn park_and_recv(&mut self) -> Poll<Option<M>> {
         self.channel.receivers.park(self.registration.doorbell());
         match self.try_recv() {
@@ -373,6 +381,7 @@ impl<M> Receiver<M> {
 
     /// Takes this receiver off the wait list, when it stops waiting for
     /// mail to do something else.
+    #[inline]
     pub(crate) fn unpark(&self) {
         self.channel.receivers.unpark(self.registration.doorbell());
     }

@@ -63,6 +63,7 @@ impl<M> Queue<M> {
         }
     }
 
+    #[inline]
     pub(super) fn push(&self, msg: M) -> Result<(), PushError<M>> {
         let Some(overflow) = &self.overflow else {
             return self.ring.push(msg);
@@ -86,6 +87,7 @@ impl<M> Queue<M> {
         Ok(())
     }
 
+    #[inline]
     pub(super) fn pop(&self) -> Result<M, PopError> {
         let empty = match self.ring.pop() {
             Ok(msg) => return Ok(msg),
@@ -115,6 +117,7 @@ impl<M> Queue<M> {
     }
 
     /// No message queued (a look, without taking anything).
+    #[inline]
     pub(super) fn is_empty(&self) -> bool {
         self.ring.is_empty()
             && self
@@ -142,6 +145,7 @@ impl<M> Queue<M> {
         self.ring.close()
     }
 
+    #[inline]
     pub(super) fn is_closed(&self) -> bool {
         self.ring.is_closed()
     }

@@ -67,6 +67,7 @@ impl<E: Clone> Status<E> {
     }
 
     /// True once every actor must stop.
+    #[inline]
     pub(crate) fn is_stopping(&self) -> bool {
         self.stopping.load(Ordering::SeqCst)
     }

@@ -321,6 +321,7 @@ impl<M> Tickers<M> {
         Tickers { entries, armed: None }
     }
 
+    #[inline]
     fn is_due(&self, runtime: &Runtime) -> bool {
         if self.entries.is_empty() {
             // Most actors have no ticker: skip reading the clock.
@@ -332,6 +333,7 @@ impl<M> Tickers<M> {
 
     /// Ready with the index of the earliest ticker once it is due (ties go to
     /// the ticker listed first).
+    #[inline]
     fn poll_due(&mut self, cx: &mut std::task::Context<'_>, runtime: &Runtime) -> Poll<usize> {
         if self.entries.is_empty() {
             return Poll::Pending;
