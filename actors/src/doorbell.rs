@@ -31,7 +31,7 @@ use std::task::{Context, Poll, Waker};
 /// (`SeqCst`), then checks its wake-up conditions; a ringer changes a
 /// condition, fences, then reads which waker to wake. Whichever fence comes
 /// second sees the other side's write.
-#[derive(Default)]
+#[derive(Debug, Default)]
 pub(crate) struct Doorbell {
     /// The first waker registered; the one rung while `moved` is false.
     first: OnceLock<Waker>,
@@ -134,18 +134,10 @@ pub(crate) struct AbortHandle {
     signal: Arc<AbortSignal>,
 }
 
-#[derive(Default)]
+#[derive(Debug, Default)]
 struct AbortSignal {
     aborted: AtomicBool,
     doorbell: Arc<Doorbell>,
-}
-
-impl std::fmt::Debug for AbortSignal {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AbortSignal")
-            .field("aborted", &self.aborted.load(Ordering::Relaxed))
-            .finish()
-    }
 }
 
 impl AbortHandle {

@@ -38,7 +38,6 @@ mod queue;
 
 struct Channel<M> {
     queue: Queue<M>,
-    bounded: bool,
     receivers: WaitList,
     senders: WaitList,
     receiver_count: AtomicUsize,
@@ -168,16 +167,15 @@ impl WaitList {
 /// Creates a mailbox holding at most `capacity` messages (`None`: unbounded).
 pub(crate) fn channel<M>(capacity: Option<usize>) -> (Sender<M>, Receiver<M>) {
     match capacity {
-        Some(capacity) => channel_on(Queue::bounded(capacity), true),
-        None => channel_on(Queue::unbounded(queue::UNBOUNDED_RING_SLOTS), false),
+        Some(capacity) => channel_on(Queue::bounded(capacity)),
+        None => channel_on(Queue::unbounded(queue::UNBOUNDED_RING_SLOTS)),
     }
 }
 
-fn channel_on<M>(queue: Queue<M>, bounded: bool) -> (Sender<M>, Receiver<M>) {
+fn channel_on<M>(queue: Queue<M>) -> (Sender<M>, Receiver<M>) {
     let doorbell = Arc::new(Doorbell::default());
     let channel = Arc::new(Channel {
         queue,
-        bounded,
         receivers: WaitList::with_primary(&doorbell),
         senders: WaitList::default(),
         receiver_count: AtomicUsize::new(1),
@@ -344,7 +342,7 @@ impl<M> Receiver<M> {
                 self.channel.receivers.unpark(self.registration.doorbell());
                 // Only a bounded mailbox ever has senders waiting for room;
                 // skipping the check spares an unbounded one a fence per message.
-                if self.channel.bounded {
+                if self.channel.queue.is_bounded() {
                     self.channel.senders.wake_one();
                 }
                 Received::Message(msg)
@@ -424,8 +422,8 @@ mod tests {
     /// the others clones (the locked list).
     ///
     /// Each consumer also sees each producer's messages in the order sent.
-    fn stress(consumers: usize, queue: Queue<u64>, bounded: bool) {
-        let (sender, receiver) = channel_on(queue, bounded);
+    fn stress(consumers: usize, queue: Queue<u64>) {
+        let (sender, receiver) = channel_on(queue);
         let producers: Vec<_> = (0..4u64)
             .map(|producer| {
                 let sender = sender.clone();
@@ -485,19 +483,19 @@ mod tests {
 
     #[test]
     fn one_consumer_loses_no_message_and_no_wake_up() {
-        stress(1, Queue::bounded(2), true);
+        stress(1, Queue::bounded(2));
     }
 
     #[test]
     fn a_pool_of_consumers_loses_no_message_and_no_wake_up() {
-        stress(3, Queue::bounded(2), true);
+        stress(3, Queue::bounded(2));
     }
 
     /// A three-slot ring makes the unbounded mailbox spill and unspill
     /// thousands of times under contention.
     #[test]
     fn an_unbounded_mailbox_that_keeps_spilling_loses_and_reorders_nothing() {
-        stress(1, Queue::unbounded(3), false);
-        stress(3, Queue::unbounded(3), false);
+        stress(1, Queue::unbounded(3));
+        stress(3, Queue::unbounded(3));
     }
 }

@@ -68,12 +68,14 @@ impl<M> Queue<M> {
         let Some(overflow) = &self.overflow else {
             return self.ring.push(msg);
         };
-        if !overflow.spilled.load(Ordering::Acquire) {
+        let msg = if overflow.spilled.load(Ordering::Acquire) {
+            msg
+        } else {
             match self.ring.push(msg) {
-                Err(PushError::Full(msg)) => return self.spill(overflow, msg),
+                Err(PushError::Full(msg)) => msg,
                 done => return done,
             }
-        }
+        };
         self.spill(overflow, msg)
     }
 
@@ -148,6 +150,12 @@ impl<M> Queue<M> {
     #[inline]
     pub(super) fn is_closed(&self) -> bool {
         self.ring.is_closed()
+    }
+
+    /// Senders of a bounded queue can find it full and wait for room.
+    #[inline]
+    pub(super) fn is_bounded(&self) -> bool {
+        self.overflow.is_none()
     }
 }
 
