@@ -20,7 +20,7 @@ use serde_json::{Value, json};
 use talusdb::actors::Runtime;
 use talusdb::actors::runtime::JoinHandle;
 use talusdb::store::{LatencyStore, RequestCounts, Store};
-use talusdb::{Db, DbOptions, Error, ErrorKind, ScanOptions, WriteOptions};
+use talusdb::{Db, Error, ErrorKind, ScanOptions, WriteOptions};
 
 use crate::{CliError, stores};
 
@@ -286,15 +286,10 @@ struct Bench {
 }
 
 impl Bench {
-    fn options(&self) -> DbOptions {
-        DbOptions::default()
-    }
-
     async fn open(&self) -> Result<Db, Error> {
         Db::builder(self.path.as_str(), self.store.clone())
             .runtime(self.runtime.clone())
             .seed(self.args.seed)
-            .options(self.options())
             .open()
             .await
     }
@@ -311,8 +306,32 @@ impl Bench {
         bar
     }
 
-    fn requests(&self) -> Value {
-        json!(self.counts.snapshot())
+    /// Seconds from `started` (a time on the runtime's clock) until now.
+    fn seconds_since(&self, started: Duration) -> f64 {
+        (self.runtime.now() - started).as_secs_f64()
+    }
+
+    /// A workload's report, with the store requests counted since the
+    /// last reset.
+    fn report(
+        &self,
+        workload: &'static str,
+        ops: u64,
+        seconds: f64,
+        latency: Option<Latencies>,
+        extra: impl IntoIterator<Item = (&'static str, Value)>,
+    ) -> Report {
+        Report {
+            workload,
+            ops,
+            seconds,
+            latency,
+            extra: extra
+                .into_iter()
+                .map(|(name, value)| (name.to_owned(), value))
+                .collect(),
+            requests: json!(self.counts.snapshot()),
+        }
     }
 
     /// Spawns `count` (at least one) tasks made by `task`, handing each
@@ -387,27 +406,26 @@ impl Bench {
             }
         });
         gather(tasks).await?;
-        let put_seconds = (self.runtime.now() - started).as_secs_f64();
+        let put_seconds = self.seconds_since(started);
         db.flush().await?;
-        let durable_seconds = (self.runtime.now() - started).as_secs_f64();
+        let durable_seconds = self.seconds_since(started);
         db.close_with(true).await?;
-        let closed_seconds = (self.runtime.now() - started).as_secs_f64();
+        let closed_seconds = self.seconds_since(started);
         bar.finish_and_clear();
-        let mut extra = serde_json::Map::new();
-        extra.insert("durable_after_s".into(), json!(durable_seconds));
-        extra.insert("in_l0_after_s".into(), json!(closed_seconds));
-        extra.insert(
-            "mb_per_s".into(),
-            json!(rate(self.args.keys * (self.args.value_size as u64 + 16), put_seconds) / 1e6),
-        );
-        Ok(Report {
-            workload: "fill",
-            ops: self.args.keys,
-            seconds: put_seconds,
-            latency: None,
-            extra,
-            requests: self.requests(),
-        })
+        Ok(self.report(
+            "fill",
+            self.args.keys,
+            put_seconds,
+            None,
+            [
+                ("durable_after_s", json!(durable_seconds)),
+                ("in_l0_after_s", json!(closed_seconds)),
+                (
+                    "mb_per_s",
+                    json!(rate(self.args.keys * (self.args.value_size as u64 + 16), put_seconds) / 1e6),
+                ),
+            ],
+        ))
     }
 
     /// Durable puts of random rows from `--writers` tasks.
@@ -440,20 +458,17 @@ impl Bench {
             }
         });
         let (latency, _) = gather(tasks).await?;
-        let seconds = (self.runtime.now() - started).as_secs_f64();
+        let seconds = self.seconds_since(started);
         bar.finish_and_clear();
         let stats = db.stats();
         db.close().await?;
-        let mut extra = serde_json::Map::new();
-        extra.insert("wal_uploads".into(), json!(stats.wal_uploads));
-        Ok(Report {
-            workload: "durable-put",
-            ops: self.args.ops,
+        Ok(self.report(
+            "durable-put",
+            self.args.ops,
             seconds,
-            latency: Some(latency),
-            extra,
-            requests: self.requests(),
-        })
+            Some(latency),
+            [("wal_uploads", json!(stats.wal_uploads))],
+        ))
     }
 
     /// Random gets (a `--miss-ratio` share of absent keys) from
@@ -499,25 +514,21 @@ impl Bench {
             }
         });
         let (latency, misses) = gather(tasks).await?;
-        let seconds = (self.runtime.now() - started).as_secs_f64();
+        let seconds = self.seconds_since(started);
         bar.finish_and_clear();
         let reads = self.counts.reads();
         db.close().await?;
-        let mut extra = serde_json::Map::new();
-        extra.insert("misses".into(), json!(misses));
-        extra.insert("store_reads".into(), json!(reads));
-        extra.insert(
-            "reads_per_lookup".into(),
-            json!(reads as f64 / self.args.ops.max(1) as f64),
-        );
-        Ok(Report {
-            workload: "get",
-            ops: self.args.ops,
+        Ok(self.report(
+            "get",
+            self.args.ops,
             seconds,
-            latency: Some(latency),
-            extra,
-            requests: self.requests(),
-        })
+            Some(latency),
+            [
+                ("misses", json!(misses)),
+                ("store_reads", json!(reads)),
+                ("reads_per_lookup", json!(reads as f64 / self.args.ops.max(1) as f64)),
+            ],
+        ))
     }
 
     /// Scans of `--scan-len` rows from random starting rows, on a freshly
@@ -577,20 +588,16 @@ impl Bench {
             }
         });
         let (latency, rows) = gather(tasks).await?;
-        let seconds = (self.runtime.now() - started).as_secs_f64();
+        let seconds = self.seconds_since(started);
         bar.finish_and_clear();
         db.close().await?;
-        let mut extra = serde_json::Map::new();
-        extra.insert("rows".into(), json!(rows));
-        extra.insert("rows_per_s".into(), json!(rate(rows, seconds)));
-        Ok(Report {
-            workload: "scan",
-            ops: self.args.ops,
+        Ok(self.report(
+            "scan",
+            self.args.ops,
             seconds,
-            latency: Some(latency),
-            extra,
-            requests: self.requests(),
-        })
+            Some(latency),
+            [("rows", json!(rows)), ("rows_per_s", json!(rate(rows, seconds)))],
+        ))
     }
 
     /// Overwrites (`--put-percent`) and gets of random rows for
@@ -637,21 +644,17 @@ impl Bench {
         self.runtime.sleep(duration).await;
         stop.store(true, Ordering::Relaxed);
         let (latency, puts) = gather(tasks).await?;
-        let seconds = (self.runtime.now() - started).as_secs_f64();
+        let seconds = self.seconds_since(started);
         bar.finish_and_clear();
         db.close().await?;
         let ops = latency.0.len() as u64;
-        let mut extra = serde_json::Map::new();
-        extra.insert("puts".into(), json!(puts));
-        extra.insert("gets".into(), json!(ops - puts));
-        Ok(Report {
-            workload: "mixed",
+        Ok(self.report(
+            "mixed",
             ops,
             seconds,
-            latency: Some(latency),
-            extra,
-            requests: self.requests(),
-        })
+            Some(latency),
+            [("puts", json!(puts)), ("gets", json!(ops - puts))],
+        ))
     }
 
     /// Removes every object the benchmark wrote under its path.
