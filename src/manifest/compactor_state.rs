@@ -175,22 +175,20 @@ impl CompactorState {
     /// Marks a compaction completed whose manifest change is already
     /// written (the compactor stopped before recording it here).
     pub async fn complete_applied(&mut self, id: Ulid) -> Result<(), ManifestError> {
-        self.compactions
-            .update(|state, _| {
-                Self::set_status(state, id, CompactionStatus::Completed)?;
-                state.retain_active_and_last_finished();
-                Ok(())
-            })
-            .await
-            .map(drop)
+        self.record_end(id, CompactionStatus::Completed).await
     }
 
     /// Marks a compaction failed (its outputs stay listed for the collector
     /// to judge).
     pub async fn fail(&mut self, id: Ulid) -> Result<(), ManifestError> {
+        self.record_end(id, CompactionStatus::Failed).await
+    }
+
+    /// Records `id`'s final `status` and drops finished entries but the last.
+    async fn record_end(&mut self, id: Ulid, status: CompactionStatus) -> Result<(), ManifestError> {
         self.compactions
             .update(|state, _| {
-                Self::set_status(state, id, CompactionStatus::Failed)?;
+                Self::set_status(state, id, status)?;
                 state.retain_active_and_last_finished();
                 Ok(())
             })
