@@ -17,6 +17,7 @@ on_every_executor!(
     blocking_work_and_intervals_run_on_the_runtime,
     ask_gets_a_reply,
     tickers_fire_at_their_interval,
+    a_tick_slower_than_its_period_never_starves_the_mailbox,
     spawn_then_results_return_while_the_mailbox_is_served,
     a_pool_runs_n_jobs_at_once,
     a_bounded_mailbox_makes_senders_wait,
@@ -48,6 +49,38 @@ async fn next_event(runtime: &Runtime, events: &async_channel::Receiver<Event>) 
     within(runtime, "an event", events.recv())
         .await
         .expect("event channel open")
+}
+
+/// Regression: a tick handler slower than its period found its next tick due
+/// on return, and ticks (served before the mailbox) ran back to back: the
+/// actor never read a message again.
+async fn a_tick_slower_than_its_period_never_starves_the_mailbox(runtime: Runtime) {
+    let (sender, events) = events();
+    let system = System::<E>::new(runtime.clone());
+    let probe = Probe::new(&sender)
+        .ticking("slow", Duration::from_millis(5), Duration::ZERO)
+        .with_tick_cost(Duration::from_millis(10));
+    let addr = system.start("slow ticker", probe);
+    // Let ticks pile up first: from here on a tick is always due.
+    while !matches!(next_event(&runtime, &events).await, Event::Tick { .. }) {}
+    runtime.sleep(Duration::from_millis(30)).await;
+    for n in 1..=20 {
+        within(&runtime, "a message between slow ticks", addr.send(Msg::Add(1)))
+            .await
+            .expect("send");
+        let total = within(&runtime, "an answer between slow ticks", addr.ask(Msg::Get))
+            .await
+            .expect("ask");
+        assert_eq!(total, n);
+    }
+    let mut ticks = 0;
+    while let Ok(event) = events.try_recv() {
+        ticks += usize::from(matches!(event, Event::Tick { .. }));
+    }
+    assert!(ticks >= 2, "ticks still run between messages ({ticks})");
+    within(&runtime, "shutdown", system.shutdown())
+        .await
+        .expect("clean shutdown");
 }
 
 async fn spawned_tasks_can_be_awaited_aborted_and_report_panics(runtime: Runtime) {

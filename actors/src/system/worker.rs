@@ -4,6 +4,11 @@
 //! Event priority, highest first: the stop signal, completions of in-flight
 //! jobs, due ticks, then the mailbox. Completions come first so a busy
 //! mailbox cannot starve an actor's own I/O results.
+//!
+//! Fairness rule: after a tick, a waiting message is served before the next
+//! tick. A tick handler that takes longer than its period finds its next
+//! tick already due when it returns; without the rule the actor would run
+//! ticks back to back and never read its mailbox again.
 
 use std::future::poll_fn;
 use std::panic::AssertUnwindSafe;
@@ -32,6 +37,8 @@ pub(super) struct Worker<A: Actor> {
     completions: Arc<Completions<A::Msg>>,
     status: Arc<Status<A::Error>>,
     recorder: Option<Recorder>,
+    /// A tick was the last event: the mailbox goes before the next tick.
+    mail_owed: bool,
 }
 
 enum Event<M> {
@@ -76,6 +83,7 @@ impl<A: Actor> Worker<A> {
             completions,
             status,
             recorder,
+            mail_owed: false,
         }
     }
 
@@ -115,7 +123,13 @@ impl<A: Actor> Worker<A> {
             if draining && self.ctx.in_flight() == 0 {
                 return Exit::Drained;
             }
-            let msg = match self.next_event(tickers, draining).await {
+            let event = self.next_event(tickers, draining).await;
+            match event {
+                Event::Tick(_) => self.mail_owed = true,
+                Event::Message(_) => self.mail_owed = false,
+                _ => {}
+            }
+            let msg = match event {
                 Event::Stop => return Exit::Stopped,
                 Event::MailboxClosed => {
                     draining = true;
@@ -150,7 +164,11 @@ impl<A: Actor> Worker<A> {
         // Fast path: a queued message and nothing more urgent, taken without
         // registering a waker.
         let mut found_empty = false;
-        if !draining && !self.status.is_stopping() && self.completions.is_empty() && !tickers.is_due(self.ctx.runtime())
+        let mail_first = self.mail_owed;
+        if !draining
+            && !self.status.is_stopping()
+            && self.completions.is_empty()
+            && (mail_first || !tickers.is_due(self.ctx.runtime()))
         {
             match self.mailbox.try_recv() {
                 Received::Message(msg) => return Event::Message(msg),
@@ -178,7 +196,10 @@ impl<A: Actor> Worker<A> {
             if draining {
                 return Poll::Pending;
             }
-            if let Poll::Ready(index) = tickers.poll_due(cx, runtime) {
+            // Owed a turn, the mailbox is asked before the tickers (unless
+            // the fast path just found it empty).
+            let mail_first = mail_first && !found_empty;
+            if !mail_first && let Poll::Ready(index) = tickers.poll_due(cx, runtime) {
                 return Poll::Ready(Event::Tick(index));
             }
             // Right after the fast path found it empty, go straight to parking.
@@ -190,6 +211,7 @@ impl<A: Actor> Worker<A> {
             match received {
                 Poll::Ready(Some(msg)) => Poll::Ready(Event::Message(msg)),
                 Poll::Ready(None) => Poll::Ready(Event::MailboxClosed),
+                Poll::Pending if mail_first => tickers.poll_due(cx, runtime).map(Event::Tick),
                 Poll::Pending => Poll::Pending,
             }
         })

@@ -134,6 +134,8 @@ pub struct Probe {
     pub events: async_channel::Sender<Event>,
     pub next: Option<Addr<Msg, E>>,
     pub tickers: Vec<(&'static str, Duration, Duration)>,
+    /// How long each tick's handler takes.
+    pub tick_cost: Duration,
 }
 
 impl Probe {
@@ -143,6 +145,7 @@ impl Probe {
             events: events.clone(),
             next: None,
             tickers: Vec::new(),
+            tick_cost: Duration::ZERO,
         }
     }
 
@@ -153,6 +156,12 @@ impl Probe {
 
     pub fn ticking(mut self, name: &'static str, period: Duration, jitter: Duration) -> Self {
         self.tickers.push((name, period, jitter));
+        self
+    }
+
+    /// Makes every tick's handler take `cost` (a sleep on the runtime).
+    pub fn with_tick_cost(mut self, cost: Duration) -> Self {
+        self.tick_cost = cost;
         self
     }
 
@@ -197,7 +206,12 @@ impl Actor for Probe {
                 }
             }
             Msg::InFlight(reply) => reply.send(ctx.in_flight()),
-            Msg::Tick(name) => self.report(Event::Tick { name, at: ctx.now() }),
+            Msg::Tick(name) => {
+                self.report(Event::Tick { name, at: ctx.now() });
+                if !self.tick_cost.is_zero() {
+                    ctx.runtime().sleep(self.tick_cost).await;
+                }
+            }
             Msg::Note(note) => {
                 self.report(Event::Note {
                     actor: ctx.name().to_owned(),
