@@ -149,7 +149,7 @@ fn race_on(spec: &str, store: Arc<dyn Store>, runtime: &Runtime) {
             assert_eq!(
                 claims.len(),
                 1,
-                "object {round}: exactly one process wins its create: {claims:?}"
+                "{spec}: object {round}: exactly one process wins its create: {claims:?}"
             );
             let stored = store
                 .get(&Path::from(format!("race/{round:05}")), ByteRange::All)
@@ -158,17 +158,17 @@ fn race_on(spec: &str, store: Arc<dyn Store>, runtime: &Runtime) {
             assert_eq!(
                 stored.bytes,
                 claims[0].as_bytes(),
-                "object {round} holds its winner's bytes"
+                "{spec}: object {round} holds its winner's bytes"
             );
         }
         let unique: BTreeSet<u64> = versions.iter().copied().collect();
-        assert_eq!(unique.len(), versions.len(), "no two updates claim one version");
+        assert_eq!(unique.len(), versions.len(), "{spec}: no two updates claim one version");
         let total = (PROCESSES * UPDATES) as u64;
         let ids = versioned(store.clone(), runtime).ids().await.expect("ids");
         assert_eq!(
             ids,
             (1..=first_id + total).collect::<Vec<_>>(),
-            "every version written once, none missing"
+            "{spec}: every version written once, none missing"
         );
         let (_, latest) = versioned(store, runtime)
             .read_latest()
@@ -176,7 +176,7 @@ fn race_on(spec: &str, store: Arc<dyn Store>, runtime: &Runtime) {
             .expect("read")
             .expect("a manifest");
         let names: BTreeSet<_> = latest.checkpoints.iter().filter_map(|c| c.name.clone()).collect();
-        assert_eq!(names.len() as u64, total, "no update lost");
+        assert_eq!(names.len() as u64, total, "{spec}: no update lost");
     });
 }
 
