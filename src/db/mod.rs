@@ -264,6 +264,7 @@ impl DbBuilder {
             WalStart {
                 last_seq: recovered.last_seq,
                 next_wal_id: recovered.next_wal_id,
+                writer_epoch: manifest.epoch().unwrap_or(0),
                 memtable: recovered.memtable,
             },
         );

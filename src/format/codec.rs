@@ -169,6 +169,11 @@ impl<'a> Cursor<'a> {
         Ok(count)
     }
 
+    /// Bytes not read yet.
+    pub(crate) fn remaining(&self) -> usize {
+        self.bytes.len() - self.position
+    }
+
     /// Fails if any bytes are left unread.
     pub(crate) fn finish(&self) -> Result<(), FormatError> {
         let left = self.bytes.len() - self.position;

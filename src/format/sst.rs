@@ -22,8 +22,12 @@ use super::{FormatError, Row, RowValue};
 
 /// "TALUSSST" in ASCII, the last 8 bytes of every table.
 pub const MAGIC: [u8; 8] = *b"TALUSSST";
-/// The table format this version writes and reads.
-pub const FORMAT_VERSION: u32 = 1;
+/// The table format this version writes. Version 2 added the WAL stamp to
+/// the metadata of WAL tables; this build reads versions 1 and 2, and a
+/// version 1 WAL table reads as [`WalStamp::default`] (no claims).
+pub const FORMAT_VERSION: u32 = 2;
+/// The oldest table format this build reads.
+pub const OLDEST_FORMAT_VERSION: u32 = 1;
 /// Size of the footer at the end of every table.
 pub const FOOTER_SIZE: usize = 32;
 
@@ -34,6 +38,34 @@ pub enum TableKind {
     Sorted = 0,
     /// WAL tables: rows in sequence order.
     Wal = 1,
+}
+
+/// What part a WAL table plays in the log.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum WalRole {
+    /// A writer's rows (possibly none).
+    #[default]
+    Data = 0,
+    /// The empty table a recovering writer places above everything it
+    /// found, fencing older writers.
+    Fence = 1,
+    /// An empty table a recovering writer placed at an id nobody had
+    /// written: whatever its writer meant to put there was never durable,
+    /// so replay stops below it.
+    Filler = 2,
+}
+
+/// What a WAL table says about itself and the log below it (format
+/// version 2; `docs/format.md`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WalStamp {
+    pub role: WalRole,
+    /// The writer epoch of the writer that wrote it (0: unknown).
+    pub writer_epoch: u64,
+    /// Every WAL id at or below this held its writer's rows durably when
+    /// this table was sealed (0: no claim). Recovery uses it to tell a
+    /// table lost after it was acknowledged from one never written.
+    pub durable_through_wal_id: u64,
 }
 
 /// How tables are cut and filtered.
@@ -110,6 +142,7 @@ pub struct SstBuilder {
     hashes: Vec<u64>,
     stats: TableStats,
     put_id: u128,
+    wal_stamp: Option<WalStamp>,
 }
 
 impl SstBuilder {
@@ -125,6 +158,7 @@ impl SstBuilder {
             hashes: Vec::new(),
             stats: TableStats::default(),
             put_id: 0,
+            wal_stamp: None,
         }
     }
 
@@ -187,6 +221,11 @@ impl SstBuilder {
         self.put_id = put_id;
     }
 
+    /// Stamps a WAL table with its role, epoch and durable watermark.
+    pub fn set_wal_stamp(&mut self, stamp: WalStamp) {
+        self.wal_stamp = Some(stamp);
+    }
+
     /// Bytes written so far (closed blocks only).
     pub fn estimated_size(&self) -> usize {
         self.out.len() + self.block.estimated_size()
@@ -210,6 +249,7 @@ impl SstBuilder {
             filter,
             stats: std::mem::take(&mut self.stats),
             put_id: self.put_id,
+            wal_stamp: self.wal_stamp.filter(|_| self.kind == TableKind::Wal),
         };
         let meta = self.append_part(encode_meta(&table_meta));
         let mut footer = Vec::with_capacity(FOOTER_SIZE);
@@ -278,11 +318,16 @@ impl Footer {
             return Err(FormatError::corrupt(PART, "reserved bytes are not zero"));
         }
         let version = u32::from_le_bytes(cursor.take(4)?.try_into().unwrap_or_default());
-        if version != FORMAT_VERSION {
-            return Err(FormatError::corrupt(
-                PART,
-                format!("format version {version}; this build reads {FORMAT_VERSION}"),
-            ));
+        if version > FORMAT_VERSION {
+            return Err(FormatError::Unsupported {
+                part: PART,
+                detail: format!(
+                    "table format version {version} is newer than this build's ({OLDEST_FORMAT_VERSION} to {FORMAT_VERSION})"
+                ),
+            });
+        }
+        if version < OLDEST_FORMAT_VERSION {
+            return Err(FormatError::corrupt(PART, format!("table format version {version}")));
         }
         let meta = Handle {
             offset: meta_offset,
@@ -301,6 +346,8 @@ pub struct TableMeta {
     pub stats: TableStats,
     /// Set by the writer to tell its own upload from anyone else's (0: none).
     pub put_id: u128,
+    /// WAL tables of format version 2 only.
+    pub wal_stamp: Option<WalStamp>,
 }
 
 fn encode_meta(meta: &TableMeta) -> Vec<u8> {
@@ -326,6 +373,11 @@ fn encode_meta(meta: &TableMeta) -> Vec<u8> {
         out.extend_from_slice(key);
     }
     out.extend_from_slice(&meta.put_id.to_le_bytes());
+    if let Some(stamp) = meta.wal_stamp {
+        out.push(stamp.role as u8);
+        put_varint(&mut out, stamp.writer_epoch);
+        put_varint(&mut out, stamp.durable_through_wal_id);
+    }
     seal(&mut out);
     out
 }
@@ -359,6 +411,24 @@ impl TableMeta {
         let last_key_len = cursor.length()?;
         let last_key = Bytes::copy_from_slice(cursor.take(last_key_len)?);
         let put_id = u128::from_le_bytes(cursor.take(16)?.try_into().unwrap_or_default());
+        // Only WAL tables of version 2 carry a stamp: it is whatever
+        // follows the put id.
+        let wal_stamp = if cursor.remaining() > 0 {
+            let role = match cursor.u8()? {
+                0 => WalRole::Data,
+                1 => WalRole::Fence,
+                2 => WalRole::Filler,
+                other => return Err(FormatError::corrupt(PART, format!("unknown WAL role {other}"))),
+            };
+            Some(WalStamp {
+                role,
+                writer_epoch: cursor.varint()?,
+                durable_through_wal_id: cursor.varint()?,
+            })
+        } else {
+            None
+        };
+        cursor.finish()?;
         let stats = TableStats {
             rows,
             tombstones,
@@ -375,6 +445,7 @@ impl TableMeta {
             filter,
             stats,
             put_id,
+            wal_stamp,
         })
     }
 }
@@ -669,6 +740,45 @@ mod tests {
             flipped[index] ^= 0x04;
             check(flipped, format!("flip at {index}"));
         }
+    }
+
+    #[test]
+    fn a_wal_stamp_round_trips_and_only_wal_tables_carry_one() {
+        let stamp = WalStamp {
+            role: WalRole::Filler,
+            writer_epoch: 7,
+            durable_through_wal_id: 41,
+        };
+        let mut builder = SstBuilder::new(TableKind::Wal, small_blocks());
+        builder.set_wal_stamp(stamp);
+        let sst = SstBytes::open(builder.finish()).unwrap();
+        assert_eq!(sst.meta.wal_stamp, Some(stamp));
+        let mut sorted = SstBuilder::new(TableKind::Sorted, small_blocks());
+        sorted.set_wal_stamp(stamp);
+        sorted.add(&Row::value("k", "v", 1));
+        assert_eq!(SstBytes::open(sorted.finish()).unwrap().meta.wal_stamp, None);
+    }
+
+    /// A table whose footer claims `version`, resealed.
+    fn with_version(table: &Bytes, version: u32) -> Bytes {
+        let mut bytes = table.to_vec();
+        let footer = bytes.len() - FOOTER_SIZE;
+        bytes[footer + 16..footer + 20].copy_from_slice(&version.to_le_bytes());
+        let crc = super::super::codec::crc32(&bytes[footer..footer + 20]);
+        bytes[footer + 20..footer + 24].copy_from_slice(&crc.to_le_bytes());
+        Bytes::from(bytes)
+    }
+
+    #[test]
+    fn a_newer_format_version_is_unsupported_and_version_one_still_reads() {
+        let mut builder = SstBuilder::new(TableKind::Wal, small_blocks());
+        builder.add(&Row::value("k", "v", 1));
+        let table = builder.finish();
+        assert!(SstBytes::open(with_version(&table, 1)).is_ok(), "version 1");
+        let newer = SstBytes::open(with_version(&table, FORMAT_VERSION + 1)).unwrap_err();
+        assert!(matches!(newer, FormatError::Unsupported { .. }), "{newer}");
+        let zero = SstBytes::open(with_version(&table, 0)).unwrap_err();
+        assert!(matches!(zero, FormatError::Corrupt { .. }), "{zero}");
     }
 
     #[test]

@@ -21,5 +21,7 @@ pub use object::{
     create_once,
 };
 pub use paths::{TableId, Ulid};
-pub use table::{ScanOptions, TableReader, TableScan, TableStore, TableStoreOptions, WrittenTable};
+pub use table::{
+    ScanOptions, TableReader, TableScan, TableStore, TableStoreOptions, WalConflict, WalTable, WrittenTable,
+};
 pub use wrappers::{Fault, FaultyStore, GateStore, LatencyStore, Layer, RequestCounts, TimeoutStore};

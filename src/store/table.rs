@@ -24,12 +24,15 @@ use talus_actors::Runtime;
 use super::cache::{DEFAULT_BLOCK_CACHE_BYTES, DEFAULT_META_CACHE_BYTES, MetaKind, MetaPart, TableCaches};
 use super::error::StoreError;
 use super::in_flight::InFlight;
+use super::object::PutMode;
 use super::object::{ByteRange, Created, Fetched, ObjectInfo, Store, create_once};
 use super::paths::{COMPACTED_DIR, TableId, Ulid, WAL_DIR, child};
 use crate::format::Row;
 use crate::format::block::{Block, BlockIter};
 use crate::format::bloom::BloomFilter;
-use crate::format::sst::{FOOTER_SIZE, Footer, Handle, Index, SstBuilder, SstBytes, SstOptions, TableKind, TableMeta};
+use crate::format::sst::{
+    FOOTER_SIZE, Footer, Handle, Index, SstBuilder, SstBytes, SstOptions, TableKind, TableMeta, WalStamp,
+};
 
 type Result<T> = std::result::Result<T, StoreError>;
 
@@ -87,6 +90,27 @@ pub struct WrittenTable {
     pub id: TableId,
     pub size: u64,
     pub meta: TableMeta,
+}
+
+/// A WAL table as read back: its stamp and its rows.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WalTable {
+    /// `WalStamp::default()` for a table of format version 1.
+    pub stamp: WalStamp,
+    pub rows: Vec<Row>,
+}
+
+/// What a WAL write does when its id is already taken by someone else's
+/// table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WalConflict {
+    /// Fail with [`StoreError::Fenced`].
+    Fenced,
+    /// Replace a table of a lower writer epoch (a fenced writer's upload
+    /// that landed above the new writer's fence: never acknowledged, since
+    /// its writer could not write the fence below it); fail with
+    /// [`StoreError::Fenced`] for any other table.
+    ReplaceOlderEpoch,
 }
 
 /// Reads and writes the tables of one database (everything under `root`).
@@ -161,11 +185,59 @@ impl TableStore {
     /// Writes WAL table `wal_id` holding `rows` (in sequence order). Fails
     /// with [`StoreError::Fenced`] if another writer holds that id.
     pub async fn write_wal<'a>(&self, wal_id: u64, rows: impl IntoIterator<Item = &'a Row>) -> Result<WrittenTable> {
+        self.write_wal_stamped(wal_id, WalStamp::default(), rows, WalConflict::Fenced)
+            .await
+    }
+
+    /// Writes WAL table `wal_id` with `stamp`; a conflict is handled as
+    /// `conflict` says.
+    pub async fn write_wal_stamped<'a>(
+        &self,
+        wal_id: u64,
+        stamp: WalStamp,
+        rows: impl IntoIterator<Item = &'a Row>,
+        conflict: WalConflict,
+    ) -> Result<WrittenTable> {
         let mut builder = self.builder(TableKind::Wal);
+        builder.set_wal_stamp(stamp);
         for row in rows {
             builder.add(row);
         }
-        self.write(TableId::Wal(wal_id), builder).await
+        let id = TableId::Wal(wal_id);
+        let (bytes, meta) = builder.finish_with_meta();
+        let size = bytes.len() as u64;
+        let path = self.path(id);
+        match self.put_table(id, &path, bytes.clone()).await {
+            Err(StoreError::Fenced { path }) if conflict == WalConflict::ReplaceOlderEpoch => {
+                let theirs = self.read_wal_table(wal_id).await?;
+                if theirs.stamp.writer_epoch >= stamp.writer_epoch {
+                    return Err(StoreError::Fenced { path });
+                }
+                tracing::info!(%path, theirs = theirs.stamp.writer_epoch, ours = stamp.writer_epoch,
+                    "replacing a fenced writer's WAL table above our fence");
+                self.overwrite(&path, bytes).await?;
+            }
+            other => other?,
+        }
+        Ok(WrittenTable { id, size, meta })
+    }
+
+    /// Replaces the object at `path` with `bytes`, retrying store errors.
+    async fn overwrite(&self, path: &Path, bytes: Bytes) -> Result<()> {
+        let options = &self.inner.options;
+        let mut backoff = options.retry_backoff;
+        let mut attempt = 1;
+        loop {
+            match self.inner.store.put(path, bytes.clone(), PutMode::Overwrite).await {
+                Ok(()) => return Ok(()),
+                Err(error) if error.is_retryable() && attempt < options.put_attempts => {
+                    self.inner.runtime.sleep(backoff).await;
+                    backoff = backoff.saturating_mul(2).min(MAX_RETRY_BACKOFF);
+                    attempt += 1;
+                }
+                Err(error) => return Err(error),
+            }
+        }
     }
 
     /// Writes a finished sorted table under a fresh id, which stays in
@@ -227,6 +299,11 @@ impl TableStore {
 
     /// Every row of WAL table `wal_id`, in sequence order (one read).
     pub async fn read_wal(&self, wal_id: u64) -> Result<Vec<Row>> {
+        Ok(self.read_wal_table(wal_id).await?.rows)
+    }
+
+    /// WAL table `wal_id`: its stamp and rows (one read).
+    pub async fn read_wal_table(&self, wal_id: u64) -> Result<WalTable> {
         let path = self.path(TableId::Wal(wal_id));
         let fetched = self.inner.store.get(&path, ByteRange::All).await?;
         let table = SstBytes::open(fetched.bytes).map_err(|error| StoreError::format(&path, error))?;
@@ -237,10 +314,14 @@ impl TableStore {
                 detail: "a sorted table where a WAL table belongs".into(),
             });
         }
-        table
+        let rows = table
             .wal_rows_from(0)
             .collect::<std::result::Result<_, _>>()
-            .map_err(|error| StoreError::format(&path, error))
+            .map_err(|error| StoreError::format(&path, error))?;
+        Ok(WalTable {
+            stamp: table.meta.wal_stamp.unwrap_or_default(),
+            rows,
+        })
     }
 
     /// The WAL table ids present, ascending.

@@ -1,18 +1,42 @@
 //! WAL replay at open: rebuild the memtable from the WAL tables the
-//! manifest does not cover yet, then fence older writers with an empty WAL
-//! table at the next free id.
+//! manifest does not cover yet, after fencing older writers.
+//!
+//! Owns: reading the log above `replay_after_wal_id`, telling a table that
+//! was never written (a crash) from one lost after it was acknowledged,
+//! placing the fence, and filling the ids nobody wrote. Does not own: the
+//! manifest's epochs (`Fenced::open` raised ours before recovery starts).
+//!
+//! The rules (`docs/protocol.md`, "WAL recovery"):
+//! - Replay reads ids `replay_after + 1 ..` in order and stops at the first
+//!   *hole*: an id that is missing or holds a filler. Nothing above a hole
+//!   was acknowledged, because a writer acknowledges over a contiguous
+//!   prefix of ids.
+//! - A hole at or below some table's `durable_through_wal_id` is data loss
+//!   (that writer had the table durable, so it may have acknowledged it):
+//!   recovery fails with `Corruption` instead of reading past it.
+//! - A table whose writer epoch is below the epoch of a table at a lower id
+//!   is a fenced writer's upload that landed above the new writer's fence:
+//!   it holds nothing anyone acknowledged and is skipped.
+//! - The fence goes above everything listed; when that id is taken the next
+//!   attempts jump ahead (1, 2, 4, 8, ... ids further), so a new writer
+//!   takes over in a few requests however fast the old one writes. Every id
+//!   between the replay point and the fence is then either a table or a
+//!   filler we created, and the old writer is fenced at the first of those
+//!   it tries to write.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::error::{Error, ErrorKind};
 use crate::format::Row;
+use crate::format::sst::{WalRole, WalStamp};
 use crate::manifest::{Fenced, Manifest};
 use crate::mem::Memtable;
-use crate::store::{StoreError, TableStore};
+use crate::store::{StoreError, TableStore, WalConflict, WalTable};
 
-/// Attempts at placing the fencing table before giving up: each failed
-/// attempt means another writer wrote a WAL table meanwhile.
-const FENCE_ATTEMPTS: usize = 16;
+/// Attempts at placing the fencing table; attempt `n` tries `2^n - 1` ids
+/// above the first candidate, so the last ones are far beyond any writer.
+const FENCE_ATTEMPTS: u32 = 24;
 
 /// What replay rebuilt.
 #[derive(Debug)]
@@ -38,28 +62,111 @@ pub struct Replayed {
     pub wal_ids: Vec<u64>,
 }
 
-/// Replays WAL tables with ids above `replay_after_wal_id`, in order, up to
-/// the first gap (nothing past a gap was ever acknowledged: durability
-/// advances over a contiguous prefix). Writes nothing: readers use it as is.
+/// The WAL tables above the replay point, as far as they have been read.
+#[derive(Debug)]
+struct Log {
+    after: u64,
+    tables: BTreeMap<u64, WalTable>,
+}
+
+impl Log {
+    /// Reads every listed table above `after`.
+    async fn read(tables: &TableStore, after: u64, ids: &[u64]) -> Result<Log, Error> {
+        let mut log = Log {
+            after,
+            tables: BTreeMap::new(),
+        };
+        for &id in ids.iter().filter(|id| **id > after) {
+            log.tables.insert(id, tables.read_wal_table(id).await?);
+        }
+        Ok(log)
+    }
+
+    fn highest(&self) -> u64 {
+        self.tables.keys().next_back().copied().unwrap_or(self.after)
+    }
+
+    fn is_hole(&self, id: u64) -> bool {
+        self.tables
+            .get(&id)
+            .is_none_or(|table| table.stamp.role == WalRole::Filler)
+    }
+
+    /// The first hole above the replay point, at or below `end`.
+    fn first_hole(&self, end: u64) -> Option<u64> {
+        (self.after + 1..=end).find(|id| self.is_hole(*id))
+    }
+
+    /// Fails if a hole at or below `end` lies under some table's durable
+    /// watermark: acknowledged writes are gone, and reading past the hole
+    /// would answer with older values.
+    fn check_losses(&self, tables: &TableStore, end: u64) -> Result<(), Error> {
+        let Some((claimant, claimed)) = self
+            .tables
+            .iter()
+            .map(|(id, table)| (*id, table.stamp.durable_through_wal_id))
+            .max_by_key(|(_, claimed)| *claimed)
+        else {
+            return Ok(());
+        };
+        let Some(lost) = self.first_hole(end.min(claimed)) else {
+            return Ok(());
+        };
+        let how = if self.tables.contains_key(&lost) {
+            "was replaced by an empty filler"
+        } else {
+            "is missing"
+        };
+        Err(Error::new(
+            ErrorKind::Corruption,
+            format!(
+                "WAL table {} {how}, but WAL table {} records every id through {claimed} as durable: \
+                 acknowledged writes would be lost, so the database does not open",
+                tables.path(crate::store::TableId::Wal(lost)),
+                tables.path(crate::store::TableId::Wal(claimant)),
+            ),
+        ))
+    }
+
+    /// The last id of the contiguous run of written tables above the
+    /// replay point (the replay point itself if none).
+    fn written_through(&self) -> u64 {
+        self.first_hole(self.highest() + 1).map_or(self.after, |hole| hole - 1)
+    }
+
+    /// Replays the tables below the first hole (at or below `end`),
+    /// skipping fenced writers' tables, into a memtable.
+    fn replay(&self, manifest: &Manifest, end: u64) -> (Memtable, u64, usize) {
+        let memtable = Memtable::new();
+        let mut last_seq = manifest.last_l0_seq;
+        let mut replayed = 0;
+        let mut epoch = 0;
+        let stop = self.first_hole(end).unwrap_or(end + 1);
+        for (_, table) in self.tables.range(self.after + 1..stop) {
+            if table.stamp.writer_epoch < epoch {
+                continue;
+            }
+            epoch = table.stamp.writer_epoch;
+            for row in &table.rows {
+                if row.seq > manifest.last_l0_seq {
+                    last_seq = last_seq.max(row.seq);
+                    memtable.insert(row);
+                }
+            }
+            replayed += 1;
+        }
+        (memtable, last_seq, replayed)
+    }
+}
+
+/// Replays the WAL tables above `replay_after_wal_id` up to the first hole
+/// (see the module rules). Writes nothing: readers use it as is.
 pub async fn replay(tables: &TableStore, manifest: &Manifest) -> Result<Replayed, Error> {
     let ids = tables.list_wal_ids().await?;
-    let memtable = Memtable::new();
-    let mut last_seq = manifest.last_l0_seq;
-    let mut replayed = 0;
-    let after = ids.iter().filter(|id| **id > manifest.replay_after_wal_id);
-    for (expected, &id) in (manifest.replay_after_wal_id + 1..).zip(after) {
-        if id != expected {
-            tracing::warn!(missing = expected, found = id, "WAL gap: replay stops");
-            break;
-        }
-        for row in tables.read_wal(id).await? {
-            if row.seq > manifest.last_l0_seq {
-                last_seq = last_seq.max(row.seq);
-                memtable.insert(&row);
-            }
-        }
-        replayed += 1;
-    }
+    let log = Log::read(tables, manifest.replay_after_wal_id, &ids).await?;
+    let end = log.highest();
+    log.check_losses(tables, end)?;
+    let (memtable, last_seq, replayed) = log.replay(manifest, end);
     Ok(Replayed {
         memtable,
         last_seq,
@@ -68,81 +175,109 @@ pub async fn replay(tables: &TableStore, manifest: &Manifest) -> Result<Replayed
     })
 }
 
-/// Replays (see [`replay`]), then fences older writers with a WAL table at
-/// the next free id; if another writer took an id meanwhile, replays again.
-///
-/// A crash with several WAL uploads in flight can leave a gap followed by
-/// tables nobody acknowledged (`46, 48` with `47` lost). Replay stops at the
-/// gap, so this writer's own tables, numbered after `48`, would be skipped
-/// by every later replay. When that happens, the missing ids are filled
-/// with empty tables (an old writer still uploading one is fenced there
-/// instead of acknowledging it), the replayed rows are written again into
-/// the fencing table, and the manifest records that everything before the
-/// fence is replayed, all before the writer accepts a write.
-pub async fn recover(tables: &TableStore, fenced: &mut Fenced<Manifest>) -> Result<Recovered, Error> {
-    'attempt: for _ in 0..FENCE_ATTEMPTS {
-        let manifest = fenced.current();
-        let replayed = replay(tables, manifest).await?;
-        let end = manifest.replay_after_wal_id + replayed.replayed as u64;
-        let highest = replayed
-            .wal_ids
-            .last()
-            .copied()
-            .unwrap_or(0)
-            .max(manifest.next_wal_id.saturating_sub(1))
-            .max(manifest.replay_after_wal_id);
-        let fence = highest + 1;
-        let gap = highest > end;
-        if gap {
-            let present = &replayed.wal_ids;
-            for id in (end + 1..=highest).filter(|id| present.binary_search(id).is_err()) {
-                match tables.write_wal(id, []).await {
-                    Ok(_) => {}
-                    Err(StoreError::Fenced { path }) => {
-                        tracing::info!(%path, "a writer filled a WAL gap meanwhile; replaying again");
-                        continue 'attempt;
-                    }
-                    Err(error) => return Err(error.into()),
-                }
-            }
-            tracing::warn!(
-                replayed_through = end,
-                fence,
-                "WAL gap after a crash: replayed rows move to the fence"
-            );
-        }
-        let mut rows: Vec<Row> = if gap {
-            replayed.memtable.iter().collect()
-        } else {
-            Vec::new()
-        };
-        rows.sort_by_key(|row| row.seq);
-        match tables.write_wal(fence, &rows).await {
-            Ok(_) => {
-                if gap {
-                    fenced
-                        .update(|manifest, _| {
-                            manifest.replay_after_wal_id = manifest.replay_after_wal_id.max(highest);
-                            manifest.next_wal_id = manifest.next_wal_id.max(fence + 1);
-                            Ok(())
-                        })
-                        .await?;
-                }
-                return Ok(Recovered {
-                    memtable: Arc::new(replayed.memtable),
-                    last_seq: replayed.last_seq,
-                    next_wal_id: fence + 1,
-                    replayed: replayed.replayed,
-                });
-            }
+/// Places an empty fencing table at `first` or, if taken, further up
+/// (doubling the distance each time). Returns its id.
+async fn place_fence(tables: &TableStore, first: u64, stamp: WalStamp) -> Result<u64, Error> {
+    for attempt in 0..FENCE_ATTEMPTS {
+        let id = first + (1u64 << attempt) - 1;
+        match tables.write_wal_stamped(id, stamp, [], WalConflict::Fenced).await {
+            Ok(_) => return Ok(id),
             Err(StoreError::Fenced { path }) => {
-                tracing::info!(%path, "another writer wrote the fencing id; replaying again");
+                tracing::info!(%path, "a writer took the fencing id; trying further up");
             }
             Err(error) => return Err(error.into()),
         }
     }
     Err(Error::new(
         ErrorKind::Fenced,
-        "could not place the fencing WAL table: another writer keeps writing",
+        format!("could not place the fencing WAL table in {FENCE_ATTEMPTS} attempts above WAL id {first}"),
     ))
+}
+
+/// Replays the WAL and fences older writers (the module rules), before the
+/// writer accepts a write.
+///
+/// When replay stopped at a hole below the fence (a crash left `46, 48`
+/// with `47` never written), later replays would stop there too and skip
+/// this writer's tables: the replayed rows are then written again into the
+/// table after the fence, and the manifest records that everything through
+/// the fence is replayed.
+pub async fn recover(tables: &TableStore, fenced: &mut Fenced<Manifest>) -> Result<Recovered, Error> {
+    let epoch = fenced.epoch().unwrap_or(0);
+    let manifest = fenced.current().clone();
+    let ids = tables.list_wal_ids().await?;
+    let mut log = Log::read(tables, manifest.replay_after_wal_id, &ids).await?;
+    let highest = log
+        .highest()
+        .max(manifest.next_wal_id.saturating_sub(1))
+        .max(manifest.replay_after_wal_id);
+    // Before anything is written: a lost acknowledged table stays visible
+    // as a missing id.
+    log.check_losses(tables, highest)?;
+    let written_through = log.written_through();
+    let stamp = |role| WalStamp {
+        role,
+        writer_epoch: epoch,
+        durable_through_wal_id: written_through,
+    };
+    let fence = place_fence(tables, highest + 1, stamp(WalRole::Fence)).await?;
+    for id in manifest.replay_after_wal_id + 1..fence {
+        if log.tables.contains_key(&id) {
+            continue;
+        }
+        let table = match tables
+            .write_wal_stamped(id, stamp(WalRole::Filler), [], WalConflict::Fenced)
+            .await
+        {
+            Ok(_) => WalTable {
+                stamp: stamp(WalRole::Filler),
+                rows: Vec::new(),
+            },
+            // The old writer wrote it after our listing, before it met a
+            // filler or the fence.
+            Err(StoreError::Fenced { .. }) => tables.read_wal_table(id).await?,
+            Err(error) => return Err(error.into()),
+        };
+        log.tables.insert(id, table);
+    }
+    log.check_losses(tables, fence - 1)?;
+    // A writer that opened after our epoch bump but listed before our fence
+    // landed would be writing too: a current epoch after the fence rules
+    // that out (a later writer lists after its bump, so it sees our fence).
+    fenced.refresh().await?;
+    let (memtable, last_seq, replayed) = log.replay(&manifest, fence - 1);
+    let next_wal_id = match log.first_hole(fence - 1) {
+        None => fence + 1,
+        Some(hole) => {
+            let mut rows: Vec<Row> = memtable.iter().collect();
+            rows.sort_by_key(|row| row.seq);
+            let carried = WalStamp {
+                role: WalRole::Data,
+                writer_epoch: epoch,
+                durable_through_wal_id: hole - 1,
+            };
+            tables
+                .write_wal_stamped(fence + 1, carried, &rows, WalConflict::ReplaceOlderEpoch)
+                .await?;
+            fenced
+                .update(|manifest, _| {
+                    manifest.replay_after_wal_id = manifest.replay_after_wal_id.max(fence);
+                    manifest.next_wal_id = manifest.next_wal_id.max(fence + 2);
+                    Ok(())
+                })
+                .await?;
+            tracing::warn!(
+                replayed_through = hole - 1,
+                fence,
+                "WAL hole after a crash: replayed rows move above the fence"
+            );
+            fence + 2
+        }
+    };
+    Ok(Recovered {
+        memtable: Arc::new(memtable),
+        last_seq,
+        next_wal_id,
+        replayed,
+    })
 }

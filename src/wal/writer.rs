@@ -33,10 +33,11 @@ use crate::db::options::DbOptions;
 use crate::db::stats::Counters;
 use crate::error::Error;
 use crate::flush::uploader::UploadMsg;
+use crate::format::sst::{WalRole, WalStamp};
 use crate::format::{Row, RowValue};
 use crate::mem::Memtable;
 use crate::read::{Frozen, ReadView, Seqs};
-use crate::store::TableStore;
+use crate::store::{TableStore, WalConflict};
 use crate::waiters::SeqWaiters;
 
 /// A batch to apply; the reply carries its last sequence number.
@@ -105,6 +106,11 @@ pub struct WalWriter {
     /// WAL id → (last seq in it, uploaded yet).
     in_flight: BTreeMap<u64, (u64, bool)>,
     durable_seq: u64,
+    /// Every WAL id at or below this is durable: the contiguous prefix the
+    /// durable sequence stands on, stamped into each new WAL table.
+    durable_wal_id: u64,
+    /// This writer's epoch, stamped into each WAL table.
+    writer_epoch: u64,
     /// Durable writes and flushes, by the sequence they wait for.
     waiters: SeqWaiters<u64>,
     memtable: Arc<Memtable>,
@@ -131,6 +137,7 @@ impl std::fmt::Debug for WalWriter {
 pub struct WalStart {
     pub last_seq: u64,
     pub next_wal_id: u64,
+    pub writer_epoch: u64,
     pub memtable: Arc<Memtable>,
 }
 
@@ -158,6 +165,8 @@ impl WalWriter {
             sealed: VecDeque::new(),
             in_flight: BTreeMap::new(),
             durable_seq: start.last_seq,
+            durable_wal_id: start.next_wal_id.saturating_sub(1),
+            writer_epoch: start.writer_epoch,
             waiters: SeqWaiters::default(),
             memtable: start.memtable,
             frozen: VecDeque::new(),
@@ -284,10 +293,17 @@ impl WalWriter {
             let tables = self.tables.clone();
             let id = sealed.id;
             let clock = ctx.runtime().clone();
+            let stamp = WalStamp {
+                role: WalRole::Data,
+                writer_epoch: self.writer_epoch,
+                durable_through_wal_id: self.durable_wal_id,
+            };
             ctx.spawn_then(
                 async move {
                     let started = clock.now();
-                    let written = tables.write_wal(id, sealed.rows.iter()).await;
+                    let written = tables
+                        .write_wal_stamped(id, stamp, sealed.rows.iter(), WalConflict::ReplaceOlderEpoch)
+                        .await;
                     metrics::histogram!(crate::metrics::WAL_UPLOAD_SECONDS)
                         .record((clock.now() - started).as_secs_f64());
                     written.map(drop).map_err(Error::from)
@@ -309,6 +325,7 @@ impl WalWriter {
             }
             self.in_flight.remove(&first);
             self.durable_seq = self.durable_seq.max(last_seq);
+            self.durable_wal_id = first;
         }
         self.seqs.durable.store(self.durable_seq, Ordering::Release);
         self.waiters.release_through(self.durable_seq, |seq| seq);

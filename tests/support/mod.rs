@@ -55,6 +55,21 @@ where
     smol::block_on(test(runtime));
 }
 
+/// `future`'s output, or a panic naming `what` if it takes longer than
+/// `limit` on `runtime`'s clock (a hang detector, not a performance check).
+pub async fn within<T>(
+    runtime: &Runtime,
+    limit: std::time::Duration,
+    what: &str,
+    future: impl Future<Output = T>,
+) -> T {
+    use futures::FutureExt;
+    futures::select_biased! {
+        output = future.fuse() => output,
+        _ = runtime.sleep(limit).fuse() => panic!("{what} took longer than {limit:?}"),
+    }
+}
+
 /// Runs `test` on a multi-thread tokio runtime.
 pub fn on_tokio<F, Fut>(test: F)
 where
