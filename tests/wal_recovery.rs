@@ -5,15 +5,17 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures::FutureExt;
+use futures::future::BoxFuture;
 use object_store::path::Path;
 use talusdb::actors::Runtime;
 use talusdb::actors::runtime::Sim;
-use talusdb::store::{ObjectStoreAdapter, Store};
+use talusdb::store::{Layer, ObjectStoreAdapter, Op, Store, StoreResult};
 use talusdb::{Db, DbOptions, ErrorKind};
 
 use support::TempDir;
@@ -167,4 +169,132 @@ fn a_new_writer_takes_over_from_one_writing_at_full_speed() {
         }
         last.close().await.expect("close");
     });
+}
+
+/// A store whose requests wait while it is paused: a process stopped (by
+/// the OS, a long GC pause, a VM migration) with requests in flight.
+#[derive(Debug, Clone)]
+struct PausableStore {
+    inner: Arc<dyn Store>,
+    runtime: Runtime,
+    paused: Arc<AtomicBool>,
+}
+
+impl Layer for PausableStore {
+    fn around<T: Send + 'static>(
+        &self,
+        _op: Op,
+        _path: &Path,
+        _requests: u64,
+        request: impl FnOnce(&dyn Store) -> BoxFuture<'static, StoreResult<T>>,
+    ) -> BoxFuture<'static, StoreResult<T>> {
+        let request = request(&*self.inner);
+        let (paused, runtime) = (self.paused.clone(), self.runtime.clone());
+        async move {
+            // The paused process does nothing; polling its state is the
+            // simulated passing of time, not a synchronisation.
+            while paused.load(Ordering::SeqCst) {
+                runtime.sleep(Duration::from_millis(100)).await;
+            }
+            request.await
+        }
+        .boxed()
+    }
+}
+
+/// A writer paused with a durable write's WAL upload pending while a new
+/// writer fences it, flushes past its WAL id and collects that WAL with a
+/// minimum age of zero; then the old writer resumes. Its write must fail,
+/// never be acknowledged (SlateDB's issue #1622): `pause` below the writer
+/// lease tests the fence's retention, above the marker retention the lease
+/// check.
+fn a_paused_writer_resuming_after_gc_acknowledges_nothing(pause: Duration) {
+    #[allow(
+        clippy::disallowed_methods,
+        reason = "the in-memory store stamps objects with the real time"
+    )]
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_millis() as u64;
+    let sim = Sim::with_wall_origin(3, now_ms);
+    let runtime = sim.runtime();
+    sim.block_on(async move {
+        let store: Arc<dyn Store> = Arc::new(ObjectStoreAdapter::in_memory());
+        let paused = Arc::new(AtomicBool::new(false));
+        let old_store = PausableStore {
+            inner: store.clone(),
+            runtime: runtime.clone(),
+            paused: paused.clone(),
+        };
+        let old = Db::builder("db", Arc::new(old_store))
+            .runtime(runtime.clone())
+            .options(DbOptions {
+                // A stopped process's timers stop too.
+                request_timeout: Duration::from_secs(3600),
+                // No manifest poll of its own tells it about the new writer
+                // in time: the WAL protocol alone must stop it.
+                manifest_poll_interval: Duration::from_secs(3600),
+                ..wal_only_options()
+            })
+            .open()
+            .await
+            .expect("open");
+        old.put("before", "acknowledged").await.expect("put");
+        paused.store(true, Ordering::SeqCst);
+        let stalled = runtime.spawn({
+            let old = old.clone();
+            async move { old.put("zombie", "must never be acknowledged").await }
+        });
+        runtime.sleep(Duration::from_millis(50)).await;
+
+        let new = Db::builder("db", store.clone())
+            .runtime(runtime.clone())
+            .options(DbOptions {
+                gc: Some(talusdb::GcOptions::uniform(Duration::from_secs(3600), Duration::ZERO)),
+                ..wal_only_options()
+            })
+            .open()
+            .await
+            .expect("the new writer opens");
+        new.put("after", "acknowledged by the new writer").await.expect("put");
+        new.flush_memtable().await.expect("flush past the old writer's WAL id");
+        runtime.sleep(pause).await;
+        new.collect_garbage(false).await.expect("gc");
+
+        paused.store(false, Ordering::SeqCst);
+        let outcome = support::within(&runtime, Duration::from_secs(600), "the stalled write", stalled)
+            .await
+            .expect("task");
+        let error = outcome.expect_err("a fenced writer's write is never acknowledged");
+        assert!(error.is_fenced(), "{error}");
+        assert_eq!(new.get("zombie").await.expect("get"), None);
+        new.close().await.expect("close");
+        let last = Db::builder("db", store.clone())
+            .runtime(runtime.clone())
+            .options(wal_only_options())
+            .open()
+            .await
+            .expect("reopen");
+        assert_eq!(last.get("zombie").await.expect("get"), None);
+        assert_eq!(
+            last.get("before").await.expect("get"),
+            Some(Bytes::from("acknowledged"))
+        );
+        assert_eq!(
+            last.get("after").await.expect("get"),
+            Some(Bytes::from("acknowledged by the new writer"))
+        );
+        last.close().await.expect("close");
+    });
+}
+
+#[test]
+fn a_writer_paused_shorter_than_its_lease_meets_the_retained_fence() {
+    a_paused_writer_resuming_after_gc_acknowledges_nothing(Duration::from_secs(20));
+}
+
+#[test]
+fn a_writer_paused_past_the_fence_retention_rechecks_its_epoch() {
+    a_paused_writer_resuming_after_gc_acknowledges_nothing(Duration::from_secs(200));
 }

@@ -33,8 +33,8 @@ use crate::flush::uploader::Uploader;
 use crate::format::RowValue;
 use crate::gc::{Collector, GcActor, GcMsg, GcReport};
 use crate::manifest::{
-    Checkpoint, CheckpointOptions, Compactions, CompactorState, Fenced, IfMissing, Manifest, Role, VersionedOptions,
-    VersionedStore,
+    Checkpoint, CheckpointOptions, Compactions, CompactorState, EpochLease, Fenced, IfMissing, Manifest, Role,
+    VersionedOptions, VersionedStore,
 };
 use crate::read::merge::{ScanBounds, merge_sources};
 use crate::read::{KeyValue, ReadView, Seqs, sources_for};
@@ -221,6 +221,9 @@ impl DbBuilder {
             manifests,
             compactions,
         } = prepared;
+        // Our epoch bump lands after this instant: no newer writer had
+        // opened before it.
+        let lease = Arc::new(EpochLease::new(runtime.now()));
         let mut manifest = Fenced::open(manifests.clone(), Role::Writer, IfMissing::Create).await?;
         let recovered = recover(&tables, &mut manifest).await?;
         tracing::info!(
@@ -240,7 +243,10 @@ impl DbBuilder {
         counters.set_l0_tables(manifest.current().l0.len());
         let snapshots = Arc::new(Snapshots::default());
         let compactor_state = match options.compactor.clone() {
-            Some(compactor_options) => Some((CompactorState::open(manifests, compactions).await?, compactor_options)),
+            Some(compactor_options) => Some((
+                CompactorState::open(manifests.clone(), compactions).await?,
+                compactor_options,
+            )),
             None => None,
         };
 
@@ -265,6 +271,8 @@ impl DbBuilder {
                 last_seq: recovered.last_seq,
                 next_wal_id: recovered.next_wal_id,
                 writer_epoch: manifest.epoch().unwrap_or(0),
+                lease: lease.clone(),
+                manifests: manifests.clone(),
                 memtable: recovered.memtable,
             },
         );
@@ -288,6 +296,7 @@ impl DbBuilder {
                 counters.clone(),
                 snapshots.clone(),
                 L0Settings {
+                    lease,
                     poll_interval: options.manifest_poll_interval,
                     max_l0_tables: options.max_l0_tables,
                     tables: tables.clone(),

@@ -167,6 +167,8 @@ type CheckpointRequest = (u64, CheckpointOptions, Reply<Result<Checkpoint, Error
 
 /// The L0 writer's settings and neighbours.
 pub struct L0Settings {
+    /// Confirmed by every manifest read that finds our epoch current.
+    pub lease: Arc<crate::manifest::EpochLease>,
     /// How often the manifest is re-read for the compactor's changes.
     pub poll_interval: std::time::Duration,
     /// Uploaded tables wait while L0 holds this many.
@@ -344,7 +346,7 @@ impl Actor for L0Writer {
     type Msg = L0Msg;
     type Error = Error;
 
-    async fn handle(&mut self, msg: L0Msg, _ctx: &mut Context<Self>) -> Result<(), Error> {
+    async fn handle(&mut self, msg: L0Msg, ctx: &mut Context<Self>) -> Result<(), Error> {
         match msg {
             L0Msg::Uploaded {
                 first_seq,
@@ -377,7 +379,9 @@ impl Actor for L0Writer {
             }
             L0Msg::Poll => {
                 let before = self.manifest.id();
+                let started = ctx.now();
                 self.manifest.refresh().await?;
+                self.settings.lease.confirm(started);
                 if self.manifest.id() != before {
                     self.publish();
                 }
@@ -444,6 +448,7 @@ mod tests {
         )));
         let (wal, wal_box) = system.mailbox::<WalMsg>("wal", Capacity::Unbounded);
         let settings = L0Settings {
+            lease: Arc::new(crate::manifest::EpochLease::new(Duration::ZERO)),
             poll_interval: Duration::from_secs(1),
             max_l0_tables,
             tables: TableStore::new(store, "db".into(), runtime, Default::default()),

@@ -7,7 +7,9 @@
 //! Rules — an object is deleted only if it is at least its class's minimum
 //! age old and:
 //! - a WAL table: its id is at or below the lowest `replay_after_wal_id` of
-//!   the current manifest and of every live checkpoint's manifest;
+//!   the current manifest and of every live checkpoint's manifest; a table
+//!   small enough to be a fence or filler is also at least
+//!   `FENCE_MARKER_RETENTION` old (see `manifest::lease`);
 //! - a sorted table: neither the current manifest, nor a live checkpoint's
 //!   manifest, nor an active compaction (its outputs so far) lists it;
 //! - a manifest version: older than the latest and pinned by no live
@@ -30,6 +32,7 @@ use std::time::Duration;
 use super::{Class, GcOptions, GcReport};
 use crate::error::Error;
 use crate::manifest::compactor_state::read_view;
+use crate::manifest::lease::{FENCE_MARKER_MAX_BYTES, FENCE_MARKER_RETENTION};
 use crate::manifest::{Compactions, Fenced, Manifest, ManifestError, Role, VersionedStore};
 use crate::metrics as m;
 use crate::store::{StoreError, TableId, TableStore, Ulid};
@@ -142,7 +145,12 @@ impl Collector {
                 let versions = || held.iter().map(|(_, version)| version);
                 let floor = versions().map(|version| version.replay_after_wal_id).min().unwrap_or(0);
                 for (id, info) in wal {
-                    if id <= floor && old_enough(info.modified_ms, self.options.wal.min_age) {
+                    // A fence or filler is what stops a paused, fenced
+                    // writer's upload at its id: kept for the retention
+                    // whatever the minimum age (`manifest::lease`).
+                    let marker_kept =
+                        info.size <= FENCE_MARKER_MAX_BYTES && !old_enough(info.modified_ms, FENCE_MARKER_RETENTION);
+                    if id <= floor && old_enough(info.modified_ms, self.options.wal.min_age) && !marker_kept {
                         report.wal.push(id);
                     }
                 }

@@ -7,6 +7,7 @@ pub mod checkpoints;
 pub mod compactions;
 pub mod compactor_state;
 pub mod fenced;
+pub mod lease;
 pub mod model;
 pub mod rules;
 pub mod versioned;
@@ -19,6 +20,7 @@ pub use checkpoints::CheckpointOptions;
 pub use compactions::{Compaction, CompactionSpec, CompactionStatus, Compactions, Source};
 pub use compactor_state::CompactorState;
 pub use fenced::{Fenceable, Fenced, IfMissing, Role};
+pub use lease::EpochLease;
 pub use model::{Checkpoint, Manifest, SortedRun, TableHandle};
 pub use versioned::{Created, Versioned, VersionedOptions, VersionedStore};
 

@@ -31,10 +31,11 @@ use talus_actors::{Actor, ActorError, Addr, Context, Reply, Ticker};
 
 use crate::db::options::DbOptions;
 use crate::db::stats::Counters;
-use crate::error::Error;
+use crate::error::{Error, ErrorKind};
 use crate::flush::uploader::UploadMsg;
 use crate::format::sst::{WalRole, WalStamp};
 use crate::format::{Row, RowValue};
+use crate::manifest::{EpochLease, Manifest, VersionedStore};
 use crate::mem::Memtable;
 use crate::read::{Frozen, ReadView, Seqs};
 use crate::store::{TableStore, WalConflict};
@@ -76,6 +77,12 @@ pub enum WalMsg {
         id: u64,
         result: Result<(), Error>,
     },
+    /// A manifest read that started at `started` found this writer epoch
+    /// (`None`: no manifest).
+    LeaseChecked {
+        started: std::time::Duration,
+        result: Result<Option<u64>, Error>,
+    },
     /// Memtables holding rows through this sequence are now in L0.
     MemtableRetired {
         through_seq: u64,
@@ -111,6 +118,10 @@ pub struct WalWriter {
     durable_wal_id: u64,
     /// This writer's epoch, stamped into each WAL table.
     writer_epoch: u64,
+    lease: Arc<EpochLease>,
+    manifests: VersionedStore<Manifest>,
+    /// A manifest read confirming the epoch is under way.
+    lease_check_running: bool,
     /// Durable writes and flushes, by the sequence they wait for.
     waiters: SeqWaiters<u64>,
     memtable: Arc<Memtable>,
@@ -138,6 +149,10 @@ pub struct WalStart {
     pub last_seq: u64,
     pub next_wal_id: u64,
     pub writer_epoch: u64,
+    /// When the writer last confirmed its epoch (see [`EpochLease`]).
+    pub lease: Arc<EpochLease>,
+    /// Where to confirm it again when the lease has run out.
+    pub manifests: VersionedStore<Manifest>,
     pub memtable: Arc<Memtable>,
 }
 
@@ -167,6 +182,9 @@ impl WalWriter {
             durable_seq: start.last_seq,
             durable_wal_id: start.next_wal_id.saturating_sub(1),
             writer_epoch: start.writer_epoch,
+            lease: start.lease,
+            manifests: start.manifests,
+            lease_check_running: false,
             waiters: SeqWaiters::default(),
             memtable: start.memtable,
             frozen: VecDeque::new(),
@@ -318,6 +336,18 @@ impl WalWriter {
         if let Some(entry) = self.in_flight.get_mut(&id) {
             entry.1 = true;
         }
+        self.release_durable(ctx);
+    }
+
+    /// Moves the durable sequence over the uploaded prefix and answers its
+    /// waiters, once the epoch lease is fresh (else confirms it first).
+    fn release_durable(&mut self, ctx: &mut Context<Self>) {
+        let releasable = self.in_flight.values().next().is_some_and(|(_, done)| *done);
+        if releasable && !self.lease.is_fresh(ctx.now()) {
+            self.check_lease(ctx);
+            self.seal_if_awaited(ctx);
+            return;
+        }
         // The durable sequence only moves over a contiguous prefix of ids.
         while let Some((&first, &(last_seq, done))) = self.in_flight.iter().next() {
             if !done {
@@ -330,6 +360,24 @@ impl WalWriter {
         self.seqs.durable.store(self.durable_seq, Ordering::Release);
         self.waiters.release_through(self.durable_seq, |seq| seq);
         self.seal_if_awaited(ctx);
+    }
+
+    /// Reads the manifest to confirm no newer writer opened; the answer
+    /// comes back as `LeaseChecked`.
+    fn check_lease(&mut self, ctx: &mut Context<Self>) {
+        if self.lease_check_running {
+            return;
+        }
+        self.lease_check_running = true;
+        let started = ctx.now();
+        let manifests = self.manifests.clone();
+        ctx.spawn_then(
+            async move {
+                let latest = manifests.read_latest().await.map_err(Error::from)?;
+                Ok(latest.map(|(_, manifest)| manifest.writer_epoch))
+            },
+            move |result| WalMsg::LeaseChecked { started, result },
+        );
     }
 
     /// Freezes the memtable: seals the buffer so the memtable ends on a WAL
@@ -426,6 +474,22 @@ impl Actor for WalWriter {
             WalMsg::WalUploaded { id, result } => {
                 result?;
                 self.uploaded(id, ctx);
+            }
+            WalMsg::LeaseChecked { started, result } => {
+                self.lease_check_running = false;
+                if let Some(stored) = result?
+                    && stored > self.writer_epoch
+                {
+                    return Err(Error::new(
+                        ErrorKind::Fenced,
+                        format!(
+                            "writer epoch {} was fenced by epoch {stored} while its WAL uploads waited",
+                            self.writer_epoch
+                        ),
+                    ));
+                }
+                self.lease.confirm(started);
+                self.release_durable(ctx);
             }
             WalMsg::MemtableRetired { through_seq } => {
                 while self
