@@ -148,27 +148,26 @@ fn a_new_writer_takes_over_from_one_writing_at_full_speed() {
                 assert!(error.is_fenced(), "round {round}: the old writer is fenced: {error}");
             }
             let expected = acknowledged.lock().expect("lock").clone();
-            for (key, value) in &expected {
-                assert_eq!(
-                    new.get(key).await.expect("get"),
-                    Some(Bytes::from(value.clone())),
-                    "round {round}: {key} keeps its last acknowledged value"
-                );
-            }
+            holds_every_value(&new, &expected, &format!("round {round}")).await;
             old = new;
         }
         old.close().await.expect("close");
         let last = open(runtime.clone()).await.expect("reopen");
         let expected = acknowledged.lock().expect("lock").clone();
-        for (key, value) in &expected {
-            assert_eq!(
-                last.get(key).await.expect("get"),
-                Some(Bytes::from(value.clone())),
-                "{key}"
-            );
-        }
+        holds_every_value(&last, &expected, "after the last reopen").await;
         last.close().await.expect("close");
     });
+}
+
+/// Every key of `expected` reads as its value in `db`.
+async fn holds_every_value(db: &Db, expected: &BTreeMap<String, String>, when: &str) {
+    for (key, value) in expected {
+        assert_eq!(
+            db.get(key).await.expect("get"),
+            Some(Bytes::from(value.clone())),
+            "{when}: {key} keeps its last acknowledged value"
+        );
+    }
 }
 
 /// A store whose requests wait while it is paused: a process stopped (by

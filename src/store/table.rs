@@ -203,41 +203,8 @@ impl TableStore {
         for row in rows {
             builder.add(row);
         }
-        let id = TableId::Wal(wal_id);
         let (bytes, meta) = builder.finish_with_meta();
-        let size = bytes.len() as u64;
-        let path = self.path(id);
-        match self.put_table(id, &path, bytes.clone()).await {
-            Err(StoreError::Fenced { path }) if conflict == WalConflict::ReplaceOlderEpoch => {
-                let theirs = self.read_wal_table(wal_id).await?;
-                if theirs.stamp.writer_epoch >= stamp.writer_epoch {
-                    return Err(StoreError::Fenced { path });
-                }
-                tracing::info!(%path, theirs = theirs.stamp.writer_epoch, ours = stamp.writer_epoch,
-                    "replacing a fenced writer's WAL table above our fence");
-                self.overwrite(&path, bytes).await?;
-            }
-            other => other?,
-        }
-        Ok(WrittenTable { id, size, meta })
-    }
-
-    /// Replaces the object at `path` with `bytes`, retrying store errors.
-    async fn overwrite(&self, path: &Path, bytes: Bytes) -> Result<()> {
-        let options = &self.inner.options;
-        let mut backoff = options.retry_backoff;
-        let mut attempt = 1;
-        loop {
-            match self.inner.store.put(path, bytes.clone(), PutMode::Overwrite).await {
-                Ok(()) => return Ok(()),
-                Err(error) if error.is_retryable() && attempt < options.put_attempts => {
-                    self.inner.runtime.sleep(backoff).await;
-                    backoff = backoff.saturating_mul(2).min(MAX_RETRY_BACKOFF);
-                    attempt += 1;
-                }
-                Err(error) => return Err(error),
-            }
-        }
+        self.put_finished(TableId::Wal(wal_id), bytes, meta, conflict).await
     }
 
     /// Writes a finished sorted table under a fresh id, which stays in
@@ -254,8 +221,36 @@ impl TableStore {
     /// Writes `builder`'s table as `id`.
     pub async fn write(&self, id: TableId, builder: SstBuilder) -> Result<WrittenTable> {
         let (bytes, meta) = builder.finish_with_meta();
+        self.put_finished(id, bytes, meta, WalConflict::Fenced).await
+    }
+
+    /// Uploads a finished table as `id`; a WAL id taken by someone else's
+    /// table is handled as `conflict` says.
+    async fn put_finished(
+        &self,
+        id: TableId,
+        bytes: Bytes,
+        meta: TableMeta,
+        conflict: WalConflict,
+    ) -> Result<WrittenTable> {
         let size = bytes.len() as u64;
-        self.put_table(id, &self.path(id), bytes).await?;
+        let path = self.path(id);
+        match (self.put_table(id, &path, bytes.clone()).await, id) {
+            (Err(StoreError::Fenced { path }), TableId::Wal(wal_id)) if conflict == WalConflict::ReplaceOlderEpoch => {
+                let (theirs, ours) = (
+                    self.read_wal_table(wal_id).await?.stamp,
+                    meta.wal_stamp.unwrap_or_default(),
+                );
+                if theirs.writer_epoch >= ours.writer_epoch {
+                    return Err(StoreError::Fenced { path });
+                }
+                tracing::info!(%path, theirs = theirs.writer_epoch, ours = ours.writer_epoch,
+                    "replacing a fenced writer's WAL table above our fence");
+                self.with_retries(&path, || self.inner.store.put(&path, bytes.clone(), PutMode::Overwrite))
+                    .await?;
+            }
+            (outcome, _) => outcome?,
+        }
         Ok(WrittenTable { id, size, meta })
     }
 
@@ -264,35 +259,48 @@ impl TableStore {
     async fn put_table(&self, id: TableId, path: &Path, bytes: Bytes) -> Result<()> {
         let options = &self.inner.options;
         let multipart = matches!(id, TableId::Compacted(_)) && bytes.len() >= options.multipart_threshold_bytes;
+        let created = self
+            .with_retries(path, || async {
+                if multipart {
+                    let parts = split_parts(&bytes, options.multipart_part_bytes);
+                    self.inner
+                        .store
+                        .put_multipart(path, parts)
+                        .await
+                        .map(|()| Created::Written)
+                } else {
+                    // The put id in the metadata makes our bytes unique.
+                    create_once(&*self.inner.store, path, bytes.clone()).await
+                }
+            })
+            .await?;
+        match created {
+            Created::Written => Ok(()),
+            Created::Conflict => Err(match id {
+                TableId::Wal(_) => StoreError::Fenced { path: path.clone() },
+                TableId::Compacted(_) => StoreError::AlreadyExists { path: path.clone() },
+            }),
+        }
+    }
+
+    /// Runs `request` again after each retryable error, with doubling
+    /// pauses, for up to `put_attempts` attempts.
+    async fn with_retries<T, Fut>(&self, path: &Path, mut request: impl FnMut() -> Fut) -> Result<T>
+    where
+        Fut: std::future::Future<Output = Result<T>>,
+    {
+        let options = &self.inner.options;
         let mut backoff = options.retry_backoff;
         let mut attempt = 1;
         loop {
-            let outcome = if multipart {
-                let parts = split_parts(&bytes, options.multipart_part_bytes);
-                self.inner
-                    .store
-                    .put_multipart(path, parts)
-                    .await
-                    .map(|()| Created::Written)
-            } else {
-                // The put id in the metadata makes our bytes unique.
-                create_once(&*self.inner.store, path, bytes.clone()).await
-            };
-            match outcome {
-                Ok(Created::Written) => return Ok(()),
-                Ok(Created::Conflict) => {
-                    return Err(match id {
-                        TableId::Wal(_) => StoreError::Fenced { path: path.clone() },
-                        TableId::Compacted(_) => StoreError::AlreadyExists { path: path.clone() },
-                    });
-                }
+            match request().await {
                 Err(error) if error.is_retryable() && attempt < options.put_attempts => {
                     tracing::debug!(%path, attempt, %error, "retrying table upload");
                     self.inner.runtime.sleep(backoff).await;
                     backoff = backoff.saturating_mul(2).min(MAX_RETRY_BACKOFF);
                     attempt += 1;
                 }
-                Err(error) => return Err(error),
+                outcome => return outcome,
             }
         }
     }
