@@ -58,8 +58,6 @@ pub struct Replayed {
     pub last_seq: u64,
     /// WAL tables replayed.
     pub replayed: usize,
-    /// The WAL ids in the store when replay listed them, ascending.
-    pub wal_ids: Vec<u64>,
 }
 
 /// The WAL tables above the replay point, as far as they have been read.
@@ -131,12 +129,14 @@ impl Log {
     /// The last id of the contiguous run of written tables above the
     /// replay point (the replay point itself if none).
     fn written_through(&self) -> u64 {
-        self.first_hole(self.highest() + 1).map_or(self.after, |hole| hole - 1)
+        // `highest + 1` is always a hole, so there is a first one.
+        self.first_hole(self.highest() + 1)
+            .map_or(self.highest(), |hole| hole - 1)
     }
 
     /// Replays the tables below the first hole (at or below `end`),
     /// skipping fenced writers' tables, into a memtable.
-    fn replay(&self, manifest: &Manifest, end: u64) -> (Memtable, u64, usize) {
+    fn replay(&self, manifest: &Manifest, end: u64) -> Replayed {
         let memtable = Memtable::new();
         let mut last_seq = manifest.last_l0_seq;
         let mut replayed = 0;
@@ -155,7 +155,11 @@ impl Log {
             }
             replayed += 1;
         }
-        (memtable, last_seq, replayed)
+        Replayed {
+            memtable,
+            last_seq,
+            replayed,
+        }
     }
 }
 
@@ -166,13 +170,7 @@ pub async fn replay(tables: &TableStore, manifest: &Manifest) -> Result<Replayed
     let log = Log::read(tables, manifest.replay_after_wal_id, &ids).await?;
     let end = log.highest();
     log.check_losses(tables, end)?;
-    let (memtable, last_seq, replayed) = log.replay(manifest, end);
-    Ok(Replayed {
-        memtable,
-        last_seq,
-        replayed,
-        wal_ids: ids,
-    })
+    Ok(log.replay(manifest, end))
 }
 
 /// Places an empty fencing table at `first` or, if taken, further up
@@ -245,11 +243,11 @@ pub async fn recover(tables: &TableStore, fenced: &mut Fenced<Manifest>) -> Resu
     // landed would be writing too: a current epoch after the fence rules
     // that out (a later writer lists after its bump, so it sees our fence).
     fenced.refresh().await?;
-    let (memtable, last_seq, replayed) = log.replay(&manifest, fence - 1);
+    let replayed = log.replay(&manifest, fence - 1);
     let next_wal_id = match log.first_hole(fence - 1) {
         None => fence + 1,
         Some(hole) => {
-            let mut rows: Vec<Row> = memtable.iter().collect();
+            let mut rows: Vec<Row> = replayed.memtable.iter().collect();
             rows.sort_by_key(|row| row.seq);
             let carried = WalStamp {
                 role: WalRole::Data,
@@ -275,9 +273,9 @@ pub async fn recover(tables: &TableStore, fenced: &mut Fenced<Manifest>) -> Resu
         }
     };
     Ok(Recovered {
-        memtable: Arc::new(memtable),
-        last_seq,
+        memtable: Arc::new(replayed.memtable),
+        last_seq: replayed.last_seq,
         next_wal_id,
-        replayed,
+        replayed: replayed.replayed,
     })
 }
