@@ -28,18 +28,39 @@ use talusdb::store::Store;
 use talusdb::{Db, DbOptions, Error, Snapshot, WriteBatch, WriteOptions};
 
 use support::Gen;
-use support::sim_world::{Faults, ProcessStore, ROOT, World};
+use support::sim_world::{FaultDial, Faults, ProcessStore, ROOT, World};
 
 const CLIENTS: usize = 4;
 const KEYS_PER_CLIENT: u64 = 40;
 /// Operations each client issues over a whole run (split between the
 /// processes it lives through).
 const OPS_PER_CLIENT: u64 = 160;
+/// Processes that may be paused instead of killed (one per crash at most).
+const ZOMBIES: usize = 4;
+/// Keys each paused process writes, half per zombie writer.
+const ZOMBIE_KEYS: u64 = 10;
+/// How long a paused process stays stopped: shorter than the writer's
+/// epoch lease, longer than it, longer than the fence markers' retention
+/// (the garbage collector's minimum ages are zero here).
+const PAUSES: [Duration; 4] = [
+    Duration::from_millis(300),
+    Duration::from_secs(3),
+    Duration::from_secs(40),
+    Duration::from_secs(130),
+];
+/// How long a paused process runs again before it is killed.
+const ZOMBIE_WINDOW: Duration = Duration::from_secs(2);
 
 fn options() -> DbOptions {
-    // No minimum age and a clock far ahead: only references keep an
-    // object, so every protection the collector has is exercised.
-    support::compacting_db_options(6, Duration::from_secs(2))
+    // No minimum age: only references (and the fence markers' retention,
+    // in simulated time) keep an object, so every protection the collector
+    // has is exercised. A paused process's requests wait out the pause
+    // rather than time out: a real pause stops the process's own timers
+    // too, and what matters is what it does once it runs again.
+    DbOptions {
+        request_timeout: Duration::from_secs(300),
+        ..support::compacting_db_options(6, Duration::from_secs(2))
+    }
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -102,8 +123,9 @@ fn key_of(client: usize, n: u64) -> Bytes {
 impl Model {
     fn new() -> Model {
         let mut keys = BTreeMap::new();
-        for client in 0..CLIENTS {
-            for n in 0..KEYS_PER_CLIENT {
+        let zombie_keys = (CLIENTS..CLIENTS + ZOMBIES).map(|owner| (owner, ZOMBIE_KEYS));
+        for (client, count) in (0..CLIENTS).map(|client| (client, KEYS_PER_CLIENT)).chain(zombie_keys) {
+            for n in 0..count {
                 keys.insert(
                     key_of(client, n),
                     KeyHistory {
@@ -259,6 +281,9 @@ struct Client {
     runtime: Runtime,
     /// An open snapshot and what it read first.
     snapshot: Option<OpenSnapshot>,
+    /// The store's faults, and what they are outside a burst.
+    faults: FaultDial,
+    base_faults: Faults,
 }
 
 /// Whether the client goes on: `false` once the database has closed.
@@ -323,13 +348,31 @@ impl Client {
                 self.model().count(if result.is_ok() { "gc" } else { "gc failed" });
                 going(&result)
             }
-            _ => {
-                let result = self.db.compact().await;
-                self.model()
-                    .count(if result.is_ok() { "compact" } else { "compact failed" });
-                going(&result)
-            }
+            _ => self.compact().await,
         }
+    }
+
+    /// A full compaction, half the time under a burst of store errors that
+    /// makes its jobs fail part-way (their outputs written, never listed).
+    async fn compact(&mut self) -> Going {
+        let burst = self.dice.next(2) == 0;
+        if burst {
+            self.faults.set(Faults {
+                error_fraction: self.base_faults.error_fraction.max(0.2),
+                ..self.base_faults
+            });
+        }
+        let result = self.db.compact().await;
+        if burst {
+            self.faults.set(self.base_faults);
+        }
+        self.model().count(match (burst, result.is_ok()) {
+            (false, true) => "compact",
+            (false, false) => "compact failed",
+            (true, true) => "compact in a burst",
+            (true, false) => "compact failed in a burst",
+        });
+        going(&result)
     }
 
     fn made_durable(&self, what: &'static str, result: &Result<impl Sized, Error>) -> Going {
@@ -594,11 +637,14 @@ async fn check_recovery(db: &Db, model: &Shared, runtime: &Runtime) -> Result<()
     Ok(())
 }
 
-/// What a crash must stop: the process's store and its clients.
+/// What a crash must stop: the process's store, its database and its
+/// clients; and the faults its clients return to after a burst.
 #[derive(Default)]
 struct Running {
     store: Mutex<Option<ProcessStore>>,
+    db: Mutex<Option<Db>>,
     clients: Mutex<Vec<JoinHandle<()>>>,
+    base_faults: Faults,
 }
 
 /// Opens a process, checks what it recovered, and runs the clients for
@@ -617,6 +663,7 @@ async fn live(
         note(runtime, format_args!("opening: {}", world.describe().await));
     }
     let db = open(world, runtime, recorder, Some(&running.store)).await;
+    *lock(&running.db) = Some(db.clone());
     note(
         runtime,
         format_args!("opened, {} deliveries so far", recorder.deliveries()),
@@ -634,6 +681,8 @@ async fn live(
             dice: Gen(seeds.0 * 10_007 + seeds.1 * 101 + id as u64),
             runtime: runtime.clone(),
             snapshot: None,
+            faults: world.fault_dial(),
+            base_faults: running.base_faults,
         };
         let done_sender = done_sender.clone();
         lock(&running.clients).push(runtime.spawn(async move {
@@ -662,11 +711,15 @@ fn run_seed(seed: u64, recorder: &Recorder) -> Outcome {
         let ops = OPS_PER_CLIENT / (crashes + 1);
         let mut crashed = 0;
         let mut processes = 0;
+        let mut zombies: Vec<JoinHandle<()>> = Vec::new();
         // Crashes happen at random moments; a process whose database
         // failed on its own (store errors past every retry) dies as well.
         while crashed <= crashes && processes < crashes + 8 {
             processes += 1;
-            let running = Running::default();
+            let running = Running {
+                base_faults: faults,
+                ..Running::default()
+            };
             // Clients pause 20 ms on average between operations.
             let crash_at = (crashed < crashes).then(|| Duration::from_millis(dice.next(ops * 30)));
             let outcome = {
@@ -694,12 +747,33 @@ fn run_seed(seed: u64, recorder: &Recorder) -> Outcome {
                 for client in clients {
                     let _ = client.await;
                 }
+                for zombie in zombies {
+                    zombie.await.expect("a paused process");
+                }
                 return finish(world, db, &model, &runtime, &recorder, seed, crashes).await;
             }
             // Kill: the store stops answering first, then every task of the
-            // process goes.
-            if let Some(store) = lock(&running.store).take() {
-                store.kill();
+            // process goes. Or pause: the store stops answering for a while,
+            // the clients go, and two writers of the process's own keys wait
+            // for their first write; after the pause the process runs again
+            // (with a newer writer open) until it is killed.
+            let store = lock(&running.store).take();
+            let db = lock(&running.db).take();
+            let pause = (crash_at.is_some() && zombies.len() < ZOMBIES && dice.next(3) == 0)
+                .then(|| PAUSES[dice.next(PAUSES.len() as u64) as usize]);
+            match (store, db, pause) {
+                (Some(store), Some(db), Some(pause)) => {
+                    store.pause();
+                    let owner = CLIENTS + zombies.len();
+                    let zombie = zombie(db, store, model.clone(), owner, pause, runtime.clone(), seed);
+                    zombies.push(runtime.spawn(zombie));
+                    lock(&model).count("pause");
+                }
+                (store, _, _) => {
+                    if let Some(store) = store {
+                        store.kill();
+                    }
+                }
             }
             for client in &clients {
                 client.abort();
@@ -707,6 +781,8 @@ fn run_seed(seed: u64, recorder: &Recorder) -> Outcome {
             for client in clients {
                 let _ = client.await;
             }
+            // A burst cut short by the crash ends with it.
+            world.set_faults(faults);
             note(
                 &runtime,
                 format_args!("process {processes} ends: crash {crash_at:?}, status {status:?}"),
@@ -720,6 +796,84 @@ fn run_seed(seed: u64, recorder: &Recorder) -> Outcome {
         }
         panic!("seed {seed}: no process lived to the end in {processes} tries");
     })
+}
+
+/// A paused process: its writers wait on the stopped store for `pause`,
+/// then it runs for [`ZOMBIE_WINDOW`] and is killed. Whatever it
+/// acknowledges after running again must survive like any other
+/// acknowledged write (a writer fenced while paused must acknowledge
+/// nothing).
+async fn zombie(
+    db: Db,
+    store: ProcessStore,
+    model: Shared,
+    owner: usize,
+    pause: Duration,
+    runtime: Runtime,
+    seed: u64,
+) {
+    let writers: Vec<JoinHandle<()>> = (0..2)
+        .map(|half| {
+            let dice = Gen(seed.wrapping_mul(31).wrapping_add((owner * 2 + half) as u64));
+            runtime.spawn(zombie_writes(
+                db.clone(),
+                model.clone(),
+                owner,
+                half as u64,
+                dice,
+                runtime.clone(),
+            ))
+        })
+        .collect();
+    runtime.sleep(pause).await;
+    note(
+        &runtime,
+        format_args!("paused writer {owner} runs again after {pause:?}"),
+    );
+    store.resume();
+    runtime.sleep(ZOMBIE_WINDOW).await;
+    store.kill();
+    for writer in &writers {
+        writer.abort();
+    }
+    for writer in writers {
+        let _ = writer.await;
+    }
+    note(
+        &runtime,
+        format_args!("paused writer {owner} killed, status {:?}", db.status()),
+    );
+}
+
+/// Durable puts of one half of `owner`'s keys, one at a time.
+async fn zombie_writes(db: Db, model: Shared, owner: usize, half: u64, mut dice: Gen, runtime: Runtime) {
+    let per_half = ZOMBIE_KEYS / 2;
+    loop {
+        let key = key_of(owner, half * per_half + dice.next(per_half));
+        let padding = dice.next(40) as usize;
+        let (index, value) = lock(&model).issue_put(&key, padding);
+        let result = db
+            .put_with_options(key.clone(), value, WriteOptions { await_durable: true })
+            .await;
+        let closed = {
+            let mut model = lock(&model);
+            match result {
+                Ok(()) => {
+                    model.count("zombie put");
+                    model.history(&key).ack(index, true);
+                    false
+                }
+                Err(error) => {
+                    model.count("zombie put failed");
+                    error.is_closed()
+                }
+            }
+        };
+        if closed {
+            return;
+        }
+        runtime.sleep(Duration::from_millis(dice.next(30))).await;
+    }
 }
 
 /// Heals the store, checks every acknowledged write exactly (after a flush

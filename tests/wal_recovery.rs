@@ -297,3 +297,47 @@ fn a_writer_paused_shorter_than_its_lease_meets_the_retained_fence() {
 fn a_writer_paused_past_the_fence_retention_rechecks_its_epoch() {
     a_paused_writer_resuming_after_gc_acknowledges_nothing(Duration::from_secs(200));
 }
+
+async fn object_paths(store: &Arc<dyn Store>) -> Vec<Path> {
+    let objects = store.list(&Path::from("db")).await.expect("list");
+    objects.into_iter().map(|info| info.path).collect()
+}
+
+/// A writer fenced by a newer one collects no garbage: the newer writer's
+/// tables in flight are protected from other processes only by the minimum
+/// age, and a paused writer waking up must not judge them.
+#[test]
+fn a_fenced_writers_collector_deletes_nothing() {
+    let sim = Sim::with_wall_origin(4, support::FAR_FUTURE_MS);
+    let runtime = sim.runtime();
+    sim.block_on(async move {
+        let store: Arc<dyn Store> = Arc::new(ObjectStoreAdapter::in_memory());
+        let collected_by_hand = DbOptions {
+            gc: Some(talusdb::GcOptions::uniform(Duration::from_secs(3600), Duration::ZERO)),
+            manifest_poll_interval: Duration::from_secs(3600),
+            ..wal_only_options()
+        };
+        let open = |options: DbOptions| {
+            Db::builder("db", store.clone())
+                .runtime(runtime.clone())
+                .options(options)
+                .open()
+        };
+        let old = open(collected_by_hand.clone()).await.expect("open");
+        for n in 0..20 {
+            old.put(format!("key{n}"), "x".repeat(600)).await.expect("put");
+        }
+        let new = open(collected_by_hand).await.expect("the new writer opens");
+        new.flush_memtable().await.expect("the old WAL tables become garbage");
+        let before = object_paths(&store).await;
+
+        let error = old.collect_garbage(false).await.expect_err("fenced");
+        assert!(error.is_fenced(), "{error}");
+        let after = object_paths(&store).await;
+        assert_eq!(before, after, "nothing deleted");
+
+        let report = new.collect_garbage(false).await.expect("the owner collects");
+        assert!(!report.wal.is_empty(), "there was garbage: {report:?}");
+        new.close().await.expect("close");
+    });
+}

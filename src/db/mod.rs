@@ -226,6 +226,7 @@ impl DbBuilder {
         let lease = Arc::new(EpochLease::new(runtime.now()));
         let mut manifest = Fenced::open(manifests.clone(), Role::Writer, IfMissing::Create).await?;
         let recovered = recover(&tables, &mut manifest).await?;
+        let collector = collector.for_writer(manifest.epoch().unwrap_or(0));
         tracing::info!(
             root = %root,
             epoch = manifest.epoch(),

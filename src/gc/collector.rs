@@ -24,13 +24,15 @@
 //! are kept, so an in-process table is safe whatever the clocks say. A
 //! table written by another process and not yet recorded is protected by
 //! the minimum age alone. If a live checkpoint's manifest cannot be read,
-//! no table or WAL table is deleted in that run.
+//! no table or WAL table is deleted in that run. A collector inside a
+//! writer stops collecting once either manifest read shows a newer writer
+//! epoch: a paused, fenced writer must not judge the new writer's tables.
 
 use std::collections::HashSet;
 use std::time::Duration;
 
 use super::{Class, GcOptions, GcReport};
-use crate::error::Error;
+use crate::error::{Error, ErrorKind};
 use crate::manifest::compactor_state::read_view;
 use crate::manifest::lease::{FENCE_MARKER_MAX_BYTES, FENCE_MARKER_RETENTION};
 use crate::manifest::{Compactions, Fenced, Manifest, ManifestError, Role, VersionedStore};
@@ -44,6 +46,8 @@ pub struct Collector {
     manifests: VersionedStore<Manifest>,
     compactions: VersionedStore<Compactions>,
     options: GcOptions,
+    /// The epoch of the writer this collector runs in, if it runs in one.
+    writer_epoch: Option<u64>,
 }
 
 fn millis(duration: Duration) -> u64 {
@@ -62,6 +66,30 @@ impl Collector {
             manifests,
             compactions,
             options,
+            writer_epoch: None,
+        }
+    }
+
+    /// This collector as part of the writer at `epoch`: it collects nothing
+    /// once a newer writer owns the database. The newer writer's tables in
+    /// flight are protected only by the minimum age from any other process,
+    /// and a paused, fenced writer has no reason to judge them.
+    pub fn for_writer(mut self, epoch: u64) -> Self {
+        self.writer_epoch = Some(epoch);
+        self
+    }
+
+    /// `Fenced` if `manifest` shows a newer writer than ours.
+    fn check_owner(&self, manifest: &Manifest) -> Result<(), Error> {
+        match self.writer_epoch {
+            Some(ours) if manifest.writer_epoch > ours => Err(Error::new(
+                ErrorKind::Fenced,
+                format!(
+                    "garbage collection stopped: writer epoch {ours} was fenced by epoch {}",
+                    manifest.writer_epoch
+                ),
+            )),
+            _ => Ok(()),
         }
     }
 
@@ -114,6 +142,7 @@ impl Collector {
         let Some((manifest_id, manifest)) = view.manifest else {
             return Ok(report);
         };
+        self.check_owner(&manifest)?;
         let now_ms = self.manifests.runtime().wall_ms();
         let old_enough = |modified_ms: u64, min_age: Duration| modified_ms.saturating_add(millis(min_age)) <= now_ms;
         let mut pinned_ids: HashSet<u64> = manifest
@@ -138,6 +167,7 @@ impl Collector {
             if let Some((latest_id, latest)) = self.manifests.read_latest().await?
                 && latest_id != manifest_id
             {
+                self.check_owner(&latest)?;
                 pinned_ids.extend(latest.live_checkpoints(now_ms).map(|checkpoint| checkpoint.manifest_id));
                 held.push((latest_id, latest));
             }

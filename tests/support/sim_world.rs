@@ -5,9 +5,9 @@
 //! latency and request errors and goes dead when the process is killed.
 //!
 //! Layers, outermost first: the `Db`'s own timeout → [`ProcessStore`] →
-//! [`EpochWatch`] → [`AuditStore`] → in-memory store.
+//! [`EpochWatch`] → [`AuditStore`] → [`SimClock`] → in-memory store.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -45,6 +45,7 @@ pub struct Faults {
 }
 
 /// One process's view of the shared store. Requests wait their latency,
+/// then wait while the process is paused (a stopped VM, a long GC pause),
 /// then fail if the process has been killed: nothing a dead process does
 /// reaches the store afterwards.
 #[derive(Clone)]
@@ -54,8 +55,12 @@ pub struct ProcessStore {
     rng: Arc<SeededRng>,
     faults: Arc<Mutex<Faults>>,
     dead: Arc<AtomicBool>,
+    paused: Arc<AtomicBool>,
     injected: Arc<AtomicU64>,
 }
+
+/// How often a paused process's requests look whether it runs again.
+const PAUSE_CHECK: Duration = Duration::from_millis(10);
 
 impl fmt::Debug for ProcessStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -69,6 +74,16 @@ impl ProcessStore {
     /// The process dies: every request not yet carried out fails.
     pub fn kill(&self) {
         self.dead.store(true, Ordering::SeqCst);
+    }
+
+    /// The process stops: its requests wait (its timers go on) until
+    /// [`ProcessStore::resume`].
+    pub fn pause(&self) {
+        self.paused.store(true, Ordering::SeqCst);
+    }
+
+    pub fn resume(&self) {
+        self.paused.store(false, Ordering::SeqCst);
     }
 }
 
@@ -88,10 +103,20 @@ impl Layer for ProcessStore {
         // before it is polled.
         let request = request(&*self.inner);
         let sleep = (!latency.is_zero()).then(|| self.runtime.sleep(latency));
-        let (dead, injected, path) = (self.dead.clone(), self.injected.clone(), path.clone());
+        let (dead, paused, injected, path) = (
+            self.dead.clone(),
+            self.paused.clone(),
+            self.injected.clone(),
+            path.clone(),
+        );
+        let runtime = self.runtime.clone();
         async move {
             if let Some(sleep) = sleep {
                 sleep.await;
+            }
+            // Simulated time: the checks cost nothing while the world waits.
+            while paused.load(Ordering::SeqCst) && !dead.load(Ordering::SeqCst) {
+                runtime.sleep(PAUSE_CHECK).await;
             }
             if dead.load(Ordering::SeqCst) {
                 return Err(StoreError::unavailable(op, &path, "the process was killed"));
@@ -213,6 +238,105 @@ impl Store for EpochWatch {
     }
 }
 
+/// Stamps every object with the simulation's wall clock instead of the
+/// real one the in-memory store uses, so that ages the garbage collector
+/// judges are ages in simulated time (a fence marker's retention holds
+/// exactly as long as it should).
+#[derive(Clone)]
+pub struct SimClock {
+    inner: Arc<dyn Store>,
+    runtime: Runtime,
+    written_ms: Arc<Mutex<HashMap<Path, u64>>>,
+}
+
+impl fmt::Debug for SimClock {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SimClock").finish_non_exhaustive()
+    }
+}
+
+impl SimClock {
+    fn new(inner: Arc<dyn Store>, runtime: Runtime) -> Self {
+        SimClock {
+            inner,
+            runtime,
+            written_ms: Arc::default(),
+        }
+    }
+
+    fn stamp(&self, mut info: ObjectInfo) -> ObjectInfo {
+        if let Some(written) = lock(&self.written_ms).get(&info.path) {
+            info.modified_ms = *written;
+        }
+        info
+    }
+
+    /// Records a write that succeeded at the simulation's now.
+    fn wrote<T: Send + 'static>(
+        &self,
+        path: &Path,
+        request: BoxFuture<'static, StoreResult<T>>,
+    ) -> BoxFuture<'static, StoreResult<T>> {
+        let (clock, path) = (self.clone(), path.clone());
+        async move {
+            let result = request.await;
+            if result.is_ok() {
+                lock(&clock.written_ms).insert(path, clock.runtime.wall_ms());
+            }
+            result
+        }
+        .boxed()
+    }
+}
+
+impl Store for SimClock {
+    fn get(&self, path: &Path, range: ByteRange) -> BoxFuture<'static, StoreResult<Fetched>> {
+        self.inner.get(path, range)
+    }
+
+    fn head(&self, path: &Path) -> BoxFuture<'static, StoreResult<ObjectInfo>> {
+        let (clock, request) = (self.clone(), self.inner.head(path));
+        async move { request.await.map(|info| clock.stamp(info)) }.boxed()
+    }
+
+    fn put(&self, path: &Path, bytes: Bytes, mode: PutMode) -> BoxFuture<'static, StoreResult<()>> {
+        self.wrote(path, self.inner.put(path, bytes, mode))
+    }
+
+    fn put_multipart(&self, path: &Path, parts: Vec<Bytes>) -> BoxFuture<'static, StoreResult<()>> {
+        self.wrote(path, self.inner.put_multipart(path, parts))
+    }
+
+    fn list(&self, prefix: &Path) -> BoxFuture<'static, StoreResult<Vec<ObjectInfo>>> {
+        let (clock, request) = (self.clone(), self.inner.list(prefix));
+        async move {
+            request
+                .await
+                .map(|infos| infos.into_iter().map(|info| clock.stamp(info)).collect())
+        }
+        .boxed()
+    }
+
+    fn delete(&self, path: &Path) -> BoxFuture<'static, StoreResult<()>> {
+        self.inner.delete(path)
+    }
+}
+
+/// Changes the faults every process sees (a client raising the error rate
+/// for the length of one operation).
+#[derive(Clone)]
+pub struct FaultDial(Arc<Mutex<Faults>>);
+
+impl FaultDial {
+    pub fn get(&self) -> Faults {
+        *lock(&self.0)
+    }
+
+    pub fn set(&self, faults: Faults) {
+        *lock(&self.0) = faults;
+    }
+}
+
 /// The store every simulated process shares, and its checks.
 pub struct World {
     runtime: Runtime,
@@ -228,7 +352,8 @@ pub struct World {
 impl World {
     pub fn new(runtime: Runtime, seed: u64, faults: Faults) -> World {
         let memory: Arc<dyn Store> = Arc::new(ObjectStoreAdapter::in_memory());
-        let audit = AuditStore::new(memory.clone(), ROOT, runtime.clone());
+        let clock = Arc::new(SimClock::new(memory.clone(), runtime.clone()));
+        let audit = AuditStore::new(clock, ROOT, runtime.clone());
         let epochs = EpochWatch::new(Arc::new(audit.clone()), runtime.clone());
         World {
             runtime,
@@ -253,12 +378,18 @@ impl World {
             )),
             faults: self.faults.clone(),
             dead: Arc::default(),
+            paused: Arc::default(),
             injected: self.injected.clone(),
         }
     }
 
     pub fn set_faults(&self, faults: Faults) {
         *lock(&self.faults) = faults;
+    }
+
+    /// A handle that changes the faults of every process from a client.
+    pub fn fault_dial(&self) -> FaultDial {
+        FaultDial(self.faults.clone())
     }
 
     /// Faults injected so far, over every process.
