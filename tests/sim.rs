@@ -57,10 +57,15 @@ fn options() -> DbOptions {
     // has is exercised. A paused process's requests wait out the pause
     // rather than time out: a real pause stops the process's own timers
     // too, and what matters is what it does once it runs again.
-    DbOptions {
+    // Tables of 8 KiB and more go up in 2 KiB parts, so that uploads in
+    // parts meet the faults too.
+    let mut options = DbOptions {
         request_timeout: Duration::from_secs(300),
         ..support::compacting_db_options(6, Duration::from_secs(2))
-    }
+    };
+    options.tables.multipart_threshold_bytes = 8 << 10;
+    options.tables.multipart_part_bytes = 2 << 10;
+    options
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
