@@ -116,6 +116,7 @@ impl From<ManifestError> for Error {
             }
             ManifestError::Timeout { .. } => Error::new(ErrorKind::Unavailable, error.to_string()),
             ManifestError::InvalidChange { .. } => Error::new(ErrorKind::Internal, error.to_string()),
+            ManifestError::Lost { .. } => Error::new(ErrorKind::Corruption, error.to_string()),
         }
     }
 }

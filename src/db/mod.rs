@@ -224,6 +224,7 @@ impl DbBuilder {
         // Our epoch bump lands after this instant: no newer writer had
         // opened before it.
         let lease = Arc::new(EpochLease::new(runtime.now()));
+        crate::manifest::refuse_lost_manifest(&manifests, &tables).await?;
         let mut manifest = Fenced::open(manifests.clone(), Role::Writer, IfMissing::Create).await?;
         let recovered = recover(&tables, &mut manifest).await?;
         let collector = collector.for_writer(manifest.epoch().unwrap_or(0));

@@ -30,9 +30,15 @@ impl DbReader {
     pub(super) async fn open(builder: DbBuilder) -> Result<DbReader, Error> {
         let prepared = builder.prepare()?;
         let manifests = prepared.manifests;
-        let (manifest_id, manifest) = manifests.read_latest().await?.ok_or_else(|| ManifestError::Missing {
-            path: manifests.root().clone(),
-        })?;
+        let Some((manifest_id, manifest)) = manifests.read_latest().await? else {
+            // Tables without a manifest are a lost manifest, not "no
+            // database here".
+            crate::manifest::refuse_lost_manifest(&manifests, &prepared.tables).await?;
+            return Err(ManifestError::Missing {
+                path: manifests.root().clone(),
+            }
+            .into());
+        };
         let replayed = replay(&prepared.tables, &manifest).await?;
         Ok(DbReader {
             view: Arc::new(ReadView::new(Arc::new(replayed.memtable), &manifest)),

@@ -140,6 +140,9 @@ impl Collector {
         let mut report = GcReport::default();
         let view = read_view(&self.manifests, &self.compactions).await?;
         let Some((manifest_id, manifest)) = view.manifest else {
+            // No manifest, nothing to judge by: a lost manifest is an error,
+            // an empty path has nothing to collect.
+            crate::manifest::refuse_lost_manifest(&self.manifests, &self.tables).await?;
             return Ok(report);
         };
         self.check_owner(&manifest)?;

@@ -52,6 +52,37 @@ pub enum ManifestError {
     InvalidChange { role: Role, detail: String },
     #[error("checkpoint {id} does not exist")]
     CheckpointNotFound { id: Ulid },
+    /// Tables or WAL objects are there but no manifest version is: the
+    /// manifest was moved or deleted. Nothing may write or collect there.
+    #[error(
+        "{root} holds {wal} WAL and {sorted} sorted table objects but no manifest: the manifest was lost \
+         (moved or deleted). Refusing to create a new database over them, or to collect anything there; \
+         restore the objects under {root}/manifest/"
+    )]
+    Lost { root: Path, wal: usize, sorted: usize },
+}
+
+/// Fails with [`ManifestError::Lost`] if `root` holds WAL or sorted tables
+/// but no manifest version; `Ok` if there is a manifest or nothing at all
+/// (a new database). A manifest created while we listed (another process's
+/// first open: it writes the manifest before any table) counts as found.
+pub async fn refuse_lost_manifest(
+    manifests: &VersionedStore<Manifest>,
+    tables: &crate::store::TableStore,
+) -> Result<(), ManifestError> {
+    if !manifests.ids().await?.is_empty() {
+        return Ok(());
+    }
+    let wal = tables.list_wal().await?.len();
+    let sorted = tables.list_sorted().await?.len();
+    if wal + sorted == 0 || !manifests.ids().await?.is_empty() {
+        return Ok(());
+    }
+    Err(ManifestError::Lost {
+        root: manifests.root().clone(),
+        wal,
+        sorted,
+    })
 }
 
 impl ManifestError {

@@ -97,6 +97,47 @@ pub enum StoreError {
     Config { path: Path, detail: String },
 }
 
+/// What to tell the user about an error no retry can fix, found anywhere
+/// in its chain of causes: a file system that refuses writes, a server
+/// where nothing listens, credentials that cannot be found.
+fn permanent_cause(error: &(dyn std::error::Error + 'static)) -> Option<&'static str> {
+    let chain = || std::iter::successors(Some(error), |cause| cause.source());
+    // The instance-metadata endpoint is where the S3 client looks for
+    // credentials when none are configured; failing there means none exist.
+    let no_credentials = chain().any(|cause| {
+        let text = cause.to_string();
+        text.contains("/latest/api/token")
+            || text.contains("/latest/meta-data")
+            || text.contains("rror getting credentials")
+    });
+    if no_credentials {
+        return Some(
+            "no credentials found: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or run where instance metadata \
+             provides credentials",
+        );
+    }
+    for cause in chain() {
+        if let Some(io) = cause.downcast_ref::<std::io::Error>() {
+            match io.kind() {
+                std::io::ErrorKind::ReadOnlyFilesystem => {
+                    return Some("the file system is read-only: open the database on a writable one");
+                }
+                std::io::ErrorKind::PermissionDenied => {
+                    return Some("permission denied: the directory must be writable by this user");
+                }
+                std::io::ErrorKind::ConnectionRefused => {
+                    return Some("nothing listens at the endpoint: is the server running, and is the address right?");
+                }
+                _ => {}
+            }
+        }
+        if cause.to_string().contains("builder error") {
+            return Some("the HTTP client refused the endpoint (for a plain http:// endpoint use --allow-http)");
+        }
+    }
+    None
+}
+
 impl StoreError {
     /// Adds the object's path to a decoder's error.
     pub fn format(path: &Path, error: FormatError) -> Self {
@@ -133,6 +174,16 @@ impl StoreError {
             other if other.to_string().contains("NoSuchBucket") => StoreError::Config {
                 path: path.clone(),
                 detail: format!("the bucket does not exist: {other}"),
+            },
+            other @ (object_store::Error::PermissionDenied { .. } | object_store::Error::Unauthenticated { .. }) => {
+                StoreError::Config {
+                    path: path.clone(),
+                    detail: format!("{op} was refused: check the credentials and the bucket's policy: {other}"),
+                }
+            }
+            other if permanent_cause(&other).is_some() => StoreError::Config {
+                path: path.clone(),
+                detail: format!("{}: {other}", permanent_cause(&other).unwrap_or("a permanent error")),
             },
             other => StoreError::Unavailable {
                 op,

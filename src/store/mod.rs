@@ -18,7 +18,7 @@ pub use in_flight::InFlight;
 pub use object::S3Options;
 pub use object::{
     ByteRange, Created, Driver, Fetched, ObjectInfo, ObjectStoreAdapter, PutMode, Store, StoreResult, TokioThread,
-    create_once,
+    UNKNOWN_MODIFIED_MS, create_once,
 };
 pub use paths::{TableId, Ulid};
 pub use table::{

@@ -65,9 +65,14 @@ pub struct Fetched {
 pub struct ObjectInfo {
     pub path: Path,
     pub size: u64,
-    /// Last modification, wall-clock milliseconds.
+    /// Last modification, wall-clock milliseconds; [`UNKNOWN_MODIFIED_MS`]
+    /// if the store gave none we can read (an age that is never old).
     pub modified_ms: u64,
 }
+
+/// The modification time of an object whose time is unknown: later than
+/// any clock, so the garbage collector never finds it old enough.
+pub const UNKNOWN_MODIFIED_MS: u64 = u64::MAX;
 
 /// How a `put` treats an existing object.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -189,13 +194,34 @@ impl ObjectStoreAdapter {
         if options.bucket.is_empty() {
             return Err(invalid("no S3 bucket named".into()));
         }
+        let allow_http =
+            options.allow_http || std::env::var("AWS_ALLOW_HTTP").is_ok_and(|value| value.eq_ignore_ascii_case("true"));
+        let endpoint = options.endpoint.clone().or_else(|| std::env::var("AWS_ENDPOINT").ok());
+        if let Some(endpoint) = endpoint.as_deref()
+            && endpoint.starts_with("http://")
+            && !allow_http
+        {
+            return Err(invalid(format!(
+                "the endpoint {endpoint} is plain HTTP: permit it with --allow-http (S3Options::allow_http or \
+                 AWS_ALLOW_HTTP=true), or use https://"
+            )));
+        }
         let mut builder = object_store::aws::AmazonS3Builder::from_env()
             .with_bucket_name(&options.bucket)
-            .with_conditional_put(object_store::aws::S3ConditionalPut::ETagMatch);
+            .with_conditional_put(object_store::aws::S3ConditionalPut::ETagMatch)
+            // The client's own retries stay short: the table store and the
+            // metadata layer retry what can succeed later, and an error no
+            // retry fixes (nothing listening, no credentials) must surface
+            // in seconds, not minutes.
+            .with_retry(object_store::RetryConfig {
+                max_retries: 3,
+                retry_timeout: S3_CLIENT_RETRY_TIMEOUT,
+                ..object_store::RetryConfig::default()
+            });
         if let Some(endpoint) = &options.endpoint {
             builder = builder.with_endpoint(endpoint);
         }
-        if options.allow_http {
+        if allow_http {
             builder = builder.with_allow_http(true);
         }
         if let Some(region) = &options.region {
@@ -291,7 +317,9 @@ fn info(meta: object_store::ObjectMeta) -> ObjectInfo {
     ObjectInfo {
         path: meta.location,
         size: meta.size,
-        modified_ms: u64::try_from(meta.last_modified.timestamp_millis()).unwrap_or(0),
+        // A time before 1970 is no time we can judge an age by: unknown,
+        // and an unknown age counts as young.
+        modified_ms: u64::try_from(meta.last_modified.timestamp_millis()).unwrap_or(UNKNOWN_MODIFIED_MS),
     }
 }
 
@@ -401,6 +429,10 @@ impl Store for ObjectStoreAdapter {
     }
 }
 
+/// How long the S3 client retries one request by itself.
+#[cfg(feature = "aws")]
+const S3_CLIENT_RETRY_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(1500);
+
 /// Where an S3 adapter points. Anything left `None` comes from the AWS
 /// environment variables (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`,
 /// `AWS_REGION`, `AWS_ENDPOINT`, `AWS_ALLOW_HTTP`, ...).
@@ -475,5 +507,53 @@ impl Drop for TokioThread {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta_at(millis: i64) -> object_store::ObjectMeta {
+        object_store::ObjectMeta {
+            location: Path::from("db/wal/1.sst"),
+            last_modified: chrono::DateTime::from_timestamp_millis(millis).expect("a valid time"),
+            size: 10,
+            e_tag: None,
+            version: None,
+        }
+    }
+
+    /// Regression: a time before 1970 became 0, which the collector reads
+    /// as the oldest possible age.
+    #[test]
+    fn a_time_that_cannot_be_read_is_unknown_not_ancient() {
+        assert_eq!(info(meta_at(1_700_000_000_000)).modified_ms, 1_700_000_000_000);
+        assert_eq!(info(meta_at(-5)).modified_ms, UNKNOWN_MODIFIED_MS);
+    }
+
+    #[test]
+    fn errors_no_retry_can_fix_are_not_retryable() {
+        let path = Path::from("db/manifest/1.manifest");
+        let io = |kind: std::io::ErrorKind| object_store::Error::Generic {
+            store: "LocalFileSystem",
+            source: Box::new(std::io::Error::new(kind, "refused")),
+        };
+        for (error, says) in [
+            (io(std::io::ErrorKind::ReadOnlyFilesystem), "read-only"),
+            (io(std::io::ErrorKind::PermissionDenied), "permission denied"),
+            (io(std::io::ErrorKind::ConnectionRefused), "nothing listens"),
+        ] {
+            let error = StoreError::from_object_store(Op::Put, &path, error);
+            assert!(!error.is_retryable(), "{error}");
+            assert!(error.to_string().contains(says), "{error}");
+        }
+        let denied = object_store::Error::PermissionDenied {
+            path: path.to_string(),
+            source: "403".into(),
+        };
+        assert!(!StoreError::from_object_store(Op::Get, &path, denied).is_retryable());
+        let transient = io(std::io::ErrorKind::ConnectionReset);
+        assert!(StoreError::from_object_store(Op::Get, &path, transient).is_retryable());
     }
 }

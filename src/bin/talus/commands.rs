@@ -378,7 +378,9 @@ impl Target {
                 ..DbOptions::default()
             })
             .collector()?;
-        // A collector on a path with no database would find nothing; say so.
+        // The collector refuses a lost manifest (tables, no manifest) and
+        // finds nothing on an empty path; say so then.
+        let report = collector.run(&Class::ALL, dry_run).await?;
         if self
             .versions::<Manifest>()
             .read_latest()
@@ -388,7 +390,6 @@ impl Target {
         {
             return Err(CliError::Usage(format!("no database at {}", self.path)));
         }
-        let report = collector.run(&Class::ALL, dry_run).await?;
         let ids = |ids: &[Ulid]| ids.iter().map(Ulid::to_string).collect::<Vec<_>>();
         print(
             self.json,
