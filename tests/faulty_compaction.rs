@@ -14,11 +14,14 @@ mod support;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
-use futures::StreamExt;
+use futures::future::BoxFuture;
+use futures::{FutureExt, StreamExt};
+use object_store::path::Path;
 use talusdb::actors::Runtime;
 use talusdb::actors::runtime::Sim;
-use talusdb::store::{Fault, FaultyStore, ObjectStoreAdapter, Store};
+use talusdb::store::{Fault, FaultyStore, Layer, ObjectStoreAdapter, Op, Store, StoreError, StoreResult};
 use talusdb::{Db, DbOptions, WriteOptions};
 
 const KEYS: u64 = 150;
@@ -133,4 +136,71 @@ fn failed_compactions_under_lost_replies_lose_no_acknowledged_write() {
     }
     assert!(failed_jobs > 0, "the faults made no compaction job fail");
     assert!(problems.is_empty(), "{:#?}", &problems[..problems.len().min(12)]);
+}
+
+/// Fails the next `remaining` reads of sorted tables' bytes, then none.
+#[derive(Clone, Debug)]
+struct FailingTableReads {
+    inner: Arc<dyn Store>,
+    remaining: Arc<AtomicU64>,
+}
+
+impl Layer for FailingTableReads {
+    fn around<T: Send + 'static>(
+        &self,
+        op: Op,
+        path: &Path,
+        _requests: u64,
+        request: impl FnOnce(&dyn Store) -> BoxFuture<'static, StoreResult<T>>,
+    ) -> BoxFuture<'static, StoreResult<T>> {
+        let table_read = op == Op::GetRange && path.as_ref().contains("/compacted/");
+        let fail = table_read
+            && self
+                .remaining
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |left| left.checked_sub(1))
+                .is_ok();
+        if fail {
+            let error = StoreError::unavailable(op, path, "injected: one transient read error");
+            return futures::future::ready(Err(error)).boxed();
+        }
+        request(&*self.inner)
+    }
+}
+
+/// Regression: `compact()` returned the first transient read error of its
+/// job. A full compaction a caller waits for is started again instead.
+#[test]
+fn a_full_compaction_starts_again_after_a_transient_read_error() {
+    let sim = Sim::new(9);
+    let runtime = sim.runtime();
+    sim.block_on(async move {
+        let failing = FailingTableReads {
+            inner: Arc::new(ObjectStoreAdapter::in_memory()),
+            remaining: Arc::default(),
+        };
+        let mut options = support::compacting_db_options(1000, std::time::Duration::from_secs(3600));
+        // Only the call compacts: the strategy never starts a job itself.
+        if let Some(compactor) = &mut options.compactor {
+            compactor.strategy = Arc::new(talusdb::compactor::SizeTiered {
+                l0_trigger: 1000,
+                ..talusdb::compactor::SizeTiered::default()
+            });
+        }
+        let db = Db::builder("db", Arc::new(failing.clone()))
+            .runtime(runtime.clone())
+            .options(options)
+            .open()
+            .await
+            .expect("open");
+        for n in 0..300 {
+            db.put(format!("key{n:03}"), "x".repeat(100)).await.expect("put");
+        }
+        db.flush_memtable().await.expect("flush");
+        failing.remaining.store(2, Ordering::SeqCst);
+        let summary = db.compact().await.expect("compact succeeds on a later attempt");
+        assert!(summary.is_some(), "it compacted");
+        assert_eq!(db.stats().compactor.failed_jobs, 2, "two attempts failed first");
+        assert_eq!(db.get("key123").await.expect("get").map(|value| value.len()), Some(100));
+        db.close().await.expect("close");
+    });
 }

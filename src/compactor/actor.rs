@@ -16,7 +16,10 @@
 //! keys and left `Running`; the next compactor resubmits them.
 //!
 //! Failure: a job that fails with a retryable store error is marked failed
-//! and picked again later; any other error is fatal. A fenced compactor
+//! and picked again later (a full compaction a caller waits for is started
+//! again at once, up to [`FULL_COMPACTION_ATTEMPTS`] times, before the
+//! caller gets the error); any other job error is fatal, and so is a
+//! metadata write that fails past its retries. A fenced compactor
 //! stops: fatally when standalone, quietly when embedded in a `Db` (the
 //! database keeps serving while the newer compactor works).
 
@@ -33,6 +36,10 @@ use crate::error::{Error, ErrorKind};
 use crate::manifest::{CompactionSpec, CompactionStatus, CompactorState, ManifestError, Source, TableHandle};
 use crate::metrics as m;
 use crate::store::{TableStore, Ulid};
+
+/// How many times a full compaction a caller waits for (`Db::compact`) is
+/// started before a transient store error is the call's answer.
+pub const FULL_COMPACTION_ATTEMPTS: u32 = 5;
 
 /// What a manual compaction merges.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -165,6 +172,10 @@ pub struct CompactorActor {
     /// Full compactions asked for while others ran: they go next, once
     /// nothing is active (the strategy waits meanwhile).
     pending_everything: Vec<SubmitReply>,
+    /// Attempt number (0 = first) of each running full compaction.
+    full_attempts: HashMap<Ulid, u32>,
+    /// The attempt number the next full compaction starts as.
+    next_full_attempt: u32,
     cancel: Arc<AtomicBool>,
     counters: Arc<CompactorCounters>,
     on_commit: Option<OnCommit>,
@@ -213,6 +224,8 @@ impl CompactorHandle {
             waiters: HashMap::new(),
             idle_waiters: Vec::new(),
             pending_everything: Vec::new(),
+            full_attempts: HashMap::new(),
+            next_full_attempt: 0,
             cancel: Arc::default(),
             counters: Arc::default(),
             on_commit: parts.on_commit,
@@ -390,6 +403,7 @@ impl CompactorActor {
         let Some((spec, started)) = self.running.remove(&id) else {
             return Ok(());
         };
+        let full_attempt = self.full_attempts.remove(&id);
         let output = match result {
             Ok(output) => output,
             // Cancelled at shutdown: left running for the next compactor.
@@ -400,7 +414,17 @@ impl CompactorActor {
                 if let Err(failed) = self.state.fail(id).await {
                     return self.metadata_failed(failed);
                 }
-                self.answer(id, &Err(error));
+                match full_attempt {
+                    // A full compaction someone waits for starts again (over
+                    // what the manifest holds then) rather than failing the
+                    // call on one transient read.
+                    Some(attempt) if attempt + 1 < FULL_COMPACTION_ATTEMPTS => {
+                        let waiting = self.waiters.remove(&id).unwrap_or_default();
+                        self.pending_everything.extend(waiting);
+                        self.next_full_attempt = self.next_full_attempt.max(attempt + 1);
+                    }
+                    _ => self.answer(id, &Err(error)),
+                }
                 return Ok(());
             }
             Err(error) => {
@@ -458,6 +482,7 @@ impl CompactorActor {
             return Ok(());
         }
         let waiting = std::mem::take(&mut self.pending_everything);
+        let attempt = std::mem::take(&mut self.next_full_attempt);
         let sources = scheduler::everything(self.state.manifest());
         if sources.is_empty() {
             for reply in waiting {
@@ -477,6 +502,7 @@ impl CompactorActor {
         };
         let id = self.state.submit(spec).await?;
         self.waiters.entry(id).or_default().extend(waiting);
+        self.full_attempts.insert(id, attempt);
         self.start(id, ctx).await
     }
 
