@@ -47,3 +47,4 @@ pub use db::{
 };
 pub use error::{Error, ErrorKind};
 pub use gc::{GcOptions, GcReport};
+pub use manifest::WalLoss;

@@ -269,3 +269,49 @@ fn compact_and_gc_run_reclaim_old_objects_and_keep_every_key() {
     let missing = talus(dir.path(), &["--path", "nothing-here", "gc", "run"]);
     assert_eq!(missing.status.code(), Some(2), "{}", stderr(&missing));
 }
+
+/// `talus repair` moves a damaged WAL table aside, reports what it held,
+/// and leaves the database readable; a second repair finds nothing.
+#[test]
+fn repair_salvages_a_damaged_wal_table_and_reports_the_loss() {
+    let dir = TempDir::new("cli-repair");
+    for n in 0..10 {
+        ok(dir.path(), &["put", &format!("key{n}"), &format!("value-{n}")]);
+    }
+    // The WAL table holding key5's row: the only one with its value.
+    let wal = dir.path().join("db").join("wal");
+    let victim = std::fs::read_dir(&wal)
+        .expect("wal dir")
+        .map(|entry| entry.expect("entry").path())
+        .find(|path| {
+            let bytes = std::fs::read(path).expect("read");
+            bytes.windows(7).any(|window| window == b"value-5")
+        })
+        .expect("the table of key5");
+    let bytes = std::fs::read(&victim).expect("read");
+    std::fs::write(&victim, &bytes[..bytes.len() / 2]).expect("truncate");
+
+    let output = talus(dir.path(), &["get", "key1"]);
+    assert_eq!(output.status.code(), Some(4), "a damaged WAL table is corruption");
+    assert!(one_error_line(&output).contains("talus repair"), "says the way out");
+
+    let report = json(&ok(dir.path(), &["--json", "repair"]));
+    let salvaged = report["salvaged"].as_array().expect("a list");
+    assert_eq!(salvaged.len(), 1, "{report}");
+    let moved = salvaged[0]["moved_to"].as_str().expect("moved_to");
+    let kept = std::fs::read(dir.path().join(moved)).expect("kept aside");
+    assert_eq!(kept, &bytes[..bytes.len() / 2], "the damaged bytes, as they were");
+
+    assert_eq!(
+        talus(dir.path(), &["get", "key5"]).status.code(),
+        Some(1),
+        "key5 was lost"
+    );
+    for n in [0, 4, 6, 9] {
+        assert_eq!(
+            ok(dir.path(), &["get", &format!("key{n}")]).trim(),
+            format!("value-{n}")
+        );
+    }
+    assert!(ok(dir.path(), &["repair"]).contains("nothing to repair"));
+}

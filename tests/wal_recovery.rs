@@ -15,7 +15,8 @@ use futures::future::BoxFuture;
 use object_store::path::Path;
 use talusdb::actors::Runtime;
 use talusdb::actors::runtime::Sim;
-use talusdb::store::{Layer, ObjectStoreAdapter, Op, Store, StoreResult};
+use talusdb::manifest::{Manifest, VersionedOptions, VersionedStore};
+use talusdb::store::{ByteRange, Layer, ObjectStoreAdapter, Op, PutMode, Store, StoreResult};
 use talusdb::{Db, DbOptions, ErrorKind};
 
 use support::TempDir;
@@ -340,4 +341,98 @@ fn a_fenced_writers_collector_deletes_nothing() {
         assert!(!report.wal.is_empty(), "there was garbage: {report:?}");
         new.close().await.expect("close");
     });
+}
+
+/// Regression: one truncated or corrupt WAL table made every open fail,
+/// with no way out. The strict default stays; a salvaging open moves the
+/// table aside, records the loss in the manifest and opens with the rest.
+#[test]
+fn a_salvaging_open_moves_a_damaged_wal_table_aside_and_keeps_the_rest() {
+    type Damage = fn(&[u8]) -> Vec<u8>;
+    let truncate: Damage = |bytes| bytes[..bytes.len() / 2].to_vec();
+    let corrupt: Damage = |bytes| {
+        let mut damaged = bytes.to_vec();
+        let middle = damaged.len() / 2;
+        damaged[middle] ^= 0x40;
+        damaged
+    };
+    for (seed, (how, damage)) in [("truncated", truncate), ("corrupt", corrupt)].into_iter().enumerate() {
+        let sim = Sim::with_wall_origin(20 + seed as u64, support::FAR_FUTURE_MS);
+        let runtime = sim.runtime();
+        sim.block_on(async move {
+            let store: Arc<dyn Store> = Arc::new(ObjectStoreAdapter::in_memory());
+            let open = |salvage: bool| {
+                Db::builder("db", store.clone())
+                    .runtime(runtime.clone())
+                    .options(wal_only_options())
+                    .salvage(salvage)
+                    .open()
+            };
+            let db = open(false).await.expect("open");
+            for n in 0..40 {
+                // Each durable put waits for its own WAL table: put n has
+                // sequence number n + 1.
+                db.put(format!("key-{n:02}"), format!("value-{n}")).await.expect("put");
+            }
+            db.close().await.expect("close");
+            let ids = wal_ids(&store).await;
+            let victim = Path::from(ids[ids.len() - 10].as_str());
+            let bytes = store.get(&victim, ByteRange::All).await.expect("get").bytes;
+            let damaged = Bytes::from(damage(&bytes));
+            store
+                .put(&victim, damaged.clone(), PutMode::Overwrite)
+                .await
+                .expect("damage");
+
+            let error = open(false).await.expect_err("a damaged table fails the default open");
+            assert_eq!(*error.kind(), ErrorKind::Corruption, "{how}: {error}");
+            assert!(error.to_string().contains(victim.as_ref()), "{how}: names it: {error}");
+            assert!(
+                error.to_string().contains("salvage"),
+                "{how}: says the way out: {error}"
+            );
+
+            let db = open(true).await.expect("a salvaging open opens");
+            let losses = db.salvaged().to_vec();
+            assert_eq!(losses.len(), 1, "{how}: {losses:?}");
+            let loss = &losses[0];
+            assert!(
+                victim.as_ref().ends_with(&format!("{:020}.sst", loss.wal_id)),
+                "{how}: {loss:?}"
+            );
+            let last = loss.last_seq.expect("readable tables above it bound the range");
+            assert!(loss.first_seq <= last, "{how}: {loss:?}");
+            let moved = store
+                .get(&Path::from(loss.moved_to.as_str()), ByteRange::All)
+                .await
+                .expect("the damaged bytes are kept aside");
+            assert_eq!(moved.bytes, damaged, "{how}: moved, not rewritten");
+            let lost = |n: u64| (loss.first_seq..=last).contains(&(n + 1));
+            let check = |db: Db| async move {
+                for n in 0..40u64 {
+                    let got = db.get(format!("key-{n:02}")).await.expect("get");
+                    let expected = (!lost(n)).then(|| Bytes::from(format!("value-{n}")));
+                    assert_eq!(got, expected, "{how}: key-{n:02}");
+                }
+                db
+            };
+            let db = check(db).await;
+            db.put("after", "salvage").await.expect("writes go on");
+            db.close().await.expect("close");
+
+            let db = open(false).await.expect("a second, ordinary open is clean");
+            assert!(db.salvaged().is_empty());
+            assert_eq!(db.get("after").await.expect("get"), Some(Bytes::from("salvage")));
+            let db = check(db).await;
+            db.close().await.expect("close");
+            let manifests = VersionedStore::<Manifest>::new(
+                store.clone(),
+                "db".into(),
+                runtime.clone(),
+                VersionedOptions::default(),
+            );
+            let (_, manifest) = manifests.read_latest().await.expect("read").expect("a manifest");
+            assert_eq!(manifest.losses, losses, "{how}: the loss is recorded for good");
+        });
+    }
 }

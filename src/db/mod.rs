@@ -34,12 +34,12 @@ use crate::format::RowValue;
 use crate::gc::{Collector, GcActor, GcMsg, GcReport};
 use crate::manifest::{
     Checkpoint, CheckpointOptions, Compactions, CompactorState, EpochLease, Fenced, IfMissing, Manifest, Role,
-    VersionedOptions, VersionedStore,
+    VersionedOptions, VersionedStore, WalLoss,
 };
 use crate::read::merge::{ScanBounds, merge_sources};
 use crate::read::{KeyValue, ReadView, Seqs, sources_for};
 use crate::store::{Store, TableStore, TimeoutStore};
-use crate::wal::replay::recover;
+use crate::wal::replay::{OnDamage, recover};
 use crate::wal::writer::{PendingWrite, WalMsg, WalStart, WalWriter};
 
 const WAL_WRITER: &str = "wal_writer";
@@ -65,6 +65,8 @@ struct DbInner {
     compactor: Option<CompactorHandle>,
     gc: Option<talus_actors::Addr<GcMsg, Error>>,
     collector: Collector,
+    /// What a salvaging open gave up.
+    salvaged: Vec<WalLoss>,
 }
 
 impl std::fmt::Debug for DbInner {
@@ -107,9 +109,43 @@ pub struct DbBuilder {
     seed: Option<u64>,
     options: DbOptions,
     recorder: Option<Recorder>,
+    salvage: bool,
 }
 
 impl DbBuilder {
+    /// Opens even if WAL tables the manifest does not cover yet are
+    /// damaged (truncated, or failing their checksum): each is moved to
+    /// `<path>/lost/wal/`, the sequence numbers it may have held are
+    /// recorded in the manifest as a [`WalLoss`], and the database opens
+    /// with everything else. Off by default: then a damaged WAL table fails
+    /// the open with `Corruption` naming it, and nothing is skipped.
+    /// [`Db::salvaged`] reports what this open gave up; `talus repair`
+    /// does the same from the command line.
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// # use talusdb::store::{ObjectStoreAdapter, Store};
+    /// # let sim = talusdb::actors::runtime::Sim::new(1);
+    /// # let runtime = sim.runtime();
+    /// # sim.block_on(async {
+    /// # let store: Arc<dyn Store> = Arc::new(ObjectStoreAdapter::in_memory());
+    /// let db = talusdb::Db::builder("db", store)
+    ///     # .runtime(runtime)
+    ///     .salvage(true)
+    ///     .open()
+    ///     .await?;
+    /// for loss in db.salvaged() {
+    ///     eprintln!("lost WAL table {}: sequences {}..={:?}", loss.wal_id, loss.first_seq, loss.last_seq);
+    /// }
+    /// db.close().await?;
+    /// # Ok::<(), talusdb::Error>(())
+    /// # }).unwrap();
+    /// ```
+    pub fn salvage(mut self, salvage: bool) -> Self {
+        self.salvage = salvage;
+        self
+    }
+
     /// The executor the actors run on (default: smol's, with the `smol`
     /// feature).
     pub fn runtime(mut self, runtime: Runtime) -> Self {
@@ -211,6 +247,11 @@ impl DbBuilder {
     /// the WAL.
     pub async fn open(self) -> Result<Db, Error> {
         let recorder = self.recorder.clone();
+        let on_damage = if self.salvage {
+            OnDamage::Salvage
+        } else {
+            OnDamage::Fail
+        };
         let prepared = self.prepare()?;
         let collector = prepared.collector(prepared.options.gc.clone().unwrap_or_default());
         let Prepared {
@@ -226,7 +267,7 @@ impl DbBuilder {
         let lease = Arc::new(EpochLease::new(runtime.now()));
         crate::manifest::refuse_lost_manifest(&manifests, &tables).await?;
         let mut manifest = Fenced::open(manifests.clone(), Role::Writer, IfMissing::Create).await?;
-        let recovered = recover(&tables, &mut manifest).await?;
+        let recovered = recover(&tables, &mut manifest, on_damage).await?;
         let collector = collector.for_writer(manifest.epoch().unwrap_or(0));
         tracing::info!(
             root = %root,
@@ -339,6 +380,7 @@ impl DbBuilder {
                 compactor,
                 gc,
                 collector,
+                salvaged: recovered.salvaged,
             }),
         })
     }
@@ -425,6 +467,7 @@ impl Db {
             seed: None,
             options: DbOptions::default(),
             recorder: None,
+            salvage: false,
         }
     }
 
@@ -627,6 +670,13 @@ impl Db {
 
     /// What the engine has done since it opened (writes, stalls, uploads,
     /// unflushed bytes, L0 tables).
+    /// The damaged WAL tables this open moved aside and gave up (only with
+    /// [`DbBuilder::salvage`]; empty otherwise). Every loss ever recorded is
+    /// in the manifest's `losses`.
+    pub fn salvaged(&self) -> &[WalLoss] {
+        &self.inner.salvaged
+    }
+
     pub fn stats(&self) -> DbStats {
         let mut stats = self.inner.counters.snapshot();
         if let Some(compactor) = &self.inner.compactor {

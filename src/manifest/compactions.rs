@@ -171,7 +171,13 @@ impl Versioned for Compactions {
         }
     }
 
-    fn decode(payload: &[u8]) -> Result<Compactions, FormatError> {
+    fn decode(payload: &[u8], version: u32) -> Result<Compactions, FormatError> {
+        if version != super::versioned::ENVELOPE_VERSION {
+            return Err(FormatError::Unsupported {
+                part: PART,
+                detail: format!("compactions format version {version}: upgrade talusdb"),
+            });
+        }
         let mut cursor = Cursor::new(payload, PART);
         let compactor_epoch = cursor.varint()?;
         let last_finished = match cursor.u8()? {

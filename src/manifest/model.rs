@@ -120,6 +120,25 @@ impl Checkpoint {
     }
 }
 
+/// A WAL table that could not be read and was moved aside by a salvaging
+/// open (`DbBuilder::salvage`): what it may have held is lost for good.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WalLoss {
+    /// The damaged table's id.
+    pub wal_id: u64,
+    /// The sequence numbers it may have held: after the last readable table
+    /// below it, before the first readable one above it (`None`: none is
+    /// above, the end is unknown).
+    pub first_seq: u64,
+    pub last_seq: Option<u64>,
+    /// When the salvage found it (wall clock, ms).
+    pub found_ms: u64,
+    /// Where its bytes are now, relative to the store.
+    pub moved_to: String,
+    /// Why it could not be read.
+    pub reason: String,
+}
+
 /// One version of the database's table set.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Manifest {
@@ -143,6 +162,9 @@ pub struct Manifest {
     /// The oldest sequence number a live snapshot still reads: compaction
     /// keeps every version a snapshot at or above it can see.
     pub retain_seq: u64,
+    /// Every WAL table a salvaging open gave up, oldest first; never
+    /// shortened.
+    pub losses: Vec<WalLoss>,
 }
 
 impl Default for Manifest {
@@ -157,6 +179,7 @@ impl Default for Manifest {
             sorted_runs: Vec::new(),
             checkpoints: Vec::new(),
             retain_seq: 0,
+            losses: Vec::new(),
         }
     }
 }
@@ -230,9 +253,29 @@ impl Versioned for Manifest {
                 put_bytes(out, name.as_bytes());
             }
         }
+        // Version 2 only: a manifest without losses ends here, so that it
+        // stays readable by builds that know version 1 alone.
+        if !self.losses.is_empty() {
+            put_varint(out, self.losses.len() as u64);
+            for loss in &self.losses {
+                put_varint(out, loss.wal_id);
+                put_varint(out, loss.first_seq);
+                out.push(u8::from(loss.last_seq.is_some()));
+                if let Some(last) = loss.last_seq {
+                    put_varint(out, last);
+                }
+                put_varint(out, loss.found_ms);
+                put_bytes(out, loss.moved_to.as_bytes());
+                put_bytes(out, loss.reason.as_bytes());
+            }
+        }
     }
 
-    fn decode(payload: &[u8]) -> Result<Manifest, FormatError> {
+    fn format_version(&self) -> u32 {
+        if self.losses.is_empty() { 1 } else { 2 }
+    }
+
+    fn decode(payload: &[u8], version: u32) -> Result<Manifest, FormatError> {
         let mut cursor = Cursor::new(payload, PART);
         let mut numbers = [0u64; 6];
         for number in &mut numbers {
@@ -299,6 +342,37 @@ impl Versioned for Manifest {
                 name,
             });
         }
+        let mut losses = Vec::new();
+        if version >= 2 {
+            let count = cursor.count(6)?;
+            if count == 0 {
+                return Err(FormatError::corrupt(PART, "a version 2 manifest with no losses"));
+            }
+            let text = |cursor: &mut Cursor<'_>, what: &str| {
+                String::from_utf8(cursor.bytes()?.to_vec())
+                    .map_err(|_| FormatError::corrupt(PART, format!("a loss's {what} is not UTF-8")))
+            };
+            for _ in 0..count {
+                let wal_id = cursor.varint()?;
+                let first_seq = cursor.varint()?;
+                let last_seq = match cursor.u8()? {
+                    0 => None,
+                    1 => Some(cursor.varint()?),
+                    flag => return Err(FormatError::corrupt(PART, format!("loss of WAL {wal_id}: flag {flag}"))),
+                };
+                let found_ms = cursor.varint()?;
+                let moved_to = text(&mut cursor, "moved_to")?;
+                let reason = text(&mut cursor, "reason")?;
+                losses.push(WalLoss {
+                    wal_id,
+                    first_seq,
+                    last_seq,
+                    found_ms,
+                    moved_to,
+                    reason,
+                });
+            }
+        }
         cursor.finish()?;
         Ok(Manifest {
             writer_epoch,
@@ -310,6 +384,7 @@ impl Versioned for Manifest {
             sorted_runs,
             checkpoints,
             retain_seq,
+            losses,
         })
     }
 }

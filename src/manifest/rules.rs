@@ -78,6 +78,13 @@ impl Fenceable for Manifest {
                 unchanged("sorted runs", &before.sorted_runs, &after.sorted_runs)?;
             }
         }
+        let appended = after.losses.starts_with(&before.losses);
+        if role == Role::Writer && !appended {
+            return Err("recorded WAL losses are never changed or removed".into());
+        }
+        if role != Role::Writer {
+            unchanged("the recorded WAL losses", &before.losses, &after.losses)?;
+        }
         if after.replay_after_wal_id >= after.next_wal_id {
             return Err("replay_after_wal_id must stay below next_wal_id".into());
         }

@@ -36,8 +36,12 @@ use crate::store::{ByteRange, ObjectInfo, Store, StoreError, Ulid, create_once};
 /// The longest pause between two attempts of a metadata read.
 const MAX_READ_BACKOFF: Duration = Duration::from_secs(1);
 
-/// The envelope format version this build writes and reads.
+/// The envelope format version of every payload without newer parts.
 pub const ENVELOPE_VERSION: u32 = 1;
+
+/// The newest envelope version this build reads (a manifest with losses
+/// is written as 2); a newer one is `Unsupported`, not corrupt.
+pub const NEWEST_ENVELOPE_VERSION: u32 = 2;
 
 /// A payload kept as numbered versions.
 pub trait Versioned: Clone + fmt::Debug + Send + Sync + 'static {
@@ -51,14 +55,21 @@ pub trait Versioned: Clone + fmt::Debug + Send + Sync + 'static {
     const PART: &'static str;
 
     fn encode(&self, out: &mut Vec<u8>);
-    fn decode(payload: &[u8]) -> Result<Self, FormatError>;
+    /// Reads a payload written under envelope `version`.
+    fn decode(payload: &[u8], version: u32) -> Result<Self, FormatError>;
+
+    /// The envelope version this payload needs: the oldest that can hold
+    /// it, so that older builds still read what they can.
+    fn format_version(&self) -> u32 {
+        ENVELOPE_VERSION
+    }
 }
 
 /// Wraps `payload` for storage: magic, version, write id, payload, CRC32.
 pub fn encode_envelope<P: Versioned>(payload: &P, write_id: u128) -> Bytes {
     let mut out = Vec::with_capacity(256);
     out.extend_from_slice(&P::MAGIC);
-    put_u32(&mut out, ENVELOPE_VERSION);
+    put_u32(&mut out, payload.format_version());
     put_u128(&mut out, write_id);
     payload.encode(&mut out);
     seal(&mut out);
@@ -73,14 +84,20 @@ pub fn decode_envelope<P: Versioned>(stored: &[u8]) -> Result<P, FormatError> {
         return Err(FormatError::corrupt(P::PART, "wrong magic"));
     }
     let version = u32::from_le_bytes(cursor.take(4)?.try_into().unwrap_or_default());
-    if version != ENVELOPE_VERSION {
-        return Err(FormatError::corrupt(
-            P::PART,
-            format!("format version {version}; this build reads {ENVELOPE_VERSION}"),
-        ));
+    if version > NEWEST_ENVELOPE_VERSION {
+        return Err(FormatError::Unsupported {
+            part: P::PART,
+            detail: format!(
+                "format version {version} is newer than this build reads (up to {NEWEST_ENVELOPE_VERSION}): \
+                 upgrade talusdb"
+            ),
+        });
+    }
+    if version < ENVELOPE_VERSION {
+        return Err(FormatError::corrupt(P::PART, format!("format version {version}")));
     }
     let _write_id = cursor.u128()?;
-    P::decode(&body[cursor.position()..])
+    P::decode(&body[cursor.position()..], version)
 }
 
 /// How long and how patiently metadata writes are retried.
@@ -284,7 +301,7 @@ mod tests {
 
     use super::*;
     use crate::manifest::compactions::{CompactionSpec, CompactionStatus, Compactions, Source};
-    use crate::manifest::model::{Checkpoint, Manifest, SortedRun, TableHandle};
+    use crate::manifest::model::{Checkpoint, Manifest, SortedRun, TableHandle, WalLoss};
 
     fn table(seed: u64) -> TableHandle {
         TableHandle {
@@ -323,6 +340,16 @@ mod tests {
                 })
                 .collect(),
             retain_seq: 42,
+            losses: (0..checkpoints.saturating_sub(2))
+                .map(|n| WalLoss {
+                    wal_id: 10 + n as u64,
+                    first_seq: 500 + n as u64,
+                    last_seq: (n % 2 == 0).then_some(600),
+                    found_ms: 1_700_000_000_000,
+                    moved_to: format!("db/lost/wal/{n}.sst"),
+                    reason: "checksum mismatch é".into(),
+                })
+                .collect(),
         }
     }
 
@@ -386,6 +413,27 @@ mod tests {
         ) {
             let seeds: Vec<u64> = seeds.into_iter().collect();
             round_trip(&compactions(&seeds));
+        }
+    }
+
+    #[test]
+    fn a_manifest_needs_version_2_only_with_losses_and_newer_versions_are_unsupported() {
+        let plain = manifest(&[1, 2], 1, 2);
+        assert_eq!(plain.format_version(), 1, "readable by builds that know version 1");
+        let with_losses = manifest(&[1, 2], 1, 4);
+        assert_eq!(with_losses.format_version(), 2);
+        assert_eq!(
+            decode_envelope::<Manifest>(&encode_envelope(&with_losses, 3)).expect("decodes"),
+            with_losses
+        );
+        let mut newer = encode_envelope(&plain, 3).to_vec();
+        newer[8..12].copy_from_slice(&(NEWEST_ENVELOPE_VERSION + 1).to_le_bytes());
+        let body = newer.len() - 4;
+        let crc = crc32fast::hash(&newer[..body]);
+        newer[body..].copy_from_slice(&crc.to_le_bytes());
+        match decode_envelope::<Manifest>(&newer) {
+            Err(FormatError::Unsupported { detail, .. }) => assert!(detail.contains("upgrade"), "{detail}"),
+            other => panic!("a newer version must be unsupported, not {other:?}"),
         }
     }
 

@@ -30,9 +30,10 @@ use std::sync::Arc;
 use crate::error::{Error, ErrorKind};
 use crate::format::Row;
 use crate::format::sst::{WalRole, WalStamp};
-use crate::manifest::{Fenced, Manifest};
+use crate::manifest::{Fenced, Manifest, WalLoss};
 use crate::mem::Memtable;
-use crate::store::{StoreError, TableStore, WalConflict, WalTable};
+use crate::store::paths::child;
+use crate::store::{ByteRange, PutMode, StoreError, TableId, TableStore, WalConflict, WalTable};
 
 /// Attempts at placing the fencing table; attempt `n` tries `2^n - 1` ids
 /// above the first candidate, so the last ones are far beyond any writer.
@@ -48,6 +49,8 @@ pub struct Recovered {
     pub next_wal_id: u64,
     /// WAL tables replayed.
     pub replayed: usize,
+    /// Damaged WAL tables a salvaging open moved aside.
+    pub salvaged: Vec<WalLoss>,
 }
 
 /// Rows of the WAL tables the manifest does not cover yet.
@@ -65,29 +68,82 @@ pub struct Replayed {
 struct Log {
     after: u64,
     tables: BTreeMap<u64, WalTable>,
+    /// Tables that could not be read, with why (a salvaging open only;
+    /// otherwise the first one fails the open).
+    damaged: BTreeMap<u64, String>,
+}
+
+/// How a WAL table that cannot be read is handled.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OnDamage {
+    /// Fail with `Corruption` naming it (the default: nothing is skipped
+    /// silently).
+    Fail,
+    /// Move it aside, record the loss in the manifest and go on.
+    Salvage,
 }
 
 impl Log {
     /// Reads every listed table above `after`.
-    async fn read(tables: &TableStore, after: u64, ids: &[u64]) -> Result<Log, Error> {
+    async fn read(tables: &TableStore, after: u64, ids: &[u64], on_damage: OnDamage) -> Result<Log, Error> {
         let mut log = Log {
             after,
             tables: BTreeMap::new(),
+            damaged: BTreeMap::new(),
         };
         for &id in ids.iter().filter(|id| **id > after) {
-            log.tables.insert(id, tables.read_wal_table(id).await?);
+            match tables.read_wal_table(id).await {
+                Ok(table) => {
+                    log.tables.insert(id, table);
+                }
+                Err(error @ StoreError::Corruption { .. }) if on_damage == OnDamage::Salvage => {
+                    log.damaged.insert(id, error.to_string());
+                }
+                Err(error @ StoreError::Corruption { .. }) => {
+                    return Err(Error::new(
+                        ErrorKind::Corruption,
+                        format!(
+                            "{error}; the database does not open. To give up what that WAL table held and \
+                             open anyway, open with DbBuilder::salvage (or run `talus repair`): it moves the \
+                             table aside and records the loss"
+                        ),
+                    ));
+                }
+                Err(error) => return Err(error.into()),
+            }
         }
         Ok(log)
     }
 
     fn highest(&self) -> u64 {
-        self.tables.keys().next_back().copied().unwrap_or(self.after)
+        let read = self.tables.keys().next_back().copied().unwrap_or(self.after);
+        read.max(self.damaged.keys().next_back().copied().unwrap_or(self.after))
     }
 
+    /// Whether `id` is missing or a filler. A damaged table being salvaged
+    /// is no hole: its loss is known and recorded, replay goes past it.
     fn is_hole(&self, id: u64) -> bool {
-        self.tables
-            .get(&id)
-            .is_none_or(|table| table.stamp.role == WalRole::Filler)
+        !self.damaged.contains_key(&id)
+            && self
+                .tables
+                .get(&id)
+                .is_none_or(|table| table.stamp.role == WalRole::Filler)
+    }
+
+    /// The sequence numbers a damaged table `id` may have held: after the
+    /// highest below it (or `floor`), before the lowest above it.
+    fn lost_range(&self, id: u64, floor: u64) -> (u64, Option<u64>) {
+        let seqs = |table: &WalTable| table.rows.iter().map(|row| row.seq).collect::<Vec<_>>();
+        let below = self
+            .tables
+            .range(..id)
+            .rev()
+            .find_map(|(_, table)| seqs(table).into_iter().max());
+        let above = self
+            .tables
+            .range(id + 1..)
+            .find_map(|(_, table)| seqs(table).into_iter().min());
+        (below.unwrap_or(floor) + 1, above.map(|seq| seq.saturating_sub(1)))
     }
 
     /// The first hole above the replay point, at or below `end`.
@@ -142,7 +198,12 @@ impl Log {
         let mut replayed = 0;
         let mut epoch = 0;
         let stop = self.first_hole(end).unwrap_or(end + 1);
-        for (_, table) in self.tables.range(self.after + 1..stop) {
+        for (id, table) in self.tables.range(self.after + 1..stop) {
+            // A salvaged table's id holds our filler now: no rows, and its
+            // epoch says nothing about the tables above it.
+            if self.damaged.contains_key(id) {
+                continue;
+            }
             if table.stamp.writer_epoch < epoch {
                 continue;
             }
@@ -167,7 +228,7 @@ impl Log {
 /// (see the module rules). Writes nothing: readers use it as is.
 pub async fn replay(tables: &TableStore, manifest: &Manifest) -> Result<Replayed, Error> {
     let ids = tables.list_wal_ids().await?;
-    let log = Log::read(tables, manifest.replay_after_wal_id, &ids).await?;
+    let log = Log::read(tables, manifest.replay_after_wal_id, &ids, OnDamage::Fail).await?;
     let end = log.highest();
     log.check_losses(tables, end)?;
     Ok(log.replay(manifest, end))
@@ -200,11 +261,16 @@ async fn place_fence(tables: &TableStore, first: u64, stamp: WalStamp) -> Result
 /// this writer's tables: the replayed rows are then written again into the
 /// table after the fence, and the manifest records that everything through
 /// the fence is replayed.
-pub async fn recover(tables: &TableStore, fenced: &mut Fenced<Manifest>) -> Result<Recovered, Error> {
+pub async fn recover(
+    tables: &TableStore,
+    fenced: &mut Fenced<Manifest>,
+    on_damage: OnDamage,
+) -> Result<Recovered, Error> {
     let epoch = fenced.epoch().unwrap_or(0);
     let manifest = fenced.current().clone();
     let ids = tables.list_wal_ids().await?;
-    let mut log = Log::read(tables, manifest.replay_after_wal_id, &ids).await?;
+    let mut log = Log::read(tables, manifest.replay_after_wal_id, &ids, on_damage).await?;
+    let salvaged = move_aside(tables, fenced, &log, epoch).await?;
     let highest = log
         .highest()
         .max(manifest.next_wal_id.saturating_sub(1))
@@ -244,7 +310,14 @@ pub async fn recover(tables: &TableStore, fenced: &mut Fenced<Manifest>) -> Resu
     // that out (a later writer lists after its bump, so it sees our fence).
     fenced.refresh().await?;
     let replayed = log.replay(&manifest, fence - 1);
-    let next_wal_id = match log.first_hole(fence - 1) {
+    // A hole, or a salvaged table (now a filler), would stop the next
+    // replay short of this writer's tables.
+    let stop = match log.first_hole(fence - 1) {
+        Some(hole) => Some(hole),
+        None if !salvaged.is_empty() => Some(fence),
+        None => None,
+    };
+    let next_wal_id = match stop {
         None => fence + 1,
         Some(hole) => {
             let mut rows: Vec<Row> = replayed.memtable.iter().collect();
@@ -261,13 +334,19 @@ pub async fn recover(tables: &TableStore, fenced: &mut Fenced<Manifest>) -> Resu
                 .update(|manifest, _| {
                     manifest.replay_after_wal_id = manifest.replay_after_wal_id.max(fence);
                     manifest.next_wal_id = manifest.next_wal_id.max(fence + 2);
+                    for loss in &salvaged {
+                        if !manifest.losses.contains(loss) {
+                            manifest.losses.push(loss.clone());
+                        }
+                    }
                     Ok(())
                 })
                 .await?;
             tracing::warn!(
                 replayed_through = hole - 1,
                 fence,
-                "WAL hole after a crash: replayed rows move above the fence"
+                salvaged = salvaged.len(),
+                "WAL hole or salvaged tables: replayed rows move above the fence"
             );
             fence + 2
         }
@@ -277,5 +356,39 @@ pub async fn recover(tables: &TableStore, fenced: &mut Fenced<Manifest>) -> Resu
         last_seq: replayed.last_seq,
         next_wal_id,
         replayed: replayed.replayed,
+        salvaged,
     })
+}
+
+/// Moves every damaged table of `log` to `lost/wal/<id>-epoch<epoch>.sst`
+/// (copied, then removed from the log's place, never just deleted) and
+/// describes what each may have held.
+async fn move_aside(
+    tables: &TableStore,
+    fenced: &Fenced<Manifest>,
+    log: &Log,
+    epoch: u64,
+) -> Result<Vec<WalLoss>, Error> {
+    let mut losses = Vec::new();
+    let floor = fenced.current().last_l0_seq;
+    let now_ms = fenced.store().runtime().wall_ms();
+    for (&id, reason) in &log.damaged {
+        let from = tables.path(TableId::Wal(id));
+        let to = child(tables.root(), &format!("lost/wal/{id:020}-epoch{epoch}.sst"));
+        let store = tables.store();
+        let bytes = store.get(&from, ByteRange::All).await?.bytes;
+        store.put(&to, bytes, PutMode::Overwrite).await?;
+        store.delete(&from).await?;
+        let (first_seq, last_seq) = log.lost_range(id, floor);
+        tracing::warn!(%from, %to, first_seq, ?last_seq, %reason, "salvage: a damaged WAL table moved aside");
+        losses.push(WalLoss {
+            wal_id: id,
+            first_seq,
+            last_seq,
+            found_ms: now_ms,
+            moved_to: to.to_string(),
+            reason: reason.clone(),
+        });
+    }
+    Ok(losses)
 }

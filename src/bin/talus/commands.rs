@@ -151,6 +151,12 @@ impl Target {
     /// A writer for one command: no compactor or collector of its own (it
     /// lives for one write; `compact` and `gc run` do that work).
     async fn writer(&self) -> Result<Db, CliError> {
+        self.writer_salvaging(false).await
+    }
+
+    /// A writer as [`Target::writer`], salvaging damaged WAL tables if
+    /// `salvage` (see `DbBuilder::salvage`).
+    async fn writer_salvaging(&self, salvage: bool) -> Result<Db, CliError> {
         Ok(self
             .builder()
             .options(DbOptions {
@@ -158,8 +164,15 @@ impl Target {
                 gc: None,
                 ..DbOptions::default()
             })
+            .salvage(salvage)
             .open()
             .await?)
+    }
+
+    /// Whether any manifest version is there.
+    async fn has_manifest(&self) -> Result<bool, CliError> {
+        let latest = self.versions::<Manifest>().read_latest().await.map_err(Error::from)?;
+        Ok(latest.is_some())
     }
 
     async fn reader(&self) -> Result<DbReader, CliError> {
@@ -381,13 +394,7 @@ impl Target {
         // The collector refuses a lost manifest (tables, no manifest) and
         // finds nothing on an empty path; say so then.
         let report = collector.run(&Class::ALL, dry_run).await?;
-        if self
-            .versions::<Manifest>()
-            .read_latest()
-            .await
-            .map_err(Error::from)?
-            .is_none()
-        {
+        if !self.has_manifest().await? {
             return Err(CliError::Usage(format!("no database at {}", self.path)));
         }
         let ids = |ids: &[Ulid]| ids.iter().map(Ulid::to_string).collect::<Vec<_>>();
@@ -414,6 +421,46 @@ impl Target {
                 )
             },
         );
+        Ok(ExitCode::SUCCESS)
+    }
+
+    pub async fn repair(&self) -> Result<ExitCode, CliError> {
+        // A repair never creates a database where there is none: a reader's
+        // open says which (no database, or a lost manifest).
+        if !self.has_manifest().await? {
+            self.builder().open_read_only().await?;
+        }
+        let db = self.writer_salvaging(true).await?;
+        let losses = db.salvaged().to_vec();
+        db.close().await?;
+        let described: Vec<_> = losses
+            .iter()
+            .map(|loss| {
+                json!({
+                    "wal_id": loss.wal_id,
+                    "first_seq": loss.first_seq,
+                    "last_seq": loss.last_seq,
+                    "moved_to": loss.moved_to,
+                    "reason": loss.reason,
+                })
+            })
+            .collect();
+        print(self.json, json!({ "salvaged": described }), || {
+            if losses.is_empty() {
+                return "nothing to repair: every WAL table reads".into();
+            }
+            losses
+                .iter()
+                .map(|loss| {
+                    let last = loss.last_seq.map_or("?".to_owned(), |seq| seq.to_string());
+                    format!(
+                        "WAL table {} lost (sequence numbers {}..={last}), moved to {}: {}",
+                        loss.wal_id, loss.first_seq, loss.moved_to, loss.reason
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join("\n")
+        });
         Ok(ExitCode::SUCCESS)
     }
 

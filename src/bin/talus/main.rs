@@ -91,6 +91,11 @@ enum DbCommand {
     /// standalone compactor (it fences any running compactor, including
     /// one embedded in a running database, which then stops compacting).
     Compact,
+    /// Opens the database even if WAL tables are damaged: each one is moved
+    /// to `<path>/lost/wal/`, the sequence numbers it may have held are
+    /// recorded in the manifest, and what was lost is printed. Nothing is
+    /// deleted; an undamaged database is left as it is.
+    Repair,
 }
 
 /// A failure, and the exit code it gets.
@@ -172,6 +177,7 @@ fn main() -> ExitCode {
                     DbCommand::Compactions { command } => db.compactions(command).await,
                     DbCommand::Gc { command } => db.gc(command).await,
                     DbCommand::Compact => db.compact().await,
+                    DbCommand::Repair => db.repair().await,
                 }
             }
         }
