@@ -604,6 +604,7 @@ fn damaged_manifests_and_compactions_are_corruption_errors() {
                 flipped[20] ^= 1;
                 flipped
             }),
+            // Version 2 promises losses this one does not have.
             with_version(good.clone(), 2),
             Bytes::from_static(b"nope"),
         ] {
@@ -614,7 +615,13 @@ fn damaged_manifests_and_compactions_are_corruption_errors() {
 
         let compactions_path = env.compactions().path(compactor.compactions_id() + 1);
         let good = encode_envelope(compactor.compactions(), 1).to_vec();
+        // A newer version than this build knows is unsupported, not corrupt.
         plant(&env, &compactions_path, with_version(good.clone(), 9)).await;
+        match env.compactions().read_latest().await {
+            Err(ManifestError::Store(StoreError::Unsupported { path, .. })) => assert_eq!(path, compactions_path),
+            other => panic!("expected version 9 to be unsupported, got {other:?}"),
+        }
+        plant(&env, &compactions_path, with_version(good.clone(), 0)).await;
         expect_corruption(env.compactions().read_latest().await, &compactions_path);
         plant(&env, &compactions_path, Bytes::copy_from_slice(&good[..good.len() - 1])).await;
         expect_corruption(compactor.refresh().await, &compactions_path);
