@@ -283,8 +283,9 @@ impl TableStore {
         }
     }
 
-    /// Runs `request` again after each retryable error, with doubling
-    /// pauses, for up to `put_attempts` attempts.
+    /// Runs `request` (an upload, a WAL table read, a listing) again after
+    /// each retryable error, with doubling pauses, for up to `put_attempts`
+    /// attempts.
     async fn with_retries<T, Fut>(&self, path: &Path, mut request: impl FnMut() -> Fut) -> Result<T>
     where
         Fut: std::future::Future<Output = Result<T>>,
@@ -295,7 +296,7 @@ impl TableStore {
         loop {
             match request().await {
                 Err(error) if error.is_retryable() && attempt < options.put_attempts => {
-                    tracing::debug!(%path, attempt, %error, "retrying table upload");
+                    tracing::debug!(%path, attempt, %error, "retrying a table request");
                     self.inner.runtime.sleep(backoff).await;
                     backoff = backoff.saturating_mul(2).min(MAX_RETRY_BACKOFF);
                     attempt += 1;
@@ -313,7 +314,11 @@ impl TableStore {
     /// WAL table `wal_id`: its stamp and rows (one read).
     pub async fn read_wal_table(&self, wal_id: u64) -> Result<WalTable> {
         let path = self.path(TableId::Wal(wal_id));
-        let fetched = self.inner.store.get(&path, ByteRange::All).await?;
+        // Recovery reads every WAL table above the replay point: one failed
+        // request must not fail the open.
+        let fetched = self
+            .with_retries(&path, || self.inner.store.get(&path, ByteRange::All))
+            .await?;
         let table = SstBytes::open(fetched.bytes).map_err(|error| StoreError::format(&path, error))?;
         if table.footer.kind != TableKind::Wal {
             return Err(StoreError::Corruption {
@@ -365,7 +370,7 @@ impl TableStore {
 
     async fn list_dir(&self, dir: &str) -> Result<Vec<(TableId, ObjectInfo)>> {
         let prefix = child(&self.inner.root, dir);
-        let objects = self.inner.store.list(&prefix).await?;
+        let objects = self.with_retries(&prefix, || self.inner.store.list(&prefix)).await?;
         Ok(objects
             .into_iter()
             .filter_map(|info| TableId::parse(&self.inner.root, &info.path).map(|id| (id, info)))
