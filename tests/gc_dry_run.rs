@@ -18,15 +18,7 @@ use talusdb::store::{
 };
 use talusdb::{Db, DbOptions, GcOptions, WriteOptions};
 
-async fn listing(store: &Arc<dyn Store>) -> Vec<Path> {
-    store
-        .list(&Path::from("db"))
-        .await
-        .expect("list")
-        .into_iter()
-        .map(|info| info.path)
-        .collect()
-}
+use support::listing;
 
 #[test]
 fn a_dry_run_deletes_nothing_and_reports_what_a_real_run_deletes() {

@@ -299,11 +299,6 @@ fn a_writer_paused_past_the_fence_retention_rechecks_its_epoch() {
     a_paused_writer_resuming_after_gc_acknowledges_nothing(Duration::from_secs(200));
 }
 
-async fn object_paths(store: &Arc<dyn Store>) -> Vec<Path> {
-    let objects = store.list(&Path::from("db")).await.expect("list");
-    objects.into_iter().map(|info| info.path).collect()
-}
-
 /// A writer fenced by a newer one collects no garbage: the newer writer's
 /// tables in flight are protected from other processes only by the minimum
 /// age, and a paused writer waking up must not judge them.
@@ -330,11 +325,11 @@ fn a_fenced_writers_collector_deletes_nothing() {
         }
         let new = open(collected_by_hand).await.expect("the new writer opens");
         new.flush_memtable().await.expect("the old WAL tables become garbage");
-        let before = object_paths(&store).await;
+        let before = support::listing(&store).await;
 
         let error = old.collect_garbage(false).await.expect_err("fenced");
         assert!(error.is_fenced(), "{error}");
-        let after = object_paths(&store).await;
+        let after = support::listing(&store).await;
         assert_eq!(before, after, "nothing deleted");
 
         let report = new.collect_garbage(false).await.expect("the owner collects");

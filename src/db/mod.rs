@@ -668,8 +668,6 @@ impl Db {
         self.inner.system.closed().await.map_err(Error::from)
     }
 
-    /// What the engine has done since it opened (writes, stalls, uploads,
-    /// unflushed bytes, L0 tables).
     /// The damaged WAL tables this open moved aside and gave up (only with
     /// [`DbBuilder::salvage`]; empty otherwise). Every loss ever recorded is
     /// in the manifest's `losses`.
@@ -677,6 +675,8 @@ impl Db {
         &self.inner.salvaged
     }
 
+    /// What the engine has done since it opened (writes, stalls, uploads,
+    /// unflushed bytes, L0 tables).
     pub fn stats(&self) -> DbStats {
         let mut stats = self.inner.counters.snapshot();
         if let Some(compactor) = &self.inner.compactor {

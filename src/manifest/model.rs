@@ -10,7 +10,7 @@
 
 use bytes::Bytes;
 
-use super::versioned::Versioned;
+use super::versioned::{ENVELOPE_VERSION, Versioned};
 use crate::format::FormatError;
 use crate::format::codec::{Cursor, put_bytes, put_u128, put_varint};
 use crate::store::{TableId, Ulid, WrittenTable};
@@ -138,6 +138,9 @@ pub struct WalLoss {
     /// Why it could not be read.
     pub reason: String,
 }
+
+/// The envelope version of a manifest that records WAL losses.
+const LOSSES_VERSION: u32 = 2;
 
 /// One version of the database's table set.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -272,7 +275,11 @@ impl Versioned for Manifest {
     }
 
     fn format_version(&self) -> u32 {
-        if self.losses.is_empty() { 1 } else { 2 }
+        if self.losses.is_empty() {
+            ENVELOPE_VERSION
+        } else {
+            LOSSES_VERSION
+        }
     }
 
     fn decode(payload: &[u8], version: u32) -> Result<Manifest, FormatError> {
@@ -343,7 +350,7 @@ impl Versioned for Manifest {
             });
         }
         let mut losses = Vec::new();
-        if version >= 2 {
+        if version >= LOSSES_VERSION {
             let count = cursor.count(6)?;
             if count == 0 {
                 return Err(FormatError::corrupt(PART, "a version 2 manifest with no losses"));

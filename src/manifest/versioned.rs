@@ -40,7 +40,8 @@ const MAX_READ_BACKOFF: Duration = Duration::from_secs(1);
 pub const ENVELOPE_VERSION: u32 = 1;
 
 /// The newest envelope version this build reads (a manifest with losses
-/// is written as 2); a newer one is `Unsupported`, not corrupt.
+/// is written as 2, `model::LOSSES_VERSION`); a newer one is
+/// `Unsupported`, not corrupt.
 pub const NEWEST_ENVELOPE_VERSION: u32 = 2;
 
 /// A payload kept as numbered versions.

@@ -181,15 +181,17 @@ impl StoreError {
                     detail: format!("{op} was refused: check the credentials and the bucket's policy: {other}"),
                 }
             }
-            other if permanent_cause(&other).is_some() => StoreError::Config {
-                path: path.clone(),
-                detail: format!("{}: {other}", permanent_cause(&other).unwrap_or("a permanent error")),
-            },
-            other => StoreError::Unavailable {
-                op,
-                path: path.clone(),
-                detail: other.to_string(),
-                source: Some(Arc::new(other)),
+            other => match permanent_cause(&other) {
+                Some(hint) => StoreError::Config {
+                    path: path.clone(),
+                    detail: format!("{hint}: {other}"),
+                },
+                None => StoreError::Unavailable {
+                    op,
+                    path: path.clone(),
+                    detail: other.to_string(),
+                    source: Some(Arc::new(other)),
+                },
             },
         }
     }

@@ -337,6 +337,22 @@ impl TableStore {
         })
     }
 
+    /// Moves WAL table `wal_id` to `lost/wal/<id:020>-<label>.sst` (a copy,
+    /// then the original removed: its bytes are never just deleted), each
+    /// step retried like any table request. Returns where it went.
+    pub async fn move_wal_aside(&self, wal_id: u64, label: &str) -> Result<Path> {
+        let id = TableId::Wal(wal_id);
+        let from = self.path(id);
+        let to = child(&self.inner.root, &format!("lost/{WAL_DIR}/{wal_id:020}-{label}.sst"));
+        let store = &self.inner.store;
+        let fetched = self.with_retries(&from, || store.get(&from, ByteRange::All)).await?;
+        self.with_retries(&to, || store.put(&to, fetched.bytes.clone(), PutMode::Overwrite))
+            .await?;
+        self.inner.caches.forget(id);
+        self.with_retries(&from, || store.delete(&from)).await?;
+        Ok(to)
+    }
+
     /// The WAL table ids present, ascending.
     pub async fn list_wal_ids(&self) -> Result<Vec<u64>> {
         Ok(self

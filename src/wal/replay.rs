@@ -32,8 +32,7 @@ use crate::format::Row;
 use crate::format::sst::{WalRole, WalStamp};
 use crate::manifest::{Fenced, Manifest, WalLoss};
 use crate::mem::Memtable;
-use crate::store::paths::child;
-use crate::store::{ByteRange, PutMode, StoreError, TableId, TableStore, WalConflict, WalTable};
+use crate::store::{StoreError, TableStore, WalConflict, WalTable};
 
 /// Attempts at placing the fencing table; attempt `n` tries `2^n - 1` ids
 /// above the first candidate, so the last ones are far beyond any writer.
@@ -133,16 +132,16 @@ impl Log {
     /// The sequence numbers a damaged table `id` may have held: after the
     /// highest below it (or `floor`), before the lowest above it.
     fn lost_range(&self, id: u64, floor: u64) -> (u64, Option<u64>) {
-        let seqs = |table: &WalTable| table.rows.iter().map(|row| row.seq).collect::<Vec<_>>();
+        // A table's rows are in sequence order.
         let below = self
             .tables
             .range(..id)
             .rev()
-            .find_map(|(_, table)| seqs(table).into_iter().max());
+            .find_map(|(_, table)| table.rows.last().map(|row| row.seq));
         let above = self
             .tables
             .range(id + 1..)
-            .find_map(|(_, table)| seqs(table).into_iter().min());
+            .find_map(|(_, table)| table.rows.first().map(|row| row.seq));
         (below.unwrap_or(floor) + 1, above.map(|seq| seq.saturating_sub(1)))
     }
 
@@ -360,9 +359,8 @@ pub async fn recover(
     })
 }
 
-/// Moves every damaged table of `log` to `lost/wal/<id>-epoch<epoch>.sst`
-/// (copied, then removed from the log's place, never just deleted) and
-/// describes what each may have held.
+/// Moves every damaged table of `log` aside (to `lost/wal/<id>-epoch<epoch>.sst`,
+/// see [`TableStore::move_wal_aside`]) and describes what each may have held.
 async fn move_aside(
     tables: &TableStore,
     fenced: &Fenced<Manifest>,
@@ -373,14 +371,9 @@ async fn move_aside(
     let floor = fenced.current().last_l0_seq;
     let now_ms = fenced.store().runtime().wall_ms();
     for (&id, reason) in &log.damaged {
-        let from = tables.path(TableId::Wal(id));
-        let to = child(tables.root(), &format!("lost/wal/{id:020}-epoch{epoch}.sst"));
-        let store = tables.store();
-        let bytes = store.get(&from, ByteRange::All).await?.bytes;
-        store.put(&to, bytes, PutMode::Overwrite).await?;
-        store.delete(&from).await?;
+        let to = tables.move_wal_aside(id, &format!("epoch{epoch}")).await?;
         let (first_seq, last_seq) = log.lost_range(id, floor);
-        tracing::warn!(%from, %to, first_seq, ?last_seq, %reason, "salvage: a damaged WAL table moved aside");
+        tracing::warn!(wal_id = id, %to, first_seq, ?last_seq, %reason, "salvage: a damaged WAL table moved aside");
         losses.push(WalLoss {
             wal_id: id,
             first_seq,

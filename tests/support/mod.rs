@@ -55,6 +55,12 @@ where
     smol::block_on(test(runtime));
 }
 
+/// Every object under the database root `db`, by path.
+pub async fn listing(store: &Arc<dyn Store>) -> Vec<object_store::path::Path> {
+    let objects = store.list(&"db".into()).await.expect("list");
+    objects.into_iter().map(|info| info.path).collect()
+}
+
 /// `future`'s output, or a panic naming `what` if it takes longer than
 /// `limit` on `runtime`'s clock (a hang detector, not a performance check).
 pub async fn within<T>(
