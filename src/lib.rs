@@ -42,8 +42,8 @@ pub mod wal;
 
 pub use compactor::Compactor;
 pub use db::{
-    Db, DbBuilder, DbOptions, DbReader, DbStats, Durability, ReadOptions, ScanOptions, Snapshot, WriteBatch,
-    WriteOptions,
+    Db, DbBuilder, DbOptions, DbReader, DbStats, Durability, MemoryStats, ReadOptions, ScanOptions, Snapshot,
+    TreeShape, WriteBatch, WriteOptions,
 };
 pub use error::{Error, ErrorKind};
 pub use gc::{GcOptions, GcReport};

@@ -21,7 +21,9 @@ use futures::{FutureExt, StreamExt};
 use object_store::path::Path;
 use talusdb::actors::Runtime;
 use talusdb::actors::runtime::Sim;
-use talusdb::store::{Fault, FaultyStore, Layer, ObjectStoreAdapter, Op, Store, StoreError, StoreResult};
+use talusdb::store::{
+    Fault, FaultyStore, Layer, ObjectStoreAdapter, Op, Payload, Requests, Store, StoreError, StoreResult,
+};
 use talusdb::{Db, DbOptions, WriteOptions};
 
 const KEYS: u64 = 150;
@@ -146,11 +148,11 @@ struct FailingTableReads {
 }
 
 impl Layer for FailingTableReads {
-    fn around<T: Send + 'static>(
+    fn around<T: Payload>(
         &self,
         op: Op,
         path: &Path,
-        _requests: u64,
+        _requests: Requests,
         request: impl FnOnce(&dyn Store) -> BoxFuture<'static, StoreResult<T>>,
     ) -> BoxFuture<'static, StoreResult<T>> {
         let table_read = op == Op::GetRange && path.as_ref().contains("/compacted/");

@@ -16,7 +16,7 @@ use object_store::path::Path;
 use talusdb::actors::Runtime;
 use talusdb::actors::runtime::Sim;
 use talusdb::manifest::{Manifest, VersionedOptions, VersionedStore};
-use talusdb::store::{ByteRange, Layer, ObjectStoreAdapter, Op, PutMode, Store, StoreResult};
+use talusdb::store::{ByteRange, Layer, ObjectStoreAdapter, Op, Payload, PutMode, Requests, Store, StoreResult};
 use talusdb::{Db, DbOptions, ErrorKind};
 
 use support::TempDir;
@@ -181,11 +181,11 @@ struct PausableStore {
 }
 
 impl Layer for PausableStore {
-    fn around<T: Send + 'static>(
+    fn around<T: Payload>(
         &self,
         _op: Op,
         _path: &Path,
-        _requests: u64,
+        _requests: Requests,
         request: impl FnOnce(&dyn Store) -> BoxFuture<'static, StoreResult<T>>,
     ) -> BoxFuture<'static, StoreResult<T>> {
         let request = request(&*self.inner);

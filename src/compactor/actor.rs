@@ -101,6 +101,8 @@ pub struct CompactorStats {
     pub rows_out: u64,
     /// Time jobs spent running, summed over jobs (committed ones only).
     pub job_micros: u64,
+    /// Jobs running now.
+    pub running_jobs: u64,
 }
 
 impl CompactorStats {
@@ -123,6 +125,7 @@ pub struct CompactorCounters {
     rows_in: AtomicU64,
     rows_out: AtomicU64,
     job_micros: AtomicU64,
+    running_jobs: AtomicU64,
 }
 
 impl CompactorCounters {
@@ -143,6 +146,10 @@ impl CompactorCounters {
         self.failed_jobs.fetch_add(1, Ordering::Relaxed);
     }
 
+    fn set_running(&self, jobs: usize) {
+        self.running_jobs.store(jobs as u64, Ordering::Relaxed);
+    }
+
     pub fn snapshot(&self) -> CompactorStats {
         let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
         CompactorStats {
@@ -153,6 +160,7 @@ impl CompactorCounters {
             rows_in: load(&self.rows_in),
             rows_out: load(&self.rows_out),
             job_micros: load(&self.job_micros),
+            running_jobs: load(&self.running_jobs),
         }
     }
 }
@@ -375,6 +383,7 @@ impl CompactorActor {
         };
         self.state.start(id).await?;
         self.running.insert(id, (spec, ctx.now()));
+        self.counters.set_running(self.running.len());
         let tables = self.tables.clone();
         let addr = ctx.addr();
         let hooks = JobHooks {
@@ -403,6 +412,7 @@ impl CompactorActor {
         let Some((spec, started)) = self.running.remove(&id) else {
             return Ok(());
         };
+        self.counters.set_running(self.running.len());
         let full_attempt = self.full_attempts.remove(&id);
         let output = match result {
             Ok(output) => output,

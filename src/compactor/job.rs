@@ -140,6 +140,9 @@ async fn merge_into(
     let mut versions: Vec<Row> = Vec::new();
     while let Some(row) = merge.next_version().await? {
         output.rows_in += 1;
+        if output.rows_in.is_multiple_of(ROWS_PER_YIELD) {
+            YieldNow(false).await;
+        }
         if versions.last().is_some_and(|last| last.key != row.key) {
             if writer.hooks.cancel.load(Ordering::Relaxed) {
                 return Err(Error::new(
@@ -161,6 +164,30 @@ async fn merge_into(
     output.tables = writer.written.clone();
     output.bytes_out = output.tables.iter().map(|table| table.size).sum();
     Ok(())
+}
+
+/// Rows a job merges between two yields to the executor. Blocks already
+/// read make `next_version` ready at once, so without a yield a job would
+/// hold its executor thread for a whole read-ahead (thousands of rows,
+/// milliseconds) while gets queued behind it wait; 512 rows take tens of
+/// microseconds.
+const ROWS_PER_YIELD: u64 = 512;
+
+/// Returns `Pending` once (waking itself), letting the executor run other
+/// tasks first.
+struct YieldNow(bool);
+
+impl std::future::Future for YieldNow {
+    type Output = ();
+
+    fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
+        if self.0 {
+            return std::task::Poll::Ready(());
+        }
+        self.0 = true;
+        cx.waker().wake_by_ref();
+        std::task::Poll::Pending
+    }
 }
 
 /// Builds output tables, cutting between keys at the target size.
@@ -273,6 +300,53 @@ mod tests {
             vec![60],
             "the tombstone under a newer value"
         );
+    }
+
+    /// A job over rows that are all at hand (an in-memory store answers at
+    /// once) still lets other tasks run every `ROWS_PER_YIELD` rows.
+    #[test]
+    fn a_job_yields_to_other_tasks_while_it_merges() {
+        let sim = Sim::new(4);
+        let runtime = sim.runtime();
+        sim.block_on(async move {
+            let tables = TableStore::new(
+                Arc::new(ObjectStoreAdapter::in_memory()),
+                "db".into(),
+                runtime.clone(),
+                TableStoreOptions::default(),
+            );
+            let rows = 20 * ROWS_PER_YIELD;
+            let mut builder = tables.builder(TableKind::Sorted);
+            for key in 0..rows {
+                builder.add(&Row::value(format!("key{key:08}"), "v", key + 1));
+            }
+            let written = tables.write_sorted(builder).await.expect("input");
+            let input = JobInput {
+                sources: vec![vec![TableHandle::from_written(&written).expect("sorted")]],
+                retain_seq: 0,
+                bottom: true,
+                target_table_bytes: 64 << 20,
+                read_ahead_blocks: 1024,
+            };
+            let done = Arc::new(AtomicBool::new(false));
+            let turns = Arc::new(std::sync::atomic::AtomicU64::new(0));
+            let (other_done, other_turns) = (done.clone(), turns.clone());
+            let other = runtime.spawn(async move {
+                while !other_done.load(Ordering::Relaxed) {
+                    other_turns.fetch_add(1, Ordering::Relaxed);
+                    YieldNow(false).await;
+                }
+            });
+            let output = run(&tables, &input, &JobHooks::default()).await.expect("job");
+            let during = turns.load(Ordering::Relaxed);
+            done.store(true, Ordering::Relaxed);
+            other.await.expect("the other task");
+            assert_eq!(output.rows_out, rows);
+            assert!(
+                during >= rows / ROWS_PER_YIELD / 2,
+                "the other task ran {during} times while {rows} rows merged"
+            );
+        });
     }
 
     /// Three overlapping inputs merge into a run of several tables, cut

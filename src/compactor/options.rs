@@ -18,7 +18,9 @@ pub struct CompactorOptions {
     pub max_concurrent_jobs: usize,
     /// Output tables are cut at this size (default 64 MiB).
     pub target_table_bytes: usize,
-    /// Blocks fetched per read while a job scans its inputs (default 16).
+    /// Blocks fetched per read while a job scans its inputs (default 256:
+    /// 1 MiB per request at the default block size, so a job reading a
+    /// 64 MiB table makes 64 requests, not 1,000).
     pub read_ahead_blocks: usize,
     /// Decides what to merge (default [`SizeTiered`] with its defaults).
     pub strategy: Arc<dyn Strategy>,
@@ -31,7 +33,7 @@ impl Default for CompactorOptions {
             poll_interval: Duration::from_secs(1),
             max_concurrent_jobs: (cores / 2).clamp(1, 4),
             target_table_bytes: 64 << 20,
-            read_ahead_blocks: 16,
+            read_ahead_blocks: 256,
             strategy: Arc::new(SizeTiered::default()),
         }
     }

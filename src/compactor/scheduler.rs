@@ -365,6 +365,61 @@ mod tests {
         }
     }
 
+    /// The documented bound on the runs of a settled size-tiered tree
+    /// (docs/architecture.md, Compaction): each run starts a group that
+    /// stops within `min_merge_runs - 1` runs at one more than `size_ratio`
+    /// times the starting run, so sizes grow by that factor every
+    /// `min_merge_runs - 1` runs at most.
+    fn settled_bound(strategy: &SizeTiered, sizes: &[u64]) -> usize {
+        let total: u64 = sizes.iter().sum();
+        let growth = (total as f64 / sizes[0] as f64).log(strategy.size_ratio);
+        (strategy.min_merge_runs - 1) * (growth.floor() as usize + 1)
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn a_settled_tree_has_at_most_the_documented_runs(
+            sizes in proptest::collection::vec(1u64..1 << 30, 1..40),
+        ) {
+            let strategy = SizeTiered::default();
+            let m = manifest(0, &sizes);
+            if strategy.pick(&m, &Busy::default()).is_empty() {
+                proptest::prop_assert!(
+                    sizes.len() <= settled_bound(&strategy, &sizes),
+                    "{} runs settled, bound {}", sizes.len(), settled_bound(&strategy, &sizes)
+                );
+            }
+        }
+
+        #[test]
+        fn flushes_and_merges_settle_within_the_bound(
+            flushes in proptest::collection::vec(1u64..1_000, 1..300),
+        ) {
+            let strategy = SizeTiered::default();
+            let mut m = Manifest::default();
+            let mut next_table = 0u128;
+            for size in flushes {
+                next_table += 1;
+                m.l0.insert(0, table(next_table, size));
+                // Run every proposal to completion until none is left.
+                loop {
+                    let picks = strategy.pick(&m, &Busy::default());
+                    let Some(sources) = picks.into_iter().next() else { break };
+                    let spec = plan(&m, &Busy::default(), sources).expect("valid proposal");
+                    let bytes: u64 = resolve(&m, &spec).expect("resolves").sources.iter().flatten()
+                        .map(|table| table.size).sum();
+                    next_table += 1;
+                    apply(&mut m, &spec, &[table(next_table, bytes)]).expect("applies");
+                }
+                proptest::prop_assert!(m.l0.len() < strategy.l0_trigger);
+            }
+            let sizes: Vec<u64> = m.sorted_runs.iter().map(run_bytes).collect();
+            if !sizes.is_empty() {
+                proptest::prop_assert!(sizes.len() <= settled_bound(&strategy, &sizes), "{sizes:?}");
+            }
+        }
+    }
+
     #[test]
     fn l0_is_compacted_at_the_trigger_into_a_new_newest_run() {
         let strategy = SizeTiered::default();

@@ -20,7 +20,7 @@ use talus_actors::{Capacity, Recorder, Runtime, System};
 pub use batch::WriteBatch;
 pub use options::{DbOptions, Durability, ReadOptions, ScanOptions, WriteOptions};
 pub use reader::DbReader;
-pub use stats::DbStats;
+pub use stats::{DbStats, MemoryStats, TreeShape};
 
 use snapshots::{SnapshotPin, Snapshots};
 use stats::Counters;
@@ -596,6 +596,35 @@ impl Db {
         compactor.submit(SubmitSpec::Everything).await
     }
 
+    /// Waits until the embedded compactor has nothing left to do: no job
+    /// running and none its strategy would start now (a database whose
+    /// writes have stopped has then settled into its steady shape).
+    /// Returns at once when the compactor is off.
+    ///
+    /// ```
+    /// # smol::block_on(async {
+    /// use std::sync::Arc;
+    /// use talusdb::Db;
+    /// use talusdb::store::{ObjectStoreAdapter, Store};
+    ///
+    /// let store: Arc<dyn Store> = Arc::new(ObjectStoreAdapter::in_memory());
+    /// let db = Db::open("db", store).await?;
+    /// db.put("k", "v").await?;
+    /// db.flush_memtable().await?;
+    /// db.wait_for_compactions().await?;
+    /// assert!(db.stats().shape.l0_tables < 4, "below the L0 trigger");
+    /// db.close().await?;
+    /// # Ok::<(), talusdb::Error>(())
+    /// # }).unwrap();
+    /// ```
+    pub async fn wait_for_compactions(&self) -> Result<(), Error> {
+        self.check_open()?;
+        match &self.inner.compactor {
+            Some(compactor) => compactor.await_idle().await,
+            None => Ok(()),
+        }
+    }
+
     /// Collects garbage of every class now (see [`crate::gc`]); a dry run
     /// only reports what it would delete.
     pub async fn collect_garbage(&self, dry_run: bool) -> Result<GcReport, Error> {
@@ -682,6 +711,14 @@ impl Db {
         if let Some(compactor) = &self.inner.compactor {
             stats.compactor = compactor.stats();
         }
+        let view = self.inner.view.load();
+        stats.shape = view.shape();
+        let (block_cache_bytes, metadata_bytes) = self.inner.tables.caches().weighted_sizes();
+        stats.memory = MemoryStats {
+            block_cache_bytes,
+            metadata_bytes,
+            memtable_bytes: view.memtable_bytes(),
+        };
         stats
     }
 

@@ -58,6 +58,11 @@ impl DbReader {
         self.manifest_id
     }
 
+    /// The tables the view searches.
+    pub fn shape(&self) -> super::TreeShape {
+        self.view.shape()
+    }
+
     pub async fn get(&self, key: impl AsRef<[u8]>) -> Result<Option<Bytes>, Error> {
         get_in(&self.view, &self.tables, key.as_ref(), self.seq).await
     }

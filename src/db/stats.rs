@@ -7,7 +7,8 @@ use crate::compactor::CompactorStats;
 use crate::metrics as m;
 
 /// What the engine has done since it opened. Every field is a count since
-/// open except the two byte gauges and `l0_tables`.
+/// open except the byte gauges, `l0_tables`, [`DbStats::shape`] and
+/// [`DbStats::memory`], which are read now.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct DbStats {
     /// Write batches accepted (puts and deletes count one each).
@@ -28,6 +29,33 @@ pub struct DbStats {
     pub l0_stalls: u64,
     /// The embedded compactor's work (zero when it is off).
     pub compactor: CompactorStats,
+    /// The tables readers search now.
+    pub shape: TreeShape,
+    /// What the engine holds in memory now.
+    pub memory: MemoryStats,
+}
+
+/// The tables of the current read view.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TreeShape {
+    pub l0_tables: u64,
+    pub sorted_runs: u64,
+    /// Tables in all sorted runs.
+    pub run_tables: u64,
+    /// Bytes of every table in L0 and the runs (the live data).
+    pub table_bytes: u64,
+}
+
+/// The engine's own accounting of its memory (the process holds more:
+/// buffers in flight, the allocator's slack).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MemoryStats {
+    /// Decoded data blocks in the block cache.
+    pub block_cache_bytes: u64,
+    /// Table indexes and bloom filters in the metadata cache.
+    pub metadata_bytes: u64,
+    /// Memtables (the active one and those on their way to L0).
+    pub memtable_bytes: u64,
 }
 
 /// The live counters behind [`DbStats`], shared by the actors.
@@ -96,6 +124,8 @@ impl Counters {
             l0_tables: load(&self.l0_tables),
             l0_stalls: load(&self.l0_stalls),
             compactor: CompactorStats::default(),
+            shape: TreeShape::default(),
+            memory: MemoryStats::default(),
         }
     }
 }

@@ -107,6 +107,23 @@ impl ReadView {
         }
     }
 
+    /// The tables this view searches.
+    pub fn shape(&self) -> crate::db::stats::TreeShape {
+        let tables = self.l0.iter().chain(self.runs.iter().flatten());
+        crate::db::stats::TreeShape {
+            l0_tables: self.l0.len() as u64,
+            sorted_runs: self.runs.len() as u64,
+            run_tables: self.runs.iter().map(Vec::len).sum::<usize>() as u64,
+            table_bytes: tables.map(|table| table.handle.size).sum(),
+        }
+    }
+
+    /// Bytes in the memtable and the frozen ones.
+    pub fn memtable_bytes(&self) -> u64 {
+        let frozen: usize = self.frozen.iter().map(|frozen| frozen.table.size()).sum();
+        (self.memtable.size() + frozen) as u64
+    }
+
     /// The newest version of `key` with sequence `<= max_seq`, tombstones
     /// included.
     pub async fn get(&self, tables: &TableStore, key: &[u8], max_seq: u64) -> Result<Option<Row>, Error> {

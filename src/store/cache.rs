@@ -1,6 +1,9 @@
-//! The block cache and the metadata cache (indexes and bloom filters), both
-//! bounded in bytes, both keyed by table id: tables never change once
-//! written, so an entry is valid until its table is deleted.
+//! The block cache and the metadata cache (each table's footer and
+//! metadata block, index and bloom filter), both bounded in bytes, both
+//! keyed by table id: tables never change once written, so an entry is
+//! valid until its table is deleted. Entries weigh what they hold in
+//! memory (decoded, copied out of the read that fetched them), not the
+//! size of that read.
 //!
 //! Built on `moka`'s concurrent cache (TinyLFU admission, LRU eviction),
 //! which readers on any thread share without a lock of ours.
@@ -12,16 +15,25 @@ use moka::sync::Cache;
 use super::paths::TableId;
 use crate::format::block::Block;
 use crate::format::bloom::BloomFilter;
-use crate::format::sst::Index;
+use crate::format::sst::{Footer, Index, TableMeta};
 
 /// Default bytes of decoded data blocks kept in memory.
-pub const DEFAULT_BLOCK_CACHE_BYTES: u64 = 64 << 20;
+pub const DEFAULT_BLOCK_CACHE_BYTES: u64 = 128 << 20;
 /// Default bytes of decoded indexes and filters kept in memory.
-pub const DEFAULT_META_CACHE_BYTES: u64 = 16 << 20;
+pub const DEFAULT_META_CACHE_BYTES: u64 = 256 << 20;
+
+/// What opening a table reads: its footer and metadata block.
+#[derive(Clone, Debug)]
+pub struct Opened {
+    pub size: u64,
+    pub footer: Footer,
+    pub meta: TableMeta,
+}
 
 /// A cached metadata part of one table.
 #[derive(Clone, Debug)]
 pub enum MetaPart {
+    Opened(Arc<Opened>),
     Index(Arc<Index>),
     Filter(Arc<BloomFilter>),
 }
@@ -29,8 +41,20 @@ pub enum MetaPart {
 impl MetaPart {
     fn size(&self) -> usize {
         match self {
+            MetaPart::Opened(opened) => {
+                let stats = &opened.meta.stats;
+                std::mem::size_of::<Opened>() + stats.first_key.len() + stats.last_key.len()
+            }
             MetaPart::Index(index) => index.size(),
             MetaPart::Filter(filter) => filter.size(),
+        }
+    }
+
+    fn kind(&self) -> MetaKind {
+        match self {
+            MetaPart::Opened(_) => MetaKind::Opened,
+            MetaPart::Index(_) => MetaKind::Index,
+            MetaPart::Filter(_) => MetaKind::Filter,
         }
     }
 }
@@ -38,6 +62,7 @@ impl MetaPart {
 /// Which metadata part a key names.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum MetaKind {
+    Opened,
     Index,
     Filter,
 }
@@ -95,23 +120,20 @@ impl TableCaches {
     }
 
     pub fn insert_meta(&self, table: TableId, part: MetaPart) {
-        let kind = match part {
-            MetaPart::Index(_) => MetaKind::Index,
-            MetaPart::Filter(_) => MetaKind::Filter,
-        };
-        self.meta.insert((table, kind), part);
+        self.meta.insert((table, part.kind()), part);
     }
 
-    /// Drops every entry of a deleted table (index and filter now; blocks
-    /// age out, since their keys are never asked for again).
+    /// Drops every entry of a deleted table (its metadata now; blocks age
+    /// out, since their keys are never asked for again).
     pub fn forget(&self, table: TableId) {
-        self.meta.invalidate(&(table, MetaKind::Index));
-        self.meta.invalidate(&(table, MetaKind::Filter));
+        for kind in [MetaKind::Opened, MetaKind::Index, MetaKind::Filter] {
+            self.meta.invalidate(&(table, kind));
+        }
     }
 
-    /// Bytes held: (blocks, metadata). Approximate until pending
-    /// maintenance runs; [`TableCaches::settle`] runs it.
+    /// Bytes held: (blocks, metadata), once pending evictions are done.
     pub fn weighted_sizes(&self) -> (u64, u64) {
+        self.settle();
         (self.blocks.weighted_size(), self.meta.weighted_size())
     }
 

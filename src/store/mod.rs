@@ -24,4 +24,6 @@ pub use paths::{TableId, Ulid};
 pub use table::{
     ScanOptions, TableReader, TableScan, TableStore, TableStoreOptions, WalConflict, WalTable, WrittenTable,
 };
-pub use wrappers::{Fault, FaultyStore, GateStore, LatencyStore, Layer, RequestCounts, TimeoutStore};
+pub use wrappers::{
+    Fault, FaultyStore, GateStore, LatencyStore, Layer, Payload, RequestCounts, Requests, TimeoutStore,
+};

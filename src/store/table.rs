@@ -21,7 +21,7 @@ use bytes::Bytes;
 use object_store::path::Path;
 use talus_actors::Runtime;
 
-use super::cache::{DEFAULT_BLOCK_CACHE_BYTES, DEFAULT_META_CACHE_BYTES, MetaKind, MetaPart, TableCaches};
+use super::cache::{DEFAULT_BLOCK_CACHE_BYTES, DEFAULT_META_CACHE_BYTES, MetaKind, MetaPart, Opened, TableCaches};
 use super::error::StoreError;
 use super::in_flight::InFlight;
 use super::object::PutMode;
@@ -59,9 +59,9 @@ pub struct TableStoreOptions {
     /// Wait before the first retry, doubled for each further one up to
     /// 2 s (default 50 ms).
     pub retry_backoff: Duration,
-    /// Capacity of the block cache (default 64 MiB).
+    /// Capacity of the block cache (default 128 MiB).
     pub block_cache_bytes: u64,
-    /// Capacity of the index and filter cache (default 16 MiB).
+    /// Capacity of the index and filter cache (default 256 MiB).
     pub meta_cache_bytes: u64,
 }
 
@@ -251,6 +251,9 @@ impl TableStore {
             }
             (outcome, _) => outcome?,
         }
+        if let TableId::Compacted(_) = id {
+            self.seed_written(id, &bytes);
+        }
         Ok(WrittenTable { id, size, meta })
     }
 
@@ -399,11 +402,19 @@ impl TableStore {
         self.inner.store.delete(&self.path(id)).await
     }
 
-    /// Opens table `id` in one read (two if its metadata is larger than
-    /// `open_read_bytes`). `size`, when known from the manifest, is checked
-    /// against the object.
+    /// Opens table `id` (of `size` bytes, when the caller knows): footer
+    /// and metadata, index and filter. Nothing is read when the metadata
+    /// cache holds them (a table this store wrote, or opened before);
+    /// otherwise one read of the table's end, and one more only when the
+    /// index and filter do not fit in it.
     pub async fn open(&self, id: TableId, size: Option<u64>) -> Result<TableReader> {
         let path = self.path(id);
+        let caches = &self.inner.caches;
+        if let Some(MetaPart::Opened(opened)) = caches.meta(id, MetaKind::Opened)
+            && size.is_none_or(|size| size == opened.size)
+        {
+            return Ok(self.reader(id, path, &opened));
+        }
         let store = &self.inner.store;
         let want = self.inner.options.open_read_bytes.max(FOOTER_SIZE as u64);
         let range = match size {
@@ -427,21 +438,89 @@ impl TableStore {
         };
         let meta =
             TableMeta::decode(&meta_bytes, footer.meta.offset).map_err(|error| StoreError::format(&path, error))?;
-        let reader = TableReader {
+        let opened = Opened {
+            size: tail.object_size,
+            footer,
+            meta,
+        };
+        let reader = self.reader(id, path, &opened);
+        // The index and filter lie just before the metadata: what the
+        // opening read missed of them comes in one more read (unless both
+        // are cached), so a table opens in at most two.
+        let cached = |kind| caches.meta(id, kind).is_some();
+        let parts = match opened.meta.index.offset.checked_sub(tail.offset) {
+            Some(_) => tail,
+            None if cached(MetaKind::Index) && (opened.meta.filter.is_none() || cached(MetaKind::Filter)) => tail,
+            None => {
+                let missed = Handle {
+                    offset: opened.meta.index.offset,
+                    len: tail.offset - opened.meta.index.offset,
+                };
+                let head = read_handle(store, reader.path(), missed).await?;
+                let mut joined = Vec::with_capacity(head.len() + tail.bytes.len());
+                joined.extend_from_slice(&head);
+                joined.extend_from_slice(&tail.bytes);
+                Fetched {
+                    bytes: Bytes::from(joined),
+                    offset: opened.meta.index.offset,
+                    object_size: tail.object_size,
+                }
+            }
+        };
+        reader.seed_from(&parts)?;
+        caches.insert_meta(id, MetaPart::Opened(Arc::new(opened)));
+        Ok(reader)
+    }
+
+    fn reader(&self, id: TableId, path: Path, opened: &Opened) -> TableReader {
+        TableReader {
             inner: Arc::new(ReaderInner {
                 id,
                 path,
-                size: tail.object_size,
-                footer,
-                meta,
+                size: opened.size,
+                footer: opened.footer,
+                meta: opened.meta.clone(),
                 store: self.inner.store.clone(),
                 caches: self.inner.caches.clone(),
                 read_ahead_blocks: self.inner.options.read_ahead_blocks,
             }),
-        };
-        reader.seed_from_tail(&tail)?;
-        Ok(reader)
+        }
     }
+
+    /// Puts the metadata of a sorted table just written into the cache, so
+    /// that reading it (a new L0 table, a compaction's output) starts with
+    /// no metadata reads. A table that does not decode is left alone: the
+    /// first read reports it.
+    fn seed_written(&self, id: TableId, bytes: &Bytes) {
+        let Ok(footer) = Footer::decode(bytes, bytes.len() as u64) else {
+            return;
+        };
+        let Some(meta) =
+            slice_of_bytes(bytes, footer.meta).and_then(|stored| TableMeta::decode(&stored, footer.meta.offset).ok())
+        else {
+            return;
+        };
+        let opened = Opened {
+            size: bytes.len() as u64,
+            footer,
+            meta,
+        };
+        let whole = Fetched {
+            bytes: bytes.clone(),
+            offset: 0,
+            object_size: bytes.len() as u64,
+        };
+        let reader = self.reader(id, self.path(id), &opened);
+        if reader.seed_from(&whole).is_ok() {
+            self.inner.caches.insert_meta(id, MetaPart::Opened(Arc::new(opened)));
+        }
+    }
+}
+
+/// The bytes of `handle` within a whole table.
+fn slice_of_bytes(bytes: &Bytes, handle: Handle) -> Option<Bytes> {
+    let end = handle.offset.checked_add(handle.len)?;
+    (end <= bytes.len() as u64).then(|| bytes.slice(handle.offset as usize..end as usize))
 }
 
 fn split_parts(bytes: &Bytes, part_bytes: usize) -> Vec<Bytes> {
@@ -542,15 +621,15 @@ impl TableReader {
         StoreError::format(&self.inner.path, error)
     }
 
-    /// Puts the index and filter into the cache if the opening read
-    /// happened to cover them (it usually does).
-    fn seed_from_tail(&self, tail: &Fetched) -> Result<()> {
+    /// Puts the index and filter into the cache if `tail` covers them.
+    fn seed_from(&self, tail: &Fetched) -> Result<()> {
         let meta = &self.inner.meta;
         if let Some(bytes) = slice_of(tail, meta.index) {
             self.decode_index(&bytes)?;
         }
         if let Some(bytes) = meta.filter.and_then(|filter| slice_of(tail, filter)) {
-            self.decode_filter(bytes)?;
+            // A copy: a slice would keep the whole opening read alive.
+            self.decode_filter(Bytes::copy_from_slice(&bytes))?;
         }
         Ok(())
     }

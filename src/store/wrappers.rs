@@ -26,52 +26,105 @@ use super::object::{ByteRange, Fetched, ObjectInfo, PutMode, Store, StoreResult}
 /// here implements this, and one blanket impl makes it a [`Store`].
 pub trait Layer: fmt::Debug + Send + Sync + 'static {
     /// Runs `request` (built against the wrapped store) as request kind
-    /// `op` on `path`; `requests` is how many store requests it stands for.
-    fn around<T: Send + 'static>(
+    /// `op` on `path`; `requests` is how many store requests it stands for
+    /// and `sent` how many bytes it uploads.
+    fn around<T: Payload>(
         &self,
         op: Op,
         path: &Path,
-        requests: u64,
+        requests: Requests,
         request: impl FnOnce(&dyn Store) -> BoxFuture<'static, StoreResult<T>>,
     ) -> BoxFuture<'static, StoreResult<T>>;
 }
 
+/// How much one call to a [`Layer`] stands for: store requests and bytes
+/// uploaded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Requests {
+    pub count: u64,
+    pub sent: u64,
+}
+
+impl Requests {
+    const ONE: Requests = Requests { count: 1, sent: 0 };
+}
+
+/// What a request's answer weighs: the bytes it downloaded.
+pub trait Payload: Send + 'static {
+    fn payload_bytes(&self) -> u64 {
+        0
+    }
+}
+
+impl Payload for Fetched {
+    fn payload_bytes(&self) -> u64 {
+        self.bytes.len() as u64
+    }
+}
+
+impl Payload for () {}
+impl Payload for ObjectInfo {}
+impl Payload for Vec<ObjectInfo> {}
+
 impl<L: Layer> Store for L {
     fn get(&self, path: &Path, range: ByteRange) -> BoxFuture<'static, StoreResult<Fetched>> {
-        self.around(range.op(), path, 1, |store| store.get(path, range))
+        self.around(range.op(), path, Requests::ONE, |store| store.get(path, range))
     }
 
     fn head(&self, path: &Path) -> BoxFuture<'static, StoreResult<ObjectInfo>> {
-        self.around(Op::Head, path, 1, |store| store.head(path))
+        self.around(Op::Head, path, Requests::ONE, |store| store.head(path))
     }
 
     fn put(&self, path: &Path, bytes: Bytes, mode: PutMode) -> BoxFuture<'static, StoreResult<()>> {
-        self.around(Op::Put, path, 1, |store| store.put(path, bytes, mode))
+        let requests = Requests {
+            count: 1,
+            sent: bytes.len() as u64,
+        };
+        self.around(Op::Put, path, requests, |store| store.put(path, bytes, mode))
     }
 
     fn put_multipart(&self, path: &Path, parts: Vec<Bytes>) -> BoxFuture<'static, StoreResult<()>> {
-        let count = parts.len() as u64;
-        self.around(Op::MultipartPart, path, count, |store| store.put_multipart(path, parts))
+        let requests = Requests {
+            count: parts.len() as u64,
+            sent: parts.iter().map(|part| part.len() as u64).sum(),
+        };
+        self.around(Op::MultipartPart, path, requests, |store| {
+            store.put_multipart(path, parts)
+        })
     }
 
     fn list(&self, prefix: &Path) -> BoxFuture<'static, StoreResult<Vec<ObjectInfo>>> {
-        self.around(Op::List, prefix, 1, |store| store.list(prefix))
+        self.around(Op::List, prefix, Requests::ONE, |store| store.list(prefix))
     }
 
     fn delete(&self, path: &Path) -> BoxFuture<'static, StoreResult<()>> {
-        self.around(Op::Delete, path, 1, |store| store.delete(path))
+        self.around(Op::Delete, path, Requests::ONE, |store| store.delete(path))
     }
 }
 
-/// Requests seen, by kind. Shared: clone the `Arc` to watch a store.
+/// Requests seen, by kind, and bytes moved. Shared: clone the `Arc` to
+/// watch a store.
 #[derive(Debug, Default)]
 pub struct RequestCounts {
     counts: [AtomicU64; Op::ALL.len()],
+    bytes_read: AtomicU64,
+    bytes_written: AtomicU64,
 }
 
 impl RequestCounts {
-    fn add(&self, op: Op, count: u64) {
-        self.counts[op as usize].fetch_add(count, Ordering::Relaxed);
+    fn add(&self, op: Op, requests: Requests) {
+        self.counts[op as usize].fetch_add(requests.count, Ordering::Relaxed);
+        self.bytes_written.fetch_add(requests.sent, Ordering::Relaxed);
+    }
+
+    /// Bytes downloaded by successful reads.
+    pub fn bytes_read(&self) -> u64 {
+        self.bytes_read.load(Ordering::Relaxed)
+    }
+
+    /// Bytes uploaded (every attempt, as the store is asked to take them).
+    pub fn bytes_written(&self) -> u64 {
+        self.bytes_written.load(Ordering::Relaxed)
     }
 
     pub fn get(&self, op: Op) -> u64 {
@@ -97,7 +150,7 @@ impl RequestCounts {
     }
 
     pub fn reset(&self) {
-        for count in &self.counts {
+        for count in self.counts.iter().chain([&self.bytes_read, &self.bytes_written]) {
             count.store(0, Ordering::Relaxed);
         }
     }
@@ -139,22 +192,26 @@ impl LatencyStore {
 }
 
 impl Layer for LatencyStore {
-    fn around<T: Send + 'static>(
+    fn around<T: Payload>(
         &self,
         op: Op,
         _path: &Path,
-        requests: u64,
+        requests: Requests,
         request: impl FnOnce(&dyn Store) -> BoxFuture<'static, StoreResult<T>>,
     ) -> BoxFuture<'static, StoreResult<T>> {
         self.counts.add(op, requests);
+        let counts = self.counts.clone();
         let request = request(&*self.inner);
-        if self.latency.is_zero() {
-            return request;
-        }
-        let delay = self.runtime.sleep(self.latency);
+        let delay = (!self.latency.is_zero()).then(|| self.runtime.sleep(self.latency));
         async move {
-            delay.await;
-            request.await
+            if let Some(delay) = delay {
+                delay.await;
+            }
+            let answer = request.await;
+            if let Ok(answer) = &answer {
+                counts.bytes_read.fetch_add(answer.payload_bytes(), Ordering::Relaxed);
+            }
+            answer
         }
         .boxed()
     }
@@ -274,11 +331,11 @@ impl FaultyStore {
 }
 
 impl Layer for FaultyStore {
-    fn around<T: Send + 'static>(
+    fn around<T: Payload>(
         &self,
         op: Op,
         path: &Path,
-        _requests: u64,
+        _requests: Requests,
         request: impl FnOnce(&dyn Store) -> BoxFuture<'static, StoreResult<T>>,
     ) -> BoxFuture<'static, StoreResult<T>> {
         let injected = |fault: Fault| StoreError::unavailable(op, path, format!("injected fault ({fault:?})"));
@@ -325,14 +382,14 @@ impl TimeoutStore {
 }
 
 impl Layer for TimeoutStore {
-    fn around<T: Send + 'static>(
+    fn around<T: Payload>(
         &self,
         op: Op,
         path: &Path,
-        requests: u64,
+        requests: Requests,
         request: impl FnOnce(&dyn Store) -> BoxFuture<'static, StoreResult<T>>,
     ) -> BoxFuture<'static, StoreResult<T>> {
-        crate::metrics::store_requests(op, requests);
+        crate::metrics::store_requests(op, requests.count);
         let request = request(&*self.inner);
         let (deadline, limit, path) = (self.runtime.sleep(self.limit), self.limit, path.clone());
         async move {
@@ -440,11 +497,11 @@ impl GateStore {
 }
 
 impl Layer for GateStore {
-    fn around<T: Send + 'static>(
+    fn around<T: Payload>(
         &self,
         op: Op,
         path: &Path,
-        _requests: u64,
+        _requests: Requests,
         request: impl FnOnce(&dyn Store) -> BoxFuture<'static, StoreResult<T>>,
     ) -> BoxFuture<'static, StoreResult<T>> {
         let gate = self.admit(op, path);

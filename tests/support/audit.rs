@@ -11,7 +11,7 @@ use futures::future::BoxFuture;
 use object_store::path::Path;
 use talusdb::actors::Runtime;
 use talusdb::manifest::{Compactions, Manifest, VersionedOptions, VersionedStore};
-use talusdb::store::{Layer, Op, Store, StoreResult, TableId};
+use talusdb::store::{Layer, Op, Payload, Requests, Store, StoreResult, TableId};
 
 #[derive(Clone)]
 pub struct AuditStore {
@@ -111,11 +111,11 @@ impl AuditStore {
 }
 
 impl Layer for AuditStore {
-    fn around<T: Send + 'static>(
+    fn around<T: Payload>(
         &self,
         op: Op,
         path: &Path,
-        _requests: u64,
+        _requests: Requests,
         request: impl FnOnce(&dyn Store) -> BoxFuture<'static, StoreResult<T>>,
     ) -> BoxFuture<'static, StoreResult<T>> {
         let request = request(&*self.inner);

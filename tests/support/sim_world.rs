@@ -22,7 +22,8 @@ use talusdb::actors::runtime::{Rng, SeededRng};
 use talusdb::manifest::versioned::decode_envelope;
 use talusdb::manifest::{Manifest, VersionedOptions, VersionedStore};
 use talusdb::store::{
-    ByteRange, Fetched, Layer, ObjectInfo, ObjectStoreAdapter, Op, PutMode, Store, StoreError, StoreResult,
+    ByteRange, Fetched, Layer, ObjectInfo, ObjectStoreAdapter, Op, Payload, PutMode, Requests, Store, StoreError,
+    StoreResult,
 };
 
 use super::audit::AuditStore;
@@ -88,11 +89,11 @@ impl ProcessStore {
 }
 
 impl Layer for ProcessStore {
-    fn around<T: Send + 'static>(
+    fn around<T: Payload>(
         &self,
         op: Op,
         path: &Path,
-        _requests: u64,
+        _requests: Requests,
         request: impl FnOnce(&dyn Store) -> BoxFuture<'static, StoreResult<T>>,
     ) -> BoxFuture<'static, StoreResult<T>> {
         let faults = *lock(&self.faults);

@@ -15,12 +15,14 @@ use std::time::Duration;
 use bytes::Bytes;
 use clap::{Args, ValueEnum};
 use futures::StreamExt;
+use futures::future::join_all;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::{Value, json};
 use talusdb::actors::Runtime;
 use talusdb::actors::runtime::JoinHandle;
+use talusdb::manifest::{Fenced, Manifest, Role, VersionedOptions, VersionedStore};
 use talusdb::store::{LatencyStore, RequestCounts, Store};
-use talusdb::{Db, Error, ErrorKind, ScanOptions, WriteOptions};
+use talusdb::{Db, DbStats, Error, ErrorKind, ScanOptions, WriteOptions};
 
 use crate::{CliError, stores};
 
@@ -76,6 +78,25 @@ pub struct BenchArgs {
     /// Seeds key order, values and choices.
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// After the load, wait until compaction has settled before closing,
+    /// so a read workload runs with no compaction going on.
+    #[arg(long)]
+    settle: bool,
+    /// Block cache capacity in MiB (default: the engine's).
+    #[arg(long)]
+    block_cache_mib: Option<u64>,
+    /// Index and filter cache capacity in MiB (default: the engine's).
+    #[arg(long)]
+    meta_cache_mib: Option<u64>,
+    /// Run the read workload on a database an earlier `--keep` run left
+    /// (its path, as printed), with the same `--keys`, `--value-size` and
+    /// `--seed`, instead of loading a new one. Implies `--keep`.
+    #[arg(long, value_name = "PATH")]
+    existing: Option<String>,
+    /// Keep the benchmark's database (its path is printed) instead of
+    /// deleting it at the end.
+    #[arg(long)]
+    keep: bool,
 }
 
 /// A small, fast, seedable generator (splitmix64).
@@ -99,6 +120,9 @@ impl Rng {
         ((self.next() >> 11) as f64 / (1u64 << 53) as f64) < probability
     }
 }
+
+/// Bytes of every key.
+const KEY_BYTES: u64 = 16;
 
 fn key(i: u64) -> Bytes {
     Bytes::from(format!("{:016}", 2 * i))
@@ -134,19 +158,56 @@ fn check_value(i: u64, found: Option<&Bytes>, size: usize) -> Result<(), CliErro
     }
 }
 
-/// Latencies in microseconds.
+/// Latencies in microseconds: all of them, and apart those of operations
+/// that started while a compaction was running.
 #[derive(Debug, Default)]
-struct Latencies(Vec<u32>);
+struct Latencies(Vec<u32>, Vec<u32>);
+
+fn micros(took: Duration) -> u32 {
+    u32::try_from(took.as_micros()).unwrap_or(u32::MAX)
+}
 
 impl Latencies {
     fn record(&mut self, took: Duration) {
-        self.0.push(u32::try_from(took.as_micros()).unwrap_or(u32::MAX));
+        self.0.push(micros(took));
+    }
+
+    /// Records an operation that started while `compacting` said whether
+    /// a compaction job was running.
+    fn record_during(&mut self, took: Duration, compacting: bool) {
+        self.record(took);
+        if compacting {
+            self.1.push(micros(took));
+        }
     }
 
     fn merge(parts: Vec<Latencies>) -> Latencies {
-        let mut all: Vec<u32> = parts.into_iter().flat_map(|part| part.0).collect();
+        let (mut all, mut compacting): (Vec<u32>, Vec<u32>) = (Vec::new(), Vec::new());
+        for part in parts {
+            all.extend(part.0);
+            compacting.extend(part.1);
+        }
         all.sort_unstable();
-        Latencies(all)
+        compacting.sort_unstable();
+        Latencies(all, compacting)
+    }
+
+    /// The operations that started while a compaction ran, and the rest,
+    /// apart (`None` when none did: then all of them ran without).
+    fn split(&self) -> Option<(Latencies, Latencies)> {
+        if self.1.is_empty() {
+            return None;
+        }
+        let mut quiet = Vec::with_capacity(self.0.len() - self.1.len().min(self.0.len()));
+        let mut during = self.1.iter().peekable();
+        for &sample in &self.0 {
+            if during.peek() == Some(&&sample) {
+                during.next();
+            } else {
+                quiet.push(sample);
+            }
+        }
+        Some((Latencies(self.1.clone(), Vec::new()), Latencies(quiet, Vec::new())))
     }
 
     fn percentile(&self, p: f64) -> u32 {
@@ -157,8 +218,21 @@ impl Latencies {
         self.0[rank.clamp(1, self.0.len()) - 1]
     }
 
+    fn print(&self, label: &str) {
+        println!(
+            "  {:<24}p50 {}  p99 {}  p999 {}  max {}  ({} ops)",
+            label,
+            self.percentile(0.50),
+            self.percentile(0.99),
+            self.percentile(0.999),
+            self.0.last().copied().unwrap_or(0),
+            self.0.len()
+        );
+    }
+
     fn json(&self) -> Value {
         json!({
+            "count": self.0.len(),
             "p50": self.percentile(0.50),
             "p99": self.percentile(0.99),
             "p999": self.percentile(0.999),
@@ -188,6 +262,10 @@ impl Report {
         object.insert("ops_per_s".into(), json!(rate(self.ops, self.seconds)));
         if let Some(latency) = &self.latency {
             object.insert("latency_us".into(), latency.json());
+            if let Some((during, quiet)) = latency.split() {
+                object.insert("latency_us_compacting".into(), during.json());
+                object.insert("latency_us_not_compacting".into(), quiet.json());
+            }
         }
         object.extend(self.extra.clone());
         object.insert("requests".into(), self.requests.clone());
@@ -200,14 +278,11 @@ impl Report {
         println!("  {:<24}{:.2}", "seconds", self.seconds);
         println!("  {:<24}{:.0}", "ops/s", rate(self.ops, self.seconds));
         if let Some(latency) = &self.latency {
-            println!(
-                "  {:<24}p50 {}  p99 {}  p999 {}  max {}",
-                "latency (µs)",
-                latency.percentile(0.50),
-                latency.percentile(0.99),
-                latency.percentile(0.999),
-                latency.0.last().copied().unwrap_or(0)
-            );
+            latency.print("latency (µs)");
+            if let Some((during, quiet)) = latency.split() {
+                during.print("  while compacting");
+                quiet.print("  otherwise");
+            }
         }
         for (name, value) in &self.extra {
             println!("  {name:<24}{value}");
@@ -237,13 +312,16 @@ impl Report {
 type TaskResult = Result<Result<(Latencies, u64), CliError>, Error>;
 
 /// Awaits every task: their latencies merged and their counts summed.
-async fn gather(tasks: Vec<JoinHandle<TaskResult>>) -> Result<(Latencies, u64), CliError> {
+async fn gather(workers: Workers) -> Result<(Latencies, u64), CliError> {
     let mut parts = Vec::new();
     let mut total = 0;
-    for task in tasks {
-        let joined = task
-            .await
-            .map_err(|error| Error::new(ErrorKind::Internal, format!("a benchmark task failed: {error}")))?;
+    let Workers { tasks, watch, stop } = workers;
+    let joined = join_all(tasks).await;
+    stop.store(true, Ordering::Relaxed);
+    let _ = watch.await;
+    for task in joined {
+        let joined =
+            task.map_err(|error| Error::new(ErrorKind::Internal, format!("a benchmark task failed: {error}")))?;
         let (latencies, count) = joined??;
         parts.push(latencies);
         total += count;
@@ -255,12 +333,40 @@ fn rate(count: u64, seconds: f64) -> f64 {
     if seconds > 0.0 { count as f64 / seconds } else { 0.0 }
 }
 
+/// The tables readers search, as the database's stats give them.
+fn shape_json(stats: &DbStats) -> Value {
+    let shape = stats.shape;
+    json!({
+        "l0_tables": shape.l0_tables,
+        "sorted_runs": shape.sorted_runs,
+        "run_tables": shape.run_tables,
+        "table_bytes": shape.table_bytes,
+    })
+}
+
+/// The engine's own accounting of its memory.
+fn memory_json(stats: &DbStats) -> Value {
+    let memory = stats.memory;
+    json!({
+        "block_cache_bytes": memory.block_cache_bytes,
+        "metadata_bytes": memory.metadata_bytes,
+        "memtable_bytes": memory.memtable_bytes,
+    })
+}
+
 /// Peak resident memory of this process, where the OS tells it.
 fn peak_rss_bytes() -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     let line = status.lines().find(|line| line.starts_with("VmHWM:"))?;
     let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kib * 1024)
+}
+
+/// A workload's tasks, and the task watching for compactions meanwhile.
+struct Workers {
+    tasks: Vec<JoinHandle<TaskResult>>,
+    watch: JoinHandle<()>,
+    stop: Arc<AtomicBool>,
 }
 
 /// What one benchmark task is handed (see [`Bench::spawn_workers`]).
@@ -272,6 +378,8 @@ struct Worker {
     clock: Runtime,
     db: Db,
     bar: ProgressBar,
+    /// Whether a compaction job is running (sampled every millisecond).
+    compacting: Arc<AtomicBool>,
 }
 
 /// The benchmark's state: the store (behind a counting latency wrapper),
@@ -280,16 +388,44 @@ struct Bench {
     args: BenchArgs,
     store: Arc<dyn Store>,
     counts: Arc<RequestCounts>,
+    /// Bytes uploaded by the workloads before the last count reset.
+    written_before: std::sync::atomic::AtomicU64,
     runtime: Runtime,
     path: String,
     show_progress: bool,
 }
 
 impl Bench {
+    /// Starts counting requests afresh (bytes uploaded are kept in a total
+    /// for the write amplification).
+    fn reset_counts(&self) {
+        self.written_before
+            .fetch_add(self.counts.bytes_written(), Ordering::Relaxed);
+        self.counts.reset();
+    }
+
+    /// Bytes uploaded since the benchmark started.
+    fn total_written(&self) -> u64 {
+        self.written_before.load(Ordering::Relaxed) + self.counts.bytes_written()
+    }
+
+    /// Bytes the user wrote in the load: every key and value once.
+    fn user_bytes(&self) -> u64 {
+        self.args.keys * (KEY_BYTES + self.args.value_size as u64)
+    }
+
     async fn open(&self) -> Result<Db, Error> {
+        let mut options = talusdb::DbOptions::default();
+        if let Some(mib) = self.args.block_cache_mib {
+            options.tables.block_cache_bytes = mib << 20;
+        }
+        if let Some(mib) = self.args.meta_cache_mib {
+            options.tables.meta_cache_bytes = mib << 20;
+        }
         Db::builder(self.path.as_str(), self.store.clone())
             .runtime(self.runtime.clone())
             .seed(self.args.seed)
+            .options(options)
             .open()
             .await
     }
@@ -337,21 +473,16 @@ impl Bench {
     /// Spawns `count` (at least one) tasks made by `task`, handing each
     /// its index, its share of `--ops`, its own RNG (seeded from `--seed`,
     /// `salt` and the index), the clock and handles on `db` and `bar`.
-    fn spawn_workers<F, Fut>(
-        &self,
-        count: u64,
-        salt: u64,
-        db: &Db,
-        bar: &ProgressBar,
-        task: F,
-    ) -> Vec<JoinHandle<TaskResult>>
+    fn spawn_workers<F, Fut>(&self, count: u64, salt: u64, db: &Db, bar: &ProgressBar, task: F) -> Workers
     where
         F: Fn(Worker) -> Fut,
         Fut: Future<Output = TaskResult> + Send + 'static,
     {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (compacting, watch) = self.watch_compactions(db, &stop);
         let count = count.max(1);
         let ops = self.args.ops;
-        (0..count)
+        let tasks = (0..count)
             .map(|index| {
                 self.runtime.spawn(task(Worker {
                     index,
@@ -360,9 +491,25 @@ impl Bench {
                     clock: self.runtime.clone(),
                     db: db.clone(),
                     bar: bar.clone(),
+                    compacting: compacting.clone(),
                 }))
             })
-            .collect()
+            .collect();
+        Workers { tasks, watch, stop }
+    }
+
+    /// Samples, every millisecond until `stop`, whether `db`'s compactor is
+    /// running a job.
+    fn watch_compactions(&self, db: &Db, stop: &Arc<AtomicBool>) -> (Arc<AtomicBool>, JoinHandle<()>) {
+        let compacting = Arc::new(AtomicBool::new(false));
+        let (flag, db, stop, clock) = (compacting.clone(), db.clone(), stop.clone(), self.runtime.clone());
+        let task = self.runtime.spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                flag.store(db.stats().compactor.running_jobs > 0, Ordering::Relaxed);
+                clock.sleep(Duration::from_millis(1)).await;
+            }
+        });
+        (compacting, task)
     }
 
     /// The key order of a fill: every row once, shuffled.
@@ -379,7 +526,7 @@ impl Bench {
     /// Writes every row (non-durable) from `--writers` tasks, then makes
     /// it all durable and closes with the memtable moved into L0.
     async fn fill(&self) -> Result<Report, CliError> {
-        self.counts.reset();
+        self.reset_counts();
         let db = self.open().await?;
         let order = Arc::new(self.shuffled());
         let writers = self.args.writers.max(1);
@@ -409,6 +556,14 @@ impl Bench {
         let put_seconds = self.seconds_since(started);
         db.flush().await?;
         let durable_seconds = self.seconds_since(started);
+        let settled_seconds = if self.args.settle {
+            db.flush_memtable().await?;
+            db.wait_for_compactions().await?;
+            Some(self.seconds_since(started))
+        } else {
+            None
+        };
+        let stats = db.stats();
         db.close_with(true).await?;
         let closed_seconds = self.seconds_since(started);
         bar.finish_and_clear();
@@ -419,11 +574,12 @@ impl Bench {
             None,
             [
                 ("durable_after_s", json!(durable_seconds)),
+                ("settled_after_s", json!(settled_seconds)),
                 ("in_l0_after_s", json!(closed_seconds)),
-                (
-                    "mb_per_s",
-                    json!(rate(self.args.keys * (self.args.value_size as u64 + 16), put_seconds) / 1e6),
-                ),
+                ("mb_per_s", json!(rate(self.user_bytes(), put_seconds) / 1e6)),
+                ("bytes_written", json!(self.counts.bytes_written())),
+                ("compactions", json!(stats.compactor.compactions)),
+                ("shape", shape_json(&stats)),
             ],
         ))
     }
@@ -431,7 +587,7 @@ impl Bench {
     /// Durable puts of random rows from `--writers` tasks.
     async fn durable_put(&self) -> Result<Report, CliError> {
         let db = self.open().await?;
-        self.counts.reset();
+        self.reset_counts();
         let bar = self.progress("durable-put", self.args.ops);
         let started = self.runtime.now();
         let tasks = self.spawn_workers(self.args.writers as u64, 0x2545_f491, &db, &bar, |worker| {
@@ -441,6 +597,7 @@ impl Bench {
                 clock,
                 db,
                 bar,
+                compacting,
                 ..
             } = worker;
             let (keys, size) = (self.args.keys.max(1), self.args.value_size);
@@ -450,8 +607,9 @@ impl Bench {
                     let i = rng.below(keys);
                     let value = value(i, 1, size, &mut rng);
                     let at = clock.now();
+                    let during = compacting.load(Ordering::Relaxed);
                     db.put(key(i), value).await?;
-                    latencies.record(clock.now() - at);
+                    latencies.record_during(clock.now() - at, during);
                     bar.inc(1);
                 }
                 Ok(Ok((latencies, 0)))
@@ -475,7 +633,7 @@ impl Bench {
     /// `--readers` tasks on a freshly opened database: every cache is cold.
     async fn get(&self) -> Result<Report, CliError> {
         let db = self.open().await?;
-        self.counts.reset();
+        self.reset_counts();
         let bar = self.progress("get", self.args.ops);
         let started = self.runtime.now();
         let tasks = self.spawn_workers(self.args.readers as u64, 0x9e37_79b9, &db, &bar, |worker| {
@@ -485,6 +643,7 @@ impl Bench {
                 clock,
                 db,
                 bar,
+                compacting,
                 ..
             } = worker;
             let (keys, size, miss_ratio) = (self.args.keys.max(1), self.args.value_size, self.args.miss_ratio);
@@ -495,8 +654,9 @@ impl Bench {
                     let i = rng.below(keys);
                     let miss = rng.chance(miss_ratio);
                     let at = clock.now();
+                    let during = compacting.load(Ordering::Relaxed);
                     let found = db.get(if miss { absent_key(i) } else { key(i) }).await?;
-                    latencies.record(clock.now() - at);
+                    latencies.record_during(clock.now() - at, during);
                     if miss {
                         misses += 1;
                         if found.is_some() {
@@ -516,8 +676,10 @@ impl Bench {
         let (latency, misses) = gather(tasks).await?;
         let seconds = self.seconds_since(started);
         bar.finish_and_clear();
-        let reads = self.counts.reads();
+        let (reads, bytes_read) = (self.counts.reads(), self.counts.bytes_read());
+        let stats = db.stats();
         db.close().await?;
+        let lookups = self.args.ops.max(1) as f64;
         Ok(self.report(
             "get",
             self.args.ops,
@@ -526,7 +688,11 @@ impl Bench {
             [
                 ("misses", json!(misses)),
                 ("store_reads", json!(reads)),
-                ("reads_per_lookup", json!(reads as f64 / self.args.ops.max(1) as f64)),
+                ("reads_per_lookup", json!(reads as f64 / lookups)),
+                ("bytes_read_per_lookup", json!(bytes_read as f64 / lookups)),
+                ("compactions", json!(stats.compactor.compactions)),
+                ("shape", shape_json(&stats)),
+                ("memory", memory_json(&stats)),
             ],
         ))
     }
@@ -535,7 +701,7 @@ impl Bench {
     /// opened database; each scan's rows are checked one by one.
     async fn scan(&self) -> Result<Report, CliError> {
         let db = self.open().await?;
-        self.counts.reset();
+        self.reset_counts();
         let bar = self.progress("scan", self.args.ops);
         let started = self.runtime.now();
         let tasks = self.spawn_workers(self.args.readers as u64, 0x85eb_ca6b, &db, &bar, |worker| {
@@ -545,6 +711,7 @@ impl Bench {
                 clock,
                 db,
                 bar,
+                compacting,
                 ..
             } = worker;
             let (keys, size, scan_len) = (self.args.keys.max(1), self.args.value_size, self.args.scan_len);
@@ -555,6 +722,7 @@ impl Bench {
                     let first = rng.below(keys);
                     let expected = scan_len.min(keys - first);
                     let at = clock.now();
+                    let during = compacting.load(Ordering::Relaxed);
                     let mut stream = Box::pin(
                         db.scan_with_options(key(first).., ScanOptions::default())
                             .take(scan_len as usize),
@@ -575,7 +743,7 @@ impl Bench {
                         }
                         seen += 1;
                     }
-                    latencies.record(clock.now() - at);
+                    latencies.record_during(clock.now() - at, during);
                     if seen != expected {
                         return Ok(Err(CliError::WrongAnswer(format!(
                             "scan from row {first} returned {seen} rows, expected {expected}"
@@ -590,13 +758,23 @@ impl Bench {
         let (latency, rows) = gather(tasks).await?;
         let seconds = self.seconds_since(started);
         bar.finish_and_clear();
+        let (reads, bytes_read) = (self.counts.reads(), self.counts.bytes_read());
+        let stats = db.stats();
         db.close().await?;
+        let scans = self.args.ops.max(1) as f64;
         Ok(self.report(
             "scan",
             self.args.ops,
             seconds,
             Some(latency),
-            [("rows", json!(rows)), ("rows_per_s", json!(rate(rows, seconds)))],
+            [
+                ("rows", json!(rows)),
+                ("rows_per_s", json!(rate(rows, seconds))),
+                ("reads_per_scan", json!(reads as f64 / scans)),
+                ("bytes_read_per_scan", json!(bytes_read as f64 / scans)),
+                ("shape", shape_json(&stats)),
+                ("memory", memory_json(&stats)),
+            ],
         ))
     }
 
@@ -605,7 +783,7 @@ impl Bench {
     /// checks its own gets; versions only grow.
     async fn mixed(&self) -> Result<Report, CliError> {
         let db = self.open().await?;
-        self.counts.reset();
+        self.reset_counts();
         let tasks_count = (self.args.writers + self.args.readers).max(1) as u64;
         let duration = Duration::from_secs_f64(self.args.duration_s.max(0.0));
         let stop = Arc::new(AtomicBool::new(false));
@@ -617,6 +795,7 @@ impl Bench {
                 clock,
                 db,
                 bar,
+                compacting,
                 ..
             } = worker;
             let stop = stop.clone();
@@ -628,6 +807,7 @@ impl Bench {
                 while !stop.load(Ordering::Relaxed) {
                     let i = rng.below(keys);
                     let at = clock.now();
+                    let during = compacting.load(Ordering::Relaxed);
                     if rng.below(100) < u64::from(put_percent) {
                         db.put_with_options(key(i), value(i, 1, size, &mut rng), options)
                             .await?;
@@ -635,7 +815,7 @@ impl Bench {
                     } else if let Err(wrong) = check_value(i, db.get(key(i)).await?.as_ref(), size) {
                         return Ok(Err(wrong));
                     }
-                    latencies.record(clock.now() - at);
+                    latencies.record_during(clock.now() - at, during);
                     bar.inc(1);
                 }
                 Ok(Ok((latencies, puts)))
@@ -646,6 +826,7 @@ impl Bench {
         let (latency, puts) = gather(tasks).await?;
         let seconds = self.seconds_since(started);
         bar.finish_and_clear();
+        let stats = db.stats();
         db.close().await?;
         let ops = latency.0.len() as u64;
         Ok(self.report(
@@ -653,8 +834,88 @@ impl Bench {
             ops,
             seconds,
             Some(latency),
-            [("puts", json!(puts)), ("gets", json!(ops - puts))],
+            [
+                ("puts", json!(puts)),
+                ("gets", json!(ops - puts)),
+                ("requests_per_op", json!(self.counts.total() as f64 / ops.max(1) as f64)),
+                ("shape", shape_json(&stats)),
+                ("memory", memory_json(&stats)),
+            ],
         ))
+    }
+
+    /// Objects and bytes under the benchmark's path.
+    async fn store_usage(&self) -> Result<(u64, u64), Error> {
+        let prefix = self.path.as_str().into();
+        let objects = self.store.list(&prefix).await.map_err(Error::from)?;
+        Ok((objects.len() as u64, objects.iter().map(|object| object.size).sum()))
+    }
+
+    /// What the store holds once the workloads are done (the database is
+    /// closed): objects and bytes before and after a garbage collection
+    /// with no minimum ages, the live table bytes, and the amplifications.
+    async fn store_report(&self) -> Result<Value, CliError> {
+        let (objects, bytes) = self.store_usage().await?;
+        let mut gc = talusdb::GcOptions::default();
+        for class in [&mut gc.wal, &mut gc.tables, &mut gc.manifests, &mut gc.compactions] {
+            class.min_age = Duration::ZERO;
+        }
+        let collector = Db::builder(self.path.as_str(), self.store.clone())
+            .runtime(self.runtime.clone())
+            .options(talusdb::DbOptions {
+                gc: Some(gc),
+                ..talusdb::DbOptions::default()
+            })
+            .collector()?;
+        collector.run(&talusdb::gc::Class::ALL, false).await?;
+        let (objects_after_gc, bytes_after_gc) = self.store_usage().await?;
+        // Each compaction's inputs stay pinned by a checkpoint for 15
+        // minutes (for reads still running on them). Nothing reads now: drop
+        // those checkpoints and collect again, to see the store at rest.
+        let mut manifest = Fenced::<Manifest>::load(
+            VersionedStore::new(
+                self.store.clone(),
+                self.path.as_str().into(),
+                self.runtime.clone(),
+                VersionedOptions::default(),
+            ),
+            Role::Admin,
+        )
+        .await
+        .map_err(Error::from)?;
+        for checkpoint in manifest.list_checkpoints() {
+            if checkpoint
+                .name
+                .as_deref()
+                .is_some_and(|name| name.starts_with("compaction "))
+            {
+                manifest.delete_checkpoint(checkpoint.id).await.map_err(Error::from)?;
+            }
+        }
+        collector.run(&talusdb::gc::Class::ALL, false).await?;
+        let (objects_at_rest, bytes_at_rest) = self.store_usage().await?;
+        let reader = Db::builder(self.path.as_str(), self.store.clone())
+            .runtime(self.runtime.clone())
+            .open_read_only()
+            .await?;
+        let shape = reader.shape();
+        let user = self.user_bytes().max(1) as f64;
+        let written = self.total_written();
+        Ok(json!({
+            "objects": objects,
+            "bytes": bytes,
+            "objects_after_gc": objects_after_gc,
+            "bytes_after_gc": bytes_after_gc,
+            "objects_at_rest": objects_at_rest,
+            "bytes_at_rest": bytes_at_rest,
+            "live_table_bytes": shape.table_bytes,
+            "l0_tables": shape.l0_tables,
+            "sorted_runs": shape.sorted_runs,
+            "user_bytes": self.user_bytes(),
+            "bytes_written": written,
+            "write_amplification": written as f64 / user,
+            "space_amplification": bytes_at_rest as f64 / user,
+        }))
     }
 
     /// Removes every object the benchmark wrote under its path.
@@ -684,6 +945,9 @@ fn check_args(args: &BenchArgs) -> Result<(), CliError> {
     if !(args.latency_ms >= 0.0 && args.latency_ms.is_finite()) {
         return bad("--latency-ms must be a non-negative number");
     }
+    if args.existing.is_some() && matches!(args.workload, None | Some(Workload::Fill | Workload::DurablePut)) {
+        return bad("--existing needs a read workload (get, scan or mixed)");
+    }
     if !(args.duration_s >= 0.0 && args.duration_s.is_finite()) {
         return bad("--duration-s must be a non-negative number");
     }
@@ -702,9 +966,13 @@ pub async fn run(
     let latency = LatencyStore::new(base, runtime.clone(), Duration::from_secs_f64(args.latency_ms / 1000.0));
     let counts = latency.counts();
     let bench = Bench {
-        path: format!("bench-{}", talusdb::store::Ulid::generate(&runtime)),
+        path: match &args.existing {
+            Some(path) => path.clone(),
+            None => format!("bench-{}", talusdb::store::Ulid::generate(&runtime)),
+        },
         store: Arc::new(latency),
         counts,
+        written_before: Default::default(),
         runtime,
         show_progress: !json && std::io::stderr().is_terminal(),
         args,
@@ -712,6 +980,7 @@ pub async fn run(
     let workloads = match bench.args.workload {
         None => vec![Workload::Fill, Workload::Get],
         Some(alone @ (Workload::Fill | Workload::DurablePut)) => vec![alone],
+        Some(read) if bench.args.existing.is_some() => vec![read],
         Some(read) => vec![Workload::Fill, read],
     };
     let measured = bench.args.workload;
@@ -734,9 +1003,19 @@ pub async fn run(
         Ok(())
     }
     .await;
-    let cleaned = bench.clean_up().await;
+    let store_report = match &outcome {
+        Ok(()) => Some(bench.store_report().await),
+        Err(_) => None,
+    };
+    let cleaned = if bench.args.keep || bench.args.existing.is_some() {
+        eprintln!("kept the benchmark's database at {}", bench.path);
+        Ok(())
+    } else {
+        bench.clean_up().await
+    };
     outcome?;
     cleaned?;
+    let store_report = store_report.transpose()?;
     let peak_rss = peak_rss_bytes();
     if json {
         let value = json!({
@@ -748,6 +1027,7 @@ pub async fn run(
             "readers": bench.args.readers,
             "seed": bench.args.seed,
             "workloads": reports.iter().map(Report::json).collect::<Vec<_>>(),
+            "store_after": store_report,
             "peak_rss_bytes": peak_rss,
         });
         println!("{value}");
@@ -758,6 +1038,12 @@ pub async fn run(
         );
         for report in &reports {
             report.print();
+        }
+        if let Some(Value::Object(fields)) = &store_report {
+            println!("store after the run");
+            for (name, value) in fields {
+                println!("  {name:<24}{value}");
+            }
         }
         if let Some(bytes) = peak_rss {
             println!("peak RSS {:.1} MiB", bytes as f64 / (1 << 20) as f64);
@@ -772,11 +1058,31 @@ mod tests {
 
     #[test]
     fn percentiles_pick_the_ranked_sample() {
-        let latencies = Latencies::merge(vec![Latencies((1..=1000).rev().collect())]);
+        let latencies = Latencies::merge(vec![Latencies((1..=1000).rev().collect(), Vec::new())]);
         assert_eq!(latencies.percentile(0.5), 500);
         assert_eq!(latencies.percentile(0.99), 990);
         assert_eq!(latencies.percentile(0.999), 999);
         assert_eq!(Latencies::default().percentile(0.5), 0);
+    }
+
+    #[test]
+    fn latencies_during_compaction_are_split_from_the_rest() {
+        let mut first = Latencies::default();
+        let mut second = Latencies::default();
+        for micros in [5, 7, 9] {
+            first.record_during(Duration::from_micros(micros), false);
+        }
+        for (micros, compacting) in [(7, true), (100, true), (3, false)] {
+            second.record_during(Duration::from_micros(micros), compacting);
+        }
+        let all = Latencies::merge(vec![first, second]);
+        assert_eq!(all.0, vec![3, 5, 7, 7, 9, 100]);
+        let (during, quiet) = all.split().expect("some ran during a compaction");
+        assert_eq!(during.0, vec![7, 100]);
+        assert_eq!(quiet.0, vec![3, 5, 7, 9]);
+        let mut calm = Latencies::default();
+        calm.record_during(Duration::from_micros(1), false);
+        assert!(Latencies::merge(vec![calm]).split().is_none());
     }
 
     #[test]

@@ -451,9 +451,17 @@ impl TableMeta {
 }
 
 /// The block index: the first key and place of every data block.
+///
+/// Held in memory as three flat arrays (every first key back to back, where
+/// each ends, each block's handle), so it costs its key bytes plus 20 bytes
+/// per block and two allocations, whatever the number of blocks.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Index {
-    entries: Vec<(Bytes, Handle)>,
+    keys: Vec<u8>,
+    /// Where block `n`'s first key ends in `keys` (it starts where block
+    /// `n - 1`'s ends).
+    key_ends: Vec<u32>,
+    handles: Vec<Handle>,
 }
 
 impl Index {
@@ -471,47 +479,78 @@ impl Index {
                 format!("{count} entries cannot fit in {} bytes", body.len()),
             ));
         }
-        let mut entries: Vec<(Bytes, Handle)> = Vec::with_capacity(count);
+        let mut index = Index {
+            // The stored index is the keys plus a few bytes per entry.
+            keys: Vec::with_capacity(body.len().saturating_sub(3 * count)),
+            key_ends: Vec::with_capacity(count),
+            handles: Vec::with_capacity(count),
+        };
         for number in 0..count {
             let key_len = cursor.length()?;
-            let key = Bytes::copy_from_slice(cursor.take(key_len)?);
+            let key = cursor.take(key_len)?;
             let handle = Handle {
                 offset: cursor.varint()?,
                 len: cursor.varint()?,
             };
             handle.range_within(data_end, PART)?;
-            if entries.last().is_some_and(|(previous, _)| *previous > key) {
+            if number > 0 && index.key(number - 1) > key {
                 return Err(FormatError::corrupt(PART, format!("entry {number} is out of order")));
             }
-            entries.push((key, handle));
+            index.keys.extend_from_slice(key);
+            let end = u32::try_from(index.keys.len())
+                .map_err(|_| FormatError::corrupt(PART, "more than 4 GiB of keys".to_string()))?;
+            index.key_ends.push(end);
+            index.handles.push(handle);
         }
-        Ok(Index { entries })
+        index.keys.shrink_to_fit();
+        Ok(index)
     }
 
     pub fn len(&self) -> usize {
-        self.entries.len()
+        self.handles.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.handles.is_empty()
     }
 
-    /// Bytes held in memory, roughly: keys plus a fixed cost per entry.
+    /// Bytes held in memory: the key bytes, 20 bytes per block, and the
+    /// structure itself.
     pub fn size(&self) -> usize {
-        self.entries.iter().map(|(key, _)| key.len() + 48).sum()
+        std::mem::size_of::<Index>()
+            + self.keys.capacity()
+            + self.key_ends.capacity() * std::mem::size_of::<u32>()
+            + self.handles.capacity() * std::mem::size_of::<Handle>()
+    }
+
+    /// The first key of block `block` (which must exist).
+    fn key(&self, block: usize) -> &[u8] {
+        let start = if block == 0 {
+            0
+        } else {
+            self.key_ends[block - 1] as usize
+        };
+        &self.keys[start..self.key_ends[block] as usize]
     }
 
     pub fn handle(&self, block: usize) -> Option<Handle> {
-        self.entries.get(block).map(|(_, handle)| *handle)
+        self.handles.get(block).copied()
     }
 
     /// The first block that may hold rows with keys `>= key`: the last block
     /// whose first key is below `key` (a key's versions may spill over from
     /// it), or block 0.
     pub fn seek_block(&self, key: &[u8]) -> usize {
-        self.entries
-            .partition_point(|(first, _)| first.as_ref() < key)
-            .saturating_sub(1)
+        let (mut low, mut high) = (0, self.len());
+        while low < high {
+            let middle = low + (high - low) / 2;
+            if self.key(middle) < key {
+                low = middle + 1;
+            } else {
+                high = middle;
+            }
+        }
+        low.saturating_sub(1)
     }
 }
 
