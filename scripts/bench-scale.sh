@@ -33,7 +33,7 @@ for keys in "${sizes[@]}"; do
         --ops 200000 --miss-ratio 0.5 --keep 2>"$dir/kept"
     path=$(sed -n 's/^kept the benchmark.s database at //p' "$dir/kept")
     run "local settled get" --store "$local_store" bench --workload get --keys "$keys" \
-        --ops 200000 --miss-ratio 0.5 --existing "$path" 2>/dev/null
+        --ops 200000 --miss-ratio 0.5 --existing "$path" --settle 2>/dev/null
     run "local scan" --store "$local_store" bench --workload scan --keys "$keys" \
         --ops 20000 --existing "$path" 2>/dev/null
     run "local mixed" --store "$local_store" bench --workload mixed --keys "$keys" \
@@ -43,34 +43,4 @@ for keys in "${sizes[@]}"; do
         --ops 20000 --readers 64 --miss-ratio 0.5 --latency-ms 20
 done
 
-python3 - "$out" >&2 <<'EOF'
-import json, sys
-runs = [json.loads(line) for line in open(sys.argv[1])]
-mib = lambda b: f"{b / 2**20:,.0f}"
-print("| keys | run | load puts/s | ops/s | p50 / p99 µs | p99 µs compacting / not | requests/op¹ | bytes read/op | L0 + runs | store GB at rest (live) | write amp | space amp | metadata MiB | block cache MiB | peak RSS MiB |")
-print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
-load = {}
-for run in runs:
-    work = {w["workload"]: w for w in run["workloads"]}
-    fill = work.get("fill")
-    if fill:
-        load[(run["keys"], run["store"])] = fill["ops_per_s"]
-    w = [w for w in run["workloads"] if w["workload"] != "fill"][-1]
-    lat = w.get("latency_us", {})
-    during = w.get("latency_us_compacting", {}).get("p99", "–")
-    quiet = w.get("latency_us_not_compacting", lat).get("p99", "–")
-    reads = w.get("reads_per_lookup", w.get("reads_per_scan", w.get("requests_per_op", 0)))
-    bytes_read = w.get("bytes_read_per_lookup", w.get("bytes_read_per_scan"))
-    shape = w.get("shape", {})
-    store = run.get("store_after") or {}
-    mem = w.get("memory", {})
-    print(f"| {run['keys']:,} | {run['label']} | {load.get((run['keys'], run['store']), 0):,.0f} | {w['ops_per_s']:,.0f} "
-          f"| {lat.get('p50')} / {lat.get('p99')} | {during} / {quiet} | {reads:.3f} "
-          f"| {'–' if bytes_read is None else f'{bytes_read:,.0f}'} "
-          f"| {shape.get('l0_tables')} + {shape.get('sorted_runs')} "
-          f"| {store.get('bytes_at_rest', 0) / 1e9:.2f} ({store.get('live_table_bytes', 0) / 1e9:.2f}) "
-          + (f"| {store.get('write_amplification', 0):.2f} | {store.get('space_amplification', 0):.2f} " if fill else "| – | – ")
-          + f"
-          f"| {mib(mem.get('metadata_bytes', 0))} | {mib(mem.get('block_cache_bytes', 0))} "
-          f"| {mib(run.get('peak_rss_bytes') or 0)} |")
-EOF
+python3 scripts/scale-table.py "$out" >&2

@@ -188,6 +188,19 @@ fn every_bench_workload_runs_small_and_reports_json() {
         assert!(report["peak_rss_bytes"].as_u64().is_some_and(|bytes| bytes > 0));
         let runs = report["workloads"].as_array().expect("workloads");
         assert_eq!(runs.len(), 1, "{workload}: only the named workload is reported");
+        let store = &report["store_after"];
+        assert!(
+            store["bytes_at_rest"].as_u64().is_some_and(|bytes| bytes > 0),
+            "{store}"
+        );
+        assert!(
+            store["write_amplification"].as_f64().is_some_and(|amp| amp >= 1.0),
+            "{store}"
+        );
+        match workload {
+            "fill" | "durable-put" => assert!(report["load"].is_null(), "{workload}"),
+            _ => assert_eq!(report["load"]["workload"], "fill", "{workload}: the load phase apart"),
+        }
         let run = &runs[0];
         assert_eq!(run["workload"], workload);
         assert!(run["ops"].as_u64().is_some_and(|ops| ops > 0), "{run}");

@@ -141,7 +141,7 @@ async fn merge_into(
     while let Some(row) = merge.next_version().await? {
         output.rows_in += 1;
         if output.rows_in.is_multiple_of(ROWS_PER_YIELD) {
-            YieldNow(false).await;
+            talus_actors::runtime::yield_now().await;
         }
         if versions.last().is_some_and(|last| last.key != row.key) {
             if writer.hooks.cancel.load(Ordering::Relaxed) {
@@ -172,23 +172,6 @@ async fn merge_into(
 /// milliseconds) while gets queued behind it wait; 512 rows take tens of
 /// microseconds.
 const ROWS_PER_YIELD: u64 = 512;
-
-/// Returns `Pending` once (waking itself), letting the executor run other
-/// tasks first.
-struct YieldNow(bool);
-
-impl std::future::Future for YieldNow {
-    type Output = ();
-
-    fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
-        if self.0 {
-            return std::task::Poll::Ready(());
-        }
-        self.0 = true;
-        cx.waker().wake_by_ref();
-        std::task::Poll::Pending
-    }
-}
 
 /// Builds output tables, cutting between keys at the target size.
 struct RunWriter<'a> {
@@ -334,7 +317,7 @@ mod tests {
             let other = runtime.spawn(async move {
                 while !other_done.load(Ordering::Relaxed) {
                     other_turns.fetch_add(1, Ordering::Relaxed);
-                    YieldNow(false).await;
+                    talus_actors::runtime::yield_now().await;
                 }
             });
             let output = run(&tables, &input, &JobHooks::default()).await.expect("job");

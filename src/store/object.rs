@@ -157,6 +157,9 @@ impl fmt::Debug for Driver {
 pub struct ObjectStoreAdapter {
     inner: Arc<dyn ObjectStore>,
     driver: Driver,
+    /// The local directory store behind `inner`, when it is one: its reads
+    /// of page-cached bytes skip the driver.
+    local: Option<Arc<object_store::local::LocalFileSystem>>,
     /// The tokio thread an S3 adapter's requests run on; it lives as long
     /// as the adapter's last clone.
     _owned_thread: Option<Arc<TokioThread>>,
@@ -176,6 +179,7 @@ impl ObjectStoreAdapter {
         ObjectStoreAdapter {
             inner,
             driver,
+            local: None,
             _owned_thread: None,
         }
     }
@@ -243,6 +247,7 @@ impl ObjectStoreAdapter {
         Ok(ObjectStoreAdapter {
             inner,
             driver: thread.driver(),
+            local: None,
             _owned_thread: Some(Arc::new(thread)),
         })
     }
@@ -261,7 +266,11 @@ impl ObjectStoreAdapter {
             .map_err(std::io::Error::other)?
             .with_fsync(true)
             .with_automatic_cleanup(true);
-        Ok(Self::new(Arc::new(store), Driver::Blocking(runtime)))
+        let store = Arc::new(store);
+        Ok(ObjectStoreAdapter {
+            local: Some(store.clone()),
+            ..Self::new(store, Driver::Blocking(runtime))
+        })
     }
 
     /// Runs one request built by `request` on the driver.
@@ -323,19 +332,75 @@ fn info(meta: object_store::ObjectMeta) -> ObjectInfo {
     }
 }
 
-impl Store for ObjectStoreAdapter {
-    fn get(&self, path: &Path, range: ByteRange) -> BoxFuture<'static, StoreResult<Fetched>> {
-        let op = range.op();
-        if let ByteRange::Range(wanted) = &range
-            && wanted.start >= wanted.end
-        {
-            let error = StoreError::InvalidRequest {
-                op,
-                path: path.clone(),
-                detail: format!("empty range {wanted:?}"),
-            };
-            return futures::future::ready(Err(error)).boxed();
+/// Reads that never block: only bytes the OS page cache already holds.
+mod cached {
+    use super::{ByteRange, Fetched};
+
+    /// `range` of the file at `file`, read on the calling thread only if
+    /// every byte is in the page cache (Linux `preadv2` with `RWF_NOWAIT`,
+    /// which fails rather than wait for the disk). `None` when it cannot
+    /// (not cached, a short read, a missing file, any error, another OS):
+    /// the caller then reads through the blocking pool, which also reports
+    /// the errors.
+    #[cfg(target_os = "linux")]
+    pub fn read(file: &std::path::Path, range: &ByteRange) -> Option<Fetched> {
+        use rustix::io::{ReadWriteFlags, preadv2};
+        let file = std::fs::File::open(file).ok()?;
+        let object_size = file.metadata().ok()?.len();
+        let wanted = match range {
+            ByteRange::All => 0..object_size,
+            ByteRange::Range(range) if range.end <= object_size => range.clone(),
+            ByteRange::Range(_) => return None,
+            ByteRange::Suffix(len) => object_size.saturating_sub(*len)..object_size,
+        };
+        let mut bytes = vec![0; usize::try_from(wanted.end - wanted.start).ok()?];
+        let mut done = 0;
+        while done < bytes.len() {
+            let at = wanted.start + done as u64;
+            let read = preadv2(
+                &file,
+                &mut [std::io::IoSliceMut::new(&mut bytes[done..])],
+                at,
+                ReadWriteFlags::NOWAIT,
+            )
+            .ok()?;
+            if read == 0 {
+                return None;
+            }
+            done += read;
         }
+        Some(Fetched {
+            bytes: bytes.into(),
+            offset: wanted.start,
+            object_size,
+        })
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    pub fn read(_file: &std::path::Path, _range: &ByteRange) -> Option<Fetched> {
+        None
+    }
+
+    /// Reads done without waiting on one thread between two yields.
+    pub const READS_PER_YIELD: u32 = 8;
+
+    std::thread_local! {
+        static SINCE_YIELD: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+    }
+
+    /// Counts a read done without waiting; true every `READS_PER_YIELD`th.
+    pub fn due_to_yield() -> bool {
+        SINCE_YIELD.with(|count| {
+            let next = count.get() + 1;
+            count.set(next % READS_PER_YIELD);
+            next == READS_PER_YIELD
+        })
+    }
+}
+
+impl ObjectStoreAdapter {
+    /// A read through the driver (the blocking pool for a local directory).
+    fn get_blocking(&self, op: Op, path: &Path, range: ByteRange) -> BoxFuture<'static, StoreResult<Fetched>> {
         self.run(op, path, move |store, path| {
             async move {
                 let options = GetOptions {
@@ -357,6 +422,46 @@ impl Store for ObjectStoreAdapter {
             }
             .boxed()
         })
+    }
+}
+
+impl Store for ObjectStoreAdapter {
+    fn get(&self, path: &Path, range: ByteRange) -> BoxFuture<'static, StoreResult<Fetched>> {
+        let op = range.op();
+        if let ByteRange::Range(wanted) = &range
+            && wanted.start >= wanted.end
+        {
+            let error = StoreError::InvalidRequest {
+                op,
+                path: path.clone(),
+                detail: format!("empty range {wanted:?}"),
+            };
+            return futures::future::ready(Err(error)).boxed();
+        }
+        if let Some(local) = self.local.clone() {
+            // Bytes the OS already caches are read on the caller's thread:
+            // a table block from the page cache costs a few microseconds,
+            // a trip through the blocking pool ten times that.
+            let (blocking, path) = (self.get_blocking(op, path, range.clone()), path.clone());
+            return async move {
+                if let Some(fetched) = local
+                    .path_to_filesystem(&path)
+                    .ok()
+                    .and_then(|file| cached::read(&file, &range))
+                {
+                    // A caller whose reads all come from the page cache
+                    // never waits: it yields now and then, or it would
+                    // hold its executor thread while other tasks queue.
+                    if cached::due_to_yield() {
+                        talus_actors::runtime::yield_now().await;
+                    }
+                    return Ok(fetched);
+                }
+                blocking.await
+            }
+            .boxed();
+        }
+        self.get_blocking(op, path, range)
     }
 
     fn head(&self, path: &Path) -> BoxFuture<'static, StoreResult<ObjectInfo>> {
@@ -522,6 +627,72 @@ mod tests {
             e_tag: None,
             version: None,
         }
+    }
+
+    /// Page-cached reads of a local directory (done on the caller's
+    /// thread) answer exactly what the blocking path answers, and a caller
+    /// doing nothing but such reads yields every `READS_PER_YIELD`th time.
+    #[test]
+    fn cached_local_reads_match_the_blocking_path() {
+        /// Removes the test's directory however the test ends.
+        struct Scratch(std::path::PathBuf);
+        impl Drop for Scratch {
+            fn drop(&mut self) {
+                let _ = std::fs::remove_dir_all(&self.0);
+            }
+        }
+        let dir = Scratch(std::env::temp_dir().join(format!("talus-cached-read-{}", std::process::id())));
+        let sim = talus_actors::runtime::Sim::new(1);
+        let runtime = sim.runtime();
+        sim.block_on(async {
+            let store = ObjectStoreAdapter::local_dir(&dir.0, runtime).expect("dir");
+            let plain = ObjectStoreAdapter {
+                local: None,
+                ..store.clone()
+            };
+            let path = Path::from("db/compacted/table.sst");
+            let content: Vec<u8> = (0..20_000u32).map(|n| (n % 251) as u8).collect();
+            store
+                .put(&path, Bytes::from(content.clone()), PutMode::Create)
+                .await
+                .expect("put");
+            // Just written, so in the page cache: the direct path answers.
+            let file = store
+                .local
+                .as_ref()
+                .expect("local")
+                .path_to_filesystem(&path)
+                .expect("file");
+            assert!(cached::read(&file, &ByteRange::Range(10..20)).is_some());
+            for range in [
+                ByteRange::Range(0..1),
+                ByteRange::Range(4_000..8_096),
+                ByteRange::Range(19_990..20_000),
+                ByteRange::Suffix(300),
+                ByteRange::Suffix(50_000),
+                ByteRange::All,
+            ] {
+                let fast = store.get(&path, range.clone()).await.expect("cached read");
+                let slow = plain.get(&path, range.clone()).await.expect("blocking read");
+                assert_eq!(fast, slow, "{range:?}");
+            }
+            // A range past the end and a missing object take the blocking
+            // path, which answers them as it always has.
+            let past_end = ByteRange::Range(19_999..20_001);
+            assert!(cached::read(&file, &past_end).is_none());
+            assert_eq!(
+                store.get(&path, past_end.clone()).await.expect("past the end"),
+                plain.get(&path, past_end).await.expect("past the end")
+            );
+            let missing = store
+                .get(&Path::from("db/compacted/none.sst"), ByteRange::Range(0..1))
+                .await;
+            assert!(matches!(missing, Err(StoreError::NotFound { .. })), "{missing:?}");
+        });
+        let yields = (0..3 * cached::READS_PER_YIELD)
+            .filter(|_| cached::due_to_yield())
+            .count();
+        assert_eq!(yields, 3);
     }
 
     /// Regression: a time before 1970 became 0, which the collector reads

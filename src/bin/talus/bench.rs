@@ -78,8 +78,9 @@ pub struct BenchArgs {
     /// Seeds key order, values and choices.
     #[arg(long, default_value_t = 1)]
     seed: u64,
-    /// After the load, wait until compaction has settled before closing,
-    /// so a read workload runs with no compaction going on.
+    /// After the load (or, with `--existing`, before the workload), wait
+    /// until compaction has settled, so a read workload runs with no
+    /// compaction going on.
     #[arg(long)]
     settle: bool,
     /// Block cache capacity in MiB (default: the engine's).
@@ -390,6 +391,8 @@ struct Bench {
     counts: Arc<RequestCounts>,
     /// Bytes uploaded by the workloads before the last count reset.
     written_before: std::sync::atomic::AtomicU64,
+    /// Bytes of keys and values the workloads put (every put counted).
+    user_written: std::sync::atomic::AtomicU64,
     runtime: Runtime,
     path: String,
     show_progress: bool,
@@ -411,7 +414,17 @@ impl Bench {
 
     /// Bytes the user wrote in the load: every key and value once.
     fn user_bytes(&self) -> u64 {
-        self.args.keys * (KEY_BYTES + self.args.value_size as u64)
+        self.args.keys * self.row_bytes()
+    }
+
+    /// Bytes of one put's key and value.
+    fn row_bytes(&self) -> u64 {
+        KEY_BYTES + self.args.value_size as u64
+    }
+
+    /// Counts `puts` puts towards the write amplification.
+    fn count_puts(&self, puts: u64) {
+        self.user_written.fetch_add(puts * self.row_bytes(), Ordering::Relaxed);
     }
 
     async fn open(&self) -> Result<Db, Error> {
@@ -523,6 +536,14 @@ impl Bench {
         order
     }
 
+    /// Opens the database, waits until compaction has settled, closes.
+    async fn settle(&self) -> Result<(), CliError> {
+        let db = self.open().await?;
+        let settled = db.wait_for_compactions().await;
+        db.close().await?;
+        Ok(settled?)
+    }
+
     /// Writes every row (non-durable) from `--writers` tasks, then makes
     /// it all durable and closes with the memtable moved into L0.
     async fn fill(&self) -> Result<Report, CliError> {
@@ -553,6 +574,7 @@ impl Bench {
             }
         });
         gather(tasks).await?;
+        self.count_puts(self.args.keys);
         let put_seconds = self.seconds_since(started);
         db.flush().await?;
         let durable_seconds = self.seconds_since(started);
@@ -616,6 +638,7 @@ impl Bench {
             }
         });
         let (latency, _) = gather(tasks).await?;
+        self.count_puts(self.args.ops);
         let seconds = self.seconds_since(started);
         bar.finish_and_clear();
         let stats = db.stats();
@@ -824,6 +847,7 @@ impl Bench {
         self.runtime.sleep(duration).await;
         stop.store(true, Ordering::Relaxed);
         let (latency, puts) = gather(tasks).await?;
+        self.count_puts(puts);
         let seconds = self.seconds_since(started);
         bar.finish_and_clear();
         let stats = db.stats();
@@ -901,6 +925,7 @@ impl Bench {
         let shape = reader.shape();
         let user = self.user_bytes().max(1) as f64;
         let written = self.total_written();
+        let put = self.user_written.load(Ordering::Relaxed);
         Ok(json!({
             "objects": objects,
             "bytes": bytes,
@@ -912,8 +937,9 @@ impl Bench {
             "l0_tables": shape.l0_tables,
             "sorted_runs": shape.sorted_runs,
             "user_bytes": self.user_bytes(),
+            "user_bytes_written": put,
             "bytes_written": written,
-            "write_amplification": written as f64 / user,
+            "write_amplification": (put > 0).then(|| written as f64 / put as f64),
             "space_amplification": bytes_at_rest as f64 / user,
         }))
     }
@@ -973,6 +999,7 @@ pub async fn run(
         store: Arc::new(latency),
         counts,
         written_before: Default::default(),
+        user_written: Default::default(),
         runtime,
         show_progress: !json && std::io::stderr().is_terminal(),
         args,
@@ -985,7 +1012,11 @@ pub async fn run(
     };
     let measured = bench.args.workload;
     let mut reports = Vec::new();
+    let mut load = None;
     let outcome: Result<(), CliError> = async {
+        if bench.args.settle && bench.args.existing.is_some() {
+            bench.settle().await?;
+        }
         for workload in workloads {
             let report = match workload {
                 Workload::Fill => bench.fill().await?,
@@ -994,10 +1025,13 @@ pub async fn run(
                 Workload::Scan => bench.scan().await?,
                 Workload::Mixed => bench.mixed().await?,
             };
-            // A read workload's load phase is reported only when no
-            // workload was named (then `fill` is one of the two asked for).
+            // A read workload's load phase is reported apart, as `load`,
+            // unless no workload was named (then `fill` is one of the two
+            // asked for).
             if measured.is_none() || measured == Some(workload) {
                 reports.push(report);
+            } else {
+                load = Some(report);
             }
         }
         Ok(())
@@ -1027,6 +1061,7 @@ pub async fn run(
             "readers": bench.args.readers,
             "seed": bench.args.seed,
             "workloads": reports.iter().map(Report::json).collect::<Vec<_>>(),
+            "load": load.as_ref().map(Report::json),
             "store_after": store_report,
             "peak_rss_bytes": peak_rss,
         });
@@ -1036,6 +1071,10 @@ pub async fn run(
             "talus bench: {} keys, {}-byte values, store {}, +{} ms per request",
             bench.args.keys, bench.args.value_size, store_url, bench.args.latency_ms
         );
+        if let Some(load) = &load {
+            println!("load phase:");
+            load.print();
+        }
         for report in &reports {
             report.print();
         }
