@@ -79,13 +79,18 @@ fn options(meta_cache_bytes: u64) -> DbOptions {
     options
 }
 
-async fn fill(store: Arc<dyn Store>, runtime: talusdb::actors::Runtime) {
-    let db = Db::builder("db", store)
+/// The database with `options(meta_cache_bytes)`.
+async fn open(store: Arc<dyn Store>, runtime: talusdb::actors::Runtime, meta_cache_bytes: u64) -> Db {
+    Db::builder("db", store)
         .runtime(runtime)
-        .options(options(64 << 20))
+        .options(options(meta_cache_bytes))
         .open()
         .await
-        .expect("open");
+        .expect("open")
+}
+
+async fn fill(store: Arc<dyn Store>, runtime: talusdb::actors::Runtime) {
+    let db = open(store, runtime, 64 << 20).await;
     let quick = WriteOptions { await_durable: false };
     // Shuffled, so every table of every run spans part of the key space.
     for n in 0..KEYS {
@@ -109,12 +114,7 @@ fn lookups_read_one_table_per_run_and_metadata_once() {
             reads: Arc::default(),
         };
         let store: Arc<dyn Store> = Arc::new(log.clone());
-        let db = Db::builder("db", store)
-            .runtime(runtime)
-            .options(options(64 << 20))
-            .open()
-            .await
-            .expect("reopen");
+        let db = open(store, runtime, 64 << 20).await;
         let shape = db.stats().shape;
         let tables = shape.l0_tables + shape.run_tables;
         assert!(tables >= 200, "several hundred tables: {shape:?}");
@@ -182,12 +182,7 @@ fn a_small_metadata_cache_stays_within_its_bound() {
             "the metadata ({needed} bytes) must not fit the bound"
         );
 
-        let tight = Db::builder("db", store)
-            .runtime(runtime)
-            .options(options(BOUND))
-            .open()
-            .await
-            .expect("reopen");
+        let tight = open(store, runtime, BOUND).await;
         for round in 0..2 {
             for n in 0..KEYS {
                 let found = tight.get(key(n)).await.expect("get");

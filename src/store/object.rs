@@ -442,7 +442,7 @@ impl Store for ObjectStoreAdapter {
             // Bytes the OS already caches are read on the caller's thread:
             // a table block from the page cache costs a few microseconds,
             // a trip through the blocking pool ten times that.
-            let (blocking, path) = (self.get_blocking(op, path, range.clone()), path.clone());
+            let (adapter, path) = (self.clone(), path.clone());
             return async move {
                 if let Some(fetched) = local
                     .path_to_filesystem(&path)
@@ -457,7 +457,7 @@ impl Store for ObjectStoreAdapter {
                     }
                     return Ok(fetched);
                 }
-                blocking.await
+                adapter.get_blocking(op, &path, range).await
             }
             .boxed();
         }

@@ -252,7 +252,7 @@ impl TableStore {
             (outcome, _) => outcome?,
         }
         if let TableId::Compacted(_) = id {
-            self.seed_written(id, &bytes);
+            self.seed_written(id, &bytes, &meta);
         }
         Ok(WrittenTable { id, size, meta })
     }
@@ -487,40 +487,29 @@ impl TableStore {
         }
     }
 
-    /// Puts the metadata of a sorted table just written into the cache, so
-    /// that reading it (a new L0 table, a compaction's output) starts with
-    /// no metadata reads. A table that does not decode is left alone: the
-    /// first read reports it.
-    fn seed_written(&self, id: TableId, bytes: &Bytes) {
+    /// Puts the metadata of sorted table `id`, just written as `bytes`
+    /// with `meta`, into the cache, so that reading it (a new L0 table, a
+    /// compaction's output) starts with no metadata reads. A table that
+    /// does not decode is left alone: the first read reports it.
+    fn seed_written(&self, id: TableId, bytes: &Bytes, meta: &TableMeta) {
         let Ok(footer) = Footer::decode(bytes, bytes.len() as u64) else {
-            return;
-        };
-        let Some(meta) =
-            slice_of_bytes(bytes, footer.meta).and_then(|stored| TableMeta::decode(&stored, footer.meta.offset).ok())
-        else {
             return;
         };
         let opened = Opened {
             size: bytes.len() as u64,
             footer,
-            meta,
+            meta: meta.clone(),
         };
         let whole = Fetched {
             bytes: bytes.clone(),
             offset: 0,
-            object_size: bytes.len() as u64,
+            object_size: opened.size,
         };
         let reader = self.reader(id, self.path(id), &opened);
         if reader.seed_from(&whole).is_ok() {
             self.inner.caches.insert_meta(id, MetaPart::Opened(Arc::new(opened)));
         }
     }
-}
-
-/// The bytes of `handle` within a whole table.
-fn slice_of_bytes(bytes: &Bytes, handle: Handle) -> Option<Bytes> {
-    let end = handle.offset.checked_add(handle.len)?;
-    (end <= bytes.len() as u64).then(|| bytes.slice(handle.offset as usize..end as usize))
 }
 
 fn split_parts(bytes: &Bytes, part_bytes: usize) -> Vec<Bytes> {

@@ -1,4 +1,5 @@
-//! `talus bench`: the load benchmark. Workloads, keys, values and the
+//! `talus bench`: the load benchmark (rows in `rows`, reports in `report`,
+//! the store after the run in `store_after`). Workloads, keys, values and the
 //! reported fields are described in `docs/cli.md`.
 //!
 //! Row i's key is the 16-digit zero-padded decimal of 2·i (absent keys use
@@ -12,7 +13,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use bytes::Bytes;
 use clap::{Args, ValueEnum};
 use futures::StreamExt;
 use futures::future::join_all;
@@ -20,11 +20,17 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::{Value, json};
 use talusdb::actors::Runtime;
 use talusdb::actors::runtime::JoinHandle;
-use talusdb::manifest::{Fenced, Manifest, Role, VersionedOptions, VersionedStore};
 use talusdb::store::{LatencyStore, RequestCounts, Store};
-use talusdb::{Db, DbStats, Error, ErrorKind, ScanOptions, WriteOptions};
+use talusdb::{Db, Error, ErrorKind, ScanOptions, WriteOptions};
 
 use crate::{CliError, stores};
+
+mod report;
+mod rows;
+mod store_after;
+
+use report::{Latencies, Report, memory_json, peak_rss_bytes, rate, shape_json};
+use rows::{KEY_BYTES, Rng, absent_key, check_value, key, value};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Workload {
@@ -100,213 +106,6 @@ pub struct BenchArgs {
     keep: bool,
 }
 
-/// A small, fast, seedable generator (splitmix64).
-#[derive(Clone, Debug)]
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, bound: u64) -> u64 {
-        self.next() % bound.max(1)
-    }
-
-    fn chance(&mut self, probability: f64) -> bool {
-        ((self.next() >> 11) as f64 / (1u64 << 53) as f64) < probability
-    }
-}
-
-/// Bytes of every key.
-const KEY_BYTES: u64 = 16;
-
-fn key(i: u64) -> Bytes {
-    Bytes::from(format!("{:016}", 2 * i))
-}
-
-fn absent_key(i: u64) -> Bytes {
-    Bytes::from(format!("{:016}", 2 * i + 1))
-}
-
-fn value(i: u64, version: u32, size: usize, rng: &mut Rng) -> Bytes {
-    let mut bytes = Vec::with_capacity(size);
-    bytes.extend_from_slice(&i.to_le_bytes());
-    bytes.extend_from_slice(&version.to_le_bytes());
-    while bytes.len() < size {
-        bytes.extend_from_slice(&rng.next().to_le_bytes());
-    }
-    bytes.truncate(size);
-    Bytes::from(bytes)
-}
-
-/// Checks a value read for row `i`.
-fn check_value(i: u64, found: Option<&Bytes>, size: usize) -> Result<(), CliError> {
-    match found {
-        None => Err(CliError::WrongAnswer(format!("row {i} (key {:016}) is missing", 2 * i))),
-        Some(found) if found.len() != size => Err(CliError::WrongAnswer(format!(
-            "row {i}: value of {} bytes, expected {size}",
-            found.len()
-        ))),
-        Some(found) if found[..8] != i.to_le_bytes() => Err(CliError::WrongAnswer(format!(
-            "row {i}: the value belongs to another key"
-        ))),
-        Some(_) => Ok(()),
-    }
-}
-
-/// Latencies in microseconds: all of them, and apart those of operations
-/// that started while a compaction was running.
-#[derive(Debug, Default)]
-struct Latencies(Vec<u32>, Vec<u32>);
-
-fn micros(took: Duration) -> u32 {
-    u32::try_from(took.as_micros()).unwrap_or(u32::MAX)
-}
-
-impl Latencies {
-    fn record(&mut self, took: Duration) {
-        self.0.push(micros(took));
-    }
-
-    /// Records an operation that started while `compacting` said whether
-    /// a compaction job was running.
-    fn record_during(&mut self, took: Duration, compacting: bool) {
-        self.record(took);
-        if compacting {
-            self.1.push(micros(took));
-        }
-    }
-
-    fn merge(parts: Vec<Latencies>) -> Latencies {
-        let (mut all, mut compacting): (Vec<u32>, Vec<u32>) = (Vec::new(), Vec::new());
-        for part in parts {
-            all.extend(part.0);
-            compacting.extend(part.1);
-        }
-        all.sort_unstable();
-        compacting.sort_unstable();
-        Latencies(all, compacting)
-    }
-
-    /// The operations that started while a compaction ran, and the rest,
-    /// apart (`None` when none did: then all of them ran without).
-    fn split(&self) -> Option<(Latencies, Latencies)> {
-        if self.1.is_empty() {
-            return None;
-        }
-        let mut quiet = Vec::with_capacity(self.0.len() - self.1.len().min(self.0.len()));
-        let mut during = self.1.iter().peekable();
-        for &sample in &self.0 {
-            if during.peek() == Some(&&sample) {
-                during.next();
-            } else {
-                quiet.push(sample);
-            }
-        }
-        Some((Latencies(self.1.clone(), Vec::new()), Latencies(quiet, Vec::new())))
-    }
-
-    fn percentile(&self, p: f64) -> u32 {
-        if self.0.is_empty() {
-            return 0;
-        }
-        let rank = ((self.0.len() as f64) * p).ceil() as usize;
-        self.0[rank.clamp(1, self.0.len()) - 1]
-    }
-
-    fn print(&self, label: &str) {
-        println!(
-            "  {:<24}p50 {}  p99 {}  p999 {}  max {}  ({} ops)",
-            label,
-            self.percentile(0.50),
-            self.percentile(0.99),
-            self.percentile(0.999),
-            self.0.last().copied().unwrap_or(0),
-            self.0.len()
-        );
-    }
-
-    fn json(&self) -> Value {
-        json!({
-            "count": self.0.len(),
-            "p50": self.percentile(0.50),
-            "p99": self.percentile(0.99),
-            "p999": self.percentile(0.999),
-            "max": self.0.last().copied().unwrap_or(0),
-        })
-    }
-}
-
-/// One workload's results.
-#[derive(Debug)]
-struct Report {
-    workload: &'static str,
-    ops: u64,
-    seconds: f64,
-    latency: Option<Latencies>,
-    /// Extra fields (rows/s, time until durable, reads per lookup).
-    extra: serde_json::Map<String, Value>,
-    requests: Value,
-}
-
-impl Report {
-    fn json(&self) -> Value {
-        let mut object = serde_json::Map::new();
-        object.insert("workload".into(), json!(self.workload));
-        object.insert("ops".into(), json!(self.ops));
-        object.insert("seconds".into(), json!(self.seconds));
-        object.insert("ops_per_s".into(), json!(rate(self.ops, self.seconds)));
-        if let Some(latency) = &self.latency {
-            object.insert("latency_us".into(), latency.json());
-            if let Some((during, quiet)) = latency.split() {
-                object.insert("latency_us_compacting".into(), during.json());
-                object.insert("latency_us_not_compacting".into(), quiet.json());
-            }
-        }
-        object.extend(self.extra.clone());
-        object.insert("requests".into(), self.requests.clone());
-        Value::Object(object)
-    }
-
-    fn print(&self) {
-        println!("{}", self.workload);
-        println!("  {:<24}{}", "operations", self.ops);
-        println!("  {:<24}{:.2}", "seconds", self.seconds);
-        println!("  {:<24}{:.0}", "ops/s", rate(self.ops, self.seconds));
-        if let Some(latency) = &self.latency {
-            latency.print("latency (µs)");
-            if let Some((during, quiet)) = latency.split() {
-                during.print("  while compacting");
-                quiet.print("  otherwise");
-            }
-        }
-        for (name, value) in &self.extra {
-            println!("  {name:<24}{value}");
-        }
-        let requests = self
-            .requests
-            .as_object()
-            .map(|kinds| {
-                kinds
-                    .iter()
-                    .map(|(kind, count)| format!("{kind} {count}"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            })
-            .unwrap_or_default();
-        println!(
-            "  {:<24}{}",
-            "store requests",
-            if requests.is_empty() { "none".into() } else { requests }
-        );
-    }
-}
-
 /// What one benchmark task ends with: its latencies and a count of its
 /// own (misses, rows, puts), or the wrong answer it met, or the database's
 /// error.
@@ -328,39 +127,6 @@ async fn gather(workers: Workers) -> Result<(Latencies, u64), CliError> {
         total += count;
     }
     Ok((Latencies::merge(parts), total))
-}
-
-fn rate(count: u64, seconds: f64) -> f64 {
-    if seconds > 0.0 { count as f64 / seconds } else { 0.0 }
-}
-
-/// The tables readers search, as the database's stats give them.
-fn shape_json(stats: &DbStats) -> Value {
-    let shape = stats.shape;
-    json!({
-        "l0_tables": shape.l0_tables,
-        "sorted_runs": shape.sorted_runs,
-        "run_tables": shape.run_tables,
-        "table_bytes": shape.table_bytes,
-    })
-}
-
-/// The engine's own accounting of its memory.
-fn memory_json(stats: &DbStats) -> Value {
-    let memory = stats.memory;
-    json!({
-        "block_cache_bytes": memory.block_cache_bytes,
-        "metadata_bytes": memory.metadata_bytes,
-        "memtable_bytes": memory.memtable_bytes,
-    })
-}
-
-/// Peak resident memory of this process, where the OS tells it.
-fn peak_rss_bytes() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|line| line.starts_with("VmHWM:"))?;
-    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib * 1024)
 }
 
 /// A workload's tasks, and the task watching for compactions meanwhile.
@@ -852,7 +618,7 @@ impl Bench {
         bar.finish_and_clear();
         let stats = db.stats();
         db.close().await?;
-        let ops = latency.0.len() as u64;
+        let ops = latency.count() as u64;
         Ok(self.report(
             "mixed",
             ops,
@@ -866,82 +632,6 @@ impl Bench {
                 ("memory", memory_json(&stats)),
             ],
         ))
-    }
-
-    /// Objects and bytes under the benchmark's path.
-    async fn store_usage(&self) -> Result<(u64, u64), Error> {
-        let prefix = self.path.as_str().into();
-        let objects = self.store.list(&prefix).await.map_err(Error::from)?;
-        Ok((objects.len() as u64, objects.iter().map(|object| object.size).sum()))
-    }
-
-    /// What the store holds once the workloads are done (the database is
-    /// closed): objects and bytes before and after a garbage collection
-    /// with no minimum ages, the live table bytes, and the amplifications.
-    async fn store_report(&self) -> Result<Value, CliError> {
-        let (objects, bytes) = self.store_usage().await?;
-        let mut gc = talusdb::GcOptions::default();
-        for class in [&mut gc.wal, &mut gc.tables, &mut gc.manifests, &mut gc.compactions] {
-            class.min_age = Duration::ZERO;
-        }
-        let collector = Db::builder(self.path.as_str(), self.store.clone())
-            .runtime(self.runtime.clone())
-            .options(talusdb::DbOptions {
-                gc: Some(gc),
-                ..talusdb::DbOptions::default()
-            })
-            .collector()?;
-        collector.run(&talusdb::gc::Class::ALL, false).await?;
-        let (objects_after_gc, bytes_after_gc) = self.store_usage().await?;
-        // Each compaction's inputs stay pinned by a checkpoint for 15
-        // minutes (for reads still running on them). Nothing reads now: drop
-        // those checkpoints and collect again, to see the store at rest.
-        let mut manifest = Fenced::<Manifest>::load(
-            VersionedStore::new(
-                self.store.clone(),
-                self.path.as_str().into(),
-                self.runtime.clone(),
-                VersionedOptions::default(),
-            ),
-            Role::Admin,
-        )
-        .await
-        .map_err(Error::from)?;
-        for checkpoint in manifest.list_checkpoints() {
-            if checkpoint
-                .name
-                .as_deref()
-                .is_some_and(|name| name.starts_with("compaction "))
-            {
-                manifest.delete_checkpoint(checkpoint.id).await.map_err(Error::from)?;
-            }
-        }
-        collector.run(&talusdb::gc::Class::ALL, false).await?;
-        let (objects_at_rest, bytes_at_rest) = self.store_usage().await?;
-        let reader = Db::builder(self.path.as_str(), self.store.clone())
-            .runtime(self.runtime.clone())
-            .open_read_only()
-            .await?;
-        let shape = reader.shape();
-        let user = self.user_bytes().max(1) as f64;
-        let written = self.total_written();
-        let put = self.user_written.load(Ordering::Relaxed);
-        Ok(json!({
-            "objects": objects,
-            "bytes": bytes,
-            "objects_after_gc": objects_after_gc,
-            "bytes_after_gc": bytes_after_gc,
-            "objects_at_rest": objects_at_rest,
-            "bytes_at_rest": bytes_at_rest,
-            "live_table_bytes": shape.table_bytes,
-            "l0_tables": shape.l0_tables,
-            "sorted_runs": shape.sorted_runs,
-            "user_bytes": self.user_bytes(),
-            "user_bytes_written": put,
-            "bytes_written": written,
-            "write_amplification": (put > 0).then(|| written as f64 / put as f64),
-            "space_amplification": bytes_at_rest as f64 / user,
-        }))
     }
 
     /// Removes every object the benchmark wrote under its path.
@@ -1089,51 +779,4 @@ pub async fn run(
         }
     }
     Ok(ExitCode::SUCCESS)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn percentiles_pick_the_ranked_sample() {
-        let latencies = Latencies::merge(vec![Latencies((1..=1000).rev().collect(), Vec::new())]);
-        assert_eq!(latencies.percentile(0.5), 500);
-        assert_eq!(latencies.percentile(0.99), 990);
-        assert_eq!(latencies.percentile(0.999), 999);
-        assert_eq!(Latencies::default().percentile(0.5), 0);
-    }
-
-    #[test]
-    fn latencies_during_compaction_are_split_from_the_rest() {
-        let mut first = Latencies::default();
-        let mut second = Latencies::default();
-        for micros in [5, 7, 9] {
-            first.record_during(Duration::from_micros(micros), false);
-        }
-        for (micros, compacting) in [(7, true), (100, true), (3, false)] {
-            second.record_during(Duration::from_micros(micros), compacting);
-        }
-        let all = Latencies::merge(vec![first, second]);
-        assert_eq!(all.0, vec![3, 5, 7, 7, 9, 100]);
-        let (during, quiet) = all.split().expect("some ran during a compaction");
-        assert_eq!(during.0, vec![7, 100]);
-        assert_eq!(quiet.0, vec![3, 5, 7, 9]);
-        let mut calm = Latencies::default();
-        calm.record_during(Duration::from_micros(1), false);
-        assert!(Latencies::merge(vec![calm]).split().is_none());
-    }
-
-    #[test]
-    fn values_carry_their_row_and_are_checked() {
-        let mut rng = Rng(7);
-        let made = value(42, 3, 100, &mut rng);
-        assert_eq!(made.len(), 100);
-        assert!(check_value(42, Some(&made), 100).is_ok());
-        assert!(check_value(43, Some(&made), 100).is_err());
-        assert!(check_value(42, Some(&made), 99).is_err());
-        assert!(check_value(42, None, 100).is_err());
-        assert_eq!(key(3), Bytes::from("0000000000000006"));
-        assert_eq!(absent_key(3), Bytes::from("0000000000000007"));
-    }
 }
