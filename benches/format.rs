@@ -69,7 +69,11 @@ fn blooms(c: &mut Criterion) {
     let hashes: Vec<u64> = (0..100_000)
         .map(|index| bloom::key_hash(key(2 * index).as_bytes()))
         .collect();
-    let filter = BloomFilter::decode(Bytes::from(bloom::build(&hashes, bloom::DEFAULT_BITS_PER_KEY))).expect("decodes");
+    let filter = BloomFilter::decode(
+        Bytes::from(bloom::build(&hashes, bloom::DEFAULT_BITS_PER_KEY)),
+        bloom::FilterLayout::Blocked,
+    )
+    .expect("decodes");
     let absent = key(777_777);
     let present = key(2 * 4_242);
     c.bench_function("bloom/probe absent key", |b| {

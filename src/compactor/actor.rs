@@ -380,6 +380,7 @@ impl CompactorActor {
             bottom: resolved.bottom,
             target_table_bytes: self.options.target_table_bytes,
             read_ahead_blocks: self.options.read_ahead_blocks,
+            busy_share: self.options.busy_share,
         };
         self.state.start(id).await?;
         self.running.insert(id, (spec, ctx.now()));

@@ -23,7 +23,7 @@ use crate::format::{Row, RowValue};
 use crate::manifest::TableHandle;
 use crate::read::LazyTable;
 use crate::read::merge::{Merge, RowSource, ScanBounds, merge_sources};
-use crate::store::{ScanOptions, TableStore};
+use crate::store::{Pacer, ScanOptions, TableStore};
 
 /// What a job reads and how it writes.
 #[derive(Clone, Debug)]
@@ -39,6 +39,9 @@ pub struct JobInput {
     pub target_table_bytes: usize,
     /// Blocks fetched per read while scanning the inputs.
     pub read_ahead_blocks: usize,
+    /// The share of wall-clock time the job may use while foreground
+    /// reads are busy (see [`crate::store::pace`]).
+    pub busy_share: f64,
 }
 
 /// What a job wrote and what it cost.
@@ -137,11 +140,19 @@ async fn merge_into(
     input: &JobInput,
     output: &mut JobOutput,
 ) -> Result<(), Error> {
+    let runtime = writer.tables.runtime().clone();
+    let mut pacer = Pacer::new(writer.tables.pace(), input.busy_share, runtime.now());
     let mut versions: Vec<Row> = Vec::new();
     while let Some(row) = merge.next_version().await? {
         output.rows_in += 1;
         if output.rows_in.is_multiple_of(ROWS_PER_YIELD) {
-            talus_actors::runtime::yield_now().await;
+            match pacer.pause(runtime.now()) {
+                Some(rest) => {
+                    runtime.sleep(rest).await;
+                    pacer.resumed(runtime.now());
+                }
+                None => talus_actors::runtime::yield_now().await,
+            }
         }
         if versions.last().is_some_and(|last| last.key != row.key) {
             if writer.hooks.cancel.load(Ordering::Relaxed) {
@@ -227,12 +238,13 @@ impl<'a> RunWriter<'a> {
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
+    use std::time::Duration;
 
     use bytes::Bytes;
     use talus_actors::runtime::Sim;
 
     use super::*;
-    use crate::store::{ObjectStoreAdapter, TableStoreOptions};
+    use crate::store::{LatencyStore, ObjectStoreAdapter, TableStoreOptions};
 
     fn versions(key: &str, seqs: &[(u64, bool)]) -> Vec<Row> {
         seqs.iter()
@@ -310,6 +322,7 @@ mod tests {
                 bottom: true,
                 target_table_bytes: 64 << 20,
                 read_ahead_blocks: 1024,
+                busy_share: 1.0,
             };
             let done = Arc::new(AtomicBool::new(false));
             let turns = Arc::new(std::sync::atomic::AtomicU64::new(0));
@@ -330,6 +343,74 @@ mod tests {
                 "the other task ran {during} times while {rows} rows merged"
             );
         });
+    }
+
+    /// The virtual time a job takes over a store answering in 1 ms, while
+    /// another task marks a foreground read every 100 us (when `reads`).
+    fn paced_job_time(busy_share: f64, reads: bool, urgent: bool) -> Duration {
+        let sim = Sim::new(5);
+        let runtime = sim.runtime();
+        sim.block_on(async move {
+            let slow = LatencyStore::new(
+                Arc::new(ObjectStoreAdapter::in_memory()),
+                runtime.clone(),
+                Duration::from_millis(1),
+            );
+            let tables = TableStore::new(
+                Arc::new(slow),
+                "db".into(),
+                runtime.clone(),
+                TableStoreOptions::default(),
+            );
+            let rows = 40 * ROWS_PER_YIELD;
+            let mut builder = tables.builder(TableKind::Sorted);
+            for key in 0..rows {
+                builder.add(&Row::value(format!("key{key:08}"), "v", key + 1));
+            }
+            let written = tables.write_sorted(builder).await.expect("input");
+            let input = JobInput {
+                sources: vec![vec![TableHandle::from_written(&written).expect("sorted")]],
+                retain_seq: 0,
+                bottom: true,
+                target_table_bytes: 64 << 20,
+                read_ahead_blocks: 2,
+                busy_share,
+            };
+            tables.pace().set_urgent(urgent);
+            let done = Arc::new(AtomicBool::new(false));
+            let (reader_done, reader_tables, reader_runtime) = (done.clone(), tables.clone(), runtime.clone());
+            let reader = runtime.spawn(async move {
+                while reads && !reader_done.load(Ordering::Relaxed) {
+                    reader_tables.pace().read();
+                    reader_runtime.sleep(Duration::from_micros(100)).await;
+                }
+            });
+            let started = runtime.now();
+            let output = run(&tables, &input, &JobHooks::default()).await.expect("job");
+            let took = runtime.now() - started;
+            done.store(true, Ordering::Relaxed);
+            reader.await.expect("the reader");
+            assert_eq!(output.rows_out, rows);
+            took
+        })
+    }
+
+    /// While reads arrive, a job at a quarter share takes about four times
+    /// as long as at full speed; without reads, or while L0 is urgent, it
+    /// is not slowed at all.
+    #[test]
+    fn a_job_rests_while_foreground_reads_are_busy() {
+        let full = paced_job_time(1.0, true, false);
+        let quiet = paced_job_time(0.25, false, false);
+        let urgent = paced_job_time(0.25, true, true);
+        let paced = paced_job_time(0.25, true, false);
+        assert!(full >= Duration::from_millis(10), "the inputs took {full:?} to read");
+        assert_eq!(quiet, full, "no reads: no rest");
+        assert_eq!(urgent, full, "urgent: no rest");
+        assert!(
+            paced >= full * 3 && paced <= full * 5,
+            "paced {paced:?} against {full:?} at full speed"
+        );
     }
 
     /// Three overlapping inputs merge into a run of several tables, cut
@@ -369,6 +450,7 @@ mod tests {
                 bottom: true,
                 target_table_bytes: 8 << 10,
                 read_ahead_blocks: 4,
+                busy_share: 1.0,
             };
             let output = run(&tables, &input, &JobHooks::default()).await.expect("job");
             assert_eq!(output.rows_in, 900);

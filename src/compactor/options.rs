@@ -22,6 +22,15 @@ pub struct CompactorOptions {
     /// 1 MiB per request at the default block size, so a job reading a
     /// 64 MiB table makes 64 requests, not 1,000).
     pub read_ahead_blocks: usize,
+    /// The share of wall-clock time a job may use while the database's
+    /// foreground reads are busy (default 0.1; 1 turns pacing off). A job
+    /// then rests after each millisecond of work in proportion, so gets
+    /// keep their throughput and p99 on a small machine while a long
+    /// compaction runs. Jobs run at full speed whenever no read arrived in
+    /// the last millisecond of work, and while L0 holds half of
+    /// `max_l0_tables` or more (writes would soon wait for the compactor).
+    /// A compactor in its own process sees no reads and is never paced.
+    pub busy_share: f64,
     /// Decides what to merge (default [`SizeTiered`] with its defaults).
     pub strategy: Arc<dyn Strategy>,
 }
@@ -34,6 +43,7 @@ impl Default for CompactorOptions {
             max_concurrent_jobs: (cores / 2).clamp(1, 4),
             target_table_bytes: 64 << 20,
             read_ahead_blocks: 256,
+            busy_share: 0.1,
             strategy: Arc::new(SizeTiered::default()),
         }
     }
@@ -46,6 +56,12 @@ impl CompactorOptions {
         }
         if self.max_concurrent_jobs == 0 || self.target_table_bytes == 0 {
             return Err("compactor max_concurrent_jobs and target_table_bytes must be positive".into());
+        }
+        if !(self.busy_share > 0.0 && self.busy_share <= 1.0) {
+            return Err(format!(
+                "compactor busy_share must be above 0 and at most 1, not {}",
+                self.busy_share
+            ));
         }
         self.strategy.validate()
     }

@@ -543,6 +543,7 @@ impl Db {
 
     async fn get_at(&self, key: &[u8], max_seq: u64) -> Result<Option<Bytes>, Error> {
         self.check_open()?;
+        self.inner.tables.pace().read();
         let view = self.inner.view.load_full();
         get_in(&view, &self.inner.tables, key, max_seq).await
     }
@@ -570,6 +571,7 @@ impl Db {
         options: ScanOptions,
         max_seq: u64,
     ) -> impl Stream<Item = Result<KeyValue, Error>> + Send + 'static {
+        self.inner.tables.pace().read();
         let view = self.check_open().map(|()| self.inner.view.load_full());
         scan_in(view, self.inner.tables.clone(), range, options, max_seq)
     }

@@ -235,6 +235,8 @@ impl L0Writer {
     fn publish(&self) {
         let manifest = self.manifest.current().clone();
         self.counters.set_l0_tables(manifest.l0.len());
+        let urgent = self.l0_full || manifest.l0.len() * 2 >= self.settings.max_l0_tables;
+        self.settings.tables.pace().set_urgent(urgent);
         self.view.rcu(|view| view.with_manifest(&manifest));
     }
 

@@ -6,7 +6,9 @@
 pub mod cache;
 pub mod error;
 pub mod in_flight;
+pub mod local;
 pub mod object;
+pub mod pace;
 pub mod paths;
 pub mod table;
 pub mod wrappers;
@@ -20,6 +22,7 @@ pub use object::{
     ByteRange, Created, Driver, Fetched, ObjectInfo, ObjectStoreAdapter, PutMode, Store, StoreResult, TokioThread,
     UNKNOWN_MODIFIED_MS, create_once,
 };
+pub use pace::{Pace, Pacer};
 pub use paths::{TableId, Ulid};
 pub use table::{
     ScanOptions, TableReader, TableScan, TableStore, TableStoreOptions, WalConflict, WalTable, WrittenTable,

@@ -27,6 +27,7 @@ use object_store::{GetOptions, GetRange, ObjectStore, ObjectStoreExt, PutOptions
 use talus_actors::Runtime;
 
 use super::error::{Op, StoreError};
+use super::local::{self, LocalFiles};
 
 /// The result of a store request.
 pub type StoreResult<T> = Result<T, StoreError>;
@@ -159,7 +160,7 @@ pub struct ObjectStoreAdapter {
     driver: Driver,
     /// The local directory store behind `inner`, when it is one: its reads
     /// of page-cached bytes skip the driver.
-    local: Option<Arc<object_store::local::LocalFileSystem>>,
+    local: Option<Arc<LocalFiles>>,
     /// The tokio thread an S3 adapter's requests run on; it lives as long
     /// as the adapter's last clone.
     _owned_thread: Option<Arc<TokioThread>>,
@@ -268,7 +269,7 @@ impl ObjectStoreAdapter {
             .with_automatic_cleanup(true);
         let store = Arc::new(store);
         Ok(ObjectStoreAdapter {
-            local: Some(store.clone()),
+            local: Some(Arc::new(LocalFiles::new(store.clone()))),
             ..Self::new(store, Driver::Blocking(runtime))
         })
     }
@@ -332,72 +333,6 @@ fn info(meta: object_store::ObjectMeta) -> ObjectInfo {
     }
 }
 
-/// Reads that never block: only bytes the OS page cache already holds.
-mod cached {
-    use super::{ByteRange, Fetched};
-
-    /// `range` of the file at `file`, read on the calling thread only if
-    /// every byte is in the page cache (Linux `preadv2` with `RWF_NOWAIT`,
-    /// which fails rather than wait for the disk). `None` when it cannot
-    /// (not cached, a short read, a missing file, any error, another OS):
-    /// the caller then reads through the blocking pool, which also reports
-    /// the errors.
-    #[cfg(target_os = "linux")]
-    pub fn read(file: &std::path::Path, range: &ByteRange) -> Option<Fetched> {
-        use rustix::io::{ReadWriteFlags, preadv2};
-        let file = std::fs::File::open(file).ok()?;
-        let object_size = file.metadata().ok()?.len();
-        let wanted = match range {
-            ByteRange::All => 0..object_size,
-            ByteRange::Range(range) if range.end <= object_size => range.clone(),
-            ByteRange::Range(_) => return None,
-            ByteRange::Suffix(len) => object_size.saturating_sub(*len)..object_size,
-        };
-        let mut bytes = vec![0; usize::try_from(wanted.end - wanted.start).ok()?];
-        let mut done = 0;
-        while done < bytes.len() {
-            let at = wanted.start + done as u64;
-            let read = preadv2(
-                &file,
-                &mut [std::io::IoSliceMut::new(&mut bytes[done..])],
-                at,
-                ReadWriteFlags::NOWAIT,
-            )
-            .ok()?;
-            if read == 0 {
-                return None;
-            }
-            done += read;
-        }
-        Some(Fetched {
-            bytes: bytes.into(),
-            offset: wanted.start,
-            object_size,
-        })
-    }
-
-    #[cfg(not(target_os = "linux"))]
-    pub fn read(_file: &std::path::Path, _range: &ByteRange) -> Option<Fetched> {
-        None
-    }
-
-    /// Reads done without waiting on one thread between two yields.
-    pub const READS_PER_YIELD: u32 = 8;
-
-    std::thread_local! {
-        static SINCE_YIELD: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
-    }
-
-    /// Counts a read done without waiting; true every `READS_PER_YIELD`th.
-    pub fn due_to_yield() -> bool {
-        SINCE_YIELD.with(|count| {
-            let next = count.get() + 1;
-            count.set(next % READS_PER_YIELD);
-            next == READS_PER_YIELD
-        })
-    }
-}
-
 impl ObjectStoreAdapter {
     /// A read through the driver (the blocking pool for a local directory).
     fn get_blocking(&self, op: Op, path: &Path, range: ByteRange) -> BoxFuture<'static, StoreResult<Fetched>> {
@@ -444,15 +379,11 @@ impl Store for ObjectStoreAdapter {
             // a trip through the blocking pool ten times that.
             let (adapter, path) = (self.clone(), path.clone());
             return async move {
-                if let Some(fetched) = local
-                    .path_to_filesystem(&path)
-                    .ok()
-                    .and_then(|file| cached::read(&file, &range))
-                {
+                if let Some(fetched) = local.read_cached(&path, &range) {
                     // A caller whose reads all come from the page cache
                     // never waits: it yields now and then, or it would
                     // hold its executor thread while other tasks queue.
-                    if cached::due_to_yield() {
+                    if local::due_to_yield() {
                         talus_actors::runtime::yield_now().await;
                     }
                     return Ok(fetched);
@@ -522,12 +453,23 @@ impl Store for ObjectStoreAdapter {
     }
 
     fn delete(&self, path: &Path) -> BoxFuture<'static, StoreResult<()>> {
+        // The handle goes before and after: a read in between may have
+        // opened it again.
+        let local = self.local.clone();
+        if let Some(local) = &local {
+            local.forget(path);
+        }
+        let forget = path.clone();
         self.run(Op::Delete, path, |store, path| {
             async move {
-                match store.delete(&path).await {
+                let deleted = match store.delete(&path).await {
                     Err(object_store::Error::NotFound { .. }) => Ok(()),
                     other => other,
+                };
+                if let Some(local) = local {
+                    local.forget(&forget);
                 }
+                deleted
             }
             .boxed()
         })
@@ -657,13 +599,9 @@ mod tests {
                 .await
                 .expect("put");
             // Just written, so in the page cache: the direct path answers.
-            let file = store
-                .local
-                .as_ref()
-                .expect("local")
-                .path_to_filesystem(&path)
-                .expect("file");
-            assert!(cached::read(&file, &ByteRange::Range(10..20)).is_some());
+            let local = store.local.clone().expect("local");
+            assert!(local.read_cached(&path, &ByteRange::Range(10..20)).is_some());
+            assert_eq!(local.open_handles(), 1, "a sorted table's handle is kept");
             for range in [
                 ByteRange::Range(0..1),
                 ByteRange::Range(4_000..8_096),
@@ -679,7 +617,7 @@ mod tests {
             // A range past the end and a missing object take the blocking
             // path, which answers them as it always has.
             let past_end = ByteRange::Range(19_999..20_001);
-            assert!(cached::read(&file, &past_end).is_none());
+            assert!(local.read_cached(&path, &past_end).is_none());
             assert_eq!(
                 store.get(&path, past_end.clone()).await.expect("past the end"),
                 plain.get(&path, past_end).await.expect("past the end")
@@ -688,9 +626,28 @@ mod tests {
                 .get(&Path::from("db/compacted/none.sst"), ByteRange::Range(0..1))
                 .await;
             assert!(matches!(missing, Err(StoreError::NotFound { .. })), "{missing:?}");
+            // Deleting the table closes its handle: it is gone for readers.
+            store.delete(&path).await.expect("delete");
+            assert_eq!(local.open_handles(), 0);
+            let deleted = store.get(&path, ByteRange::Range(0..1)).await;
+            assert!(matches!(deleted, Err(StoreError::NotFound { .. })), "{deleted:?}");
+            // An object that may be replaced is opened for every read, so
+            // a read after the replacement sees the new bytes.
+            let wal = Path::from("db/wal/00000000000000000001.sst");
+            store
+                .put(&wal, Bytes::from_static(b"first"), PutMode::Create)
+                .await
+                .expect("put");
+            assert_eq!(store.get(&wal, ByteRange::All).await.expect("read").bytes, "first");
+            store
+                .put(&wal, Bytes::from_static(b"second"), PutMode::Overwrite)
+                .await
+                .expect("put");
+            assert_eq!(store.get(&wal, ByteRange::All).await.expect("read").bytes, "second");
+            assert_eq!(local.open_handles(), 0, "no handle kept for a WAL table");
         });
-        let yields = (0..3 * cached::READS_PER_YIELD)
-            .filter(|_| cached::due_to_yield())
+        let yields = (0..3 * local::READS_PER_YIELD)
+            .filter(|_| local::due_to_yield())
             .count();
         assert_eq!(yields, 3);
     }

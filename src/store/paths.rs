@@ -74,7 +74,7 @@ pub enum TableId {
 
 pub const WAL_DIR: &str = "wal";
 pub const COMPACTED_DIR: &str = "compacted";
-const TABLE_SUFFIX: &str = ".sst";
+pub(crate) const TABLE_SUFFIX: &str = ".sst";
 
 impl TableId {
     pub fn path(&self, root: &Path) -> Path {

@@ -26,6 +26,7 @@ use super::error::StoreError;
 use super::in_flight::InFlight;
 use super::object::PutMode;
 use super::object::{ByteRange, Created, Fetched, ObjectInfo, Store, create_once};
+use super::pace::Pace;
 use super::paths::{COMPACTED_DIR, TableId, Ulid, WAL_DIR, child};
 use crate::format::Row;
 use crate::format::block::{Block, BlockIter};
@@ -127,6 +128,7 @@ struct StoreInner {
     options: TableStoreOptions,
     caches: TableCaches,
     in_flight: InFlight,
+    pace: Pace,
 }
 
 impl TableStore {
@@ -140,6 +142,7 @@ impl TableStore {
                 options,
                 caches,
                 in_flight: InFlight::default(),
+                pace: Pace::default(),
             }),
         }
     }
@@ -164,6 +167,15 @@ impl TableStore {
 
     pub fn caches(&self) -> &TableCaches {
         &self.inner.caches
+    }
+
+    /// The foreground activity background work on this store yields to.
+    pub fn pace(&self) -> &Pace {
+        &self.inner.pace
+    }
+
+    pub fn runtime(&self) -> &Runtime {
+        &self.inner.runtime
     }
 
     pub fn path(&self, id: TableId) -> Path {
@@ -632,7 +644,8 @@ impl TableReader {
     }
 
     fn decode_filter(&self, bytes: Bytes) -> Result<Arc<BloomFilter>> {
-        let filter = Arc::new(BloomFilter::decode(bytes).map_err(|e| self.format_error(e))?);
+        let filter =
+            Arc::new(BloomFilter::decode(bytes, self.inner.footer.filter_layout()).map_err(|e| self.format_error(e))?);
         self.inner
             .caches
             .insert_meta(self.inner.id, MetaPart::Filter(filter.clone()));

@@ -147,6 +147,7 @@ pub fn compacting_db_options(max_l0_tables: usize, gc_interval: std::time::Durat
                 min_merge_runs: 3,
                 ..SizeTiered::default()
             }),
+            ..CompactorOptions::default()
         }),
         gc: Some(talusdb::GcOptions::uniform(gc_interval, std::time::Duration::ZERO)),
         ..DbOptions::default()

@@ -15,7 +15,7 @@ use std::ops::Range;
 use bytes::Bytes;
 
 use super::block::{Block, BlockBuilder, DEFAULT_BLOCK_SIZE_BYTES, DEFAULT_RESTART_INTERVAL};
-use super::bloom::{self, BloomFilter, DEFAULT_BITS_PER_KEY, DEFAULT_MIN_KEYS};
+use super::bloom::{self, BloomFilter, DEFAULT_BITS_PER_KEY, DEFAULT_MIN_KEYS, FilterLayout};
 use super::codec::{Cursor, put_u32, put_varint, seal, unseal};
 use super::compression::Compression;
 use super::{FormatError, Row, RowValue};
@@ -23,9 +23,11 @@ use super::{FormatError, Row, RowValue};
 /// "TALUSSST" in ASCII, the last 8 bytes of every table.
 pub const MAGIC: [u8; 8] = *b"TALUSSST";
 /// The table format this version writes. Version 2 added the WAL stamp to
-/// the metadata of WAL tables; this build reads versions 1 and 2, and a
-/// version 1 WAL table reads as [`WalStamp::default`] (no claims).
-pub const FORMAT_VERSION: u32 = 2;
+/// the metadata of WAL tables, version 3 the blocked bloom filter; this
+/// build reads versions 1 to 3, a version 1 WAL table reads as
+/// [`WalStamp::default`] (no claims), and the filter of a version 1 or 2
+/// table as [`FilterLayout::Classic`].
+pub const FORMAT_VERSION: u32 = 3;
 /// The oldest table format this build reads.
 pub const OLDEST_FORMAT_VERSION: u32 = 1;
 /// Size of the footer at the end of every table.
@@ -143,6 +145,9 @@ pub struct SstBuilder {
     stats: TableStats,
     put_id: u128,
     wal_stamp: Option<WalStamp>,
+    /// The format version written: [`FORMAT_VERSION`], or an older one in
+    /// compatibility tests.
+    version: u32,
 }
 
 impl SstBuilder {
@@ -159,7 +164,23 @@ impl SstBuilder {
             stats: TableStats::default(),
             put_id: 0,
             wal_stamp: None,
+            version: FORMAT_VERSION,
         }
+    }
+
+    /// Writes format version 2 (a classic bloom filter), as the builds
+    /// before version 3 did, for tests that older tables still read.
+    #[cfg(test)]
+    pub fn write_version_2(&mut self) {
+        self.version = 2;
+    }
+
+    fn build_filter(&self) -> Vec<u8> {
+        #[cfg(test)]
+        if self.version < 3 {
+            return bloom::build_classic(&self.hashes, self.options.bloom_bits_per_key);
+        }
+        bloom::build(&self.hashes, self.options.bloom_bits_per_key)
     }
 
     /// Appends `row`: in table order for a sorted table, in sequence order
@@ -242,7 +263,7 @@ impl SstBuilder {
         self.close_block();
         let index = self.append_part(encode_index(&self.index));
         let filter = (self.hashes.len() >= self.options.bloom_min_keys)
-            .then(|| bloom::build(&self.hashes, self.options.bloom_bits_per_key))
+            .then(|| self.build_filter())
             .map(|filter| self.append_part(filter));
         let table_meta = TableMeta {
             index,
@@ -256,7 +277,7 @@ impl SstBuilder {
         footer.extend_from_slice(&meta.offset.to_le_bytes());
         put_u32(&mut footer, meta.len as u32);
         footer.extend_from_slice(&[self.kind as u8, 0, 0, 0]);
-        put_u32(&mut footer, FORMAT_VERSION);
+        put_u32(&mut footer, self.version);
         seal(&mut footer);
         footer.extend_from_slice(&MAGIC);
         self.out.extend_from_slice(&footer);
@@ -291,6 +312,19 @@ fn encode_index(entries: &[(Bytes, Handle)]) -> Vec<u8> {
 pub struct Footer {
     pub meta: Handle,
     pub kind: TableKind,
+    /// The table's format version.
+    pub version: u32,
+}
+
+impl Footer {
+    /// How the table's bloom filter lays out its bits.
+    pub fn filter_layout(&self) -> FilterLayout {
+        if self.version >= 3 {
+            FilterLayout::Blocked
+        } else {
+            FilterLayout::Classic
+        }
+    }
 }
 
 impl Footer {
@@ -334,7 +368,7 @@ impl Footer {
             len: meta_len,
         };
         meta.range_within(table_len.saturating_sub(FOOTER_SIZE as u64), "footer")?;
-        Ok(Footer { meta, kind })
+        Ok(Footer { meta, kind, version })
     }
 }
 
@@ -411,7 +445,7 @@ impl TableMeta {
         let last_key_len = cursor.length()?;
         let last_key = Bytes::copy_from_slice(cursor.take(last_key_len)?);
         let put_id = u128::from_le_bytes(cursor.take(16)?.try_into().unwrap_or_default());
-        // Only WAL tables of version 2 carry a stamp: it is whatever
+        // Only WAL tables of version 2 on carry a stamp: it is whatever
         // follows the put id.
         let wal_stamp = if cursor.remaining() > 0 {
             let role = match cursor.u8()? {
@@ -577,7 +611,7 @@ impl SstBytes {
         let filter = match meta.filter {
             Some(handle) => {
                 let range = handle.range_within(footer.meta.offset, "filter")?;
-                Some(BloomFilter::decode(bytes.slice(range))?)
+                Some(BloomFilter::decode(bytes.slice(range), footer.filter_layout())?)
             }
             None => None,
         };

@@ -173,6 +173,43 @@ fn a_newer_format_version_is_unsupported_and_version_one_still_reads() {
     assert!(matches!(zero, FormatError::Corrupt { .. }), "{zero}");
 }
 
+/// A version 2 table (a classic filter) written by an older build still
+/// answers every lookup: its filter is read in the classic layout.
+#[test]
+fn a_version_2_table_reads_its_classic_filter() {
+    let mut old = SstBuilder::new(TableKind::Sorted, small_blocks());
+    old.write_version_2();
+    let mut new = SstBuilder::new(TableKind::Sorted, small_blocks());
+    for key in 0..2_000u64 {
+        let row = Row::value(format!("key{:06}", 2 * key), "v", key + 1);
+        old.add(&row);
+        new.add(&row);
+    }
+    let (old, new) = (
+        SstBytes::open(old.finish()).unwrap(),
+        SstBytes::open(new.finish()).unwrap(),
+    );
+    assert_eq!(old.footer.version, 2);
+    assert_eq!(old.footer.filter_layout(), FilterLayout::Classic);
+    assert_eq!(new.footer.version, FORMAT_VERSION);
+    assert_eq!(new.footer.filter_layout(), FilterLayout::Blocked);
+    for key in 0..2_000u64 {
+        let present = format!("key{:06}", 2 * key);
+        for table in [&old, &new] {
+            assert!(table.get(present.as_bytes()).unwrap().is_some(), "{present}");
+        }
+    }
+    // Absent keys are ruled out by either filter, so each is read in the
+    // layout it was written in.
+    for table in [&old, &new] {
+        let filter = table.filter.as_ref().expect("a filter");
+        let passed = (0..2_000u64)
+            .filter(|key| filter.may_contain(format!("key{:06}", 2 * key + 1).as_bytes()))
+            .count();
+        assert!(passed < 40, "{passed} of 2000 absent keys passed the filter");
+    }
+}
+
 #[test]
 fn wal_tables_are_read_from_a_sequence_number() {
     let rows: Vec<Row> = (1..=300u64)

@@ -95,6 +95,10 @@ pub struct BenchArgs {
     /// Index and filter cache capacity in MiB (default: the engine's).
     #[arg(long)]
     meta_cache_mib: Option<u64>,
+    /// The share of time a compaction may use while reads are busy, above
+    /// 0 and at most 1 (default: the engine's).
+    #[arg(long)]
+    compaction_busy_share: Option<f64>,
     /// Run the read workload on a database an earlier `--keep` run left
     /// (its path, as printed), with the same `--keys`, `--value-size` and
     /// `--seed`, instead of loading a new one. Implies `--keep`.
@@ -200,6 +204,9 @@ impl Bench {
         }
         if let Some(mib) = self.args.meta_cache_mib {
             options.tables.meta_cache_bytes = mib << 20;
+        }
+        if let (Some(share), Some(compactor)) = (self.args.compaction_busy_share, options.compactor.as_mut()) {
+            compactor.busy_share = share;
         }
         Db::builder(self.path.as_str(), self.store.clone())
             .runtime(self.runtime.clone())
