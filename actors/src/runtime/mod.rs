@@ -33,6 +33,8 @@ pub(crate) mod task;
 
 #[cfg(feature = "actix")]
 mod actix;
+#[cfg(feature = "smol")]
+mod pool;
 #[cfg(any(feature = "smol", feature = "tokio", feature = "actix"))]
 mod portable;
 #[cfg(feature = "sim")]

@@ -1,7 +1,8 @@
-//! The smol backend: tasks on an `async-executor`, `async-io` timers and the
-//! `blocking` thread pool.
+//! The smol backend: tasks on talus's own work-stealing pool
+//! ([`super::pool`]) or on an `async-executor` the caller drives,
+//! `async-io` timers and the `blocking` thread pool.
 //!
-//! Owns: optionally, a set of executor threads ([`SmolThreads`]) that stop
+//! Owns: optionally, a set of worker threads ([`SmolThreads`]) that stop
 //! when the last runtime using them is dropped. Does not own: an executor
 //! handed in by the caller ([`Runtime::smol_on`]), which the caller drives.
 
@@ -9,61 +10,51 @@ use std::sync::{Arc, OnceLock};
 
 use async_executor::Executor;
 
+use super::pool::Pool;
 use super::portable::{AsyncIoTimer, BlockingPool};
 use super::{BoxFuture, Runtime, RuntimeParts, SeededRng, Spawn, SystemClock};
 
-/// Executor threads owned by a runtime: each runs the executor until the
-/// last handle is dropped.
+/// Worker threads owned by a runtime: they run its tasks until the last
+/// handle is dropped.
 #[derive(Debug)]
 pub struct SmolThreads {
-    executor: Arc<Executor<'static>>,
-    stop: async_channel::Sender<()>,
+    pool: Pool,
 }
 
 impl SmolThreads {
-    /// Starts `threads` (at least one) threads named `talus-smol-N` driving
-    /// a new executor.
+    /// Starts `threads` (at least one) worker threads named `talus-smol-N`.
     pub fn start(threads: usize) -> std::io::Result<Arc<SmolThreads>> {
-        let executor = Arc::new(Executor::new());
-        let (stop, stopped) = async_channel::bounded::<()>(1);
-        for index in 0..threads.max(1) {
-            let executor = executor.clone();
-            let stopped = stopped.clone();
-            std::thread::Builder::new()
-                .name(format!("talus-smol-{index}"))
-                .spawn(move || {
-                    // `recv` fails once `stop` is closed: that ends the thread.
-                    async_io::block_on(executor.run(stopped.recv()))
-                })?;
-        }
-        Ok(Arc::new(SmolThreads { executor, stop }))
+        Ok(Arc::new(SmolThreads {
+            pool: Pool::start(threads, "talus-smol")?,
+        }))
     }
 }
 
-impl Drop for SmolThreads {
-    fn drop(&mut self) {
-        // The threads are not joined: the last handle may be dropped on one of
-        // them, and joining itself would hang.
-        self.stop.close();
-    }
-}
-
-struct SmolSpawner {
-    executor: Arc<Executor<'static>>,
-    _threads: Option<Arc<SmolThreads>>,
+/// Where a smol runtime's tasks run.
+enum SmolSpawner {
+    /// Our pool, kept alive by every runtime clone.
+    Threads(Arc<SmolThreads>),
+    /// The caller's executor.
+    Executor(Arc<Executor<'static>>),
 }
 
 impl Spawn for SmolSpawner {
     fn spawn_detached(&self, task: BoxFuture<()>) {
-        self.executor.spawn(task).detach();
+        match self {
+            SmolSpawner::Threads(threads) => threads.pool.spawn(task),
+            SmolSpawner::Executor(executor) => executor.spawn(task).detach(),
+        }
     }
 }
 
 static GLOBAL_THREADS: OnceLock<Arc<SmolThreads>> = OnceLock::new();
 
 impl Runtime {
-    /// The smol backend on a process-wide executor whose threads (one per
-    /// core) start on first use and live as long as the process.
+    /// The smol backend on a process-wide pool whose worker threads (one
+    /// per core) start on first use and live as long as the process. Tasks
+    /// run on talus's work-stealing pool (`runtime/pool.rs`: a task woken
+    /// by a worker runs next on that worker, so an actor round trip stays
+    /// on one thread), with `async-io` timers and the `blocking` pool.
     pub fn smol() -> std::io::Result<Runtime> {
         let threads = match GLOBAL_THREADS.get() {
             Some(threads) => threads.clone(),
@@ -74,29 +65,26 @@ impl Runtime {
                 GLOBAL_THREADS.get_or_init(|| started).clone()
             }
         };
-        Ok(Self::smol_parts(threads.executor.clone(), Some(threads)))
+        Ok(Self::smol_parts(SmolSpawner::Threads(threads)))
     }
 
-    /// The smol backend on `threads` new executor threads, which stop when the
-    /// last clone of this runtime (and every task holding one) is gone.
+    /// The smol backend on `threads` new worker threads of its own pool,
+    /// which stop when the last clone of this runtime (and every task
+    /// holding one) is gone.
     pub fn smol_with_threads(threads: usize) -> std::io::Result<Runtime> {
-        let owned = SmolThreads::start(threads)?;
-        Ok(Self::smol_parts(owned.executor.clone(), Some(owned)))
+        Ok(Self::smol_parts(SmolSpawner::Threads(SmolThreads::start(threads)?)))
     }
 
     /// The smol backend on an executor the caller drives, as a smol
     /// application does with `smol::Executor::run`.
     pub fn smol_on(executor: Arc<Executor<'static>>) -> Runtime {
-        Self::smol_parts(executor, None)
+        Self::smol_parts(SmolSpawner::Executor(executor))
     }
 
-    fn smol_parts(executor: Arc<Executor<'static>>, threads: Option<Arc<SmolThreads>>) -> Runtime {
+    fn smol_parts(spawner: SmolSpawner) -> Runtime {
         Runtime::from_parts(RuntimeParts {
             kind: "smol",
-            spawner: Arc::new(SmolSpawner {
-                executor,
-                _threads: threads,
-            }),
+            spawner: Arc::new(spawner),
             timer: Arc::new(AsyncIoTimer),
             clock: Arc::new(SystemClock::new()),
             rng: Arc::new(SeededRng::from_entropy()),

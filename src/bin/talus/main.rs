@@ -33,8 +33,34 @@ struct Cli {
     /// Permit a plain-HTTP `--s3-endpoint`.
     #[arg(long, global = true)]
     allow_http: bool,
+    /// The executor the engine's actors run on: `smol` (talus's own pool
+    /// with smol's timers and blocking pool, the library's default) or
+    /// `tokio` (a multi-threaded tokio runtime), one thread per core.
+    #[arg(long, global = true, value_enum, default_value_t = Executor::Smol)]
+    executor: Executor,
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum Executor {
+    Smol,
+    Tokio,
+}
+
+/// The runtime `executor` names, and the tokio runtime behind it (kept
+/// alive for the command).
+fn start_executor(executor: Executor) -> std::io::Result<(talusdb::actors::Runtime, Option<tokio::runtime::Runtime>)> {
+    match executor {
+        Executor::Smol => Ok((talusdb::actors::Runtime::smol()?, None)),
+        Executor::Tokio => {
+            let tokio = tokio::runtime::Builder::new_multi_thread()
+                .thread_name("talus-tokio")
+                .enable_all()
+                .build()?;
+            Ok((talusdb::actors::Runtime::tokio(tokio.handle().clone()), Some(tokio)))
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -144,8 +170,8 @@ impl CliError {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match talusdb::actors::Runtime::smol() {
-        Ok(runtime) => runtime,
+    let (runtime, _tokio) = match start_executor(cli.executor) {
+        Ok(started) => started,
         Err(error) => {
             eprintln!("error: cannot start the executor: {error}");
             return ExitCode::from(1);
