@@ -328,3 +328,28 @@ fn repair_salvages_a_damaged_wal_table_and_reports_the_loss() {
     }
     assert!(ok(dir.path(), &["repair"]).contains("nothing to repair"));
 }
+
+/// The same commands on tokio: a write, a read back, a small bench, and a
+/// bad executor name refused with the usage exit code.
+#[test]
+fn commands_run_on_the_tokio_executor_too() {
+    let dir = TempDir::new("cli-tokio");
+    ok(dir.path(), &["--executor", "tokio", "put", "k", "v"]);
+    assert_eq!(ok(dir.path(), &["--executor", "tokio", "get", "k"]).trim(), "v");
+    let report = json(&ok(
+        dir.path(),
+        &[
+            "--executor",
+            "tokio",
+            "bench",
+            "--workload",
+            "fill",
+            "--keys",
+            "2000",
+            "--json",
+        ],
+    ));
+    assert_eq!(report["workloads"][0]["ops"], 2000);
+    let output = talus(dir.path(), &["--executor", "rayon", "get", "k"]);
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+}
