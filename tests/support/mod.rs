@@ -194,14 +194,20 @@ impl S3Server {
             .and_then(|server| Some(server.parent()?.join("python3")))
             .unwrap_or_else(|| "python3".into());
         let program = program.display().to_string();
-        let launcher = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/moto_atomic.py");
+        // The library's tests and the CLI's (`cli/`) share this file.
+        let launcher = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .ancestors()
+            .map(|dir| dir.join("tests/support/moto_atomic.py"))
+            .find(|launcher| launcher.exists())
+            .expect("tests/support/moto_atomic.py in the package or above it");
+        let launcher = launcher.display().to_string();
         let required = std::env::var_os("TALUS_S3_REQUIRED").is_some();
         let port = TcpListener::bind("127.0.0.1:0")
             .and_then(|listener| listener.local_addr())
             .expect("a free port")
             .port();
         let child = std::process::Command::new(&program)
-            .args([launcher, "-H", "127.0.0.1", "-p", &port.to_string()])
+            .args([launcher.as_str(), "-H", "127.0.0.1", "-p", &port.to_string()])
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn();

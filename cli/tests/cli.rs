@@ -2,6 +2,7 @@
 //! checkpoints, the manifest, errors with their exit codes, and every
 //! benchmark workload at a tiny size with its JSON report.
 
+#[path = "../../tests/support/mod.rs"]
 mod support;
 
 use std::path::Path;

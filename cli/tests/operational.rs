@@ -4,6 +4,7 @@
 //! without `--allow-http`, no credentials, nothing listening) fail in
 //! seconds with one line that says what to do.
 
+#[path = "../../tests/support/mod.rs"]
 mod support;
 
 use std::path::{Path, PathBuf};
