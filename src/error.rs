@@ -9,8 +9,10 @@ use talus_actors::ActorError;
 use crate::manifest::ManifestError;
 use crate::store::StoreError;
 
-/// What kind of failure an [`Error`] is.
+/// What kind of failure an [`Error`] is. More kinds may come: match with a
+/// wildcard arm.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ErrorKind {
     /// The database is closed; `cause` says why (`None` after `close`).
     Closed { cause: Option<Arc<Error>> },
@@ -20,17 +22,45 @@ pub enum ErrorKind {
     Unavailable,
     /// An object is damaged or not ours.
     Corruption,
+    /// An object was written in a format version newer than this build
+    /// reads (upgrade the reader; nothing is damaged).
+    Unsupported,
     /// The caller asked for something impossible.
     InvalidArgument,
     /// A bug in talusdb.
     Internal,
 }
 
-/// An error from the database API.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// An error from the database API: a kind to match on, a message that
+/// names what failed, and (for failures of the store, the manifest or the
+/// formats underneath) the typed error it came from, through
+/// [`std::error::Error::source`]. The message already includes the
+/// source's text, so printing the error alone says everything; two errors
+/// are equal when their kinds and messages are.
+#[derive(Clone)]
 pub struct Error {
     kind: ErrorKind,
     message: String,
+    source: Option<Arc<dyn std::error::Error + Send + Sync + 'static>>,
+}
+
+impl PartialEq for Error {
+    fn eq(&self, other: &Self) -> bool {
+        self.kind == other.kind && self.message == other.message
+    }
+}
+
+impl Eq for Error {}
+
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut debug = f.debug_struct("Error");
+        debug.field("kind", &self.kind).field("message", &self.message);
+        if let Some(source) = &self.source {
+            debug.field("source", source);
+        }
+        debug.finish()
+    }
 }
 
 impl Error {
@@ -38,7 +68,14 @@ impl Error {
         Error {
             kind,
             message: message.into(),
+            source: None,
         }
+    }
+
+    /// The same error, caused by `source`.
+    pub fn with_source(mut self, source: impl std::error::Error + Send + Sync + 'static) -> Self {
+        self.source = Some(Arc::new(source));
+        self
     }
 
     pub fn kind(&self) -> &ErrorKind {
@@ -89,12 +126,21 @@ impl fmt::Display for Error {
     }
 }
 
-impl std::error::Error for Error {}
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match (&self.kind, &self.source) {
+            (_, Some(source)) => Some(source.as_ref()),
+            (ErrorKind::Closed { cause: Some(cause) }, None) => Some(cause.as_ref()),
+            _ => None,
+        }
+    }
+}
 
 impl From<StoreError> for Error {
     fn from(error: StoreError) -> Self {
         let kind = match &error {
-            StoreError::Corruption { .. } | StoreError::Unsupported { .. } => ErrorKind::Corruption,
+            StoreError::Corruption { .. } => ErrorKind::Corruption,
+            StoreError::Unsupported { .. } => ErrorKind::Unsupported,
             StoreError::Fenced { .. } => ErrorKind::Fenced,
             StoreError::Unavailable { .. } | StoreError::NotFound { .. } | StoreError::AlreadyExists { .. } => {
                 ErrorKind::Unavailable
@@ -102,21 +148,26 @@ impl From<StoreError> for Error {
             StoreError::InvalidRequest { .. } => ErrorKind::Internal,
             StoreError::Config { .. } => ErrorKind::InvalidArgument,
         };
-        Error::new(kind, error.to_string())
+        Error::new(kind, error.to_string()).with_source(error)
     }
 }
 
 impl From<ManifestError> for Error {
     fn from(error: ManifestError) -> Self {
-        match error {
-            ManifestError::Store(store) => store.into(),
-            ManifestError::Fenced { .. } => Error::new(ErrorKind::Fenced, error.to_string()),
+        let kind = match &error {
+            ManifestError::Store(_) => None,
+            ManifestError::Fenced { .. } => Some(ErrorKind::Fenced),
             ManifestError::Missing { .. } | ManifestError::CheckpointNotFound { .. } => {
-                Error::new(ErrorKind::InvalidArgument, error.to_string())
+                Some(ErrorKind::InvalidArgument)
             }
-            ManifestError::Timeout { .. } => Error::new(ErrorKind::Unavailable, error.to_string()),
-            ManifestError::InvalidChange { .. } => Error::new(ErrorKind::Internal, error.to_string()),
-            ManifestError::Lost { .. } => Error::new(ErrorKind::Corruption, error.to_string()),
+            ManifestError::Timeout { .. } => Some(ErrorKind::Unavailable),
+            ManifestError::InvalidChange { .. } => Some(ErrorKind::Internal),
+            ManifestError::Lost { .. } => Some(ErrorKind::Corruption),
+        };
+        match (kind, error) {
+            (_, ManifestError::Store(store)) => store.into(),
+            (Some(kind), error) => Error::new(kind, error.to_string()).with_source(error),
+            (None, error) => Error::internal(error.to_string()).with_source(error),
         }
     }
 }
@@ -145,4 +196,45 @@ fn closed_by(cause: Error) -> Error {
         },
         "the database is closed",
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use std::error::Error as _;
+
+    use super::*;
+
+    /// A table from a newer build is `Unsupported`, not `Corruption`, and
+    /// the store's typed error comes back through `source`.
+    #[test]
+    fn a_newer_format_is_unsupported_and_the_cause_is_the_source() {
+        let store = StoreError::Unsupported {
+            path: "db/compacted/x.sst".into(),
+            part: "footer",
+            detail: "table format version 9 is newer than this build's (1 to 3)".into(),
+        };
+        let error = Error::from(store);
+        assert_eq!(*error.kind(), ErrorKind::Unsupported);
+        assert!(error.to_string().contains("db/compacted/x.sst"), "{error}");
+        let source = error.source().expect("a source");
+        assert!(
+            matches!(
+                source.downcast_ref::<StoreError>(),
+                Some(StoreError::Unsupported { part: "footer", .. })
+            ),
+            "{source:?}"
+        );
+        // Equality ignores the source; a plain error has none.
+        assert_eq!(error.clone(), error);
+        assert!(Error::invalid("no").source().is_none());
+    }
+
+    /// A closed database's error names its cause through `source` too.
+    #[test]
+    fn a_closed_error_has_its_cause_as_source() {
+        let closed = closed_by(Error::new(ErrorKind::Fenced, "a newer writer fenced this one"));
+        let cause = closed.source().expect("the cause").to_string();
+        assert_eq!(cause, "a newer writer fenced this one");
+        assert!(closed.is_fenced());
+    }
 }

@@ -149,7 +149,7 @@ impl CliError {
             CliError::Db(error) if error.is_fenced() => 3,
             CliError::Db(error) => match error.kind() {
                 ErrorKind::InvalidArgument => 2,
-                ErrorKind::Corruption => 4,
+                ErrorKind::Corruption | ErrorKind::Unsupported => 4,
                 ErrorKind::Unavailable => 5,
                 _ => 1,
             },
