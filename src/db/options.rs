@@ -16,7 +16,9 @@ pub struct DbOptions {
     /// The open WAL buffer is uploaded at this size (default 4 MiB).
     pub wal_buffer_bytes: usize,
     /// The open WAL buffer is uploaded at least this often (default 100 ms).
-    /// It is also uploaded at once whenever no WAL upload is in flight.
+    /// It is also sealed sooner when a durable writer waits for a row in
+    /// it and an upload slot is free (after `group_commit_window`), at
+    /// `wal_buffer_bytes`, on `Db::flush`, and before a memtable freezes.
     pub flush_interval: Duration,
     /// WAL uploads in flight at once (default 4).
     pub max_inflight_wal_uploads: usize,
