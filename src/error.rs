@@ -136,38 +136,44 @@ impl std::error::Error for Error {
     }
 }
 
+/// The kind a store error is at the API.
+fn store_kind(error: &StoreError) -> ErrorKind {
+    match error {
+        StoreError::Corruption { .. } => ErrorKind::Corruption,
+        StoreError::Unsupported { .. } => ErrorKind::Unsupported,
+        StoreError::Fenced { .. } => ErrorKind::Fenced,
+        StoreError::Unavailable { .. } | StoreError::NotFound { .. } | StoreError::AlreadyExists { .. } => {
+            ErrorKind::Unavailable
+        }
+        StoreError::InvalidRequest { .. } => ErrorKind::Internal,
+        StoreError::Config { .. } => ErrorKind::InvalidArgument,
+    }
+}
+
+/// The kind a manifest error is at the API.
+fn manifest_kind(error: &ManifestError) -> ErrorKind {
+    match error {
+        ManifestError::Store(store) => store_kind(store),
+        ManifestError::Fenced { .. } => ErrorKind::Fenced,
+        ManifestError::Missing { .. } | ManifestError::CheckpointNotFound { .. } => ErrorKind::InvalidArgument,
+        ManifestError::Timeout { .. } => ErrorKind::Unavailable,
+        ManifestError::InvalidChange { .. } => ErrorKind::Internal,
+        ManifestError::Lost { .. } => ErrorKind::Corruption,
+    }
+}
+
 impl From<StoreError> for Error {
     fn from(error: StoreError) -> Self {
-        let kind = match &error {
-            StoreError::Corruption { .. } => ErrorKind::Corruption,
-            StoreError::Unsupported { .. } => ErrorKind::Unsupported,
-            StoreError::Fenced { .. } => ErrorKind::Fenced,
-            StoreError::Unavailable { .. } | StoreError::NotFound { .. } | StoreError::AlreadyExists { .. } => {
-                ErrorKind::Unavailable
-            }
-            StoreError::InvalidRequest { .. } => ErrorKind::Internal,
-            StoreError::Config { .. } => ErrorKind::InvalidArgument,
-        };
-        Error::new(kind, error.to_string()).with_source(error)
+        Error::new(store_kind(&error), error.to_string()).with_source(error)
     }
 }
 
 impl From<ManifestError> for Error {
     fn from(error: ManifestError) -> Self {
-        let kind = match &error {
-            ManifestError::Store(_) => None,
-            ManifestError::Fenced { .. } => Some(ErrorKind::Fenced),
-            ManifestError::Missing { .. } | ManifestError::CheckpointNotFound { .. } => {
-                Some(ErrorKind::InvalidArgument)
-            }
-            ManifestError::Timeout { .. } => Some(ErrorKind::Unavailable),
-            ManifestError::InvalidChange { .. } => Some(ErrorKind::Internal),
-            ManifestError::Lost { .. } => Some(ErrorKind::Corruption),
-        };
-        match (kind, error) {
-            (_, ManifestError::Store(store)) => store.into(),
-            (Some(kind), error) => Error::new(kind, error.to_string()).with_source(error),
-            (None, error) => Error::internal(error.to_string()).with_source(error),
+        match error {
+            // The store's error itself is the source, not its wrapper.
+            ManifestError::Store(store) => store.into(),
+            other => Error::new(manifest_kind(&other), other.to_string()).with_source(other),
         }
     }
 }

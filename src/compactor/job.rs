@@ -297,6 +297,23 @@ mod tests {
         );
     }
 
+    /// A bottom job over one table of `rows` distinct keys, written first.
+    async fn one_table_job(tables: &TableStore, rows: u64, read_ahead_blocks: usize, busy_share: f64) -> JobInput {
+        let mut builder = tables.builder(TableKind::Sorted);
+        for key in 0..rows {
+            builder.add(&Row::value(format!("key{key:08}"), "v", key + 1));
+        }
+        let written = tables.write_sorted(builder).await.expect("input");
+        JobInput {
+            sources: vec![vec![TableHandle::from_written(&written).expect("sorted")]],
+            retain_seq: 0,
+            bottom: true,
+            target_table_bytes: 64 << 20,
+            read_ahead_blocks,
+            busy_share,
+        }
+    }
+
     /// A job over rows that are all at hand (an in-memory store answers at
     /// once) still lets other tasks run every `ROWS_PER_YIELD` rows.
     #[test]
@@ -311,19 +328,7 @@ mod tests {
                 TableStoreOptions::default(),
             );
             let rows = 20 * ROWS_PER_YIELD;
-            let mut builder = tables.builder(TableKind::Sorted);
-            for key in 0..rows {
-                builder.add(&Row::value(format!("key{key:08}"), "v", key + 1));
-            }
-            let written = tables.write_sorted(builder).await.expect("input");
-            let input = JobInput {
-                sources: vec![vec![TableHandle::from_written(&written).expect("sorted")]],
-                retain_seq: 0,
-                bottom: true,
-                target_table_bytes: 64 << 20,
-                read_ahead_blocks: 1024,
-                busy_share: 1.0,
-            };
+            let input = one_table_job(&tables, rows, 1024, 1.0).await;
             let done = Arc::new(AtomicBool::new(false));
             let turns = Arc::new(std::sync::atomic::AtomicU64::new(0));
             let (other_done, other_turns) = (done.clone(), turns.clone());
@@ -363,19 +368,7 @@ mod tests {
                 TableStoreOptions::default(),
             );
             let rows = 40 * ROWS_PER_YIELD;
-            let mut builder = tables.builder(TableKind::Sorted);
-            for key in 0..rows {
-                builder.add(&Row::value(format!("key{key:08}"), "v", key + 1));
-            }
-            let written = tables.write_sorted(builder).await.expect("input");
-            let input = JobInput {
-                sources: vec![vec![TableHandle::from_written(&written).expect("sorted")]],
-                retain_seq: 0,
-                bottom: true,
-                target_table_bytes: 64 << 20,
-                read_ahead_blocks: 2,
-                busy_share,
-            };
+            let input = one_table_job(&tables, rows, 2, busy_share).await;
             tables.pace().set_urgent(urgent);
             let done = Arc::new(AtomicBool::new(false));
             let (reader_done, reader_tables, reader_runtime) = (done.clone(), tables.clone(), runtime.clone());

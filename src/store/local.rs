@@ -65,21 +65,24 @@ impl LocalFiles {
     /// the blocking pool, which also reports the errors.
     pub fn read_cached(&self, path: &Path, range: &ByteRange) -> Option<Fetched> {
         if !never_changes(path) {
-            let file = File::open(self.fs.path_to_filesystem(path).ok()?).ok()?;
-            let size = file.metadata().ok()?.len();
-            return read(&file, size, range);
+            let handle = self.open(path)?;
+            return read(&handle.file, handle.size, range);
         }
         let handle = match self.handles.get(path) {
             Some(handle) => handle,
             None => {
-                let file = File::open(self.fs.path_to_filesystem(path).ok()?).ok()?;
-                let size = file.metadata().ok()?.len();
-                let handle = Arc::new(Handle { file, size });
+                let handle = Arc::new(self.open(path)?);
                 self.handles.insert(path.clone(), handle.clone());
                 handle
             }
         };
         read(&handle.file, handle.size, range)
+    }
+
+    fn open(&self, path: &Path) -> Option<Handle> {
+        let file = File::open(self.fs.path_to_filesystem(path).ok()?).ok()?;
+        let size = file.metadata().ok()?.len();
+        Some(Handle { file, size })
     }
 
     /// Closes the handle of `path` (its object is being deleted).

@@ -10,6 +10,7 @@ pub mod local;
 pub mod object;
 pub mod pace;
 pub mod paths;
+pub mod reader;
 pub mod table;
 pub mod wrappers;
 

@@ -197,13 +197,13 @@ impl Pool {
             stopped: AtomicBool::new(false),
         });
         let pool = Pool { shared };
-        for (index, (parker, unparker)) in parkers.into_iter().enumerate() {
+        for (index, (parker, _)) in parkers.into_iter().enumerate() {
             let shared = pool.shared.clone();
             // A thread that fails to start leaves `pool` to be dropped,
             // which stops the ones already running.
             std::thread::Builder::new()
                 .name(format!("{name}-{index}"))
-                .spawn(move || work(shared, index, parker, unparker))?;
+                .spawn(move || work(shared, index, parker))?;
         }
         Ok(pool)
     }
@@ -239,7 +239,7 @@ impl Drop for Pool {
 }
 
 /// One worker thread's life.
-fn work(shared: Arc<Shared>, index: usize, parker: Parker, unparker: Unparker) {
+fn work(shared: Arc<Shared>, index: usize, parker: Parker) {
     WORKER.with(|worker| {
         *worker.borrow_mut() = Some(Worker {
             shared: shared.clone(),
@@ -257,7 +257,7 @@ fn work(shared: Arc<Shared>, index: usize, parker: Parker, unparker: Unparker) {
                 // docs); this catch only keeps the thread alive.
                 let _ = catch_unwind(AssertUnwindSafe(|| runnable.run()));
             }
-            None => sleep(&shared, index, &parker, &unparker),
+            None => sleep(&shared, index, &parker),
         }
     }
     // Stopped: drop what is left here, on a worker thread, as the tasks'
@@ -330,10 +330,10 @@ fn find(shared: &Shared, index: usize, tick: u32, streak: &mut u32) -> Option<Ru
 }
 
 /// Parks worker `index` until a task may be waiting for it.
-fn sleep(shared: &Shared, index: usize, parker: &Parker, unparker: &Unparker) {
+fn sleep(shared: &Shared, index: usize, parker: &Parker) {
     {
         let mut sleepers = shared.sleepers();
-        sleepers.push((index, unparker.clone()));
+        sleepers.push((index, shared.unparkers[index].clone()));
         shared.idle.store(sleepers.len(), Ordering::SeqCst);
     }
     fence(Ordering::SeqCst);

@@ -325,9 +325,7 @@ impl Footer {
             FilterLayout::Classic
         }
     }
-}
 
-impl Footer {
     /// Decodes the footer from the last bytes of a table of `table_len` bytes.
     pub fn decode(tail: &[u8], table_len: u64) -> Result<Footer, FormatError> {
         const PART: &str = "footer";

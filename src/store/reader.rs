@@ -1,0 +1,394 @@
+//! Reading one table: [`TableReader`] (an opened table: point lookups, the
+//! lazily loaded index and filter, blocks from the cache or in runs of
+//! reads) and [`TableScan`] (a forward scan reading several blocks per
+//! request). [`super::table::TableStore::open`] makes readers.
+
+use std::collections::VecDeque;
+use std::ops::Bound;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use object_store::path::Path;
+
+use super::cache::{MetaKind, MetaPart, Opened, TableCaches};
+use super::error::StoreError;
+use super::object::{ByteRange, Fetched, Store};
+use super::paths::TableId;
+use crate::format::Row;
+use crate::format::block::{Block, BlockIter};
+use crate::format::bloom::BloomFilter;
+use crate::format::sst::{Footer, Handle, Index, TableKind, TableMeta};
+
+type Result<T> = std::result::Result<T, StoreError>;
+
+/// The bytes of `handle` if `fetched` holds all of them.
+pub(super) fn slice_of(fetched: &Fetched, handle: Handle) -> Option<Bytes> {
+    let start = handle.offset.checked_sub(fetched.offset)?;
+    let end = start.checked_add(handle.len)?;
+    (end <= fetched.bytes.len() as u64).then(|| fetched.bytes.slice(start as usize..end as usize))
+}
+
+/// Reads exactly the bytes of `handle`.
+pub(super) async fn read_handle(store: &Arc<dyn Store>, path: &Path, handle: Handle) -> Result<Bytes> {
+    if handle.len == 0 {
+        return Ok(Bytes::new());
+    }
+    let end = handle.offset.saturating_add(handle.len);
+    let fetched = store.get(path, ByteRange::Range(handle.offset..end)).await?;
+    if fetched.bytes.len() as u64 != handle.len {
+        return Err(StoreError::Corruption {
+            path: path.clone(),
+            part: "object",
+            detail: format!(
+                "asked for {} bytes at {}, got {}",
+                handle.len,
+                handle.offset,
+                fetched.bytes.len()
+            ),
+        });
+    }
+    Ok(fetched.bytes)
+}
+
+/// An open table. Cheap to clone; readers on any thread share it.
+#[derive(Clone, Debug)]
+pub struct TableReader {
+    inner: Arc<ReaderInner>,
+}
+
+#[derive(Debug)]
+struct ReaderInner {
+    id: TableId,
+    path: Path,
+    size: u64,
+    footer: Footer,
+    meta: TableMeta,
+    store: Arc<dyn Store>,
+    caches: TableCaches,
+    read_ahead_blocks: usize,
+}
+
+/// How a scan reads.
+#[derive(Clone, Copy, Debug)]
+pub struct ScanOptions {
+    /// Blocks fetched per request (at least 1).
+    pub read_ahead_blocks: usize,
+    /// Whether blocks read by the scan enter the block cache (off by
+    /// default, so one long scan does not evict the hot set).
+    pub fill_cache: bool,
+}
+
+impl TableReader {
+    pub(super) fn new(
+        id: TableId,
+        path: Path,
+        opened: &Opened,
+        store: Arc<dyn Store>,
+        caches: TableCaches,
+        read_ahead_blocks: usize,
+    ) -> Self {
+        TableReader {
+            inner: Arc::new(ReaderInner {
+                id,
+                path,
+                size: opened.size,
+                footer: opened.footer,
+                meta: opened.meta.clone(),
+                store,
+                caches,
+                read_ahead_blocks,
+            }),
+        }
+    }
+
+    pub fn id(&self) -> TableId {
+        self.inner.id
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    pub fn size(&self) -> u64 {
+        self.inner.size
+    }
+
+    pub fn kind(&self) -> TableKind {
+        self.inner.footer.kind
+    }
+
+    pub fn meta(&self) -> &TableMeta {
+        &self.inner.meta
+    }
+
+    /// The default scan options of this table store.
+    pub fn scan_options(&self) -> ScanOptions {
+        ScanOptions {
+            read_ahead_blocks: self.inner.read_ahead_blocks,
+            fill_cache: false,
+        }
+    }
+
+    fn format_error(&self, error: crate::format::FormatError) -> StoreError {
+        StoreError::format(&self.inner.path, error)
+    }
+
+    /// Puts the index and filter into the cache if `tail` covers them.
+    pub(super) fn seed_from(&self, tail: &Fetched) -> Result<()> {
+        let meta = &self.inner.meta;
+        if let Some(bytes) = slice_of(tail, meta.index) {
+            self.decode_index(&bytes)?;
+        }
+        if let Some(bytes) = meta.filter.and_then(|filter| slice_of(tail, filter)) {
+            // A copy: a slice would keep the whole opening read alive.
+            self.decode_filter(Bytes::copy_from_slice(&bytes))?;
+        }
+        Ok(())
+    }
+
+    fn decode_index(&self, bytes: &[u8]) -> Result<Arc<Index>> {
+        let index = Arc::new(Index::decode(bytes, self.inner.meta.index.offset).map_err(|e| self.format_error(e))?);
+        self.inner
+            .caches
+            .insert_meta(self.inner.id, MetaPart::Index(index.clone()));
+        Ok(index)
+    }
+
+    fn decode_filter(&self, bytes: Bytes) -> Result<Arc<BloomFilter>> {
+        let filter =
+            Arc::new(BloomFilter::decode(bytes, self.inner.footer.filter_layout()).map_err(|e| self.format_error(e))?);
+        self.inner
+            .caches
+            .insert_meta(self.inner.id, MetaPart::Filter(filter.clone()));
+        Ok(filter)
+    }
+
+    /// The block index, from the cache or one read.
+    pub async fn index(&self) -> Result<Arc<Index>> {
+        if let Some(MetaPart::Index(index)) = self.inner.caches.meta(self.inner.id, MetaKind::Index) {
+            return Ok(index);
+        }
+        let bytes = read_handle(&self.inner.store, &self.inner.path, self.inner.meta.index).await?;
+        self.decode_index(&bytes)
+    }
+
+    /// The bloom filter (`None` if the table has none), from the cache or
+    /// one read.
+    pub async fn filter(&self) -> Result<Option<Arc<BloomFilter>>> {
+        let Some(handle) = self.inner.meta.filter else {
+            return Ok(None);
+        };
+        if let Some(MetaPart::Filter(filter)) = self.inner.caches.meta(self.inner.id, MetaKind::Filter) {
+            return Ok(Some(filter));
+        }
+        let bytes = read_handle(&self.inner.store, &self.inner.path, handle).await?;
+        self.decode_filter(bytes).map(Some)
+    }
+
+    /// False only if the table certainly has no row for `key`.
+    pub async fn may_contain(&self, key: &[u8]) -> Result<bool> {
+        let stats = &self.inner.meta.stats;
+        if self.inner.meta.stats.rows == 0 || key < stats.first_key.as_ref() || key > stats.last_key.as_ref() {
+            return Ok(false);
+        }
+        Ok(self.filter().await?.is_none_or(|filter| filter.may_contain(key)))
+    }
+
+    /// The newest version of `key` with sequence number `<= max_seq`.
+    pub async fn get(&self, key: &[u8], max_seq: u64) -> Result<Option<Row>> {
+        if !self.may_contain(key).await? {
+            return Ok(None);
+        }
+        let key = Bytes::copy_from_slice(key);
+        let options = ScanOptions {
+            read_ahead_blocks: 1,
+            fill_cache: true,
+        };
+        let mut rows = self.scan((Bound::Included(key.clone()), Bound::Included(key)), options);
+        while let Some(row) = rows.next().await? {
+            if row.seq <= max_seq {
+                return Ok(Some(row));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Rows with keys in `range`, in table order.
+    pub fn scan(&self, range: (Bound<Bytes>, Bound<Bytes>), options: ScanOptions) -> TableScan {
+        TableScan {
+            reader: self.clone(),
+            index: None,
+            start: range.0,
+            end: range.1,
+            options,
+            next_block: None,
+            pending: VecDeque::new(),
+            current: None,
+            done: false,
+        }
+    }
+
+    /// Loads the blocks `first..` (up to `count` of them, stopping at the
+    /// first cached one after the first) with as few reads as possible.
+    async fn load_blocks(&self, index: &Index, first: usize, count: usize, fill_cache: bool) -> Result<Vec<Block>> {
+        let id = self.inner.id;
+        let caches = &self.inner.caches;
+        if let Some(block) = caches.block(id, first as u64) {
+            return Ok(vec![block]);
+        }
+        let handle_of = |number: usize| {
+            index.handle(number).ok_or_else(|| {
+                self.format_error(crate::format::FormatError::corrupt(
+                    "index",
+                    format!("no block {number}"),
+                ))
+            })
+        };
+        let mut handles = vec![handle_of(first)?];
+        while handles.len() < count.max(1) {
+            let number = first + handles.len();
+            let Some(next) = index.handle(number) else { break };
+            let previous = handles[handles.len() - 1];
+            if next.offset != previous.offset + previous.len || caches.block(id, number as u64).is_some() {
+                break;
+            }
+            handles.push(next);
+        }
+        let run = Handle {
+            offset: handles[0].offset,
+            len: handles.iter().map(|handle| handle.len).sum(),
+        };
+        let bytes = read_handle(&self.inner.store, &self.inner.path, run).await?;
+        let mut blocks = Vec::with_capacity(handles.len());
+        let mut at = 0;
+        for (number, handle) in (first..).zip(&handles) {
+            // The handles are consecutive, so each block follows the last.
+            let end = at + handle.len as usize;
+            let block = Block::decode(bytes.slice(at..end)).map_err(|e| self.format_error(e))?;
+            at = end;
+            if fill_cache {
+                caches.insert_block(id, number as u64, block.clone());
+            }
+            blocks.push(block);
+        }
+        Ok(blocks)
+    }
+}
+
+/// A forward scan over one table. `next` reads blocks as it goes,
+/// `read_ahead_blocks` per request.
+#[derive(Debug)]
+pub struct TableScan {
+    reader: TableReader,
+    index: Option<Arc<Index>>,
+    start: Bound<Bytes>,
+    end: Bound<Bytes>,
+    options: ScanOptions,
+    /// The next block to load; `None` until positioned.
+    next_block: Option<usize>,
+    pending: VecDeque<Block>,
+    current: Option<BlockIter>,
+    done: bool,
+}
+
+impl TableScan {
+    /// Moves the scan to the first row with key `>= key` (keeping the end
+    /// bound). A scan may seek forwards or backwards.
+    pub fn seek(&mut self, key: &[u8]) {
+        self.start = Bound::Included(Bytes::copy_from_slice(key));
+        self.next_block = None;
+        self.pending.clear();
+        self.current = None;
+        self.done = false;
+    }
+
+    fn before_start(&self, key: &[u8]) -> bool {
+        match &self.start {
+            Bound::Included(start) => key < start.as_ref(),
+            Bound::Excluded(start) => key <= start.as_ref(),
+            Bound::Unbounded => false,
+        }
+    }
+
+    fn after_end(&self, key: &[u8]) -> bool {
+        match &self.end {
+            Bound::Included(end) => key > end.as_ref(),
+            Bound::Excluded(end) => key >= end.as_ref(),
+            Bound::Unbounded => false,
+        }
+    }
+
+    /// The next row in range, or `None` at the end.
+    pub async fn next(&mut self) -> Result<Option<Row>> {
+        loop {
+            if let Some(rows) = &mut self.current {
+                match rows.next() {
+                    Some(Ok(row)) if self.before_start(&row.key) => continue,
+                    Some(Ok(row)) if self.after_end(&row.key) => {
+                        self.finish();
+                        return Ok(None);
+                    }
+                    Some(Ok(row)) => return Ok(Some(row)),
+                    Some(Err(error)) => {
+                        self.finish();
+                        return Err(self.reader.format_error(error));
+                    }
+                    None => self.current = None,
+                }
+            }
+            if self.done {
+                return Ok(None);
+            }
+            if let Some(block) = self.pending.pop_front() {
+                let mut rows = block.iter();
+                if let Bound::Included(start) | Bound::Excluded(start) = &self.start
+                    && let Err(error) = rows.seek(start)
+                {
+                    self.finish();
+                    return Err(self.reader.format_error(error));
+                }
+                self.current = Some(rows);
+                continue;
+            }
+            if let Err(error) = self.load_more().await {
+                self.finish();
+                return Err(error);
+            }
+        }
+    }
+
+    fn finish(&mut self) {
+        self.done = true;
+        self.current = None;
+        self.pending.clear();
+    }
+
+    async fn load_more(&mut self) -> Result<()> {
+        let index = match &self.index {
+            Some(index) => index.clone(),
+            None => {
+                let index = self.reader.index().await?;
+                self.index = Some(index.clone());
+                index
+            }
+        };
+        let next = match self.next_block {
+            Some(next) => next,
+            None => match &self.start {
+                Bound::Included(start) | Bound::Excluded(start) => index.seek_block(start),
+                Bound::Unbounded => 0,
+            },
+        };
+        if next >= index.len() {
+            self.finish();
+            return Ok(());
+        }
+        let blocks = self
+            .reader
+            .load_blocks(&index, next, self.options.read_ahead_blocks, self.options.fill_cache)
+            .await?;
+        self.next_block = Some(next + blocks.len());
+        self.pending.extend(blocks);
+        Ok(())
+    }
+}
