@@ -5,10 +5,10 @@ use std::hint::black_box;
 
 use bytes::Bytes;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use talusdb::format::Row;
-use talusdb::format::block::{Block, BlockBuilder, DEFAULT_BLOCK_SIZE_BYTES};
-use talusdb::format::bloom::{self, BloomFilter};
-use talusdb::format::compression::Compression;
+use talusdb::Compression;
+use talusdb::internals::format::Row;
+use talusdb::internals::format::block::{Block, BlockBuilder, DEFAULT_BLOCK_SIZE_BYTES};
+use talusdb::internals::format::bloom::{self, BloomFilter};
 
 /// Row i's key, as the load benchmark names keys: 16 zero-padded digits.
 fn key(index: u64) -> String {

@@ -8,11 +8,12 @@ use std::sync::Arc;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use object_store::path::Path;
+use talusdb::Compression;
 use talusdb::actors::runtime::Sim;
-use talusdb::format::Row;
-use talusdb::format::compression::Compression;
-use talusdb::format::sst::{SstOptions, TableKind};
-use talusdb::store::{ObjectStoreAdapter, ScanOptions, TableReader, TableStore, TableStoreOptions};
+use talusdb::internals::format::Row;
+use talusdb::internals::format::sst::{SstOptions, TableKind};
+use talusdb::internals::{TableReader, TableScanOptions as ScanOptions, TableStore};
+use talusdb::store::{ObjectStoreAdapter, TableStoreOptions};
 
 const ROWS: u64 = 100_000;
 

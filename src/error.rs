@@ -15,7 +15,10 @@ use crate::store::StoreError;
 #[non_exhaustive]
 pub enum ErrorKind {
     /// The database is closed; `cause` says why (`None` after `close`).
-    Closed { cause: Option<Arc<Error>> },
+    Closed {
+        /// The first fatal error, which closed it.
+        cause: Option<Arc<Error>>,
+    },
     /// Another writer opened the database; this one can no longer write.
     Fenced,
     /// The object store failed or timed out (retryable later).
@@ -64,6 +67,7 @@ impl fmt::Debug for Error {
 }
 
 impl Error {
+    /// An error of `kind` saying `message`.
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
         Error {
             kind,
@@ -78,14 +82,17 @@ impl Error {
         self
     }
 
+    /// What kind of failure this is.
     pub fn kind(&self) -> &ErrorKind {
         &self.kind
     }
 
+    /// What happened, naming the object or argument involved.
     pub fn message(&self) -> &str {
         &self.message
     }
 
+    /// Whether the database is closed ([`ErrorKind::Closed`]).
     pub fn is_closed(&self) -> bool {
         matches!(self.kind, ErrorKind::Closed { .. })
     }

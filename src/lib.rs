@@ -24,27 +24,35 @@
 //! # }
 //! ```
 
+#![warn(missing_docs)]
+#![warn(clippy::missing_errors_doc)]
+
 pub use talus_actors as actors;
 
 pub mod compactor;
-pub mod db;
-pub mod error;
-pub mod flush;
-pub mod format;
+mod db;
+mod error;
+mod format;
 pub mod gc;
+mod l0;
 pub mod manifest;
-pub mod mem;
+mod mem;
 pub mod metrics;
-pub mod read;
+mod read;
+mod shared;
 pub mod store;
 mod waiters;
-pub mod wal;
+mod wal;
 
-pub use compactor::Compactor;
+#[doc(hidden)]
+pub mod internals;
+
+pub use compactor::{Compactor, CompactorOptions};
 pub use db::{
-    Db, DbBuilder, DbOptions, DbReader, DbStats, Durability, MemoryStats, ReadOptions, ScanOptions, Snapshot,
-    TreeShape, WriteBatch, WriteOptions,
+    CloseOptions, Db, DbBuilder, DbOptions, DbReader, DbStats, Durability, MemoryStats, ReadOptions, ScanOptions,
+    Snapshot, TreeShape, WriteBatch, WriteOptions,
 };
 pub use error::{Error, ErrorKind};
-pub use gc::{GcOptions, GcReport};
+pub use format::compression::Compression;
+pub use gc::{GcMode, GcOptions, GcReport};
 pub use manifest::WalLoss;

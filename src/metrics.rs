@@ -3,8 +3,6 @@
 //! (Prometheus, StatsD, ...) to collect them. The names and what they mean
 //! are listed here and in `docs/metrics.md`.
 
-use crate::store::Op;
-
 /// Write batches accepted (counter).
 pub const WRITES: &str = "talus_writes_total";
 /// Bytes of keys and values written (counter).
@@ -42,8 +40,9 @@ pub const COMPACTION_BYTES_WRITTEN: &str = "talus_compaction_bytes_written_total
 /// `table`, `manifest`, `compactions`, `checkpoint`).
 pub const GC_DELETED: &str = "talus_gc_deleted_total";
 
-pub(crate) fn store_requests(op: Op, count: u64) {
-    metrics::counter!(STORE_REQUESTS, "op" => op.name()).increment(count);
+/// Counts `count` store requests of the operation named `op`.
+pub(crate) fn store_requests(op: &'static str, count: u64) {
+    metrics::counter!(STORE_REQUESTS, "op" => op).increment(count);
 }
 
 pub(crate) fn cache_lookup(cache: &'static str, hit: bool) {

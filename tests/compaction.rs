@@ -130,8 +130,8 @@ fn sustained_writes_keep_l0_bounded_match_a_model_and_reclaim_space() {
         // Past the inputs' protection, then collect (twice: removing the
         // expired checkpoints writes one more manifest version).
         runtime.sleep(Duration::from_secs(16 * 60)).await;
-        db.collect_garbage(false).await.expect("gc");
-        db.collect_garbage(false).await.expect("gc");
+        db.collect_garbage(talusdb::gc::GcMode::Delete).await.expect("gc");
+        db.collect_garbage(talusdb::gc::GcMode::Delete).await.expect("gc");
         let after = usage(&memory, "db").await;
         assert!(
             after.0 < before.0 && after.1 < before.1,
@@ -200,7 +200,7 @@ fn collect_in_background(db: &Db, runtime: &Runtime) -> (Poke, talusdb::actors::
     let db = db.clone();
     let task = runtime.spawn(async move {
         while futures::StreamExt::next(&mut pokes).await.is_some() {
-            match db.collect_garbage(false).await {
+            match db.collect_garbage(talusdb::gc::GcMode::Delete).await {
                 Ok(_) => {}
                 Err(error) if error.is_closed() => return,
                 Err(error) => panic!("collection failed: {error}"),

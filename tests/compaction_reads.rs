@@ -74,7 +74,7 @@ fn snapshots_and_running_scans_survive_compaction_and_collection() {
             summary.rows_out, summary.rows_in,
             "the snapshot holds every old version: {summary:?}"
         );
-        let collected = db.collect_garbage(false).await.expect("gc");
+        let collected = db.collect_garbage(talusdb::gc::GcMode::Delete).await.expect("gc");
         assert!(collected.tables.is_empty(), "the inputs are protected: {collected:?}");
 
         scanned.extend(scan.try_collect::<Vec<_>>().await.expect("the scan finishes"));

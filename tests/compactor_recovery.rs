@@ -61,7 +61,9 @@ async fn fill(store: &Arc<dyn Store>, runtime: &Runtime) {
             db.flush_memtable().await.expect("flush");
         }
     }
-    db.close_with(true).await.expect("close");
+    db.close_with(talusdb::CloseOptions { flush_memtable: true })
+        .await
+        .expect("close");
 }
 
 fn manifests(store: &Arc<dyn Store>, runtime: &Runtime) -> VersionedStore<Manifest> {
@@ -136,7 +138,10 @@ fn stopped_mid_job_then_restarted(crash_point: &'static str, seed: u64) {
         second.close().await.expect("close");
 
         let collector = builder(&store, &runtime).collector().expect("collector");
-        let report = collector.run(&talusdb::gc::Class::ALL, false).await.expect("gc");
+        let report = collector
+            .run(&talusdb::gc::Class::ALL, talusdb::gc::GcMode::Delete)
+            .await
+            .expect("gc");
         if crash_point == "/manifest/" {
             assert!(
                 !report.tables.is_empty(),

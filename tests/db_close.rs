@@ -109,7 +109,7 @@ fn calls_finish_when_every_tick_takes_longer_than_its_period() {
                 &runtime,
                 limit,
                 &format!("collect_garbage, {what}"),
-                db.collect_garbage(false),
+                db.collect_garbage(talusdb::gc::GcMode::Delete),
             )
             .await
             .expect("collect_garbage");

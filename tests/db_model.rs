@@ -158,7 +158,7 @@ fn the_same_model_runs_on_tokio() {
 
 #[test]
 fn the_same_model_runs_inside_an_actix_system() {
-    actix_rt::System::new().block_on(async {
+    actix_web::rt::System::new().block_on(async {
         let runtime = Runtime::actix_current().expect("inside actix");
         run_model(Arc::new(ObjectStoreAdapter::in_memory()), runtime, 22, 800).await;
     });

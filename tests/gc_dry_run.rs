@@ -63,7 +63,7 @@ fn a_dry_run_deletes_nothing_and_reports_what_a_real_run_deletes() {
         runtime.sleep(Duration::from_secs(20 * 60)).await;
 
         let before = listing(&store).await;
-        let dry = db.collect_garbage(true).await.expect("dry run");
+        let dry = db.collect_garbage(talusdb::gc::GcMode::DryRun).await.expect("dry run");
         assert!(dry.dry_run);
         assert_eq!(listing(&store).await, before, "a dry run deletes nothing");
         assert!(
@@ -72,7 +72,7 @@ fn a_dry_run_deletes_nothing_and_reports_what_a_real_run_deletes() {
         );
         assert!(!dry.checkpoints.is_empty(), "{dry:?}");
 
-        let real = db.collect_garbage(false).await.expect("real run");
+        let real = db.collect_garbage(talusdb::gc::GcMode::Delete).await.expect("real run");
         assert!(!real.dry_run);
         assert_eq!(
             (
@@ -170,7 +170,7 @@ fn objects_of_unknown_age_are_never_old_enough_to_collect() {
         db.flush_memtable().await.expect("the WAL tables become garbage");
         db.compact().await.expect("the L0 tables become garbage");
         let before = listing(&memory).await;
-        let report = db.collect_garbage(false).await.expect("gc");
+        let report = db.collect_garbage(talusdb::gc::GcMode::Delete).await.expect("gc");
         assert_eq!(listing(&memory).await, before, "nothing collected: {report:?}");
         db.close().await.expect("close");
 
@@ -178,7 +178,7 @@ fn objects_of_unknown_age_are_never_old_enough_to_collect() {
         // once the compaction's protection of its inputs has expired.
         runtime.sleep(Duration::from_secs(20 * 60)).await;
         let db = open(memory.clone()).await.expect("reopen");
-        let report = db.collect_garbage(false).await.expect("gc");
+        let report = db.collect_garbage(talusdb::gc::GcMode::Delete).await.expect("gc");
         assert!(!report.wal.is_empty() && !report.tables.is_empty(), "{report:?}");
         db.close().await.expect("close");
     });

@@ -14,11 +14,10 @@ use bytes::Bytes;
 use object_store::path::Path;
 use talusdb::actors::Runtime;
 use talusdb::actors::runtime::{Clock, Sim};
-use talusdb::manifest::compactor_state::{PROTECT_INPUTS_FOR, read_view};
-use talusdb::manifest::versioned::encode_envelope;
+use talusdb::internals::{CompactorState, PROTECT_INPUTS_FOR, encode_envelope, read_view};
 use talusdb::manifest::{
-    CheckpointOptions, CompactionSpec, CompactionStatus, Compactions, CompactorState, Fenced, IfMissing, Manifest,
-    ManifestError, Role, Source, TableHandle, VersionedOptions, VersionedStore,
+    CheckpointOptions, CompactionSpec, CompactionStatus, Compactions, Fenced, IfMissing, Manifest, ManifestError, Role,
+    Source, TableHandle, VersionedOptions, VersionedStore,
 };
 use talusdb::store::{ByteRange, ObjectStoreAdapter, PutMode, Store, StoreError, Ulid};
 
@@ -105,6 +104,7 @@ where
         })
     });
 
+    #[cfg(feature = "aws")]
     if let Some((store, _server)) = support::s3_store("the manifest suite on S3") {
         on_smol(|runtime| {
             let manual = clock();

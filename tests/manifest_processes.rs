@@ -50,7 +50,11 @@ fn open_store(spec: &str, runtime: &Runtime) -> Arc<dyn Store> {
     if let Some(dir) = spec.strip_prefix("local:") {
         return Arc::new(ObjectStoreAdapter::local_dir(dir, runtime.clone()).expect("local store"));
     }
-    let endpoint = spec.strip_prefix("s3:").expect("local: or s3:");
+    open_s3(spec.strip_prefix("s3:").expect("local: or s3:"))
+}
+
+#[cfg(feature = "aws")]
+fn open_s3(endpoint: &str) -> Arc<dyn Store> {
     let options = talusdb::store::S3Options {
         bucket: "talus-test".into(),
         prefix: Some("stress".into()),
@@ -61,6 +65,11 @@ fn open_store(spec: &str, runtime: &Runtime) -> Arc<dyn Store> {
         secret_access_key: Some("testing".into()),
     };
     Arc::new(ObjectStoreAdapter::s3(&options).expect("an S3 adapter"))
+}
+
+#[cfg(not(feature = "aws"))]
+fn open_s3(_endpoint: &str) -> Arc<dyn Store> {
+    panic!("S3 stores need the `aws` feature")
 }
 
 /// One child's work: race for every object, then update the manifest.
@@ -187,6 +196,7 @@ fn several_processes_create_each_object_and_each_manifest_version_exactly_once()
     let local: Arc<dyn Store> = Arc::new(ObjectStoreAdapter::local_dir(dir.path(), runtime.clone()).expect("local"));
     race_on(&format!("local:{}", dir.path().display()), local, &runtime);
 
+    #[cfg(feature = "aws")]
     if let Some(server) = support::S3Server::start("the multi-process race on S3") {
         let store = open_store(&format!("s3:{}", server.endpoint), &runtime);
         race_on(&format!("s3:{}", server.endpoint), store, &runtime);

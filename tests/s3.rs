@@ -13,8 +13,9 @@ use std::sync::Arc;
 use bytes::Bytes;
 use futures::StreamExt;
 use object_store::path::Path;
-use talusdb::format::Row;
-use talusdb::store::{Fault, FaultyStore, StoreError, TableStore, TableStoreOptions};
+use talusdb::internals::TableStore;
+use talusdb::internals::format::Row;
+use talusdb::store::{Fault, FaultyStore, StoreError, TableStoreOptions};
 use talusdb::{Db, WriteOptions};
 
 use support::{on_smol, s3_store};

@@ -349,7 +349,7 @@ impl Client {
                 self.made_durable("flush_memtable", &result)
             }
             98 => {
-                let result = self.db.collect_garbage(false).await;
+                let result = self.db.collect_garbage(talusdb::gc::GcMode::Delete).await;
                 self.model().count(if result.is_ok() { "gc" } else { "gc failed" });
                 going(&result)
             }
@@ -900,7 +900,9 @@ async fn finish(
     drop(db);
     let db = open(&mut world, runtime, recorder, None).await;
     exact_check(&db, model, "after reopening").await;
-    db.collect_garbage(false).await.expect("collect garbage");
+    db.collect_garbage(talusdb::gc::GcMode::Delete)
+        .await
+        .expect("collect garbage");
     db.close().await.expect("close");
 
     let listing = world.listing().await;

@@ -13,11 +13,12 @@ use bytes::Bytes;
 use object_store::path::Path;
 use talusdb::actors::Runtime;
 use talusdb::actors::runtime::Sim;
-use talusdb::format::Row;
-use talusdb::format::sst::TableKind;
+use talusdb::internals::format::Row;
+use talusdb::internals::format::sst::TableKind;
+use talusdb::internals::{TableScanOptions as ScanOptions, TableStore};
 use talusdb::store::{
-    ByteRange, Fault, FaultyStore, LatencyStore, ObjectStoreAdapter, Op, PutMode, RequestCounts, ScanOptions, Store,
-    StoreError, TableId, TableStore, TableStoreOptions, TimeoutStore, TokioThread,
+    ByteRange, Fault, FaultyStore, LatencyStore, ObjectStoreAdapter, Op, PutMode, RequestCounts, Store, StoreError,
+    TableId, TableStoreOptions, TimeoutStore, TokioThread,
 };
 
 use support::{on_smol, on_tokio, stores};
@@ -71,7 +72,7 @@ fn cold(tables: &TableStore, runtime: &Runtime) -> TableStore {
     table_store(tables.store().clone(), runtime, tables.options().clone())
 }
 
-async fn write_sorted(tables: &TableStore, rows: &[Row]) -> talusdb::store::WrittenTable {
+async fn write_sorted(tables: &TableStore, rows: &[Row]) -> talusdb::internals::WrittenTable {
     let mut builder = tables.builder(TableKind::Sorted);
     for row in rows {
         builder.add(row);
@@ -111,7 +112,10 @@ async fn round_trip(runtime: Runtime) {
         let (from, to) = (key(100), key(1500));
         let mut scan = reader.scan(
             (Bound::Excluded(from.clone()), Bound::Included(to.clone())),
-            reader.scan_options(),
+            ScanOptions {
+                read_ahead_blocks: 8,
+                fill_cache: false,
+            },
         );
         let mut scanned = Vec::new();
         while let Some(row) = scan.next().await.expect("scan") {
@@ -546,7 +550,7 @@ fn every_damaged_byte_gives_the_right_answer_or_corruption() {
     sim.block_on(async move {
         let store: Arc<dyn Store> = Arc::new(ObjectStoreAdapter::in_memory());
         let options = TableStoreOptions {
-            sst: talusdb::format::sst::SstOptions {
+            sst: talusdb::internals::format::sst::SstOptions {
                 block_size_bytes: 256,
                 bloom_min_keys: 1,
                 ..Default::default()

@@ -260,7 +260,7 @@ fn a_paused_writer_resuming_after_gc_acknowledges_nothing(pause: Duration) {
         new.put("after", "acknowledged by the new writer").await.expect("put");
         new.flush_memtable().await.expect("flush past the old writer's WAL id");
         runtime.sleep(pause).await;
-        new.collect_garbage(false).await.expect("gc");
+        new.collect_garbage(talusdb::gc::GcMode::Delete).await.expect("gc");
 
         paused.store(false, Ordering::SeqCst);
         let outcome = support::within(&runtime, Duration::from_secs(600), "the stalled write", stalled)
@@ -327,12 +327,18 @@ fn a_fenced_writers_collector_deletes_nothing() {
         new.flush_memtable().await.expect("the old WAL tables become garbage");
         let before = support::listing(&store).await;
 
-        let error = old.collect_garbage(false).await.expect_err("fenced");
+        let error = old
+            .collect_garbage(talusdb::gc::GcMode::Delete)
+            .await
+            .expect_err("fenced");
         assert!(error.is_fenced(), "{error}");
         let after = support::listing(&store).await;
         assert_eq!(before, after, "nothing deleted");
 
-        let report = new.collect_garbage(false).await.expect("the owner collects");
+        let report = new
+            .collect_garbage(talusdb::gc::GcMode::Delete)
+            .await
+            .expect("the owner collects");
         assert!(!report.wal.is_empty(), "there was garbage: {report:?}");
         new.close().await.expect("close");
     });

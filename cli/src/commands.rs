@@ -10,7 +10,7 @@ use futures::StreamExt;
 use serde_json::{Value, json};
 use talusdb::actors::Runtime;
 use talusdb::compactor::SubmitSpec;
-use talusdb::gc::Class;
+use talusdb::gc::{Class, GcMode};
 use talusdb::manifest::{
     Checkpoint, CheckpointOptions, Compactions, Fenced, Manifest, Role, Source, TableHandle, Versioned,
     VersionedOptions, VersionedStore,
@@ -393,7 +393,8 @@ impl Target {
             .collector()?;
         // The collector refuses a lost manifest (tables, no manifest) and
         // finds nothing on an empty path; say so then.
-        let report = collector.run(&Class::ALL, dry_run).await?;
+        let mode = if dry_run { GcMode::DryRun } else { GcMode::Delete };
+        let report = collector.run(&Class::ALL, mode).await?;
         if !self.has_manifest().await? {
             return Err(CliError::Usage(format!("no database at {}", self.path)));
         }

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use talusdb::actors::Runtime;
-use talusdb::store::{ObjectStoreAdapter, S3Options, Store};
+use talusdb::store::{ObjectStoreAdapter, Store};
 
 use crate::CliError;
 
@@ -33,24 +33,38 @@ pub fn open(url: &str, s3: &S3Flags, runtime: &Runtime) -> Result<Arc<dyn Store>
         return Ok(Arc::new(store));
     }
     if let Some(location) = url.strip_prefix("s3://") {
-        let (bucket, prefix) = location.split_once('/').unwrap_or((location, ""));
-        if bucket.is_empty() {
-            return Err(CliError::Usage(format!(
-                "--store {url}: the bucket is missing (s3://bucket/prefix)"
-            )));
-        }
-        let options = S3Options {
-            bucket: bucket.to_owned(),
-            prefix: Some(prefix.trim_matches('/').to_owned()).filter(|prefix| !prefix.is_empty()),
-            endpoint: s3.endpoint.clone(),
-            allow_http: s3.allow_http,
-            ..S3Options::default()
-        };
-        let store =
-            ObjectStoreAdapter::s3(&options).map_err(|error| CliError::Usage(format!("--store {url}: {error}")))?;
-        return Ok(Arc::new(store));
+        return s3_store(url, location, s3);
     }
     Err(CliError::Usage(format!(
         "--store {url}: not a store URL (expected file:///dir, local:<dir>, memory:// or s3://bucket/prefix)"
+    )))
+}
+
+/// The `s3://bucket/prefix` store at `location` (the URL without its scheme).
+#[cfg(feature = "aws")]
+fn s3_store(url: &str, location: &str, s3: &S3Flags) -> Result<Arc<dyn Store>, CliError> {
+    use talusdb::store::S3Options;
+
+    let (bucket, prefix) = location.split_once('/').unwrap_or((location, ""));
+    if bucket.is_empty() {
+        return Err(CliError::Usage(format!(
+            "--store {url}: the bucket is missing (s3://bucket/prefix)"
+        )));
+    }
+    let options = S3Options {
+        bucket: bucket.to_owned(),
+        prefix: Some(prefix.trim_matches('/').to_owned()).filter(|prefix| !prefix.is_empty()),
+        endpoint: s3.endpoint.clone(),
+        allow_http: s3.allow_http,
+        ..S3Options::default()
+    };
+    let store = ObjectStoreAdapter::s3(&options).map_err(|error| CliError::Usage(format!("--store {url}: {error}")))?;
+    Ok(Arc::new(store))
+}
+
+#[cfg(not(feature = "aws"))]
+fn s3_store(url: &str, _location: &str, _s3: &S3Flags) -> Result<Arc<dyn Store>, CliError> {
+    Err(CliError::Usage(format!(
+        "--store {url}: this build of talus has no S3 support (build talus-cli with the `aws` feature)"
     )))
 }

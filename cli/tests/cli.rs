@@ -244,7 +244,9 @@ fn compact_and_gc_run_reclaim_old_objects_and_keep_every_key() {
         }
         db.put("a", "4").await.expect("put");
         db.delete("b").await.expect("delete");
-        db.close_with(true).await.expect("close");
+        db.close_with(talusdb::CloseOptions { flush_memtable: true })
+            .await
+            .expect("close");
     });
 
     let compacted = json(&ok(dir.path(), &["compact", "--json"]));

@@ -4,13 +4,13 @@
 
 use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
-use talusdb::format::block::Block;
+use talusdb::internals::format::block::Block;
 
 fuzz_target!(|data: &[u8]| {
     let Ok(block) = Block::decode(Bytes::copy_from_slice(data)) else {
         return;
     };
-    let mut previous: Option<talusdb::format::Row> = None;
+    let mut previous: Option<talusdb::internals::format::Row> = None;
     for row in block.iter() {
         let Ok(row) = row else { break };
         previous = Some(row);

@@ -5,7 +5,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use talusdb::manifest::versioned::decode_envelope;
+use talusdb::internals::decode_envelope;
 use talusdb::manifest::{Compactions, Manifest, Versioned};
 
 fn bare<P: Versioned + PartialEq>(data: &[u8]) {

@@ -10,8 +10,9 @@ use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
 use object_store::path::Path;
 use talusdb::actors::runtime::Sim;
-use talusdb::format::sst::SstBytes;
-use talusdb::store::{ObjectStoreAdapter, PutMode, Store, TableId, TableStore, TableStoreOptions, Ulid};
+use talusdb::internals::format::sst::SstBytes;
+use talusdb::internals::{TableScanOptions, TableStore};
+use talusdb::store::{ObjectStoreAdapter, PutMode, Store, TableId, TableStoreOptions, Ulid};
 
 fuzz_target!(|data: &[u8]| {
     let bytes = Bytes::copy_from_slice(data);
@@ -46,7 +47,11 @@ fuzz_target!(|data: &[u8]| {
             return;
         };
         let _ = reader.get(b"key", u64::MAX).await;
-        let mut scan = reader.scan((Bound::Unbounded, Bound::Unbounded), reader.scan_options());
+        let options = TableScanOptions {
+            read_ahead_blocks: 8,
+            fill_cache: false,
+        };
+        let mut scan = reader.scan((Bound::Unbounded, Bound::Unbounded), options);
         while let Ok(Some(_)) = scan.next().await {}
     });
 });

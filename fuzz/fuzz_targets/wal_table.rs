@@ -10,8 +10,9 @@ use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
 use object_store::path::Path;
 use talusdb::actors::runtime::Sim;
-use talusdb::mem::Memtable;
-use talusdb::store::{ObjectStoreAdapter, PutMode, Store, TableId, TableStore, TableStoreOptions};
+use talusdb::internals::Memtable;
+use talusdb::internals::TableStore;
+use talusdb::store::{ObjectStoreAdapter, PutMode, Store, TableId, TableStoreOptions};
 
 fuzz_target!(|data: &[u8]| {
     let bytes = Bytes::copy_from_slice(data);

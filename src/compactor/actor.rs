@@ -47,19 +47,26 @@ pub enum SubmitSpec {
     /// All of L0 and every sorted run into one run.
     Everything,
     /// These sources (they must follow the ordering rules of
-    /// [`scheduler`]).
+    /// `scheduler`).
     Sources(Vec<Source>),
 }
 
 /// A finished compaction.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CompactionSummary {
+    /// The compaction's id (its entry in the compactions file).
     pub id: Ulid,
+    /// The sorted run it wrote.
     pub destination: u64,
+    /// Tables written.
     pub tables_out: usize,
+    /// Rows read from the inputs.
     pub rows_in: u64,
+    /// Rows written (what version retention kept).
     pub rows_out: u64,
+    /// Bytes of the input tables.
     pub bytes_in: u64,
+    /// Bytes of the output tables.
     pub bytes_out: u64,
 }
 
@@ -93,11 +100,17 @@ pub enum CompactorMsg {
 /// What the compactor has done since it started.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct CompactorStats {
+    /// Compactions committed.
     pub compactions: u64,
+    /// Jobs that failed (retried or abandoned).
     pub failed_jobs: u64,
+    /// Bytes read from input tables.
     pub bytes_read: u64,
+    /// Bytes written to output tables.
     pub bytes_written: u64,
+    /// Rows read, summed over committed jobs.
     pub rows_in: u64,
+    /// Rows written, summed over committed jobs.
     pub rows_out: u64,
     /// Time jobs spent running, summed over jobs (committed ones only).
     pub job_micros: u64,
@@ -203,7 +216,7 @@ impl std::fmt::Debug for CompactorActor {
     }
 }
 
-/// How a compactor is put together (see [`CompactorHandle::run`]).
+/// How a compactor is put together (see [`CompactorClient::run`]).
 pub struct CompactorParts {
     pub state: CompactorState,
     pub tables: TableStore,
@@ -214,13 +227,13 @@ pub struct CompactorParts {
 
 /// A running compactor actor as its owner (a `Db` or a [`super::Compactor`])
 /// holds it: its address, the flag that cancels its jobs, its counters.
-pub(crate) struct CompactorHandle {
+pub(crate) struct CompactorClient {
     addr: Addr<CompactorMsg, Error>,
     cancel: Arc<AtomicBool>,
     counters: Arc<CompactorCounters>,
 }
 
-impl CompactorHandle {
+impl CompactorClient {
     /// Starts the actor on `mailbox` in `system` and has it look for work
     /// at once rather than after the first poll interval.
     pub(crate) fn run(system: &System<Error>, mailbox: Mailbox<CompactorMsg, Error>, parts: CompactorParts) -> Self {
@@ -240,7 +253,7 @@ impl CompactorHandle {
             fenced_is_fatal: parts.fenced_is_fatal,
             stopped: None,
         };
-        let handle = CompactorHandle {
+        let handle = CompactorClient {
             addr: mailbox.addr(),
             cancel: actor.cancel.clone(),
             counters: actor.counters.clone(),

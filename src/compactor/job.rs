@@ -458,7 +458,13 @@ mod tests {
             let mut found: BTreeMap<Bytes, Vec<u64>> = BTreeMap::new();
             for handle in &output.tables {
                 let reader = tables.open(handle.table_id(), Some(handle.size)).await.expect("open");
-                let mut scan = reader.scan((Bound::Unbounded, Bound::Unbounded), reader.scan_options());
+                let mut scan = reader.scan(
+                    (Bound::Unbounded, Bound::Unbounded),
+                    ScanOptions {
+                        read_ahead_blocks: 8,
+                        fill_cache: false,
+                    },
+                );
                 while let Some(row) = scan.next().await.expect("scan") {
                     found.entry(row.key).or_default().push(row.seq);
                 }

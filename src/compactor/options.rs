@@ -50,6 +50,12 @@ impl Default for CompactorOptions {
 }
 
 impl CompactorOptions {
+    /// `Err(why)` if a setting is out of range (checked when a compactor
+    /// starts).
+    ///
+    /// # Errors
+    ///
+    /// `Err(why)` names the setting that is out of range.
     pub fn validate(&self) -> Result<(), String> {
         if self.poll_interval.is_zero() {
             return Err("compactor poll_interval must be positive".into());

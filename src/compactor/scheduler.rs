@@ -27,7 +27,9 @@ use crate::store::Ulid;
 /// again.
 #[derive(Clone, Debug, Default)]
 pub struct Busy {
+    /// L0 tables some running compaction reads.
     pub l0: HashSet<Ulid>,
+    /// Sorted runs some running compaction reads or writes.
     pub runs: HashSet<u64>,
     /// Whether some active compaction merges L0.
     pub merging_l0: bool,
@@ -45,6 +47,7 @@ impl Busy {
         busy
     }
 
+    /// Counts what `spec` reads and writes as busy.
     pub fn add(&mut self, spec: &CompactionSpec) {
         for source in &spec.sources {
             match source {
@@ -69,9 +72,13 @@ impl Busy {
 }
 
 /// Proposes compactions. Implement it to plug in another policy (leveled,
-/// time-windowed); the compactor checks every proposal with [`plan`].
+/// time-windowed); the compactor checks every proposal with `plan`.
 pub trait Strategy: Send + Sync + fmt::Debug + 'static {
     /// Checks the strategy's own settings.
+    ///
+    /// # Errors
+    ///
+    /// `Err(why)` names the setting that is out of range.
     fn validate(&self) -> Result<(), String> {
         Ok(())
     }

@@ -12,24 +12,30 @@ pub struct WriteBatch {
 }
 
 impl WriteBatch {
+    /// An empty batch.
     pub fn new() -> Self {
         WriteBatch::default()
     }
 
+    /// Adds a put of `value` under `key` (a later operation on the same key
+    /// in the batch wins).
     pub fn put(&mut self, key: impl Into<Bytes>, value: impl Into<Bytes>) -> &mut Self {
         self.ops.push((key.into(), RowValue::Value(value.into())));
         self
     }
 
+    /// Adds a delete of `key`.
     pub fn delete(&mut self, key: impl Into<Bytes>) -> &mut Self {
         self.ops.push((key.into(), RowValue::Tombstone));
         self
     }
 
+    /// Operations in the batch.
     pub fn len(&self) -> usize {
         self.ops.len()
     }
 
+    /// Whether the batch holds no operation.
     pub fn is_empty(&self) -> bool {
         self.ops.is_empty()
     }

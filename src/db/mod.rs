@@ -2,11 +2,10 @@
 //! snapshots. A `Db` is a handle on a set of actors (WAL writer, uploader
 //! pool, L0 manifest writer) plus the read view they publish.
 
-pub mod batch;
-pub mod options;
-pub mod reader;
-pub mod snapshots;
-pub mod stats;
+mod batch;
+mod options;
+mod reader;
+mod stats;
 
 use std::ops::{Bound, RangeBounds};
 use std::sync::Arc;
@@ -18,20 +17,20 @@ use object_store::path::Path;
 use talus_actors::{Capacity, Recorder, Runtime, System};
 
 pub use batch::WriteBatch;
-pub use options::{DbOptions, Durability, ReadOptions, ScanOptions, WriteOptions};
+pub use options::{CloseOptions, DbOptions, Durability, ReadOptions, ScanOptions, WriteOptions};
 pub use reader::DbReader;
 pub use stats::{DbStats, MemoryStats, TreeShape};
 
-use snapshots::{SnapshotPin, Snapshots};
-use stats::Counters;
+use crate::shared::counters::Counters;
+use crate::shared::snapshots::{SnapshotPin, Snapshots};
 
-use crate::compactor::actor::{CompactorHandle, CompactorParts, OnCommit};
+use crate::compactor::actor::{CompactorClient, CompactorParts, OnCommit};
 use crate::compactor::{COMPACTOR, CompactionSummary, Compactor, CompactorMsg, SubmitSpec};
 use crate::error::Error;
-use crate::flush::l0_writer::{L0Msg, L0Settings, L0Writer};
-use crate::flush::uploader::Uploader;
 use crate::format::RowValue;
-use crate::gc::{Collector, GcActor, GcMsg, GcReport};
+use crate::gc::{Collector, GcActor, GcMode, GcMsg, GcReport};
+use crate::l0::l0_writer::{L0Msg, L0Settings, L0Writer};
+use crate::l0::uploader::Uploader;
 use crate::manifest::{
     Checkpoint, CheckpointOptions, Compactions, CompactorState, EpochLease, Fenced, IfMissing, Manifest, Role,
     VersionedOptions, VersionedStore, WalLoss,
@@ -40,11 +39,11 @@ use crate::read::merge::{ScanBounds, merge_sources};
 use crate::read::{KeyValue, ReadView, Seqs, sources_for};
 use crate::store::{Store, TableStore, TimeoutStore};
 use crate::wal::replay::{OnDamage, recover};
-use crate::wal::writer::{PendingWrite, WalMsg, WalStart, WalWriter};
+use crate::wal::writer::{PendingWrite, WalMsg, WalSettings, WalStart, WalWriter};
 
 const WAL_WRITER: &str = "wal_writer";
 const UPLOADER: &str = "uploader";
-const L0_WRITER: &str = crate::flush::l0_writer::NAME;
+const L0_WRITER: &str = crate::l0::l0_writer::NAME;
 const GC: &str = "gc";
 
 /// An open database. Cheap to clone; every clone is the same database.
@@ -62,7 +61,7 @@ struct DbInner {
     counters: Arc<Counters>,
     tables: TableStore,
     snapshots: Arc<Snapshots>,
-    compactor: Option<CompactorHandle>,
+    compactor: Option<CompactorClient>,
     gc: Option<talus_actors::Addr<GcMsg, Error>>,
     collector: Collector,
     /// What a salvaging open gave up.
@@ -112,6 +111,24 @@ pub struct DbBuilder {
     salvage: bool,
 }
 
+impl Compactor {
+    /// Starts a compactor for the database under `path` in `store`, with
+    /// default options on the default executor. Use
+    /// [`DbBuilder::open_compactor`](crate::DbBuilder::open_compactor) for
+    /// other settings.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidArgument` if the options are inconsistent (the message names
+    /// the option); `Unavailable` if the store cannot be reached;
+    /// `Corruption` if the manifest is damaged, or tables remain with no
+    /// manifest (a lost manifest: nothing is created over it); `InvalidArgument`
+    /// if there is no database there.
+    pub async fn open(path: impl Into<object_store::path::Path>, store: Arc<dyn Store>) -> Result<Compactor, Error> {
+        Db::builder(path, store).open_compactor().await
+    }
+}
+
 impl DbBuilder {
     /// Opens even if WAL tables the manifest does not cover yet are
     /// damaged (truncated, or failing their checksum): each is moved to
@@ -159,6 +176,8 @@ impl DbBuilder {
         self
     }
 
+    /// The database's options (default: [`DbOptions::default`]); checked
+    /// when the database opens.
     pub fn options(mut self, options: DbOptions) -> Self {
         self.options = options;
         self
@@ -174,6 +193,14 @@ impl DbBuilder {
 
     /// Opens the database for reading only, as it is now: no writer is
     /// fenced and nothing is written. Fails if there is no database.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidArgument` if the options are inconsistent (the message names
+    /// the option); `Unavailable` if the store cannot be reached;
+    /// `Corruption` if the manifest is damaged, or tables remain with no
+    /// manifest (a lost manifest: nothing is created over it); `InvalidArgument`
+    /// if there is no database there.
     pub async fn open_read_only(self) -> Result<DbReader, Error> {
         DbReader::open(self).await
     }
@@ -218,6 +245,14 @@ impl DbBuilder {
     /// Starts a compactor on its own (no writer): it fences every earlier
     /// compactor. Fails if there is no database. Uses the options'
     /// `compactor` settings (their defaults if `None`).
+    ///
+    /// # Errors
+    ///
+    /// `InvalidArgument` if the options are inconsistent (the message names
+    /// the option); `Unavailable` if the store cannot be reached;
+    /// `Corruption` if the manifest is damaged, or tables remain with no
+    /// manifest (a lost manifest: nothing is created over it); `InvalidArgument`
+    /// if there is no database there.
     pub async fn open_compactor(self) -> Result<Compactor, Error> {
         let prepared = self.prepare()?;
         let state = CompactorState::open(prepared.manifests.clone(), prepared.compactions.clone()).await?;
@@ -237,6 +272,10 @@ impl DbBuilder {
     /// A garbage collector for the database, to run by hand (what
     /// `talus gc run` uses). Uses the options' `gc` settings (their
     /// defaults if `None`).
+    ///
+    /// # Errors
+    ///
+    /// `InvalidArgument` if the `gc` options are unusable.
     pub fn collector(self) -> Result<Collector, Error> {
         let prepared = self.prepare()?;
         let options = prepared.options.gc.clone().unwrap_or_default();
@@ -245,6 +284,15 @@ impl DbBuilder {
 
     /// Opens (or creates) the database: fences older writers and replays
     /// the WAL.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidArgument` if the options are inconsistent (the message names
+    /// the option); `Unavailable` if the store cannot be reached;
+    /// `Corruption` if the manifest is damaged, or tables remain with no
+    /// manifest (a lost manifest: nothing is created over it); `Corruption`
+    /// naming a damaged WAL table (unless [`DbBuilder::salvage`]);
+    /// `Unsupported` for objects of a newer format version.
     pub async fn open(self) -> Result<Db, Error> {
         let recorder = self.recorder.clone();
         let on_damage = if self.salvage {
@@ -308,7 +356,7 @@ impl DbBuilder {
             view.clone(),
             seqs.clone(),
             counters.clone(),
-            options.clone(),
+            WalSettings::from(&options),
             uploader,
             WalStart {
                 last_seq: recovered.last_seq,
@@ -335,7 +383,6 @@ impl DbBuilder {
             L0Writer::new(
                 manifest,
                 view.clone(),
-                wal.clone(),
                 counters.clone(),
                 snapshots.clone(),
                 L0Settings {
@@ -344,6 +391,12 @@ impl DbBuilder {
                     max_l0_tables: options.max_l0_tables,
                     tables: tables.clone(),
                     wake_compactor,
+                    retired: {
+                        let wal = wal.clone();
+                        Box::new(move |through_seq| {
+                            let _ = wal.try_send(WalMsg::MemtableRetired { through_seq });
+                        })
+                    },
                 },
             ),
         );
@@ -360,7 +413,7 @@ impl DbBuilder {
                     })),
                     fenced_is_fatal: false,
                 };
-                CompactorHandle::run(&system, mailbox, parts)
+                CompactorClient::run(&system, mailbox, parts)
             });
         let gc = options.gc.as_ref().map(|_| {
             let (gc, gc_box) = system.mailbox::<GcMsg>(GC, Capacity::Unbounded);
@@ -455,10 +508,34 @@ fn scan_in<K: AsRef<[u8]>>(
 impl Db {
     /// Opens (or creates) the database under `path` in `store` with the
     /// default options on the default executor.
+    ///
+    /// # Errors
+    ///
+    /// As [`DbBuilder::open`].
     pub async fn open(path: impl Into<Path>, store: Arc<dyn Store>) -> Result<Db, Error> {
         Db::builder(path, store).open().await
     }
 
+    /// A builder for the database under `path` in `store`, to set the
+    /// options, the executor or the seed before opening.
+    ///
+    /// ```
+    /// # smol::block_on(async {
+    /// use std::sync::Arc;
+    /// use std::time::Duration;
+    /// use talusdb::store::{ObjectStoreAdapter, Store};
+    /// use talusdb::{Db, DbOptions};
+    ///
+    /// let store: Arc<dyn Store> = Arc::new(ObjectStoreAdapter::in_memory());
+    /// let options = DbOptions {
+    ///     group_commit_window: Duration::from_millis(2),
+    ///     ..DbOptions::default()
+    /// };
+    /// let db = Db::builder("db", store).options(options).open().await?;
+    /// db.close().await?;
+    /// # Ok::<(), talusdb::Error>(())
+    /// # }).unwrap();
+    /// ```
     pub fn builder(path: impl Into<Path>, store: Arc<dyn Store>) -> DbBuilder {
         DbBuilder {
             root: path.into(),
@@ -478,10 +555,43 @@ impl Db {
         }
     }
 
+    /// Writes `value` under `key` and returns once the write is durable in
+    /// the object store (see [`WriteOptions`] to return sooner). Concurrent
+    /// writes share WAL uploads (group commit).
+    ///
+    /// ```
+    /// # smol::block_on(async {
+    /// # use std::sync::Arc;
+    /// # use talusdb::store::{ObjectStoreAdapter, Store};
+    /// # let store: Arc<dyn Store> = Arc::new(ObjectStoreAdapter::in_memory());
+    /// let db = talusdb::Db::open("db", store).await?;
+    /// db.put("user/1", "ada").await?;
+    /// assert_eq!(db.get("user/1").await?.as_deref(), Some(&b"ada"[..]));
+    /// db.close().await?;
+    /// # Ok::<(), talusdb::Error>(())
+    /// # }).unwrap();
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Closed`](crate::ErrorKind::Closed) once the database
+    /// has closed (its cause says why);
+    /// [`ErrorKind::InvalidArgument`](crate::ErrorKind::InvalidArgument) for
+    /// an empty key; [`ErrorKind::Fenced`](crate::ErrorKind::Fenced) if a
+    /// newer writer opened the database;
+    /// [`ErrorKind::Unavailable`](crate::ErrorKind::Unavailable) if the
+    /// store kept failing while a durable write waited (the database then
+    /// closes with that cause: a write is never acknowledged unless it is
+    /// durable).
     pub async fn put(&self, key: impl Into<Bytes>, value: impl Into<Bytes>) -> Result<(), Error> {
         self.put_with_options(key, value, WriteOptions::default()).await
     }
 
+    /// [`Db::put`], acknowledged as `options` say.
+    ///
+    /// # Errors
+    ///
+    /// As [`Db::put`].
     pub async fn put_with_options(
         &self,
         key: impl Into<Bytes>,
@@ -492,19 +602,56 @@ impl Db {
             .await
     }
 
+    /// Deletes `key` (a tombstone hides every older version), returning
+    /// once the delete is durable.
+    ///
+    /// # Errors
+    ///
+    /// As [`Db::put`].
     pub async fn delete(&self, key: impl Into<Bytes>) -> Result<(), Error> {
         self.delete_with_options(key, WriteOptions::default()).await
     }
 
+    /// [`Db::delete`], acknowledged as `options` say.
+    ///
+    /// # Errors
+    ///
+    /// As [`Db::put`].
     pub async fn delete_with_options(&self, key: impl Into<Bytes>, options: WriteOptions) -> Result<(), Error> {
         self.apply(vec![(key.into(), RowValue::Tombstone)], options).await
     }
 
-    /// Applies every operation of `batch` atomically.
+    /// Applies every operation of `batch` atomically: a read, a snapshot or
+    /// a recovery sees all of them or none.
+    ///
+    /// ```
+    /// # smol::block_on(async {
+    /// # use std::sync::Arc;
+    /// # use talusdb::store::{ObjectStoreAdapter, Store};
+    /// use talusdb::WriteBatch;
+    /// # let store: Arc<dyn Store> = Arc::new(ObjectStoreAdapter::in_memory());
+    /// let db = talusdb::Db::open("db", store).await?;
+    /// let mut batch = WriteBatch::new();
+    /// batch.put("from", "0").put("to", "100").delete("pending");
+    /// db.write(batch).await?;
+    /// db.close().await?;
+    /// # Ok::<(), talusdb::Error>(())
+    /// # }).unwrap();
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`Db::put`]; nothing of the batch is applied when it fails
+    /// before the WAL writer accepted it.
     pub async fn write(&self, batch: WriteBatch) -> Result<(), Error> {
         self.write_with_options(batch, WriteOptions::default()).await
     }
 
+    /// [`Db::write`], acknowledged as `options` say.
+    ///
+    /// # Errors
+    ///
+    /// As [`Db::write`].
     pub async fn write_with_options(&self, batch: WriteBatch, options: WriteOptions) -> Result<(), Error> {
         self.apply(batch.ops, options).await
     }
@@ -533,10 +680,39 @@ impl Db {
         }
     }
 
+    /// The newest value of `key`, `None` if it was never written or was
+    /// deleted. Sees every acknowledged write, durable or not yet (see
+    /// [`ReadOptions`]).
+    ///
+    /// ```
+    /// # smol::block_on(async {
+    /// # use std::sync::Arc;
+    /// # use talusdb::store::{ObjectStoreAdapter, Store};
+    /// # let store: Arc<dyn Store> = Arc::new(ObjectStoreAdapter::in_memory());
+    /// let db = talusdb::Db::open("db", store).await?;
+    /// assert_eq!(db.get("missing").await?, None);
+    /// db.close().await?;
+    /// # Ok::<(), talusdb::Error>(())
+    /// # }).unwrap();
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Closed`](crate::ErrorKind::Closed) once the database
+    /// has closed (its cause says why);
+    /// [`ErrorKind::Unavailable`](crate::ErrorKind::Unavailable) if the
+    /// store failed or timed out reading a table;
+    /// [`ErrorKind::Corruption`](crate::ErrorKind::Corruption) if a table
+    /// it read is damaged (the error names it).
     pub async fn get(&self, key: impl AsRef<[u8]>) -> Result<Option<Bytes>, Error> {
         self.get_with_options(key, ReadOptions::default()).await
     }
 
+    /// [`Db::get`], seeing the writes `options` allow.
+    ///
+    /// # Errors
+    ///
+    /// As [`Db::get`].
     pub async fn get_with_options(&self, key: impl AsRef<[u8]>, options: ReadOptions) -> Result<Option<Bytes>, Error> {
         self.get_at(key.as_ref(), self.read_seq(options.durability)).await
     }
@@ -548,7 +724,34 @@ impl Db {
         get_in(&view, &self.inner.tables, key, max_seq).await
     }
 
-    /// Live keys in `range`, in key order, with their newest values.
+    /// Live keys in `range`, in key order, with their newest values, as a
+    /// stream. The scan reads at the sequence number current when it was
+    /// created: writes made while it runs are not seen.
+    ///
+    /// ```
+    /// # smol::block_on(async {
+    /// # use std::sync::Arc;
+    /// # use talusdb::store::{ObjectStoreAdapter, Store};
+    /// use futures::TryStreamExt;
+    /// # let store: Arc<dyn Store> = Arc::new(ObjectStoreAdapter::in_memory());
+    /// let db = talusdb::Db::open("db", store).await?;
+    /// for key in ["a", "b", "c"] {
+    ///     db.put(key, "1").await?;
+    /// }
+    /// let rows: Vec<_> = db.scan("a".."c").try_collect().await?;
+    /// assert_eq!(rows.len(), 2);
+    /// db.close().await?;
+    /// # Ok::<(), talusdb::Error>(())
+    /// # }).unwrap();
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// The stream yields one error and ends: [`ErrorKind::Closed`](crate::ErrorKind::Closed) once the database
+    /// has closed (its cause says why);
+    /// [`ErrorKind::Unavailable`](crate::ErrorKind::Unavailable) or
+    /// [`ErrorKind::Corruption`](crate::ErrorKind::Corruption) if a table
+    /// could not be read.
     pub fn scan<K: AsRef<[u8]>>(
         &self,
         range: impl RangeBounds<K>,
@@ -556,6 +759,11 @@ impl Db {
         self.scan_with_options(range, ScanOptions::default())
     }
 
+    /// [`Db::scan`], reading as `options` say.
+    ///
+    /// # Errors
+    ///
+    /// As [`Db::scan`].
     pub fn scan_with_options<K: AsRef<[u8]>>(
         &self,
         range: impl RangeBounds<K>,
@@ -590,6 +798,11 @@ impl Db {
     /// Compacts all of L0 and every sorted run into one run now, through
     /// the embedded compactor, and waits until it is committed. `None` if
     /// there was nothing to compact.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidArgument` if the embedded compactor is off; otherwise as
+    /// [`Compactor::submit`].
     pub async fn compact(&self) -> Result<Option<CompactionSummary>, Error> {
         self.check_open()?;
         let Some(compactor) = &self.inner.compactor else {
@@ -619,6 +832,10 @@ impl Db {
     /// # Ok::<(), talusdb::Error>(())
     /// # }).unwrap();
     /// ```
+    ///
+    /// # Errors
+    ///
+    /// `Closed` if the database closed while waiting.
     pub async fn wait_for_compactions(&self) -> Result<(), Error> {
         self.check_open()?;
         match &self.inner.compactor {
@@ -627,17 +844,26 @@ impl Db {
         }
     }
 
-    /// Collects garbage of every class now (see [`crate::gc`]); a dry run
-    /// only reports what it would delete.
-    pub async fn collect_garbage(&self, dry_run: bool) -> Result<GcReport, Error> {
+    /// Collects garbage of every class now (see [`crate::gc`]); a
+    /// [`GcMode::DryRun`] only reports what it would delete.
+    ///
+    /// # Errors
+    ///
+    /// As [`Collector::run`]; `Closed` once the database has closed.
+    pub async fn collect_garbage(&self, mode: GcMode) -> Result<GcReport, Error> {
         self.check_open()?;
         match &self.inner.gc {
-            Some(gc) => gc.ask(|reply| GcMsg::RunOnce { dry_run, reply }).await?,
-            None => self.inner.collector.run(&crate::gc::Class::ALL, dry_run).await,
+            Some(gc) => gc.ask(|reply| GcMsg::RunOnce { mode, reply }).await?,
+            None => self.inner.collector.run(&crate::gc::Class::ALL, mode).await,
         }
     }
 
     /// Waits until every write accepted so far is durable.
+    ///
+    /// # Errors
+    ///
+    /// `Closed` once the database has closed (it closes when a WAL upload
+    /// keeps failing: its cause is the store's error).
     pub async fn flush(&self) -> Result<(), Error> {
         self.inner.wal.ask(|reply| WalMsg::Flush { reply }).await??;
         Ok(())
@@ -645,6 +871,11 @@ impl Db {
 
     /// Freezes the memtable and waits until it is an L0 table in the
     /// manifest.
+    ///
+    /// # Errors
+    ///
+    /// `Closed` once the database has closed, with the cause that closed
+    /// it (a failed L0 upload or manifest write, say).
     pub async fn flush_memtable(&self) -> Result<(), Error> {
         let through_seq = self.inner.wal.ask(|reply| WalMsg::FreezeMemtable { reply }).await??;
         self.inner
@@ -656,6 +887,10 @@ impl Db {
 
     /// A checkpoint of everything written so far: the memtable is flushed
     /// to L0 and the checkpoint rides on the manifest write that records it.
+    ///
+    /// # Errors
+    ///
+    /// As [`Db::flush_memtable`].
     pub async fn create_checkpoint(&self, options: CheckpointOptions) -> Result<Checkpoint, Error> {
         let through_seq = self.inner.wal.ask(|reply| WalMsg::FreezeMemtable { reply }).await??;
         self.inner
@@ -670,15 +905,23 @@ impl Db {
 
     /// Closes gracefully: makes accepted writes durable, uploads frozen
     /// memtables, stops the actors in order. Later calls get `Closed`.
+    ///
+    /// # Errors
+    ///
+    /// `Closed` if it had closed already (with the cause, if it failed);
+    /// the store's error if making the last writes durable failed.
     pub async fn close(&self) -> Result<(), Error> {
-        self.close_with(false).await
+        self.close_with(CloseOptions::default()).await
     }
 
-    /// [`Db::close`], first moving the memtable into L0 if
-    /// `flush_memtable` (the next open then replays nothing).
-    pub async fn close_with(&self, flush_memtable: bool) -> Result<(), Error> {
+    /// [`Db::close`], as `options` say.
+    ///
+    /// # Errors
+    ///
+    /// As [`Db::close`].
+    pub async fn close_with(&self, options: CloseOptions) -> Result<(), Error> {
         self.check_open()?;
-        if flush_memtable {
+        if options.flush_memtable {
             self.flush_memtable().await?;
         } else {
             self.flush().await?;
@@ -695,6 +938,10 @@ impl Db {
 
     /// Completes when the database has closed: `Ok` after `close`, the
     /// cause otherwise.
+    ///
+    /// # Errors
+    ///
+    /// The first fatal error, which closed the database.
     pub async fn closed(&self) -> Result<(), Error> {
         self.inner.system.closed().await.map_err(Error::from)
     }
@@ -709,7 +956,7 @@ impl Db {
     /// What the engine has done since it opened (writes, stalls, uploads,
     /// unflushed bytes, L0 tables).
     pub fn stats(&self) -> DbStats {
-        let mut stats = self.inner.counters.snapshot();
+        let mut stats = DbStats::read(&self.inner.counters);
         if let Some(compactor) = &self.inner.compactor {
             stats.compactor = compactor.stats();
         }
@@ -742,14 +989,40 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
+    /// The sequence number it reads at.
     pub fn seq(&self) -> u64 {
         self.seq
     }
 
+    /// The value of `key` as of the snapshot.
+    ///
+    /// ```
+    /// # smol::block_on(async {
+    /// # use std::sync::Arc;
+    /// # use talusdb::store::{ObjectStoreAdapter, Store};
+    /// # let store: Arc<dyn Store> = Arc::new(ObjectStoreAdapter::in_memory());
+    /// let db = talusdb::Db::open("db", store).await?;
+    /// db.put("k", "old").await?;
+    /// let snapshot = db.snapshot();
+    /// db.put("k", "new").await?;
+    /// assert_eq!(snapshot.get("k").await?.as_deref(), Some(&b"old"[..]));
+    /// db.close().await?;
+    /// # Ok::<(), talusdb::Error>(())
+    /// # }).unwrap();
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`Db::get`].
     pub async fn get(&self, key: impl AsRef<[u8]>) -> Result<Option<Bytes>, Error> {
         self.db.get_at(key.as_ref(), self.seq).await
     }
 
+    /// Live keys in `range` as of the snapshot, in key order.
+    ///
+    /// # Errors
+    ///
+    /// As [`Db::scan`].
     pub fn scan<K: AsRef<[u8]>>(
         &self,
         range: impl RangeBounds<K>,

@@ -76,13 +76,32 @@ impl Default for DbOptions {
     }
 }
 
+impl From<&DbOptions> for crate::wal::writer::WalSettings {
+    fn from(options: &DbOptions) -> Self {
+        crate::wal::writer::WalSettings {
+            wal_buffer_bytes: options.wal_buffer_bytes,
+            group_commit_window: options.group_commit_window,
+            flush_interval: options.flush_interval,
+            max_inflight_wal_uploads: options.max_inflight_wal_uploads,
+            memtable_bytes: options.memtable_bytes,
+            max_unflushed_bytes: options.max_unflushed_bytes,
+        }
+    }
+}
+
 impl DbOptions {
+    /// The same options with data blocks compressed by `compression`.
     pub fn with_compression(mut self, compression: Compression) -> Self {
         self.tables.sst.compression = compression;
         self
     }
 
     /// Checks the options against each other.
+    ///
+    /// # Errors
+    ///
+    /// `Err(why)` names the option that is out of range or inconsistent
+    /// with another.
     pub fn validate(&self) -> Result<(), String> {
         if self.memtable_bytes == 0 || self.wal_buffer_bytes == 0 {
             return Err("memtable_bytes and wal_buffer_bytes must be positive".into());
@@ -119,6 +138,15 @@ impl DbOptions {
     }
 }
 
+/// How [`crate::Db::close_with`] closes.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct CloseOptions {
+    /// Move the memtable into L0 first (default false), so that the next
+    /// open replays no WAL; otherwise the memtable's rows stay in durable
+    /// WAL tables.
+    pub flush_memtable: bool,
+}
+
 /// How a write is acknowledged.
 #[derive(Clone, Copy, Debug)]
 pub struct WriteOptions {
@@ -143,14 +171,17 @@ pub enum Durability {
     Durable,
 }
 
+/// How a point read reads.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct ReadOptions {
+    /// Which writes the read may see (default: every acknowledged one).
     pub durability: Durability,
 }
 
 /// How a scan reads tables.
 #[derive(Clone, Copy, Debug)]
 pub struct ScanOptions {
+    /// Which writes the scan may see (default: every acknowledged one).
     pub durability: Durability,
     /// Blocks read per request (default 8).
     pub read_ahead_blocks: usize,

@@ -63,10 +63,27 @@ impl DbReader {
         self.view.shape()
     }
 
+    /// The value of `key` as of the view, `None` if absent or deleted.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Unavailable`](crate::ErrorKind::Unavailable) if the
+    /// store failed reading a table;
+    /// [`ErrorKind::Corruption`](crate::ErrorKind::Corruption) if a table
+    /// is damaged (the error names it). A table the writer's collector has
+    /// deleted since the view opened is
+    /// [`ErrorKind::Corruption`](crate::ErrorKind::Corruption) naming the
+    /// missing object: open the reader again.
     pub async fn get(&self, key: impl AsRef<[u8]>) -> Result<Option<Bytes>, Error> {
         get_in(&self.view, &self.tables, key.as_ref(), self.seq).await
     }
 
+    /// Live keys in `range` as of the view, in key order.
+    ///
+    /// # Errors
+    ///
+    /// The stream yields one error and ends, for the reasons
+    /// [`DbReader::get`] gives.
     pub fn scan<K: AsRef<[u8]>>(
         &self,
         range: impl RangeBounds<K>,

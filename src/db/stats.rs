@@ -1,10 +1,11 @@
-//! Counters the actors keep and [`crate::Db::stats`] reads: cheap relaxed
-//! atomics, written by one actor each, read by anyone.
+//! What [`crate::Db::stats`] reports, read from the actors' counters
+//! ([`crate::shared::counters`]).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::compactor::CompactorStats;
-use crate::metrics as m;
+pub use crate::read::TreeShape;
+use crate::shared::counters::Counters;
 
 /// What the engine has done since it opened. Every field is a count since
 /// open except the byte gauges, `l0_tables`, [`DbStats::shape`] and
@@ -35,17 +36,6 @@ pub struct DbStats {
     pub memory: MemoryStats,
 }
 
-/// The tables of the current read view.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct TreeShape {
-    pub l0_tables: u64,
-    pub sorted_runs: u64,
-    /// Tables in all sorted runs.
-    pub run_tables: u64,
-    /// Bytes of every table in L0 and the runs (the live data).
-    pub table_bytes: u64,
-}
-
 /// The engine's own accounting of its memory (the process holds more:
 /// buffers in flight, the allocator's slack).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -58,71 +48,20 @@ pub struct MemoryStats {
     pub memtable_bytes: u64,
 }
 
-/// The live counters behind [`DbStats`], shared by the actors.
-#[derive(Debug, Default)]
-pub struct Counters {
-    pub writes: AtomicU64,
-    pub stalled_writes: AtomicU64,
-    pub unflushed_bytes: AtomicU64,
-    pub peak_unflushed_bytes: AtomicU64,
-    pub wal_uploads: AtomicU64,
-    pub memtables_frozen: AtomicU64,
-    pub l0_tables: AtomicU64,
-    pub l0_stalls: AtomicU64,
-}
-
-/// Each method updates the count behind [`DbStats`] and the matching
-/// metric (see [`crate::metrics`]).
-impl Counters {
-    pub fn wrote(&self, bytes: usize) {
-        self.writes.fetch_add(1, Ordering::Relaxed);
-        metrics::counter!(m::WRITES).increment(1);
-        metrics::counter!(m::WRITE_BYTES).increment(bytes as u64);
-    }
-
-    pub fn stalled(&self) {
-        self.stalled_writes.fetch_add(1, Ordering::Relaxed);
-        metrics::counter!(m::STALLED_WRITES).increment(1);
-    }
-
-    pub fn wal_uploaded(&self) {
-        self.wal_uploads.fetch_add(1, Ordering::Relaxed);
-        metrics::counter!(m::WAL_UPLOADS).increment(1);
-    }
-
-    pub fn memtable_frozen(&self) {
-        self.memtables_frozen.fetch_add(1, Ordering::Relaxed);
-        metrics::counter!(m::MEMTABLES_FROZEN).increment(1);
-    }
-
-    pub fn l0_stalled(&self) {
-        self.l0_stalls.fetch_add(1, Ordering::Relaxed);
-        metrics::counter!(m::L0_STALLS).increment(1);
-    }
-
-    pub fn set_l0_tables(&self, tables: usize) {
-        self.l0_tables.store(tables as u64, Ordering::Relaxed);
-        metrics::gauge!(m::L0_TABLES).set(tables as f64);
-    }
-
-    pub fn set_unflushed(&self, bytes: usize) {
-        let bytes = bytes as u64;
-        self.unflushed_bytes.store(bytes, Ordering::Relaxed);
-        self.peak_unflushed_bytes.fetch_max(bytes, Ordering::Relaxed);
-        metrics::gauge!(m::UNFLUSHED_BYTES).set(bytes as f64);
-    }
-
-    pub fn snapshot(&self) -> DbStats {
+impl DbStats {
+    /// Reads the counters now; the compactor, shape and memory fields are
+    /// left at their defaults for the caller to fill.
+    pub(crate) fn read(counters: &Counters) -> DbStats {
         let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
         DbStats {
-            writes: load(&self.writes),
-            stalled_writes: load(&self.stalled_writes),
-            unflushed_bytes: load(&self.unflushed_bytes),
-            peak_unflushed_bytes: load(&self.peak_unflushed_bytes),
-            wal_uploads: load(&self.wal_uploads),
-            memtables_frozen: load(&self.memtables_frozen),
-            l0_tables: load(&self.l0_tables),
-            l0_stalls: load(&self.l0_stalls),
+            writes: load(&counters.writes),
+            stalled_writes: load(&counters.stalled_writes),
+            unflushed_bytes: load(&counters.unflushed_bytes),
+            peak_unflushed_bytes: load(&counters.peak_unflushed_bytes),
+            wal_uploads: load(&counters.wal_uploads),
+            memtables_frozen: load(&counters.memtables_frozen),
+            l0_tables: load(&counters.l0_tables),
+            l0_stalls: load(&counters.l0_stalls),
             compactor: CompactorStats::default(),
             shape: TreeShape::default(),
             memory: MemoryStats::default(),

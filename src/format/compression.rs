@@ -15,12 +15,16 @@ pub const MAX_BLOCK_BYTES: usize = 256 << 20;
 
 /// How blocks are compressed. Variants exist only where their feature is on.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Compression {
     #[default]
+    /// Blocks are stored as they are.
     None,
     #[cfg(feature = "lz4")]
+    /// LZ4 (feature `lz4`): fast, modest ratio.
     Lz4,
     #[cfg(feature = "zstd")]
+    /// Zstandard (feature `zstd`): slower, better ratio.
     Zstd,
 }
 
@@ -132,10 +136,34 @@ fn bounded(
 mod tests {
     use super::*;
 
+    /// The workspace test run has both features on, the library's
+    /// default run neither: each build offers exactly its codecs.
     #[test]
-    fn tests_cover_every_codec() {
-        // The dev-dependency on ourselves turns both features on for tests.
-        assert_eq!(Compression::available().len(), 3);
+    fn every_codec_of_this_build_is_available() {
+        let expected = 1 + usize::from(cfg!(feature = "lz4")) + usize::from(cfg!(feature = "zstd"));
+        assert_eq!(Compression::available().len(), expected);
+    }
+
+    /// A block compressed by a codec this build lacks is `Unsupported`,
+    /// naming the feature to build with, never garbage or a panic.
+    #[cfg(not(all(feature = "lz4", feature = "zstd")))]
+    #[test]
+    fn a_codec_this_build_lacks_is_unsupported_and_named() {
+        for (code, codec, present) in [
+            (CODE_LZ4, "lz4", cfg!(feature = "lz4")),
+            (CODE_ZSTD, "zstd", cfg!(feature = "zstd")),
+        ] {
+            if present {
+                continue;
+            }
+            match decompress(code, b"\x04abcd", "block") {
+                Err(FormatError::Unsupported { part, detail }) => {
+                    assert_eq!(part, "block");
+                    assert!(detail.contains(&format!("`{codec}` feature")), "{detail}");
+                }
+                other => panic!("{codec}: {other:?}"),
+            }
+        }
     }
 
     #[cfg(all(feature = "lz4", feature = "zstd"))]

@@ -10,11 +10,15 @@
 //! bounds and never allocates a size it has not checked against the input;
 //! anything wrong is a [`FormatError::Corrupt`] naming the part.
 
-pub mod block;
-pub mod bloom;
+// Reachable from outside only through the hidden `internals` module, whose
+// callers (fuzz targets, benches, white-box tests) need no error sections.
+#![allow(clippy::missing_errors_doc)]
+
+pub(crate) mod block;
+pub(crate) mod bloom;
 pub(crate) mod codec;
-pub mod compression;
-pub mod sst;
+pub(crate) mod compression;
+pub(crate) mod sst;
 
 use std::cmp::Ordering;
 
@@ -25,11 +29,21 @@ use bytes::Bytes;
 pub enum FormatError {
     /// The bytes are not a valid `part` ("block", "bloom filter", ...).
     #[error("{part} is corrupt: {detail}")]
-    Corrupt { part: &'static str, detail: String },
+    Corrupt {
+        /// What was being decoded.
+        part: &'static str,
+        /// What is wrong with it.
+        detail: String,
+    },
     /// The bytes are valid but need something this build lacks (a
     /// compression feature, say).
     #[error("{part} cannot be read by this build: {detail}")]
-    Unsupported { part: &'static str, detail: String },
+    Unsupported {
+        /// What was being decoded.
+        part: &'static str,
+        /// What it needs.
+        detail: String,
+    },
 }
 
 impl FormatError {
@@ -44,7 +58,9 @@ impl FormatError {
 /// A row's payload: a value, or a tombstone that deletes older versions.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum RowValue {
+    /// A value.
     Value(Bytes),
+    /// A delete.
     Tombstone,
 }
 
@@ -52,7 +68,9 @@ pub enum RowValue {
 /// (highest sequence number) first.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Row {
+    /// The user key.
     pub key: Bytes,
+    /// The value or tombstone.
     pub value: RowValue,
     /// The write's sequence number; unique per write batch.
     pub seq: u64,

@@ -31,7 +31,7 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use super::{Class, GcOptions, GcReport};
+use super::{Class, GcMode, GcOptions, GcReport};
 use crate::error::{Error, ErrorKind};
 use crate::manifest::compactor_state::read_view;
 use crate::manifest::lease::{FENCE_MARKER_MAX_BYTES, FENCE_MARKER_RETENTION};
@@ -55,6 +55,8 @@ fn millis(duration: Duration) -> u64 {
 }
 
 impl Collector {
+    /// A collector of the database its arguments describe (see
+    /// [`crate::DbBuilder::collector`]).
     pub fn new(
         tables: TableStore,
         manifests: VersionedStore<Manifest>,
@@ -93,17 +95,26 @@ impl Collector {
         }
     }
 
+    /// The settings it collects with.
     pub fn options(&self) -> &GcOptions {
         &self.options
     }
 
-    /// Plans `classes` and, unless `dry_run`, deletes what the plan lists.
-    /// The report is the plan: a dry run reports what a real run at the
-    /// same moment deletes.
-    pub async fn run(&self, classes: &[Class], dry_run: bool) -> Result<GcReport, Error> {
+    /// Plans `classes` and, in [`GcMode::Delete`], deletes what the plan
+    /// lists. The report is the plan: a dry run reports what a real run at
+    /// the same moment deletes.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Unavailable`] if the store failed listing or deleting
+    /// (what was deleted stays deleted; the next run finishes the rest);
+    /// [`ErrorKind::Fenced`] if a newer writer owns the database;
+    /// [`ErrorKind::Corruption`] if the manifest is missing while tables
+    /// remain (nothing is deleted then).
+    pub async fn run(&self, classes: &[Class], mode: GcMode) -> Result<GcReport, Error> {
         let mut report = self.plan(classes).await?;
-        report.dry_run = dry_run;
-        if !dry_run {
+        report.dry_run = mode == GcMode::DryRun;
+        if mode == GcMode::Delete {
             self.execute(&report).await?;
         }
         Ok(report)
@@ -136,6 +147,10 @@ impl Collector {
     /// decides what is old; the second (this process's in-flight tables,
     /// then the manifest again) catches tables that became referenced while
     /// we listed.
+    ///
+    /// # Errors
+    ///
+    /// As [`Collector::run`].
     pub async fn plan(&self, classes: &[Class]) -> Result<GcReport, Error> {
         let mut report = GcReport::default();
         let view = read_view(&self.manifests, &self.compactions).await?;
@@ -236,6 +251,10 @@ impl Collector {
     }
 
     /// Deletes what `plan` lists.
+    ///
+    /// # Errors
+    ///
+    /// As [`Collector::run`].
     pub async fn execute(&self, plan: &GcReport) -> Result<(), Error> {
         for id in &plan.wal {
             self.tables.delete(TableId::Wal(*id)).await?;

@@ -1,6 +1,6 @@
 //! The garbage collector: deletes objects nothing can read any more (old
 //! WAL tables, compacted-away tables, old manifest and compactions
-//! versions) and expired checkpoints. The rules are in [`collector`] and
+//! versions) and expired checkpoints. The rules are in `collector` and
 //! `docs/protocol.md`.
 //!
 //! Owns: one ticker per object class and the collector. Does not own any
@@ -12,7 +12,7 @@
 //! would delete). A failed periodic collection is logged and tried again at
 //! the next tick: garbage can wait, so it never closes the database.
 
-pub mod collector;
+pub(crate) mod collector;
 
 use std::time::Duration;
 
@@ -26,14 +26,20 @@ use crate::store::Ulid;
 /// A kind of object the collector deletes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Class {
+    /// WAL tables whose rows are all in L0 or below.
     Wal,
+    /// Sorted tables no manifest version, checkpoint or running job needs.
     Tables,
+    /// Manifest versions older than the current one and every checkpoint's.
     Manifests,
+    /// Old versions of the compactions file.
     Compactions,
+    /// Expired checkpoints (removed from the manifest).
     Checkpoints,
 }
 
 impl Class {
+    /// Every class.
     pub const ALL: [Class; 5] = [
         Class::Wal,
         Class::Tables,
@@ -46,12 +52,14 @@ impl Class {
 /// When one class is collected and how old its objects must be.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ClassOptions {
+    /// How often the class is collected.
     pub interval: Duration,
     /// Objects younger than this are kept whatever else holds.
     pub min_age: Duration,
 }
 
 impl ClassOptions {
+    /// Collected every `interval`, objects at least `min_age` old.
     pub const fn new(interval: Duration, min_age: Duration) -> Self {
         ClassOptions { interval, min_age }
     }
@@ -105,6 +113,7 @@ impl GcOptions {
         }
     }
 
+    /// The settings of one class.
     pub fn class(&self, class: Class) -> ClassOptions {
         match class {
             Class::Wal => self.wal,
@@ -115,6 +124,11 @@ impl GcOptions {
         }
     }
 
+    /// `Err(why)` if a setting is unusable (a zero interval, say).
+    ///
+    /// # Errors
+    ///
+    /// `Err(why)` names the unusable setting.
     pub fn validate(&self) -> Result<(), String> {
         if Class::ALL.iter().any(|class| self.class(*class).interval.is_zero()) {
             return Err("every gc interval must be positive".into());
@@ -123,36 +137,53 @@ impl GcOptions {
     }
 }
 
+/// Whether a collection deletes what it finds or only reports it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum GcMode {
+    /// Delete (default).
+    #[default]
+    Delete,
+    /// Report what a real run at the same moment would delete; delete
+    /// nothing.
+    DryRun,
+}
+
 /// What one collection deleted (or, as a dry run, would delete).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct GcReport {
+    /// Whether nothing was deleted (the lists say what would have been).
     pub dry_run: bool,
+    /// WAL table ids.
     pub wal: Vec<u64>,
+    /// Sorted table ids.
     pub tables: Vec<Ulid>,
+    /// Manifest version ids.
     pub manifests: Vec<u64>,
+    /// Compactions file version ids.
     pub compactions: Vec<u64>,
     /// Expired checkpoints removed from the manifest.
     pub checkpoints: Vec<Ulid>,
 }
 
 impl GcReport {
+    /// Objects and checkpoints in the report.
     pub fn total(&self) -> usize {
         self.wal.len() + self.tables.len() + self.manifests.len() + self.compactions.len() + self.checkpoints.len()
     }
 }
 
 #[derive(Debug)]
-pub enum GcMsg {
+pub(crate) enum GcMsg {
     Poll(Class),
     RunOnce {
-        dry_run: bool,
+        mode: GcMode,
         reply: Reply<Result<GcReport, Error>>,
     },
 }
 
 /// The collector on its tickers.
 #[derive(Debug)]
-pub struct GcActor {
+pub(crate) struct GcActor {
     collector: Collector,
 }
 
@@ -169,12 +200,12 @@ impl Actor for GcActor {
     async fn handle(&mut self, msg: GcMsg, _ctx: &mut Context<Self>) -> Result<(), Error> {
         match msg {
             GcMsg::Poll(class) => {
-                if let Err(error) = self.collector.run(&[class], false).await {
+                if let Err(error) = self.collector.run(&[class], GcMode::Delete).await {
                     tracing::warn!(?class, %error, "garbage collection failed; trying again at the next tick");
                 }
             }
-            GcMsg::RunOnce { dry_run, reply } => {
-                reply.send(self.collector.run(&Class::ALL, dry_run).await);
+            GcMsg::RunOnce { mode, reply } => {
+                reply.send(self.collector.run(&Class::ALL, mode).await);
             }
         }
         Ok(())

@@ -15,6 +15,7 @@ use crate::store::Ulid;
 pub struct CheckpointOptions {
     /// How long it lives; `None` until deleted.
     pub lifetime: Option<Duration>,
+    /// A name to find it by (`talus checkpoint list` shows it).
     pub name: Option<String>,
     /// The manifest version to pin; `None` pins the version that records
     /// the checkpoint (the current table set).
@@ -45,6 +46,11 @@ impl Fenced<Manifest> {
     }
 
     /// Adds a checkpoint and returns it as written.
+    ///
+    /// # Errors
+    ///
+    /// A [`ManifestError`]: `Store` if the store failed or a version is corrupt;
+    /// `Fenced` if a newer handle of the same role took over; `Timeout` if the write kept failing.
     pub async fn create_checkpoint(&mut self, options: CheckpointOptions) -> Result<Checkpoint, ManifestError> {
         let id = Ulid::generate(self.store().runtime());
         let now_ms = self.wall_ms();
@@ -61,6 +67,11 @@ impl Fenced<Manifest> {
     }
 
     /// Moves a checkpoint's expiry to `lifetime` from now.
+    ///
+    /// # Errors
+    ///
+    /// A [`ManifestError`]: `Store` if the store failed or a version is corrupt;
+    /// `Fenced` if a newer handle of the same role took over; `CheckpointNotFound` for an unknown id.
     pub async fn refresh_checkpoint(&mut self, id: Ulid, lifetime: Duration) -> Result<Checkpoint, ManifestError> {
         let expire_ms = expiry(self.wall_ms(), lifetime);
         let mut refreshed = None;
@@ -79,6 +90,11 @@ impl Fenced<Manifest> {
     }
 
     /// Removes a checkpoint.
+    ///
+    /// # Errors
+    ///
+    /// A [`ManifestError`]: `Store` if the store failed or a version is corrupt;
+    /// `Fenced` if a newer handle of the same role took over; `CheckpointNotFound` for an unknown id.
     pub async fn delete_checkpoint(&mut self, id: Ulid) -> Result<(), ManifestError> {
         self.update(|manifest, _| {
             let before = manifest.checkpoints.len();

@@ -26,28 +26,40 @@ pub enum Source {
 /// What to merge, and into which sorted run.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CompactionSpec {
+    /// The L0 tables and sorted runs to merge.
     pub sources: Vec<Source>,
+    /// The sorted run the output becomes.
     pub destination: u64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// Where a compaction is in its life.
 pub enum CompactionStatus {
+    /// Recorded, not started.
     Submitted = 0,
+    /// A job is merging it.
     Running = 1,
+    /// Its output is in the manifest.
     Completed = 2,
+    /// Abandoned; its sources are unchanged.
     Failed = 3,
 }
 
 impl CompactionStatus {
+    /// Completed or failed.
     pub fn is_finished(self) -> bool {
         matches!(self, CompactionStatus::Completed | CompactionStatus::Failed)
     }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
+/// One compaction in the compactions file.
 pub struct Compaction {
+    /// Its id.
     pub id: Ulid,
+    /// What it merges, and into which run.
     pub spec: CompactionSpec,
+    /// Where it is.
     pub status: CompactionStatus,
     /// Tables written so far (all of them once completed). Kept when a
     /// running job is reset, so the garbage collector leaves them alone.
@@ -66,10 +78,12 @@ pub struct Compactions {
 }
 
 impl Compactions {
+    /// The entry with `id`.
     pub fn get(&self, id: Ulid) -> Option<&Compaction> {
         self.entries.iter().find(|entry| entry.id == id)
     }
 
+    /// The entry with `id`, to change.
     pub fn get_mut(&mut self, id: Ulid) -> Option<&mut Compaction> {
         self.entries.iter_mut().find(|entry| entry.id == id)
     }

@@ -48,8 +48,13 @@ impl fmt::Display for Role {
 pub trait Fenceable: Versioned + Default + PartialEq {
     /// The stored epoch of `role`, if the role has one in this object.
     fn epoch(&self, role: Role) -> Option<u64>;
+    /// Records `epoch` as `role`'s.
     fn set_epoch(&mut self, role: Role, epoch: u64);
     /// `Err(why)` if `after` changes a field `role` does not own.
+    ///
+    /// # Errors
+    ///
+    /// `Err(why)` names the field `role` may not change.
     fn check_change(role: Role, before: &Self, after: &Self) -> Result<(), String>;
 }
 
@@ -68,13 +73,21 @@ pub struct Fenced<P> {
 /// Whether opening may create the first version.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum IfMissing {
+    /// Create it (a new database).
     Create,
+    /// Fail with [`crate::manifest::ManifestError::Missing`].
     Fail,
 }
 
 impl<P: Fenceable> Fenced<P> {
     /// Opens as `role`, raising the role's epoch by one: every handle opened
     /// earlier with that role is fenced from now on.
+    ///
+    /// # Errors
+    ///
+    /// A [`ManifestError`]: `Store` if the store failed or a version is corrupt;
+    /// `Fenced` if a newer handle of the same role took over during the open;
+    /// `Missing` if there is no version and `if_missing` is `Fail`.
     pub async fn open(store: VersionedStore<P>, role: Role, if_missing: IfMissing) -> Result<Self, ManifestError> {
         Self::open_at(store, role, None, if_missing).await
     }
@@ -82,6 +95,12 @@ impl<P: Fenceable> Fenced<P> {
     /// Opens as `role` with a given epoch (the compactor mirrors its
     /// manifest epoch into the compactions file): fenced if the stored
     /// epoch is already higher.
+    ///
+    /// # Errors
+    ///
+    /// A [`ManifestError`]: `Store` if the store failed or a version is corrupt;
+    /// `Fenced` if a newer handle of the same role took over (its epoch is above `epoch`);
+    /// `Missing` if there is no version and `if_missing` is `Fail`.
     pub async fn open_with_epoch(
         store: VersionedStore<P>,
         role: Role,
@@ -93,6 +112,11 @@ impl<P: Fenceable> Fenced<P> {
 
     /// Loads the newest version without claiming an epoch (for `Admin`
     /// handles and read-only views).
+    ///
+    /// # Errors
+    ///
+    /// `Store` if the store failed or the version is corrupt; `Missing` if
+    /// there is no version.
     pub async fn load(store: VersionedStore<P>, role: Role) -> Result<Self, ManifestError> {
         let Some((id, current)) = store.read_latest().await? else {
             return Err(ManifestError::Missing { path: store.path(1) });
@@ -175,6 +199,7 @@ impl<P: Fenceable> Fenced<P> {
         Ok(())
     }
 
+    /// The role this handle acts as.
     pub fn role(&self) -> Role {
         self.role
     }
@@ -194,6 +219,7 @@ impl<P: Fenceable> Fenced<P> {
         &self.current
     }
 
+    /// Where its versions are.
     pub fn store(&self) -> &VersionedStore<P> {
         &self.store
     }
@@ -220,6 +246,11 @@ impl<P: Fenceable> Fenced<P> {
     }
 
     /// Catches up with versions written by others.
+    ///
+    /// # Errors
+    ///
+    /// A [`ManifestError`]: `Store` if the store failed or a version is corrupt;
+    /// `Fenced` if a newer handle of the same role took over.
     pub async fn refresh(&mut self) -> Result<(), ManifestError> {
         self.check_fence()?;
         // A listing, not a probe of id + 1, id + 2, ...: versions in between
@@ -238,6 +269,12 @@ impl<P: Fenceable> Fenced<P> {
     /// until it lands or `update_timeout` passes. `change` receives the id
     /// the version will have. Returns that id (the current id if `change`
     /// changed nothing, in which case nothing is written).
+    ///
+    /// # Errors
+    ///
+    /// A [`ManifestError`]: `Store` if the store failed or a version is corrupt;
+    /// `Fenced` if a newer handle of the same role took over; `Timeout` if
+    /// the write kept failing for `update_timeout`; whatever `change` returns.
     pub async fn update<F>(&mut self, mut change: F) -> Result<u64, ManifestError>
     where
         F: FnMut(&mut P, u64) -> Result<(), ManifestError>,

@@ -3,14 +3,14 @@
 //! checkpoints. The rules are written down in `docs/protocol.md`; the
 //! encodings in `docs/format.md`.
 
-pub mod checkpoints;
-pub mod compactions;
-pub mod compactor_state;
-pub mod fenced;
-pub mod lease;
-pub mod model;
-pub mod rules;
-pub mod versioned;
+pub(crate) mod checkpoints;
+pub(crate) mod compactions;
+pub(crate) mod compactor_state;
+pub(crate) mod fenced;
+pub(crate) mod lease;
+pub(crate) mod model;
+pub(crate) mod rules;
+pub(crate) mod versioned;
 
 use std::time::Duration;
 
@@ -18,7 +18,7 @@ use object_store::path::Path;
 
 pub use checkpoints::CheckpointOptions;
 pub use compactions::{Compaction, CompactionSpec, CompactionStatus, Compactions, Source};
-pub use compactor_state::CompactorState;
+pub(crate) use compactor_state::CompactorState;
 pub use fenced::{Fenceable, Fenced, IfMissing, Role};
 pub use lease::EpochLease;
 pub use model::{Checkpoint, Manifest, SortedRun, TableHandle, WalLoss};
@@ -28,6 +28,7 @@ use crate::store::{StoreError, Ulid};
 
 /// What can go wrong reading or updating metadata.
 #[derive(Clone, Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ManifestError {
     /// The store failed, or an object is corrupt (the error names it).
     #[error(transparent)]
@@ -36,22 +37,46 @@ pub enum ManifestError {
     /// handle.
     #[error("fenced: this {role} has epoch {ours}, but {path} holds epoch {stored}")]
     Fenced {
+        /// The role that was fenced.
         role: Role,
+        /// This handle's epoch.
         ours: u64,
+        /// The epoch the store holds.
         stored: u64,
+        /// The version that holds it.
         path: Path,
     },
     /// There is no version at all.
     #[error("{path} does not exist: no database here")]
-    Missing { path: Path },
+    Missing {
+        /// Where the first version would be.
+        path: Path,
+    },
+    /// Writing a new version kept failing for the whole write timeout.
     #[error("gave up writing {path} after {waited:?}: {last}")]
-    Timeout { path: Path, waited: Duration, last: String },
+    Timeout {
+        /// The version being written.
+        path: Path,
+        /// How long it tried.
+        waited: Duration,
+        /// The last failure.
+        last: String,
+    },
     /// A change touched fields its role does not own (a programming error
     /// in the caller, reported rather than written).
     #[error("the {role} may not make this change: {detail}")]
-    InvalidChange { role: Role, detail: String },
+    InvalidChange {
+        /// The role that tried.
+        role: Role,
+        /// What it touched.
+        detail: String,
+    },
+    /// No checkpoint has this id (it expired, was deleted or never was).
     #[error("checkpoint {id} does not exist")]
-    CheckpointNotFound { id: Ulid },
+    CheckpointNotFound {
+        /// The id asked for.
+        id: Ulid,
+    },
     /// Tables or WAL objects are there but no manifest version is: the
     /// manifest was moved or deleted. Nothing may write or collect there.
     #[error(
@@ -59,14 +84,21 @@ pub enum ManifestError {
          (moved or deleted). Refusing to create a new database over them, or to collect anything there; \
          restore the objects under {root}/manifest/"
     )]
-    Lost { root: Path, wal: usize, sorted: usize },
+    Lost {
+        /// The database root.
+        root: Path,
+        /// WAL table objects found.
+        wal: usize,
+        /// Sorted table objects found.
+        sorted: usize,
+    },
 }
 
 /// Fails with [`ManifestError::Lost`] if `root` holds WAL or sorted tables
 /// but no manifest version; `Ok` if there is a manifest or nothing at all
 /// (a new database). A manifest created while we listed (another process's
 /// first open: it writes the manifest before any table) counts as found.
-pub async fn refuse_lost_manifest(
+pub(crate) async fn refuse_lost_manifest(
     manifests: &VersionedStore<Manifest>,
     tables: &crate::store::TableStore,
 ) -> Result<(), ManifestError> {
@@ -86,6 +118,7 @@ pub async fn refuse_lost_manifest(
 }
 
 impl ManifestError {
+    /// Whether this is [`ManifestError::Fenced`].
     pub fn is_fenced(&self) -> bool {
         matches!(self, ManifestError::Fenced { .. })
     }

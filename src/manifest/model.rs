@@ -20,14 +20,21 @@ const PART: &str = "manifest";
 /// A sorted table as the manifest records it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TableHandle {
+    /// The table's id (its object is `compacted/<id>.sst`).
     pub id: Ulid,
     /// Object size in bytes (checked when the table is opened).
     pub size: u64,
+    /// The smallest key in it.
     pub first_key: Bytes,
+    /// The largest key in it.
     pub last_key: Bytes,
+    /// The smallest sequence number in it.
     pub min_seq: u64,
+    /// The largest sequence number in it.
     pub max_seq: u64,
+    /// Rows in it.
     pub rows: u64,
+    /// Tombstones among them.
     pub tombstones: u64,
 }
 
@@ -50,6 +57,7 @@ impl TableHandle {
         })
     }
 
+    /// The table's id as the table store names it.
     pub fn table_id(&self) -> TableId {
         TableId::Compacted(self.id)
     }
@@ -96,7 +104,9 @@ impl TableHandle {
 /// A sorted run: tables with disjoint key ranges, in key order.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SortedRun {
+    /// The run's id (higher is newer data).
     pub id: u64,
+    /// Its tables, in key order.
     pub tables: Vec<TableHandle>,
 }
 
@@ -105,16 +115,20 @@ pub struct SortedRun {
 /// or is deleted.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Checkpoint {
+    /// The checkpoint's id.
     pub id: Ulid,
     /// The manifest version it pins.
     pub manifest_id: u64,
+    /// When it was made (wall clock, ms).
     pub create_ms: u64,
     /// Wall-clock expiry; `None` lives until deleted.
     pub expire_ms: Option<u64>,
+    /// Its name, if it was given one.
     pub name: Option<String>,
 }
 
 impl Checkpoint {
+    /// Whether it has not expired at `now_ms`.
     pub fn is_live(&self, now_ms: u64) -> bool {
         self.expire_ms.is_none_or(|expire| now_ms < expire)
     }
@@ -130,6 +144,7 @@ pub struct WalLoss {
     /// below it, before the first readable one above it (`None`: none is
     /// above, the end is unknown).
     pub first_seq: u64,
+    /// The last sequence number it may have held (`None`: unknown).
     pub last_seq: Option<u64>,
     /// When the salvage found it (wall clock, ms).
     pub found_ms: u64,
@@ -161,6 +176,7 @@ pub struct Manifest {
     pub l0: Vec<TableHandle>,
     /// Sorted runs, newest first.
     pub sorted_runs: Vec<SortedRun>,
+    /// Live and expired checkpoints (the collector removes expired ones).
     pub checkpoints: Vec<Checkpoint>,
     /// The oldest sequence number a live snapshot still reads: compaction
     /// keeps every version a snapshot at or above it can see.
@@ -196,6 +212,7 @@ impl Manifest {
             .filter(move |checkpoint| checkpoint.is_live(now_ms))
     }
 
+    /// The checkpoint with `id`, live or expired.
     pub fn checkpoint(&self, id: Ulid) -> Option<&Checkpoint> {
         self.checkpoints.iter().find(|checkpoint| checkpoint.id == id)
     }

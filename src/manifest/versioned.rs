@@ -55,8 +55,13 @@ pub trait Versioned: Clone + fmt::Debug + Send + Sync + 'static {
     /// Name of the part in corruption errors.
     const PART: &'static str;
 
+    /// Appends the payload in the current envelope version.
     fn encode(&self, out: &mut Vec<u8>);
     /// Reads a payload written under envelope `version`.
+    ///
+    /// # Errors
+    ///
+    /// `FormatError` if the payload is damaged or of a newer version.
     fn decode(payload: &[u8], version: u32) -> Result<Self, FormatError>;
 
     /// The envelope version this payload needs: the oldest that can hold
@@ -78,6 +83,11 @@ pub fn encode_envelope<P: Versioned>(payload: &P, write_id: u128) -> Bytes {
 }
 
 /// Checks and unwraps a stored version.
+///
+/// # Errors
+///
+/// `FormatError` if the envelope or payload is damaged (`Corrupt`) or of
+/// a newer version (`Unsupported`).
 pub fn decode_envelope<P: Versioned>(stored: &[u8]) -> Result<P, FormatError> {
     let body = unseal(stored, P::PART)?;
     let mut cursor = Cursor::new(body, P::PART);
@@ -152,6 +162,7 @@ impl<P> fmt::Debug for VersionedStore<P> {
 }
 
 impl<P: Versioned> VersionedStore<P> {
+    /// The versions of `P` under `root` in `store`.
     pub fn new(store: Arc<dyn Store>, root: Path, runtime: Runtime, options: VersionedOptions) -> Self {
         VersionedStore {
             store,
@@ -162,18 +173,22 @@ impl<P: Versioned> VersionedStore<P> {
         }
     }
 
+    /// The runtime whose clock times its retries.
     pub fn runtime(&self) -> &Runtime {
         &self.runtime
     }
 
+    /// Its retry settings.
     pub fn options(&self) -> &VersionedOptions {
         &self.options
     }
 
+    /// The database root.
     pub fn root(&self) -> &Path {
         &self.root
     }
 
+    /// The object of version `id`.
     pub fn path(&self, id: u64) -> Path {
         child(&self.root, &format!("{}/{id:020}.{}", P::DIR, P::SUFFIX))
     }
@@ -192,11 +207,19 @@ impl<P: Versioned> VersionedStore<P> {
     }
 
     /// The ids present, ascending.
+    ///
+    /// # Errors
+    ///
+    /// `Store` if the store failed or a version is corrupt.
     pub async fn ids(&self) -> Result<Vec<u64>, ManifestError> {
         Ok(self.list().await?.into_iter().map(|(id, _)| id).collect())
     }
 
     /// The versions present, ascending by id, with size and age.
+    ///
+    /// # Errors
+    ///
+    /// `Store` if the store failed or a version is corrupt.
     pub async fn list(&self) -> Result<Vec<(u64, ObjectInfo)>, ManifestError> {
         let dir = child(&self.root, P::DIR);
         let objects = self.retrying(|| self.store.list(&dir)).await?;
@@ -209,6 +232,10 @@ impl<P: Versioned> VersionedStore<P> {
     }
 
     /// Version `id`.
+    ///
+    /// # Errors
+    ///
+    /// `Store` if the store failed or a version is corrupt.
     pub async fn read(&self, id: u64) -> Result<P, ManifestError> {
         let path = self.path(id);
         let fetched = self.retrying(|| self.store.get(&path, ByteRange::All)).await?;
@@ -217,6 +244,10 @@ impl<P: Versioned> VersionedStore<P> {
 
     /// The newest version, or `None` if there is none. A version deleted
     /// between the listing and the read (by GC) sends us back to the listing.
+    ///
+    /// # Errors
+    ///
+    /// `Store` if the store failed or a version is corrupt.
     pub async fn read_latest(&self) -> Result<Option<(u64, P)>, ManifestError> {
         for _ in 0..8 {
             let Some(&latest) = self.ids().await?.last() else {
@@ -237,6 +268,10 @@ impl<P: Versioned> VersionedStore<P> {
 
     /// Creates version `id` holding `payload`, retrying store errors until
     /// `deadline` (on the runtime's clock).
+    ///
+    /// # Errors
+    ///
+    /// `Store` if the store kept failing until `deadline`.
     pub async fn create(&self, id: u64, payload: &P, deadline: Duration) -> Result<Created, ManifestError> {
         let path = self.path(id);
         let bytes = encode_envelope(payload, Ulid::generate(&self.runtime).0);
@@ -290,6 +325,10 @@ impl<P: Versioned> VersionedStore<P> {
     }
 
     /// Deletes version `id` (for the garbage collector).
+    ///
+    /// # Errors
+    ///
+    /// `Store` if the store failed or a version is corrupt.
     pub async fn delete(&self, id: u64) -> Result<(), ManifestError> {
         Ok(self.store.delete(&self.path(id)).await?)
     }

@@ -23,6 +23,7 @@ type Key = (Bytes, Reverse<u64>);
 const ROW_OVERHEAD: usize = 48;
 
 #[derive(Debug, Default)]
+/// Rows in memory, in table order, readable while written.
 pub struct Memtable {
     rows: SkipMap<Key, RowValue>,
     bytes: AtomicUsize,
@@ -31,6 +32,7 @@ pub struct Memtable {
 }
 
 impl Memtable {
+    /// An empty memtable.
     pub fn new() -> Self {
         Memtable {
             first_seq: AtomicU64::new(u64::MAX),
@@ -43,6 +45,7 @@ impl Memtable {
         key.len() + ROW_OVERHEAD + row_value_len(value)
     }
 
+    /// Adds a row.
     pub fn insert(&self, row: &Row) {
         let size = Memtable::row_size(&row.key, &row.value);
         self.rows.insert((row.key.clone(), Reverse(row.seq)), row.value.clone());
@@ -56,10 +59,12 @@ impl Memtable {
         self.bytes.load(Ordering::Relaxed)
     }
 
+    /// Whether it holds no row.
     pub fn is_empty(&self) -> bool {
         self.rows.is_empty()
     }
 
+    /// Rows in it.
     pub fn len(&self) -> usize {
         self.rows.len()
     }

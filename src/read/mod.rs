@@ -11,8 +11,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
 
-pub mod merge;
-pub use merge::{RowSource, merge_sources, sources_for};
+pub(crate) mod merge;
+pub use merge::sources_for;
 
 use crate::error::Error;
 use crate::format::Row;
@@ -108,9 +108,9 @@ impl ReadView {
     }
 
     /// The tables this view searches.
-    pub fn shape(&self) -> crate::db::stats::TreeShape {
+    pub fn shape(&self) -> TreeShape {
         let tables = self.l0.iter().chain(self.runs.iter().flatten());
-        crate::db::stats::TreeShape {
+        TreeShape {
             l0_tables: self.l0.len() as u64,
             sorted_runs: self.runs.len() as u64,
             run_tables: self.runs.iter().map(Vec::len).sum::<usize>() as u64,
@@ -183,3 +183,16 @@ impl Seqs {
 
 /// A key and its value, as scans return them.
 pub type KeyValue = (Bytes, Bytes);
+
+/// The tables of the current read view.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TreeShape {
+    /// Tables in L0.
+    pub l0_tables: u64,
+    /// Sorted runs.
+    pub sorted_runs: u64,
+    /// Tables in all sorted runs.
+    pub run_tables: u64,
+    /// Bytes of every table in L0 and the runs (the live data).
+    pub table_bytes: u64,
+}

@@ -175,22 +175,26 @@ impl TableCaches {
         }
     }
 
+    /// The cached block `block` of `table`.
     pub fn block(&self, table: TableId, block: u64) -> Option<Block> {
         let found = self.blocks.get(&(table, block));
         crate::metrics::cache_lookup("block", found.is_some());
         found
     }
 
+    /// Caches a decoded block.
     pub fn insert_block(&self, table: TableId, block: u64, decoded: Block) {
         self.blocks.insert((table, block), decoded);
     }
 
+    /// The cached index or filter of `table`.
     pub fn meta(&self, table: TableId, kind: MetaKind) -> Option<MetaPart> {
         let found = self.meta.get(&(table, kind));
         crate::metrics::cache_lookup("meta", found.is_some());
         found
     }
 
+    /// Caches an index or filter.
     pub fn insert_meta(&self, table: TableId, part: MetaPart) {
         self.meta.insert((table, part.kind()), part);
     }

@@ -15,16 +15,20 @@ pub enum Op {
     Get,
     /// A read of a byte range or a suffix.
     GetRange,
+    /// A metadata read.
     Head,
     /// A single-request write.
     Put,
     /// One part of a multipart upload.
     MultipartPart,
+    /// A listing of a prefix.
     List,
+    /// A delete.
     Delete,
 }
 
 impl Op {
+    /// Every kind.
     pub const ALL: [Op; 7] = [
         Op::Get,
         Op::GetRange,
@@ -35,6 +39,7 @@ impl Op {
         Op::Delete,
     ];
 
+    /// The name in metrics and reports (`get_range`, ...).
     pub fn name(self) -> &'static str {
         match self {
             Op::Get => "get",
@@ -56,45 +61,78 @@ impl fmt::Display for Op {
 
 /// What went wrong with an object.
 #[derive(Clone, Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum StoreError {
     /// The object's bytes are damaged or are not a talusdb object.
     #[error("object {path}: {part} is corrupt: {detail}")]
     Corruption {
+        /// The object.
         path: Path,
+        /// What was being decoded.
         part: &'static str,
+        /// What is wrong with it.
         detail: String,
     },
     /// The object needs something this build lacks (a compression feature).
     #[error("object {path}: {part} cannot be read by this build: {detail}")]
     Unsupported {
+        /// The object.
         path: Path,
+        /// What was being decoded.
         part: &'static str,
+        /// What it needs.
         detail: String,
     },
+    /// The object does not exist.
     #[error("object {path} does not exist")]
-    NotFound { path: Path },
+    NotFound {
+        /// The object.
+        path: Path,
+    },
     /// A conditional create met an object written by someone else.
     #[error("object {path} already exists")]
-    AlreadyExists { path: Path },
+    AlreadyExists {
+        /// The object.
+        path: Path,
+    },
     /// Another writer created the WAL table this writer meant to write: a
     /// newer writer has fenced this one out.
     #[error("fenced: WAL table {path} was written by another writer")]
-    Fenced { path: Path },
+    Fenced {
+        /// The WAL table.
+        path: Path,
+    },
     /// The store failed or timed out; retrying later may succeed.
     #[error("{op} {path} failed: {detail}")]
     Unavailable {
+        /// The request.
         op: Op,
+        /// The object.
         path: Path,
+        /// What the store said.
         detail: String,
+        /// The store client's own error, when there is one.
         source: Option<Arc<object_store::Error>>,
     },
     /// A caller asked for something impossible (a bad range, say).
     #[error("{op} {path}: invalid request: {detail}")]
-    InvalidRequest { op: Op, path: Path, detail: String },
+    InvalidRequest {
+        /// The request.
+        op: Op,
+        /// The object.
+        path: Path,
+        /// What is impossible about it.
+        detail: String,
+    },
     /// The store cannot be set up as configured (a bad bucket name or
     /// endpoint, say); the detail names what.
     #[error("store {path}: {detail}")]
-    Config { path: Path, detail: String },
+    Config {
+        /// The store's root.
+        path: Path,
+        /// What is wrong.
+        detail: String,
+    },
 }
 
 /// What to tell the user about an error no retry can fix, found anywhere

@@ -14,6 +14,7 @@ use std::sync::{Mutex, MutexGuard};
 use crate::store::Ulid;
 
 #[derive(Debug, Default)]
+/// Tables written but not yet in a manifest: the collector leaves them.
 pub struct InFlight {
     tables: Mutex<HashSet<Ulid>>,
 }
@@ -24,18 +25,22 @@ impl InFlight {
         self.tables.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
+    /// Marks `id` as being written.
     pub fn add(&self, id: Ulid) {
         self.tables().insert(id);
     }
 
+    /// `id` is in a manifest (or abandoned).
     pub fn remove(&self, id: Ulid) {
         self.tables().remove(&id);
     }
 
+    /// Whether `id` is being written.
     pub fn contains(&self, id: Ulid) -> bool {
         self.tables().contains(&id)
     }
 
+    /// Every id being written now.
     pub fn snapshot(&self) -> HashSet<Ulid> {
         self.tables().clone()
     }

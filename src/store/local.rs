@@ -36,7 +36,7 @@ pub const READS_PER_YIELD: u32 = 8;
 
 /// An open object and its size, which cannot change.
 #[derive(Debug)]
-struct Handle {
+struct OpenFile {
     file: File,
     size: u64,
 }
@@ -45,7 +45,7 @@ struct Handle {
 #[derive(Debug)]
 pub struct LocalFiles {
     fs: Arc<LocalFileSystem>,
-    handles: Cache<Path, Arc<Handle>, KeyHash>,
+    handles: Cache<Path, Arc<OpenFile>, KeyHash>,
 }
 
 impl LocalFiles {
@@ -79,10 +79,10 @@ impl LocalFiles {
         read(&handle.file, handle.size, range)
     }
 
-    fn open(&self, path: &Path) -> Option<Handle> {
+    fn open(&self, path: &Path) -> Option<OpenFile> {
         let file = File::open(self.fs.path_to_filesystem(path).ok()?).ok()?;
         let size = file.metadata().ok()?.len();
-        Some(Handle { file, size })
+        Some(OpenFile { file, size })
     }
 
     /// Closes the handle of `path` (its object is being deleted).
@@ -91,6 +91,7 @@ impl LocalFiles {
     }
 
     /// Handles open now (after pending evictions).
+    #[cfg(test)]
     pub fn open_handles(&self) -> u64 {
         self.handles.run_pending_tasks();
         self.handles.entry_count()

@@ -3,31 +3,30 @@
 //! caches, and store wrappers for tests and benchmarks. `docs/store.md` says
 //! how the pieces fit and why.
 
-pub mod cache;
-pub mod error;
-pub mod in_flight;
-pub mod local;
-pub mod object;
-pub mod pace;
-pub mod paths;
-pub mod reader;
-pub mod table;
-pub mod wrappers;
+pub(crate) mod cache;
+pub(crate) mod error;
+pub(crate) mod in_flight;
+pub(crate) mod local;
+pub(crate) mod object;
+pub(crate) mod pace;
+pub(crate) mod paths;
+pub(crate) mod reader;
+pub(crate) mod table;
+pub(crate) mod wrappers;
 
-pub use cache::TableCaches;
 pub use error::{Op, StoreError};
-pub use in_flight::InFlight;
 #[cfg(feature = "aws")]
 pub use object::S3Options;
 pub use object::{
     ByteRange, Created, Driver, Fetched, ObjectInfo, ObjectStoreAdapter, PutMode, Store, StoreResult, TokioThread,
     UNKNOWN_MODIFIED_MS, create_once,
 };
-pub use pace::{Pace, Pacer};
+pub(crate) use pace::Pacer;
 pub use paths::{TableId, Ulid};
-pub use table::{
-    ScanOptions, TableReader, TableScan, TableStore, TableStoreOptions, WalConflict, WalTable, WrittenTable,
-};
+pub use table::TableStoreOptions;
+pub(crate) use table::{ScanOptions, TableReader, TableScan, TableStore, WalConflict, WalTable, WrittenTable};
 pub use wrappers::{
     Fault, FaultyStore, GateStore, LatencyStore, Layer, Payload, RequestCounts, Requests, TimeoutStore,
 };
+
+pub use crate::format::sst::SstOptions;

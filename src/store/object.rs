@@ -35,6 +35,7 @@ pub type StoreResult<T> = Result<T, StoreError>;
 /// Which bytes of an object to read.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ByteRange {
+    /// The whole object.
     All,
     /// `start..end`, which must lie within the object.
     Range(Range<u64>),
@@ -55,16 +56,20 @@ impl ByteRange {
 /// Bytes read from an object, with the object's total size.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Fetched {
+    /// The bytes read.
     pub bytes: Bytes,
     /// Offset of `bytes[0]` in the object.
     pub offset: u64,
+    /// The whole object's size.
     pub object_size: u64,
 }
 
 /// What a listing or `head` reports of an object.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ObjectInfo {
+    /// The object's name.
     pub path: Path,
+    /// Its size in bytes.
     pub size: u64,
     /// Last modification, wall-clock milliseconds; [`UNKNOWN_MODIFIED_MS`]
     /// if the store gave none we can read (an age that is never old).
@@ -80,14 +85,18 @@ pub const UNKNOWN_MODIFIED_MS: u64 = u64::MAX;
 pub enum PutMode {
     /// Fail with [`StoreError::AlreadyExists`] if the object exists.
     Create,
+    /// Replace the object if it exists.
     Overwrite,
 }
 
 /// An object store as the engine sees it. Object-safe; every future is
 /// `Send`.
 pub trait Store: fmt::Debug + Send + Sync + 'static {
+    /// Reads `range` of the object at `path`.
     fn get(&self, path: &Path, range: ByteRange) -> BoxFuture<'static, StoreResult<Fetched>>;
+    /// Reads the size and time of the object at `path`.
     fn head(&self, path: &Path) -> BoxFuture<'static, StoreResult<ObjectInfo>>;
+    /// Writes `bytes` to `path` in one request.
     fn put(&self, path: &Path, bytes: Bytes, mode: PutMode) -> BoxFuture<'static, StoreResult<()>>;
     /// Uploads `parts` (each but the last at least the store's minimum part
     /// size) as one object, replacing any object at `path`.
@@ -112,6 +121,10 @@ pub enum Created {
 /// lost, here or in the store client's own retries) and counts as
 /// `Written`; callers make their bytes unique (a put id or write id) so
 /// that nobody else's object can be equal.
+///
+/// # Errors
+///
+/// The store's error, other than the object existing already.
 pub async fn create_once(store: &dyn Store, path: &Path, bytes: Bytes) -> StoreResult<Created> {
     match store.put(path, bytes.clone(), PutMode::Create).await {
         Ok(()) => Ok(Created::Written),
@@ -176,6 +189,7 @@ impl fmt::Debug for ObjectStoreAdapter {
 }
 
 impl ObjectStoreAdapter {
+    /// Adapts `inner`, whose requests run as `driver` says.
     pub fn new(inner: Arc<dyn ObjectStore>, driver: Driver) -> Self {
         ObjectStoreAdapter {
             inner,
@@ -190,6 +204,11 @@ impl ObjectStoreAdapter {
     /// owns, so it works from any executor. Credentials and region come
     /// from the standard AWS environment variables unless `options` sets
     /// them.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Config`] if the bucket, endpoint or credentials cannot
+    /// be used.
     #[cfg(feature = "aws")]
     pub fn s3(options: &S3Options) -> Result<Self, StoreError> {
         let invalid = |detail: String| StoreError::Config {
@@ -260,6 +279,10 @@ impl ObjectStoreAdapter {
 
     /// A directory on the local file system (created if missing), with
     /// fsync on every write, whose file I/O runs on `runtime`'s blocking pool.
+    ///
+    /// # Errors
+    ///
+    /// The directory cannot be created or is not a directory.
     pub fn local_dir(dir: impl AsRef<std::path::Path>, runtime: Runtime) -> std::io::Result<Self> {
         let dir = dir.as_ref();
         std::fs::create_dir_all(dir)?;
@@ -486,6 +509,7 @@ const S3_CLIENT_RETRY_TIMEOUT: std::time::Duration = std::time::Duration::from_m
 #[cfg(feature = "aws")]
 #[derive(Clone, Debug, Default)]
 pub struct S3Options {
+    /// The bucket.
     pub bucket: String,
     /// Every object is stored under this prefix.
     pub prefix: Option<String>,
@@ -493,8 +517,11 @@ pub struct S3Options {
     pub endpoint: Option<String>,
     /// Permits plain `http://` endpoints.
     pub allow_http: bool,
+    /// The region (default: the environment's, or `us-east-1`).
     pub region: Option<String>,
+    /// Credentials (default: the environment's).
     pub access_key_id: Option<String>,
+    /// Credentials (default: the environment's).
     pub secret_access_key: Option<String>,
 }
 
@@ -513,6 +540,11 @@ pub struct TokioThread {
 }
 
 impl TokioThread {
+    /// Starts the runtime on a thread called `name`.
+    ///
+    /// # Errors
+    ///
+    /// The runtime or its thread could not be created.
     pub fn start(name: &str) -> std::io::Result<Self> {
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
         let handle = runtime.handle().clone();
@@ -527,6 +559,7 @@ impl TokioThread {
         })
     }
 
+    /// Where to spawn requests.
     pub fn handle(&self) -> tokio::runtime::Handle {
         self.handle.clone()
     }

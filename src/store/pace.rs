@@ -43,6 +43,7 @@ impl Pace {
         self.urgent.store(urgent, Ordering::Relaxed);
     }
 
+    /// Whether background work runs at full speed now.
     pub fn is_urgent(&self) -> bool {
         self.urgent.load(Ordering::Relaxed)
     }

@@ -26,6 +26,7 @@ impl Ulid {
         Ulid::from_parts(runtime.wall_ms(), random)
     }
 
+    /// The id made of a millisecond time (48 bits) and 80 random bits.
     pub fn from_parts(ms: u64, random: u128) -> Ulid {
         let ms = u128::from(ms & ((1 << 48) - 1));
         Ulid((ms << 80) | (random & ((1 << 80) - 1)))
@@ -68,7 +69,9 @@ impl fmt::Display for Ulid {
 /// Which table an object is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum TableId {
+    /// A WAL table, numbered in log order.
     Wal(u64),
+    /// A sorted table (L0 or a sorted run).
     Compacted(Ulid),
 }
 
@@ -77,6 +80,7 @@ pub const COMPACTED_DIR: &str = "compacted";
 pub(crate) const TABLE_SUFFIX: &str = ".sst";
 
 impl TableId {
+    /// The object under database root `root`.
     pub fn path(&self, root: &Path) -> Path {
         let name = match self {
             TableId::Wal(id) => format!("{WAL_DIR}/{id:020}{TABLE_SUFFIX}"),

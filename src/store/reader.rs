@@ -3,6 +3,10 @@
 //! reads) and [`TableScan`] (a forward scan reading several blocks per
 //! request). [`super::table::TableStore::open`] makes readers.
 
+// Reachable from outside only through the hidden `internals` module, whose
+// callers (fuzz targets, benches, white-box tests) need no error sections.
+#![allow(clippy::missing_errors_doc)]
+
 use std::collections::VecDeque;
 use std::ops::Bound;
 use std::sync::Arc;
@@ -17,19 +21,19 @@ use super::paths::TableId;
 use crate::format::Row;
 use crate::format::block::{Block, BlockIter};
 use crate::format::bloom::BloomFilter;
-use crate::format::sst::{Footer, Handle, Index, TableKind, TableMeta};
+use crate::format::sst::{Extent, Footer, Index, TableKind, TableMeta};
 
 type Result<T> = std::result::Result<T, StoreError>;
 
 /// The bytes of `handle` if `fetched` holds all of them.
-pub(super) fn slice_of(fetched: &Fetched, handle: Handle) -> Option<Bytes> {
+pub(super) fn slice_of(fetched: &Fetched, handle: Extent) -> Option<Bytes> {
     let start = handle.offset.checked_sub(fetched.offset)?;
     let end = start.checked_add(handle.len)?;
     (end <= fetched.bytes.len() as u64).then(|| fetched.bytes.slice(start as usize..end as usize))
 }
 
 /// Reads exactly the bytes of `handle`.
-pub(super) async fn read_handle(store: &Arc<dyn Store>, path: &Path, handle: Handle) -> Result<Bytes> {
+pub(super) async fn read_extent(store: &Arc<dyn Store>, path: &Path, handle: Extent) -> Result<Bytes> {
     if handle.len == 0 {
         return Ok(Bytes::new());
     }
@@ -65,7 +69,6 @@ struct ReaderInner {
     meta: TableMeta,
     store: Arc<dyn Store>,
     caches: TableCaches,
-    read_ahead_blocks: usize,
 }
 
 /// How a scan reads.
@@ -79,14 +82,7 @@ pub struct ScanOptions {
 }
 
 impl TableReader {
-    pub(super) fn new(
-        id: TableId,
-        path: Path,
-        opened: &Opened,
-        store: Arc<dyn Store>,
-        caches: TableCaches,
-        read_ahead_blocks: usize,
-    ) -> Self {
+    pub(super) fn new(id: TableId, path: Path, opened: &Opened, store: Arc<dyn Store>, caches: TableCaches) -> Self {
         TableReader {
             inner: Arc::new(ReaderInner {
                 id,
@@ -96,37 +92,33 @@ impl TableReader {
                 meta: opened.meta.clone(),
                 store,
                 caches,
-                read_ahead_blocks,
             }),
         }
     }
 
+    /// The table's id.
     pub fn id(&self) -> TableId {
         self.inner.id
     }
 
+    /// Its object.
     pub fn path(&self) -> &Path {
         &self.inner.path
     }
 
+    /// Its size in bytes.
     pub fn size(&self) -> u64 {
         self.inner.size
     }
 
+    /// A WAL or a sorted table.
     pub fn kind(&self) -> TableKind {
         self.inner.footer.kind
     }
 
+    /// Its metadata block.
     pub fn meta(&self) -> &TableMeta {
         &self.inner.meta
-    }
-
-    /// The default scan options of this table store.
-    pub fn scan_options(&self) -> ScanOptions {
-        ScanOptions {
-            read_ahead_blocks: self.inner.read_ahead_blocks,
-            fill_cache: false,
-        }
     }
 
     fn format_error(&self, error: crate::format::FormatError) -> StoreError {
@@ -168,7 +160,7 @@ impl TableReader {
         if let Some(MetaPart::Index(index)) = self.inner.caches.meta(self.inner.id, MetaKind::Index) {
             return Ok(index);
         }
-        let bytes = read_handle(&self.inner.store, &self.inner.path, self.inner.meta.index).await?;
+        let bytes = read_extent(&self.inner.store, &self.inner.path, self.inner.meta.index).await?;
         self.decode_index(&bytes)
     }
 
@@ -181,7 +173,7 @@ impl TableReader {
         if let Some(MetaPart::Filter(filter)) = self.inner.caches.meta(self.inner.id, MetaKind::Filter) {
             return Ok(Some(filter));
         }
-        let bytes = read_handle(&self.inner.store, &self.inner.path, handle).await?;
+        let bytes = read_extent(&self.inner.store, &self.inner.path, handle).await?;
         self.decode_filter(bytes).map(Some)
     }
 
@@ -237,7 +229,7 @@ impl TableReader {
             return Ok(vec![block]);
         }
         let handle_of = |number: usize| {
-            index.handle(number).ok_or_else(|| {
+            index.extent(number).ok_or_else(|| {
                 self.format_error(crate::format::FormatError::corrupt(
                     "index",
                     format!("no block {number}"),
@@ -247,18 +239,18 @@ impl TableReader {
         let mut handles = vec![handle_of(first)?];
         while handles.len() < count.max(1) {
             let number = first + handles.len();
-            let Some(next) = index.handle(number) else { break };
+            let Some(next) = index.extent(number) else { break };
             let previous = handles[handles.len() - 1];
             if next.offset != previous.offset + previous.len || caches.block(id, number as u64).is_some() {
                 break;
             }
             handles.push(next);
         }
-        let run = Handle {
+        let run = Extent {
             offset: handles[0].offset,
             len: handles.iter().map(|handle| handle.len).sum(),
         };
-        let bytes = read_handle(&self.inner.store, &self.inner.path, run).await?;
+        let bytes = read_extent(&self.inner.store, &self.inner.path, run).await?;
         let mut blocks = Vec::with_capacity(handles.len());
         let mut at = 0;
         for (number, handle) in (first..).zip(&handles) {

@@ -13,6 +13,10 @@
 //! error names the object; a conflict on a WAL id is [`StoreError::Fenced`]
 //! only when the object there is not byte-for-byte the one we tried to write.
 
+// Reachable from outside only through the hidden `internals` module, whose
+// callers (fuzz targets, benches, white-box tests) need no error sections.
+#![allow(clippy::missing_errors_doc)]
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -27,11 +31,11 @@ use super::object::PutMode;
 use super::object::{ByteRange, Created, Fetched, ObjectInfo, Store, create_once};
 use super::pace::Pace;
 use super::paths::{COMPACTED_DIR, TableId, Ulid, WAL_DIR, child};
-pub use super::reader::{ScanOptions, TableReader, TableScan};
-use super::reader::{read_handle, slice_of};
+pub(crate) use super::reader::{ScanOptions, TableReader, TableScan};
+use super::reader::{read_extent, slice_of};
 use crate::format::Row;
 use crate::format::sst::{
-    FOOTER_SIZE, Footer, Handle, SstBuilder, SstBytes, SstOptions, TableKind, TableMeta, WalStamp,
+    Extent, FOOTER_SIZE, Footer, SstBuilder, SstBytes, SstOptions, TableKind, TableMeta, WalStamp,
 };
 
 type Result<T> = std::result::Result<T, StoreError>;
@@ -45,8 +49,6 @@ pub struct TableStoreOptions {
     /// Bytes read from the end of a table when opening it (default 64 KiB):
     /// footer, metadata, and usually the index and filter, in one read.
     pub open_read_bytes: u64,
-    /// Data blocks a scan fetches per request (default 8).
-    pub read_ahead_blocks: usize,
     /// Tables at least this large are sent as a multipart upload (default
     /// 32 MiB); smaller ones in one conditional `put`.
     pub multipart_threshold_bytes: usize,
@@ -70,7 +72,6 @@ impl Default for TableStoreOptions {
         TableStoreOptions {
             sst: SstOptions::default(),
             open_read_bytes: 64 << 10,
-            read_ahead_blocks: 8,
             multipart_threshold_bytes: 32 << 20,
             multipart_part_bytes: 8 << 20,
             put_attempts: 10,
@@ -87,8 +88,11 @@ const MAX_RETRY_BACKOFF: Duration = Duration::from_secs(2);
 /// A table just written: where it is, how big, what it holds.
 #[derive(Clone, Debug)]
 pub struct WrittenTable {
+    /// Its id.
     pub id: TableId,
+    /// Its size in bytes.
     pub size: u64,
+    /// Its metadata block.
     pub meta: TableMeta,
 }
 
@@ -97,6 +101,7 @@ pub struct WrittenTable {
 pub struct WalTable {
     /// `WalStamp::default()` for a table of format version 1.
     pub stamp: WalStamp,
+    /// Its rows, in table order.
     pub rows: Vec<Row>,
 }
 
@@ -131,6 +136,7 @@ struct StoreInner {
 }
 
 impl TableStore {
+    /// The tables of the database under `root` in `store`.
     pub fn new(store: Arc<dyn Store>, root: Path, runtime: Runtime, options: TableStoreOptions) -> Self {
         let caches = TableCaches::new(options.block_cache_bytes, options.meta_cache_bytes);
         TableStore {
@@ -146,14 +152,17 @@ impl TableStore {
         }
     }
 
+    /// The store they are in.
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.inner.store
     }
 
+    /// The database root.
     pub fn root(&self) -> &Path {
         &self.inner.root
     }
 
+    /// How tables are written and read.
     pub fn options(&self) -> &TableStoreOptions {
         &self.inner.options
     }
@@ -164,6 +173,7 @@ impl TableStore {
         &self.inner.in_flight
     }
 
+    /// The block and metadata caches.
     pub fn caches(&self) -> &TableCaches {
         &self.inner.caches
     }
@@ -173,10 +183,12 @@ impl TableStore {
         &self.inner.pace
     }
 
+    /// The runtime whose clock times retries.
     pub fn runtime(&self) -> &Runtime {
         &self.inner.runtime
     }
 
+    /// The object of table `id`.
     pub fn path(&self, id: TableId) -> Path {
         id.path(&self.inner.root)
     }
@@ -445,7 +457,7 @@ impl TableStore {
         let footer = Footer::decode(&tail.bytes, tail.object_size).map_err(|error| StoreError::format(&path, error))?;
         let meta_bytes = match slice_of(&tail, footer.meta) {
             Some(bytes) => bytes,
-            None => read_handle(store, &path, footer.meta).await?,
+            None => read_extent(store, &path, footer.meta).await?,
         };
         let meta =
             TableMeta::decode(&meta_bytes, footer.meta.offset).map_err(|error| StoreError::format(&path, error))?;
@@ -463,11 +475,11 @@ impl TableStore {
             Some(_) => tail,
             None if cached(MetaKind::Index) && (opened.meta.filter.is_none() || cached(MetaKind::Filter)) => tail,
             None => {
-                let missed = Handle {
+                let missed = Extent {
                     offset: opened.meta.index.offset,
                     len: tail.offset - opened.meta.index.offset,
                 };
-                let head = read_handle(store, reader.path(), missed).await?;
+                let head = read_extent(store, reader.path(), missed).await?;
                 let mut joined = Vec::with_capacity(head.len() + tail.bytes.len());
                 joined.extend_from_slice(&head);
                 joined.extend_from_slice(&tail.bytes);
@@ -484,14 +496,7 @@ impl TableStore {
     }
 
     fn reader(&self, id: TableId, path: Path, opened: &Opened) -> TableReader {
-        TableReader::new(
-            id,
-            path,
-            opened,
-            self.inner.store.clone(),
-            self.inner.caches.clone(),
-            self.inner.options.read_ahead_blocks,
-        )
+        TableReader::new(id, path, opened, self.inner.store.clone(), self.inner.caches.clone())
     }
 
     /// Puts the metadata of sorted table `id`, just written as `bytes`

@@ -41,7 +41,9 @@ pub trait Layer: fmt::Debug + Send + Sync + 'static {
 /// uploaded.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Requests {
+    /// Store requests.
     pub count: u64,
+    /// Bytes uploaded.
     pub sent: u64,
 }
 
@@ -51,6 +53,7 @@ impl Requests {
 
 /// What a request's answer weighs: the bytes it downloaded.
 pub trait Payload: Send + 'static {
+    /// Bytes downloaded (0 by default).
     fn payload_bytes(&self) -> u64 {
         0
     }
@@ -127,6 +130,7 @@ impl RequestCounts {
         self.bytes_written.load(Ordering::Relaxed)
     }
 
+    /// Requests of kind `op`.
     pub fn get(&self, op: Op) -> u64 {
         self.counts[op as usize].load(Ordering::Relaxed)
     }
@@ -136,6 +140,7 @@ impl RequestCounts {
         self.get(Op::Get) + self.get(Op::GetRange)
     }
 
+    /// Requests of every kind.
     pub fn total(&self) -> u64 {
         Op::ALL.iter().map(|op| self.get(*op)).sum()
     }
@@ -149,6 +154,7 @@ impl RequestCounts {
             .collect()
     }
 
+    /// Sets every count to zero.
     pub fn reset(&self) {
         for count in self.counts.iter().chain([&self.bytes_read, &self.bytes_written]) {
             count.store(0, Ordering::Relaxed);
@@ -177,6 +183,7 @@ impl fmt::Debug for LatencyStore {
 }
 
 impl LatencyStore {
+    /// `inner` with `latency` added before each request.
     pub fn new(inner: Arc<dyn Store>, runtime: Runtime, latency: Duration) -> Self {
         LatencyStore {
             inner,
@@ -186,6 +193,7 @@ impl LatencyStore {
         }
     }
 
+    /// The request counts, shared (they keep counting).
     pub fn counts(&self) -> Arc<RequestCounts> {
         self.counts.clone()
     }
@@ -376,6 +384,7 @@ impl fmt::Debug for TimeoutStore {
 }
 
 impl TimeoutStore {
+    /// `inner` with every request limited to `limit`.
     pub fn new(inner: Arc<dyn Store>, runtime: Runtime, limit: Duration) -> Self {
         TimeoutStore { inner, runtime, limit }
     }
@@ -389,7 +398,7 @@ impl Layer for TimeoutStore {
         requests: Requests,
         request: impl FnOnce(&dyn Store) -> BoxFuture<'static, StoreResult<T>>,
     ) -> BoxFuture<'static, StoreResult<T>> {
-        crate::metrics::store_requests(op, requests.count);
+        crate::metrics::store_requests(op.name(), requests.count);
         let request = request(&*self.inner);
         let (deadline, limit, path) = (self.runtime.sleep(self.limit), self.limit, path.clone());
         async move {
@@ -429,6 +438,7 @@ impl fmt::Debug for GateStore {
 }
 
 impl GateStore {
+    /// `inner` behind an open gate.
     pub fn new(inner: Arc<dyn Store>) -> Self {
         GateStore {
             inner,

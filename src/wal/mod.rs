@@ -1,4 +1,4 @@
 //! The WAL writer actor and WAL replay.
 
-pub mod replay;
-pub mod writer;
+pub(crate) mod replay;
+pub(crate) mod writer;

@@ -29,15 +29,14 @@ use arc_swap::ArcSwap;
 use bytes::Bytes;
 use talus_actors::{Actor, ActorError, Addr, Context, Reply, Ticker};
 
-use crate::db::options::DbOptions;
-use crate::db::stats::Counters;
 use crate::error::{Error, ErrorKind};
-use crate::flush::uploader::UploadMsg;
 use crate::format::sst::{WalRole, WalStamp};
 use crate::format::{Row, RowValue};
+use crate::l0::uploader::UploadMsg;
 use crate::manifest::{EpochLease, Manifest, VersionedStore};
 use crate::mem::Memtable;
 use crate::read::{Frozen, ReadView, Seqs};
+use crate::shared::counters::Counters;
 use crate::store::{TableStore, WalConflict};
 use crate::waiters::SeqWaiters;
 
@@ -89,6 +88,24 @@ pub enum WalMsg {
     },
 }
 
+/// The WAL writer's part of the database's options (see
+/// [`crate::DbOptions`], whose fields these mirror).
+#[derive(Clone, Debug)]
+pub(crate) struct WalSettings {
+    /// A buffer this large is sealed and uploaded.
+    pub(crate) wal_buffer_bytes: usize,
+    /// How long a buffer may wait for company while a durable writer waits.
+    pub(crate) group_commit_window: std::time::Duration,
+    /// How often the buffer is looked at for sealing and uploading.
+    pub(crate) flush_interval: std::time::Duration,
+    /// WAL uploads at once.
+    pub(crate) max_inflight_wal_uploads: usize,
+    /// A memtable this large is frozen and sent to L0.
+    pub(crate) memtable_bytes: usize,
+    /// Writes wait while memtables not yet in L0 hold this much.
+    pub(crate) max_unflushed_bytes: usize,
+}
+
 /// A sealed WAL buffer waiting for an upload slot.
 #[derive(Debug)]
 struct Sealed {
@@ -102,7 +119,7 @@ pub struct WalWriter {
     view: Arc<ArcSwap<ReadView>>,
     seqs: Arc<Seqs>,
     counters: Arc<Counters>,
-    options: DbOptions,
+    options: WalSettings,
     uploader: Addr<UploadMsg, Error>,
     /// The last sequence number assigned.
     last_seq: u64,
@@ -162,7 +179,7 @@ impl WalWriter {
         view: Arc<ArcSwap<ReadView>>,
         seqs: Arc<Seqs>,
         counters: Arc<Counters>,
-        options: DbOptions,
+        options: WalSettings,
         uploader: Addr<UploadMsg, Error>,
         start: WalStart,
     ) -> Self {

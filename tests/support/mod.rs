@@ -103,6 +103,7 @@ pub fn stores(runtime: &Runtime) -> Vec<(&'static str, Arc<dyn Store>, Guard)> {
         ("in-memory", Arc::new(ObjectStoreAdapter::in_memory()), None),
         ("local", Arc::new(local), Some(Box::new(dir))),
     ];
+    #[cfg(feature = "aws")]
     if let Some((store, server)) = s3_store("stores") {
         stores.push(("s3", store, Some(Box::new(server))));
     }
@@ -110,6 +111,7 @@ pub fn stores(runtime: &Runtime) -> Vec<(&'static str, Arc<dyn Store>, Guard)> {
 }
 
 /// An S3 store on a fresh local server, if one can be started.
+#[cfg(feature = "aws")]
 pub fn s3_store(test: &str) -> Option<(Arc<dyn Store>, S3Server)> {
     let server = S3Server::start(test)?;
     let store = ObjectStoreAdapter::s3(&server.options("talus")).expect("an S3 adapter");
@@ -257,6 +259,7 @@ impl S3Server {
     }
 
     /// Options for an adapter on this server's bucket, under `prefix`.
+    #[cfg(feature = "aws")]
     pub fn options(&self, prefix: &str) -> talusdb::store::S3Options {
         talusdb::store::S3Options {
             bucket: self.bucket.clone(),

@@ -19,7 +19,7 @@ use futures::future::BoxFuture;
 use object_store::path::Path;
 use talusdb::actors::Runtime;
 use talusdb::actors::runtime::{Rng, SeededRng};
-use talusdb::manifest::versioned::decode_envelope;
+use talusdb::internals::decode_envelope;
 use talusdb::manifest::{Manifest, VersionedOptions, VersionedStore};
 use talusdb::store::{
     ByteRange, Fetched, Layer, ObjectInfo, ObjectStoreAdapter, Op, Payload, PutMode, Requests, Store, StoreError,

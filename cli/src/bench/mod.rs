@@ -359,7 +359,7 @@ impl Bench {
             None
         };
         let stats = db.stats();
-        db.close_with(true).await?;
+        db.close_with(talusdb::CloseOptions { flush_memtable: true }).await?;
         let closed_seconds = self.seconds_since(started);
         bar.finish_and_clear();
         Ok(self.report(

@@ -33,7 +33,9 @@ impl Bench {
                 ..talusdb::DbOptions::default()
             })
             .collector()?;
-        collector.run(&talusdb::gc::Class::ALL, false).await?;
+        collector
+            .run(&talusdb::gc::Class::ALL, talusdb::gc::GcMode::Delete)
+            .await?;
         let (objects_after_gc, bytes_after_gc) = self.store_usage().await?;
         // Each compaction's inputs stay pinned by a checkpoint for 15
         // minutes (for reads still running on them). Nothing reads now: drop
@@ -58,7 +60,9 @@ impl Bench {
                 manifest.delete_checkpoint(checkpoint.id).await.map_err(Error::from)?;
             }
         }
-        collector.run(&talusdb::gc::Class::ALL, false).await?;
+        collector
+            .run(&talusdb::gc::Class::ALL, talusdb::gc::GcMode::Delete)
+            .await?;
         let (objects_at_rest, bytes_at_rest) = self.store_usage().await?;
         let reader = Db::builder(self.path.as_str(), self.store.clone())
             .runtime(self.runtime.clone())

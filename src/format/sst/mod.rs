@@ -61,6 +61,7 @@ pub enum WalRole {
 /// version 2; `docs/format.md`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct WalStamp {
+    /// What the table is in the log (see [`WalRole`]).
     pub role: WalRole,
     /// The writer epoch of the writer that wrote it (0: unknown).
     pub writer_epoch: u64,
@@ -75,7 +76,9 @@ pub struct WalStamp {
 pub struct SstOptions {
     /// A block is closed once its rows reach this size.
     pub block_size_bytes: usize,
+    /// Rows between restart points inside a block.
     pub restart_interval: usize,
+    /// Bloom filter bits per distinct key (0: no filter).
     pub bloom_bits_per_key: u32,
     /// Tables with fewer distinct keys get no filter.
     pub bloom_min_keys: usize,
@@ -97,12 +100,14 @@ impl Default for SstOptions {
 
 /// Where a part sits in the table.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Handle {
+pub struct Extent {
+    /// Byte offset in the table.
     pub offset: u64,
+    /// Length in bytes.
     pub len: u64,
 }
 
-impl Handle {
+impl Extent {
     /// The byte range, if it lies within `bound`.
     pub fn range_within(&self, bound: u64, part: &'static str) -> Result<Range<usize>, FormatError> {
         let end = self
@@ -121,14 +126,23 @@ impl Handle {
 /// What the metadata block says about the rows.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct TableStats {
+    /// Rows (every version of every key).
     pub rows: u64,
+    /// Rows that are tombstones.
     pub tombstones: u64,
+    /// The smallest key.
     pub first_key: Bytes,
+    /// The largest key.
     pub last_key: Bytes,
+    /// The smallest sequence number.
     pub min_seq: u64,
+    /// The largest sequence number.
     pub max_seq: u64,
+    /// Bytes of all keys.
     pub key_bytes: u64,
+    /// Bytes of all values.
     pub value_bytes: u64,
+    /// Data blocks.
     pub blocks: u64,
 }
 
@@ -140,7 +154,7 @@ pub struct SstBuilder {
     out: Vec<u8>,
     block: BlockBuilder,
     block_first_key: Option<Bytes>,
-    index: Vec<(Bytes, Handle)>,
+    index: Vec<(Bytes, Extent)>,
     hashes: Vec<u64>,
     stats: TableStats,
     put_id: u128,
@@ -151,6 +165,7 @@ pub struct SstBuilder {
 }
 
 impl SstBuilder {
+    /// A builder of a `kind` table cut and filtered by `options`.
     pub fn new(kind: TableKind, options: SstOptions) -> Self {
         let block = BlockBuilder::new(options.restart_interval);
         SstBuilder {
@@ -223,7 +238,7 @@ impl SstBuilder {
         };
         let block = std::mem::replace(&mut self.block, BlockBuilder::new(self.options.restart_interval));
         let stored = block.finish(self.options.compression);
-        let handle = Handle {
+        let handle = Extent {
             offset: self.out.len() as u64,
             len: stored.len() as u64,
         };
@@ -284,8 +299,8 @@ impl SstBuilder {
         (Bytes::from(self.out), table_meta)
     }
 
-    fn append_part(&mut self, part: Vec<u8>) -> Handle {
-        let handle = Handle {
+    fn append_part(&mut self, part: Vec<u8>) -> Extent {
+        let handle = Extent {
             offset: self.out.len() as u64,
             len: part.len() as u64,
         };
@@ -294,7 +309,7 @@ impl SstBuilder {
     }
 }
 
-fn encode_index(entries: &[(Bytes, Handle)]) -> Vec<u8> {
+fn encode_index(entries: &[(Bytes, Extent)]) -> Vec<u8> {
     let mut out = Vec::new();
     put_varint(&mut out, entries.len() as u64);
     for (first_key, handle) in entries {
@@ -310,7 +325,9 @@ fn encode_index(entries: &[(Bytes, Handle)]) -> Vec<u8> {
 /// The footer: where the metadata block is, what the table is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Footer {
-    pub meta: Handle,
+    /// Where the metadata block is.
+    pub meta: Extent,
+    /// A WAL or a sorted table.
     pub kind: TableKind,
     /// The table's format version.
     pub version: u32,
@@ -361,7 +378,7 @@ impl Footer {
         if version < OLDEST_FORMAT_VERSION {
             return Err(FormatError::corrupt(PART, format!("table format version {version}")));
         }
-        let meta = Handle {
+        let meta = Extent {
             offset: meta_offset,
             len: meta_len,
         };
@@ -373,8 +390,11 @@ impl Footer {
 /// The metadata block: where the index and filter are, and the statistics.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TableMeta {
-    pub index: Handle,
-    pub filter: Option<Handle>,
+    /// Where the block index is.
+    pub index: Extent,
+    /// Where the bloom filter is (`None`: no filter).
+    pub filter: Option<Extent>,
+    /// What the rows are.
     pub stats: TableStats,
     /// Set by the writer to tell its own upload from anyone else's (0: none).
     pub put_id: u128,
@@ -384,7 +404,7 @@ pub struct TableMeta {
 
 fn encode_meta(meta: &TableMeta) -> Vec<u8> {
     let mut out = Vec::new();
-    let filter = meta.filter.unwrap_or(Handle { offset: 0, len: 0 });
+    let filter = meta.filter.unwrap_or(Extent { offset: 0, len: 0 });
     for value in [meta.index.offset, meta.index.len, filter.offset, filter.len] {
         put_varint(&mut out, value);
     }
@@ -420,11 +440,11 @@ impl TableMeta {
     pub fn decode(stored: &[u8], parts_end: u64) -> Result<TableMeta, FormatError> {
         const PART: &str = "metadata";
         let mut cursor = Cursor::new(unseal(stored, PART)?, PART);
-        let index = Handle {
+        let index = Extent {
             offset: cursor.varint()?,
             len: cursor.varint()?,
         };
-        let filter = Handle {
+        let filter = Extent {
             offset: cursor.varint()?,
             len: cursor.varint()?,
         };
@@ -493,7 +513,7 @@ pub struct Index {
     /// Where block `n`'s first key ends in `keys` (it starts where block
     /// `n - 1`'s ends).
     key_ends: Vec<u32>,
-    handles: Vec<Handle>,
+    handles: Vec<Extent>,
 }
 
 impl Index {
@@ -520,7 +540,7 @@ impl Index {
         for number in 0..count {
             let key_len = cursor.length()?;
             let key = cursor.take(key_len)?;
-            let handle = Handle {
+            let handle = Extent {
                 offset: cursor.varint()?,
                 len: cursor.varint()?,
             };
@@ -538,10 +558,12 @@ impl Index {
         Ok(index)
     }
 
+    /// Data blocks indexed.
     pub fn len(&self) -> usize {
         self.handles.len()
     }
 
+    /// Whether the index lists no block.
     pub fn is_empty(&self) -> bool {
         self.handles.is_empty()
     }
@@ -552,7 +574,7 @@ impl Index {
         std::mem::size_of::<Index>()
             + self.keys.capacity()
             + self.key_ends.capacity() * std::mem::size_of::<u32>()
-            + self.handles.capacity() * std::mem::size_of::<Handle>()
+            + self.handles.capacity() * std::mem::size_of::<Extent>()
     }
 
     /// The first key of block `block` (which must exist).
@@ -565,7 +587,8 @@ impl Index {
         &self.keys[start..self.key_ends[block] as usize]
     }
 
-    pub fn handle(&self, block: usize) -> Option<Handle> {
+    /// Where block `block` is (`None` past the end).
+    pub fn extent(&self, block: usize) -> Option<Extent> {
         self.handles.get(block).copied()
     }
 
@@ -591,13 +614,19 @@ impl Index {
 #[derive(Clone, Debug)]
 pub struct SstBytes {
     bytes: Bytes,
+    /// The decoded footer.
     pub footer: Footer,
+    /// The decoded metadata block.
     pub meta: TableMeta,
+    /// The decoded block index.
     pub index: Index,
+    /// The decoded filter, if the table has one.
     pub filter: Option<BloomFilter>,
 }
 
 impl SstBytes {
+    /// Decodes the footer, metadata, index and filter of the whole table
+    /// `bytes`, checking every checksum.
     pub fn open(bytes: Bytes) -> Result<SstBytes, FormatError> {
         let table_len = bytes.len() as u64;
         let footer = Footer::decode(&bytes, table_len)?;
@@ -622,10 +651,11 @@ impl SstBytes {
         })
     }
 
+    /// Decodes data block `block`.
     pub fn block(&self, block: usize) -> Result<Block, FormatError> {
         let handle = self
             .index
-            .handle(block)
+            .extent(block)
             .ok_or_else(|| FormatError::corrupt("index", format!("no block {block}")))?;
         Block::decode(
             self.bytes

@@ -23,18 +23,16 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
-use talus_actors::{Actor, ActorError, Addr, Context, Reply, Ticker};
+use talus_actors::{Actor, ActorError, Context, Reply, Ticker};
 
 use crate::compactor::actor::OnCommit;
-use crate::db::snapshots::Snapshots;
-use crate::db::stats::Counters;
 use crate::error::Error;
-use crate::format::codec::Cursor;
 use crate::manifest::{Checkpoint, CheckpointOptions, Fenced, Manifest, TableHandle};
 use crate::read::ReadView;
+use crate::shared::counters::Counters;
+use crate::shared::snapshots::Snapshots;
 use crate::store::{TableStore, Ulid};
 use crate::waiters::SeqWaiters;
-use crate::wal::writer::WalMsg;
 
 #[derive(Debug)]
 pub enum L0Msg {
@@ -97,7 +95,9 @@ impl L0Msg {
 
     /// Reads a line written by [`L0Msg::encode`]; waiters come back
     /// detached (their answers go nowhere). `None` if it is not one.
+    #[cfg(test)]
     pub fn decode(line: &str) -> Option<L0Msg> {
+        use crate::format::codec::Cursor;
         let mut words = line.split(' ');
         let kind = words.next()?;
         let mut number = || words.next().and_then(|word| word.parse::<u64>().ok());
@@ -152,6 +152,7 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|byte| format!("{byte:02x}")).collect()
 }
 
+#[cfg(test)]
 fn unhex(text: &str) -> Option<Vec<u8>> {
     if !text.len().is_multiple_of(2) {
         return None;
@@ -178,12 +179,17 @@ pub struct L0Settings {
     pub tables: TableStore,
     /// Told when a table lands in L0 (the embedded compactor).
     pub wake_compactor: Option<OnCommit>,
+    /// Told the sequence number through which memtables are now in L0 (the
+    /// WAL writer, which lets their memory go).
+    pub retired: OnRetired,
 }
+
+/// What the L0 writer calls with the sequence number now in L0.
+pub(crate) type OnRetired = Box<dyn Fn(u64) + Send>;
 
 pub struct L0Writer {
     manifest: Fenced<Manifest>,
     view: Arc<ArcSwap<ReadView>>,
-    wal: Addr<WalMsg, Error>,
     counters: Arc<Counters>,
     snapshots: Arc<Snapshots>,
     settings: L0Settings,
@@ -208,7 +214,6 @@ impl L0Writer {
     pub fn new(
         manifest: Fenced<Manifest>,
         view: Arc<ArcSwap<ReadView>>,
-        wal: Addr<WalMsg, Error>,
         counters: Arc<Counters>,
         snapshots: Arc<Snapshots>,
         settings: L0Settings,
@@ -216,7 +221,6 @@ impl L0Writer {
         L0Writer {
             manifest,
             view,
-            wal,
             counters,
             snapshots,
             settings,
@@ -319,7 +323,7 @@ impl L0Writer {
         }
         let flushed = self.flushed_seq();
         self.flush_waiters.release_through(flushed, |_| ());
-        let _ = self.wal.try_send(WalMsg::MemtableRetired { through_seq: flushed });
+        (self.settings.retired)(flushed);
         if let Some(wake) = &self.settings.wake_compactor {
             wake();
         }
@@ -432,13 +436,9 @@ mod tests {
     use crate::mem::Memtable;
     use crate::store::{ObjectStoreAdapter, Store};
 
-    /// An L0 writer on a new database in `store`, and the WAL writer's
-    /// mailbox it sends to (nobody reads it).
-    async fn fresh_writer(
-        store: Arc<dyn Store>,
-        system: &System<Error>,
-        max_l0_tables: usize,
-    ) -> (L0Writer, talus_actors::Mailbox<WalMsg, Error>) {
+    /// An L0 writer on a new database in `store` (nobody hears what it
+    /// retires).
+    async fn fresh_writer(store: Arc<dyn Store>, system: &System<Error>, max_l0_tables: usize) -> L0Writer {
         let runtime = system.runtime().clone();
         let versions = VersionedStore::new(store.clone(), "db".into(), runtime.clone(), VersionedOptions::default());
         let manifest = Fenced::open(versions, Role::Writer, IfMissing::Create)
@@ -448,16 +448,15 @@ mod tests {
             Arc::new(Memtable::new()),
             manifest.current(),
         )));
-        let (wal, wal_box) = system.mailbox::<WalMsg>("wal", Capacity::Unbounded);
         let settings = L0Settings {
             lease: Arc::new(crate::manifest::EpochLease::new(Duration::ZERO)),
             poll_interval: Duration::from_secs(1),
             max_l0_tables,
             tables: TableStore::new(store, "db".into(), runtime, Default::default()),
             wake_compactor: None,
+            retired: Box::new(|_| ()),
         };
-        let writer = L0Writer::new(manifest, view, wal, Arc::default(), Arc::default(), settings);
-        (writer, wal_box)
+        L0Writer::new(manifest, view, Arc::default(), Arc::default(), settings)
     }
 
     /// Waiters whose data never reached L0 when the system shuts down
@@ -471,7 +470,7 @@ mod tests {
             let system = System::<Error>::new(runtime.clone());
             let (l0, l0_box) = system.mailbox::<L0Msg>("l0", Capacity::Unbounded);
             // The WAL writer's mailbox exists but no one reads it here.
-            let (writer, _wal_box) = fresh_writer(store, &system, 8).await;
+            let writer = fresh_writer(store, &system, 8).await;
             system.run(l0_box, writer);
 
             let flush = runtime.spawn({
@@ -620,7 +619,7 @@ mod tests {
             );
 
             let system = System::<Error>::new(runtime.clone());
-            let (mut writer, _wal_box) = fresh_writer(Arc::new(ObjectStoreAdapter::in_memory()), &system, 1000).await;
+            let mut writer = fresh_writer(Arc::new(ObjectStoreAdapter::in_memory()), &system, 1000).await;
             let handled = talus_actors::replay(runtime.clone(), &mut writer, NAME, entries.clone(), L0Msg::decode)
                 .await
                 .expect("replay");

@@ -14,19 +14,19 @@ use crate::read::Seqs;
 
 /// The sequence numbers of live snapshots, with how many hold each.
 #[derive(Debug, Default)]
-pub struct Snapshots {
+pub(crate) struct Snapshots {
     live: Mutex<BTreeMap<u64, usize>>,
 }
 
 /// Holds one snapshot's sequence in the registry until dropped.
 #[derive(Debug)]
-pub struct SnapshotPin {
+pub(crate) struct SnapshotPin {
     registry: Arc<Snapshots>,
     seq: u64,
 }
 
 impl SnapshotPin {
-    pub fn seq(&self) -> u64 {
+    pub(crate) fn seq(&self) -> u64 {
         self.seq
     }
 }
@@ -39,7 +39,7 @@ impl Snapshots {
 
     /// Registers a snapshot at the visible sequence. Reading the sequence
     /// under the lock orders it against `oldest`.
-    pub fn pin(self: &Arc<Self>, seqs: &Seqs) -> SnapshotPin {
+    pub(crate) fn pin(self: &Arc<Self>, seqs: &Seqs) -> SnapshotPin {
         let mut live = self.live();
         let seq = seqs.visible();
         *live.entry(seq).or_default() += 1;
@@ -50,12 +50,12 @@ impl Snapshots {
     }
 
     /// The oldest live snapshot's sequence.
-    pub fn oldest(&self) -> Option<u64> {
+    pub(crate) fn oldest(&self) -> Option<u64> {
         self.live().keys().next().copied()
     }
 
     /// What the manifest's `retain_seq` should be with `last_l0_seq` in L0.
-    pub fn retain_seq(&self, last_l0_seq: u64) -> u64 {
+    pub(crate) fn retain_seq(&self, last_l0_seq: u64) -> u64 {
         self.oldest().map_or(last_l0_seq, |oldest| oldest.min(last_l0_seq))
     }
 }
