@@ -7,22 +7,41 @@
 //! a background [`Compactor`] (size-tiered; also runnable on its own) and
 //! garbage collector. The README says what works.
 //!
-//! The engine's subsystems are actors on the runtime re-exported here as
-//! [`actors`] (the `talus-actors` crate), so a database runs inside a smol,
-//! tokio or actix application, or deterministically under the `sim`
-//! executor. The default backend is smol:
+//! A first program, on a local directory:
 //!
 //! ```
-//! # fn main() -> std::io::Result<()> {
-//! let runtime = talusdb::actors::Runtime::smol()?;
-//! let (sender, receiver) = std::sync::mpsc::channel();
-//! runtime.spawn_detached(Box::pin(async move {
-//!     let _ = sender.send(6 * 7);
-//! }));
-//! assert_eq!(receiver.recv().ok(), Some(42));
+//! use std::sync::Arc;
+//! use talusdb::actors::Runtime;
+//! use talusdb::store::ObjectStoreAdapter;
+//! use talusdb::Db;
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # let dir = std::env::temp_dir().join(format!("talusdb-doc-{}", std::process::id()));
+//! let runtime = Runtime::smol()?;
+//! let store = Arc::new(ObjectStoreAdapter::local_dir(&dir, runtime.clone())?);
+//! smol::block_on(async {
+//!     let db = Db::builder("db", store).runtime(runtime).open().await?;
+//!     db.put("hello", "world").await?; // durable when it returns
+//!     assert_eq!(db.get("hello").await?.as_deref(), Some(&b"world"[..]));
+//!     db.close().await
+//! })?;
+//! # std::fs::remove_dir_all(&dir)?;
 //! # Ok(())
 //! # }
 //! ```
+//!
+//! Where things are: [`Db`], [`DbBuilder`] and their options at the root;
+//! object stores and their test wrappers in [`store`]; the metadata types
+//! (manifests, checkpoints, compactions) in [`manifest`]; the compactor in
+//! [`compactor`], the garbage collector in [`gc`], metric names in
+//! [`metrics`]. Every fallible call documents its errors; [`ErrorKind`]
+//! says what kind of failure an [`Error`] is.
+//!
+//! The engine's subsystems are actors on the runtime re-exported here as
+//! [`actors`] (the `talus-actors` crate), so a database runs inside a smol,
+//! tokio or actix application, or deterministically under the `sim`
+//! executor. The default executor is smol's (feature `smol`); without it,
+//! pass one with [`DbBuilder::runtime`].
 
 #![warn(missing_docs)]
 #![warn(clippy::missing_errors_doc)]

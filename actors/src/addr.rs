@@ -53,6 +53,11 @@ impl<M: Send, E: Clone> Addr<M, E> {
     }
 
     /// Queues `msg`, waiting while a bounded mailbox is full (backpressure).
+    ///
+    /// # Errors
+    ///
+    /// [`ActorError::Closed`] if the system stopped cleanly, else the
+    /// failure that stopped it.
     pub async fn send(&self, msg: M) -> Result<(), ActorError<E>> {
         // Most sends find room: skip building the waiting machinery.
         let msg = match self.sender.try_send(msg) {
@@ -64,6 +69,11 @@ impl<M: Send, E: Clone> Addr<M, E> {
     }
 
     /// Queues `msg` if there is room now.
+    ///
+    /// # Errors
+    ///
+    /// [`TrySendError::Full`] (with the message back) when a bounded mailbox
+    /// has no room; [`TrySendError::Closed`] once the system has stopped.
     pub fn try_send(&self, msg: M) -> Result<(), TrySendError<M, E>> {
         self.sender.try_send(msg).map_err(|error| match error {
             mailbox::SendError::Full(msg) => TrySendError::Full(msg),
@@ -73,6 +83,11 @@ impl<M: Send, E: Clone> Addr<M, E> {
 
     /// Sends the message `make` builds around a [`Reply`] and awaits the
     /// answer. If the actor stops first, the answer is the closed result.
+    ///
+    /// # Errors
+    ///
+    /// The system's closed result if it stops before the actor answers;
+    /// [`ActorError::NoReply`] if the actor drops the reply unanswered.
     pub async fn ask<R>(&self, make: impl FnOnce(Reply<R>) -> M) -> Result<R, ActorError<E>> {
         let (sender, receiver) = oneshot::channel();
         self.send(make(Reply { sender: Some(sender) })).await?;

@@ -13,12 +13,25 @@ pub enum ActorError<E> {
     /// The system was shut down cleanly (or dropped); it takes no more messages.
     Closed,
     /// An actor's handler returned `error`; the whole system stopped.
-    Failed { actor: Arc<str>, error: E },
+    Failed {
+        /// The actor's name.
+        actor: Arc<str>,
+        /// What its handler returned.
+        error: E,
+    },
     /// An actor's handler (or a task it spawned) panicked; the whole system stopped.
-    Panicked { actor: Arc<str>, message: String },
+    Panicked {
+        /// The actor's name.
+        actor: Arc<str>,
+        /// The panic's message.
+        message: String,
+    },
     /// The actor dropped a request's reply without answering while the system
     /// was still running: a bug in that actor.
-    NoReply { actor: Arc<str> },
+    NoReply {
+        /// The actor's name.
+        actor: Arc<str>,
+    },
 }
 
 impl<E> ActorError<E> {

@@ -22,6 +22,9 @@
 //! `docs/actors.md` in the repository walks through the lifecycle and the
 //! rules that keep a run deterministic.
 
+#![warn(missing_docs)]
+#![warn(clippy::missing_errors_doc)]
+
 mod actor;
 mod addr;
 mod context;

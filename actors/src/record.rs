@@ -46,6 +46,10 @@ impl TraceEntry {
     }
 
     /// Parses a line written by [`TraceEntry::line`].
+    ///
+    /// # Errors
+    ///
+    /// [`TraceParseError`] naming the line and what is wrong with it.
     pub fn parse(line: &str) -> Result<TraceEntry, TraceParseError> {
         let bad = |reason: &'static str| TraceParseError {
             line: line.to_owned(),
@@ -68,7 +72,9 @@ impl TraceEntry {
 /// A line that is not a trace entry.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TraceParseError {
+    /// The line as read.
     pub line: String,
+    /// What is wrong with it.
     pub reason: &'static str,
 }
 
@@ -81,6 +87,10 @@ impl fmt::Display for TraceParseError {
 impl std::error::Error for TraceParseError {}
 
 /// Parses a whole trace (one entry per line; blank lines are skipped).
+///
+/// # Errors
+///
+/// The first line that is not an entry, as [`TraceParseError`].
 pub fn parse_trace(text: &str) -> Result<Vec<TraceEntry>, TraceParseError> {
     text.lines()
         .filter(|line| !line.is_empty())
@@ -205,11 +215,26 @@ impl Recorder {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ReplayError<E> {
     /// The decoder could not rebuild the message of this delivery.
-    Undecodable { delivery: u64, message: String },
+    Undecodable {
+        /// The delivery's number in the trace.
+        delivery: u64,
+        /// The recorded message text.
+        message: String,
+    },
     /// The handler returned an error for this delivery.
-    Handler { delivery: u64, error: E },
+    Handler {
+        /// The delivery's number in the trace.
+        delivery: u64,
+        /// What the handler returned.
+        error: E,
+    },
     /// The handler panicked on this delivery.
-    Panicked { delivery: u64, message: String },
+    Panicked {
+        /// The delivery's number in the trace.
+        delivery: u64,
+        /// The panic's message.
+        message: String,
+    },
 }
 
 impl<E: fmt::Display> fmt::Display for ReplayError<E> {
@@ -236,6 +261,11 @@ impl<E: fmt::Debug + fmt::Display> std::error::Error for ReplayError<E> {}
 /// are not started (ticks are entries too), and messages it sends to itself
 /// go nowhere (they were recorded as well). Messages are rebuilt by `decode`;
 /// a waiter in them should be a [`crate::Reply::detached`].
+///
+/// # Errors
+///
+/// [`ReplayError`]: a delivery `decode` could not rebuild, or whose
+/// handler returned an error or panicked, with its number.
 pub async fn replay<A, I, D>(
     runtime: Runtime,
     actor: &mut A,

@@ -25,12 +25,12 @@ use crate::shared::counters::Counters;
 use crate::shared::snapshots::{SnapshotPin, Snapshots};
 
 use crate::compactor::actor::{CompactorClient, CompactorParts, OnCommit};
-use crate::compactor::{COMPACTOR, CompactionSummary, Compactor, CompactorMsg, SubmitSpec};
+use crate::compactor::{COMPACTOR, CompactionSummary, Compactor, CompactorMsg, CompactorOptions, SubmitSpec};
 use crate::error::Error;
 use crate::format::RowValue;
 use crate::gc::{Collector, GcActor, GcMode, GcMsg, GcReport};
 use crate::l0::l0_writer::{L0Msg, L0Settings, L0Writer};
-use crate::l0::uploader::Uploader;
+use crate::l0::uploader::{UploadMsg, Uploader};
 use crate::manifest::{
     Checkpoint, CheckpointOptions, Compactions, CompactorState, EpochLease, Fenced, IfMissing, Manifest, Role,
     VersionedOptions, VersionedStore, WalLoss,
@@ -295,6 +295,17 @@ impl DbBuilder {
     /// `Unsupported` for objects of a newer format version.
     pub async fn open(self) -> Result<Db, Error> {
         let recorder = self.recorder.clone();
+        let recovered = self.recover().await?;
+        let system = match recorder {
+            Some(recorder) => System::new(recovered.runtime.clone()).recording(recorder),
+            None => System::new(recovered.runtime.clone()),
+        };
+        Ok(recovered.start(system))
+    }
+
+    /// Fences older writers and replays the WAL: everything an open reads
+    /// before any actor starts.
+    async fn recover(self) -> Result<Recovery, Error> {
         let on_damage = if self.salvage {
             OnDamage::Salvage
         } else {
@@ -324,53 +335,67 @@ impl DbBuilder {
             last_seq = recovered.last_seq,
             "opened"
         );
-        let view = Arc::new(ArcSwap::from_pointee(ReadView::new(
-            recovered.memtable.clone(),
-            manifest.current(),
-        )));
-        let seqs = Arc::new(Seqs::new(recovered.last_seq));
-        let counters = Arc::new(Counters::default());
-        counters.set_unflushed(recovered.memtable.size());
-        counters.set_l0_tables(manifest.current().l0.len());
-        let snapshots = Arc::new(Snapshots::default());
-        let compactor_state = match options.compactor.clone() {
+        let compactor = match options.compactor.clone() {
             Some(compactor_options) => Some((
                 CompactorState::open(manifests.clone(), compactions).await?,
                 compactor_options,
             )),
             None => None,
         };
+        Ok(Recovery {
+            runtime,
+            options,
+            tables,
+            manifests,
+            manifest,
+            recovered,
+            lease,
+            collector,
+            compactor,
+        })
+    }
+}
 
-        let system = match recorder {
-            Some(recorder) => System::new(runtime.clone()).recording(recorder),
-            None => System::new(runtime.clone()),
-        };
+/// What [`DbBuilder::open`] has read and recovered, ready to start the
+/// actors.
+struct Recovery {
+    runtime: Runtime,
+    options: DbOptions,
+    tables: TableStore,
+    manifests: VersionedStore<Manifest>,
+    manifest: Fenced<Manifest>,
+    recovered: crate::wal::replay::Recovered,
+    lease: Arc<EpochLease>,
+    collector: Collector,
+    /// The embedded compactor's state and options (`None`: it is off).
+    compactor: Option<(CompactorState, CompactorOptions)>,
+}
+
+/// The state the engine's actors share, made once per open.
+#[derive(Clone)]
+struct Shared {
+    view: Arc<ArcSwap<ReadView>>,
+    seqs: Arc<Seqs>,
+    counters: Arc<Counters>,
+    snapshots: Arc<Snapshots>,
+}
+
+impl Recovery {
+    /// Starts the actors in `system` and returns the database they serve.
+    fn start(self, system: System<Error>) -> Db {
+        let shared = self.shared();
         let (wal, wal_box) = system.mailbox::<WalMsg>(WAL_WRITER, Capacity::Bounded(1024));
         let (l0, l0_box) = system.mailbox::<L0Msg>(L0_WRITER, Capacity::Unbounded);
         let (uploader, uploader_box) = system.mailbox(UPLOADER, Capacity::Unbounded);
-        let compactor_box = compactor_state
+        let compactor_box = self
+            .compactor
             .as_ref()
             .map(|_| system.mailbox::<CompactorMsg>(COMPACTOR, Capacity::Unbounded).1);
-        let writer = WalWriter::new(
-            tables.clone(),
-            view.clone(),
-            seqs.clone(),
-            counters.clone(),
-            WalSettings::from(&options),
-            uploader,
-            WalStart {
-                last_seq: recovered.last_seq,
-                next_wal_id: recovered.next_wal_id,
-                writer_epoch: manifest.epoch().unwrap_or(0),
-                lease: lease.clone(),
-                manifests: manifests.clone(),
-                memtable: recovered.memtable,
-            },
-        );
-        system.run(wal_box, writer);
+
+        system.run(wal_box, self.wal_writer(&shared, uploader));
         system.run_pool(
             uploader_box,
-            (0..options.l0_upload_parallelism).map(|_| Uploader::new(tables.clone(), l0.clone())),
+            (0..self.options.l0_upload_parallelism).map(|_| Uploader::new(self.tables.clone(), l0.clone())),
         );
         let wake_compactor: Option<OnCommit> = compactor_box.as_ref().map(|mailbox| {
             let compactor = mailbox.addr();
@@ -378,64 +403,103 @@ impl DbBuilder {
                 let _ = compactor.try_send(CompactorMsg::Poll);
             }) as OnCommit
         });
-        system.run(
-            l0_box,
-            L0Writer::new(
-                manifest,
-                view.clone(),
-                counters.clone(),
-                snapshots.clone(),
-                L0Settings {
-                    lease,
-                    poll_interval: options.manifest_poll_interval,
-                    max_l0_tables: options.max_l0_tables,
-                    tables: tables.clone(),
-                    wake_compactor,
-                    retired: {
-                        let wal = wal.clone();
-                        Box::new(move |through_seq| {
-                            let _ = wal.try_send(WalMsg::MemtableRetired { through_seq });
-                        })
-                    },
-                },
-            ),
+        let settings = self.l0_settings(&wal, wake_compactor);
+        let l0_writer = L0Writer::new(
+            self.manifest,
+            shared.view.clone(),
+            shared.counters.clone(),
+            shared.snapshots.clone(),
+            settings,
         );
-        let compactor = compactor_state
-            .zip(compactor_box)
-            .map(|((state, compactor_options), mailbox)| {
-                let l0 = l0.clone();
-                let parts = CompactorParts {
-                    state,
-                    tables: tables.clone(),
-                    options: compactor_options,
-                    on_commit: Some(Arc::new(move || {
-                        let _ = l0.try_send(L0Msg::Poll);
-                    })),
-                    fenced_is_fatal: false,
-                };
-                CompactorClient::run(&system, mailbox, parts)
-            });
-        let gc = options.gc.as_ref().map(|_| {
+        system.run(l0_box, l0_writer);
+
+        let compactor = self.compactor.zip(compactor_box).map(|((state, options), mailbox)| {
+            let l0 = l0.clone();
+            let parts = CompactorParts {
+                state,
+                tables: self.tables.clone(),
+                options,
+                on_commit: Some(Arc::new(move || {
+                    let _ = l0.try_send(L0Msg::Poll);
+                })),
+                fenced_is_fatal: false,
+            };
+            CompactorClient::run(&system, mailbox, parts)
+        });
+        let gc = self.options.gc.as_ref().map(|_| {
             let (gc, gc_box) = system.mailbox::<GcMsg>(GC, Capacity::Unbounded);
-            system.run(gc_box, GcActor::new(collector.clone()));
+            system.run(gc_box, GcActor::new(self.collector.clone()));
             gc
         });
-        Ok(Db {
+        Db {
             inner: Arc::new(DbInner {
                 system,
                 wal,
                 l0,
-                view,
-                seqs,
-                counters,
-                tables,
-                snapshots,
+                view: shared.view,
+                seqs: shared.seqs,
+                counters: shared.counters,
+                tables: self.tables,
+                snapshots: shared.snapshots,
                 compactor,
                 gc,
-                collector,
-                salvaged: recovered.salvaged,
+                collector: self.collector,
+                salvaged: self.recovered.salvaged,
             }),
-        })
+        }
+    }
+
+    /// The read view, sequence numbers, counters and snapshot registry of
+    /// the recovered state.
+    fn shared(&self) -> Shared {
+        let shared = Shared {
+            view: Arc::new(ArcSwap::from_pointee(ReadView::new(
+                self.recovered.memtable.clone(),
+                self.manifest.current(),
+            ))),
+            seqs: Arc::new(Seqs::new(self.recovered.last_seq)),
+            counters: Arc::new(Counters::default()),
+            snapshots: Arc::new(Snapshots::default()),
+        };
+        shared.counters.set_unflushed(self.recovered.memtable.size());
+        shared.counters.set_l0_tables(self.manifest.current().l0.len());
+        shared
+    }
+
+    /// The WAL writer, continuing from the recovered sequence and WAL id.
+    fn wal_writer(&self, shared: &Shared, uploader: talus_actors::Addr<UploadMsg, Error>) -> WalWriter {
+        WalWriter::new(
+            self.tables.clone(),
+            shared.view.clone(),
+            shared.seqs.clone(),
+            shared.counters.clone(),
+            WalSettings::from(&self.options),
+            uploader,
+            WalStart {
+                last_seq: self.recovered.last_seq,
+                next_wal_id: self.recovered.next_wal_id,
+                writer_epoch: self.manifest.epoch().unwrap_or(0),
+                lease: self.lease.clone(),
+                manifests: self.manifests.clone(),
+                memtable: self.recovered.memtable.clone(),
+            },
+        )
+    }
+
+    /// The L0 writer's settings: it tells the WAL writer what it retired
+    /// and wakes the embedded compactor, if any.
+    fn l0_settings(&self, wal: &talus_actors::Addr<WalMsg, Error>, wake_compactor: Option<OnCommit>) -> L0Settings {
+        let wal = wal.clone();
+        L0Settings {
+            lease: self.lease.clone(),
+            poll_interval: self.options.manifest_poll_interval,
+            max_l0_tables: self.options.max_l0_tables,
+            tables: self.tables.clone(),
+            wake_compactor,
+            retired: Box::new(move |through_seq| {
+                let _ = wal.try_send(WalMsg::MemtableRetired { through_seq });
+            }),
+        }
     }
 }
 

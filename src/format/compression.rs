@@ -11,6 +11,7 @@ use super::codec::{Cursor, put_varint};
 
 /// The largest decompressed block a reader accepts (a block holds one large
 /// value at most; this bounds what a damaged length can make us allocate).
+#[cfg(any(feature = "lz4", feature = "zstd"))]
 pub const MAX_BLOCK_BYTES: usize = 256 << 20;
 
 /// How blocks are compressed. Variants exist only where their feature is on.

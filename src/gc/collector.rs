@@ -33,7 +33,7 @@ use std::time::Duration;
 
 use super::{Class, GcMode, GcOptions, GcReport};
 use crate::error::{Error, ErrorKind};
-use crate::manifest::compactor_state::read_view;
+use crate::manifest::compactor_state::{StateView, read_view};
 use crate::manifest::lease::{FENCE_MARKER_MAX_BYTES, FENCE_MARKER_RETENTION};
 use crate::manifest::{Compactions, Fenced, Manifest, ManifestError, Role, VersionedStore};
 use crate::metrics as m;
@@ -154,77 +154,27 @@ impl Collector {
     pub async fn plan(&self, classes: &[Class]) -> Result<GcReport, Error> {
         let mut report = GcReport::default();
         let view = read_view(&self.manifests, &self.compactions).await?;
-        let Some((manifest_id, manifest)) = view.manifest else {
+        let Some((manifest_id, manifest)) = &view.manifest else {
             // No manifest, nothing to judge by: a lost manifest is an error,
             // an empty path has nothing to collect.
             crate::manifest::refuse_lost_manifest(&self.manifests, &self.tables).await?;
             return Ok(report);
         };
-        self.check_owner(&manifest)?;
+        self.check_owner(manifest)?;
         let now_ms = self.manifests.runtime().wall_ms();
-        let old_enough = |modified_ms: u64, min_age: Duration| modified_ms.saturating_add(millis(min_age)) <= now_ms;
         let mut pinned_ids: HashSet<u64> = manifest
             .live_checkpoints(now_ms)
             .map(|checkpoint| checkpoint.manifest_id)
             .collect();
-
-        let (wal_class, tables_class) = (classes.contains(&Class::Wal), classes.contains(&Class::Tables));
-        if wal_class || tables_class {
-            let wal = if wal_class {
-                self.tables.list_wal().await?
-            } else {
-                Vec::new()
-            };
-            let sorted = if tables_class {
-                self.tables.list_sorted().await?
-            } else {
-                Vec::new()
-            };
-            let in_flight = self.tables.in_flight().snapshot();
-            let mut held = vec![(manifest_id, manifest.clone())];
-            if let Some((latest_id, latest)) = self.manifests.read_latest().await?
-                && latest_id != manifest_id
-            {
-                self.check_owner(&latest)?;
-                pinned_ids.extend(latest.live_checkpoints(now_ms).map(|checkpoint| checkpoint.manifest_id));
-                held.push((latest_id, latest));
-            }
-            if self.read_pinned(&pinned_ids, &mut held).await? {
-                let versions = || held.iter().map(|(_, version)| version);
-                let floor = versions().map(|version| version.replay_after_wal_id).min().unwrap_or(0);
-                for (id, info) in wal {
-                    // A fence or filler is what stops a paused, fenced
-                    // writer's upload at its id: kept for the retention
-                    // whatever the minimum age (`manifest::lease`).
-                    let marker_kept =
-                        info.size <= FENCE_MARKER_MAX_BYTES && !old_enough(info.modified_ms, FENCE_MARKER_RETENTION);
-                    if id <= floor && old_enough(info.modified_ms, self.options.wal.min_age) && !marker_kept {
-                        report.wal.push(id);
-                    }
-                }
-                let mut referenced: HashSet<Ulid> =
-                    versions().flat_map(|version| version.tables()).map(|t| t.id).collect();
-                referenced.extend(in_flight);
-                if let Some((_, compactions)) = &view.compactions {
-                    for entry in compactions.active() {
-                        referenced.extend(entry.outputs.iter().map(|table| table.id));
-                    }
-                }
-                for (id, info) in sorted {
-                    if let TableId::Compacted(ulid) = id
-                        && !referenced.contains(&ulid)
-                        && old_enough(info.modified_ms, self.options.tables.min_age)
-                    {
-                        report.tables.push(ulid);
-                    }
-                }
-            }
+        if classes.contains(&Class::Wal) || classes.contains(&Class::Tables) {
+            self.plan_tables(classes, &view, now_ms, &mut pinned_ids, &mut report)
+                .await?;
         }
         if classes.contains(&Class::Manifests) {
             for (id, info) in self.manifests.list().await? {
-                if id < manifest_id
+                if id < *manifest_id
                     && !pinned_ids.contains(&id)
-                    && old_enough(info.modified_ms, self.options.manifests.min_age)
+                    && old_enough(info.modified_ms, self.options.manifests.min_age, now_ms)
                 {
                     report.manifests.push(id);
                 }
@@ -234,7 +184,7 @@ impl Collector {
             && let Some((latest, _)) = &view.compactions
         {
             for (id, info) in self.compactions.list().await? {
-                if id < *latest && old_enough(info.modified_ms, self.options.compactions.min_age) {
+                if id < *latest && old_enough(info.modified_ms, self.options.compactions.min_age, now_ms) {
                     report.compactions.push(id);
                 }
             }
@@ -248,6 +198,73 @@ impl Collector {
                 .collect();
         }
         Ok(report)
+    }
+
+    /// Plans the WAL and sorted tables of `classes`: what no version that
+    /// may still be read (the current one, a newer one written meanwhile,
+    /// every checkpoint's) references, nor a running job or an upload in
+    /// flight. Adds the newer version's checkpoints to `pinned_ids`.
+    async fn plan_tables(
+        &self,
+        classes: &[Class],
+        view: &StateView,
+        now_ms: u64,
+        pinned_ids: &mut HashSet<u64>,
+        report: &mut GcReport,
+    ) -> Result<(), Error> {
+        let Some((manifest_id, manifest)) = &view.manifest else {
+            return Ok(());
+        };
+        let wal = if classes.contains(&Class::Wal) {
+            self.tables.list_wal().await?
+        } else {
+            Vec::new()
+        };
+        let sorted = if classes.contains(&Class::Tables) {
+            self.tables.list_sorted().await?
+        } else {
+            Vec::new()
+        };
+        let in_flight = self.tables.in_flight().snapshot();
+        let mut held = vec![(*manifest_id, manifest.clone())];
+        if let Some((latest_id, latest)) = self.manifests.read_latest().await?
+            && latest_id != *manifest_id
+        {
+            self.check_owner(&latest)?;
+            pinned_ids.extend(latest.live_checkpoints(now_ms).map(|checkpoint| checkpoint.manifest_id));
+            held.push((latest_id, latest));
+        }
+        if !self.read_pinned(pinned_ids, &mut held).await? {
+            return Ok(());
+        }
+        let versions = || held.iter().map(|(_, version)| version);
+        let floor = versions().map(|version| version.replay_after_wal_id).min().unwrap_or(0);
+        for (id, info) in wal {
+            // A fence or filler is what stops a paused, fenced writer's
+            // upload at its id: kept for the retention whatever the minimum
+            // age (`manifest::lease`).
+            let marker_kept =
+                info.size <= FENCE_MARKER_MAX_BYTES && !old_enough(info.modified_ms, FENCE_MARKER_RETENTION, now_ms);
+            if id <= floor && old_enough(info.modified_ms, self.options.wal.min_age, now_ms) && !marker_kept {
+                report.wal.push(id);
+            }
+        }
+        let mut referenced: HashSet<Ulid> = versions().flat_map(|version| version.tables()).map(|t| t.id).collect();
+        referenced.extend(in_flight);
+        if let Some((_, compactions)) = &view.compactions {
+            for entry in compactions.active() {
+                referenced.extend(entry.outputs.iter().map(|table| table.id));
+            }
+        }
+        for (id, info) in sorted {
+            if let TableId::Compacted(ulid) = id
+                && !referenced.contains(&ulid)
+                && old_enough(info.modified_ms, self.options.tables.min_age, now_ms)
+            {
+                report.tables.push(ulid);
+            }
+        }
+        Ok(())
     }
 
     /// Deletes what `plan` lists.
@@ -299,4 +316,10 @@ impl Collector {
         }
         Ok(())
     }
+}
+
+/// Whether an object last modified at `modified_ms` is at least `min_age`
+/// old at `now_ms`.
+fn old_enough(modified_ms: u64, min_age: Duration, now_ms: u64) -> bool {
+    modified_ms.saturating_add(millis(min_age)) <= now_ms
 }

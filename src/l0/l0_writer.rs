@@ -59,7 +59,15 @@ pub enum L0Msg {
 /// The L0 writer's actor name in a database (and in its traces).
 pub const NAME: &str = "l0_writer";
 
-type Uploaded = (u64, u64, u64, TableHandle);
+/// An uploaded L0 table waiting for its turn in the manifest: the rows of
+/// sequence numbers `first_seq..=last_seq`, from WAL tables up to
+/// `last_wal_id`.
+#[derive(Debug)]
+struct Uploaded {
+    last_seq: u64,
+    last_wal_id: u64,
+    table: TableHandle,
+}
 
 impl L0Msg {
     /// The message as one line of text that [`L0Msg::decode`] reads back:
@@ -164,7 +172,12 @@ fn unhex(text: &str) -> Option<Vec<u8>> {
 }
 
 /// A checkpoint request waiting for its sequence to reach L0.
-type CheckpointRequest = (u64, CheckpointOptions, Reply<Result<Checkpoint, Error>>);
+#[derive(Debug)]
+struct CheckpointRequest {
+    through_seq: u64,
+    options: CheckpointOptions,
+    reply: Reply<Result<Checkpoint, Error>>,
+}
 
 /// The L0 writer's settings and neighbours.
 pub struct L0Settings {
@@ -195,7 +208,7 @@ pub struct L0Writer {
     settings: L0Settings,
     /// Whether tables are waiting for room in L0 (a stall is counted once).
     l0_full: bool,
-    /// Uploaded tables by first sequence, waiting for their turn.
+    /// Uploaded tables by first sequence number, waiting for their turn.
     pending: BTreeMap<u64, Uploaded>,
     flush_waiters: SeqWaiters<()>,
     checkpoints: Vec<CheckpointRequest>,
@@ -247,14 +260,48 @@ impl L0Writer {
     /// Retires every uploaded table whose turn has come, in one manifest
     /// write that also carries the checkpoints it satisfies.
     async fn retire(&mut self) -> Result<(), Error> {
-        let mut batch: Vec<Uploaded> = Vec::new();
+        let batch = self.take_due_tables();
+        let Some(through) = batch.last().map(|uploaded| uploaded.last_seq) else {
+            return Ok(());
+        };
+        let (due, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.checkpoints)
+            .into_iter()
+            .partition(|request| request.through_seq <= through);
+        self.checkpoints = waiting;
+        let made = match self.record(&batch, &due).await {
+            Ok(made) => made,
+            Err(error) => {
+                // Back in the queue, so that cleanup answers them with the cause.
+                self.checkpoints.extend(due);
+                return Err(error);
+            }
+        };
+        self.publish();
+        for uploaded in &batch {
+            self.settings.tables.in_flight().remove(uploaded.table.id);
+        }
+        for (request, checkpoint) in due.into_iter().zip(made) {
+            request.reply.send(Ok(checkpoint));
+        }
+        let flushed = self.flushed_seq();
+        self.flush_waiters.release_through(flushed, |_| ());
+        (self.settings.retired)(flushed);
+        if let Some(wake) = &self.settings.wake_compactor {
+            wake();
+        }
+        Ok(())
+    }
+
+    /// The uploaded tables that come next in sequence order, as many as L0
+    /// has room for; counts a stall when one more is ready but L0 is full.
+    /// Tables of ranges already retired (a retried upload) are dropped.
+    fn take_due_tables(&mut self) -> Vec<Uploaded> {
         let mut next = self.flushed_seq() + 1;
-        // Tables of ranges already retired (a retried upload) are dropped.
         let in_flight = self.settings.tables.in_flight();
-        self.pending.retain(|first, (_, _, _, table)| {
+        self.pending.retain(|first, uploaded| {
             let keep = *first >= next;
             if !keep {
-                in_flight.remove(table.id);
+                in_flight.remove(uploaded.table.id);
             }
             keep
         });
@@ -262,11 +309,12 @@ impl L0Writer {
             .settings
             .max_l0_tables
             .saturating_sub(self.manifest.current().l0.len());
+        let mut batch = Vec::new();
         while batch.len() < room
-            && let Some(entry) = self.pending.remove(&next)
+            && let Some(uploaded) = self.pending.remove(&next)
         {
-            next = entry.1 + 1;
-            batch.push(entry);
+            next = uploaded.last_seq + 1;
+            batch.push(uploaded);
         }
         let full = self.pending.contains_key(&next) && batch.len() == room;
         if full && !self.l0_full {
@@ -278,56 +326,36 @@ impl L0Writer {
             );
         }
         self.l0_full = full;
-        let Some(through) = batch.last().map(|(_, last_seq, _, _)| *last_seq) else {
-            return Ok(());
-        };
+        batch
+    }
+
+    /// Writes the manifest version that adds `batch` to L0 and the
+    /// checkpoints `due` asks for; returns those checkpoints as written.
+    async fn record(&mut self, batch: &[Uploaded], due: &[CheckpointRequest]) -> Result<Vec<Checkpoint>, Error> {
         let snapshots = self.snapshots.clone();
-        let (due, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.checkpoints)
-            .into_iter()
-            .partition(|(seq, _, _)| *seq <= through);
-        self.checkpoints = waiting;
         let runtime = self.manifest.store().runtime().clone();
         let now_ms = runtime.wall_ms();
         let ids: Vec<Ulid> = due.iter().map(|_| Ulid::generate(&runtime)).collect();
         let mut made: Vec<Checkpoint> = Vec::new();
-        let updated = self
-            .manifest
+        self.manifest
             .update(|manifest, next_id| {
-                for (_, last_seq, last_wal_id, table) in &batch {
-                    manifest.l0.insert(0, table.clone());
-                    manifest.last_l0_seq = manifest.last_l0_seq.max(*last_seq);
-                    manifest.replay_after_wal_id = manifest.replay_after_wal_id.max(*last_wal_id);
-                    manifest.next_wal_id = manifest.next_wal_id.max(*last_wal_id + 1);
+                for uploaded in batch {
+                    manifest.l0.insert(0, uploaded.table.clone());
+                    manifest.last_l0_seq = manifest.last_l0_seq.max(uploaded.last_seq);
+                    manifest.replay_after_wal_id = manifest.replay_after_wal_id.max(uploaded.last_wal_id);
+                    manifest.next_wal_id = manifest.next_wal_id.max(uploaded.last_wal_id + 1);
                 }
                 manifest.retain_seq = snapshots.retain_seq(manifest.last_l0_seq);
                 made = due
                     .iter()
                     .zip(&ids)
-                    .map(|((_, options, _), id)| options.checkpoint(*id, next_id, now_ms))
+                    .map(|(request, id)| request.options.checkpoint(*id, next_id, now_ms))
                     .collect();
                 manifest.checkpoints.extend(made.iter().cloned());
                 Ok(())
             })
-            .await;
-        if let Err(error) = updated {
-            // Back in the queue, so that cleanup answers them with the cause.
-            self.checkpoints.extend(due);
-            return Err(error.into());
-        }
-        self.publish();
-        for (_, _, _, table) in &batch {
-            self.settings.tables.in_flight().remove(table.id);
-        }
-        for ((_, _, reply), checkpoint) in due.into_iter().zip(made) {
-            reply.send(Ok(checkpoint));
-        }
-        let flushed = self.flushed_seq();
-        self.flush_waiters.release_through(flushed, |_| ());
-        (self.settings.retired)(flushed);
-        if let Some(wake) = &self.settings.wake_compactor {
-            wake();
-        }
-        Ok(())
+            .await?;
+        Ok(made)
     }
 
     /// Records a higher `retain_seq` once snapshots that held it back are
@@ -360,8 +388,12 @@ impl Actor for L0Writer {
                 last_wal_id,
                 table,
             } => {
-                self.pending
-                    .insert(first_seq, (first_seq, last_seq, last_wal_id, table));
+                let uploaded = Uploaded {
+                    last_seq,
+                    last_wal_id,
+                    table,
+                };
+                self.pending.insert(first_seq, uploaded);
                 self.retire().await?;
             }
             L0Msg::AwaitFlush { through_seq, reply } => {
@@ -380,7 +412,11 @@ impl Actor for L0Writer {
                     let made = self.manifest.create_checkpoint(options).await?;
                     reply.send(Ok(made));
                 } else {
-                    self.checkpoints.push((through_seq, options, reply));
+                    self.checkpoints.push(CheckpointRequest {
+                        through_seq,
+                        options,
+                        reply,
+                    });
                 }
             }
             L0Msg::Poll => {
@@ -410,7 +446,7 @@ impl Actor for L0Writer {
     fn cleanup(&mut self, leftover: Vec<L0Msg>, result: &Result<(), ActorError<Error>>) {
         let error = Error::from_closed_result(result);
         self.flush_waiters.fail_all(&error);
-        for (_, _, reply) in self.checkpoints.drain(..) {
+        for CheckpointRequest { reply, .. } in self.checkpoints.drain(..) {
             reply.send(Err(error.clone()));
         }
         for msg in leftover {

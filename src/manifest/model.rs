@@ -338,65 +338,13 @@ impl Versioned for Manifest {
         let checkpoint_count = cursor.count(16 + 3)?;
         let mut checkpoints = Vec::with_capacity(checkpoint_count);
         for _ in 0..checkpoint_count {
-            let id = Ulid(cursor.u128()?);
-            let manifest_id = cursor.varint()?;
-            let create_ms = cursor.varint()?;
-            let flags = cursor.u8()?;
-            if flags & !0b11 != 0 {
-                return Err(FormatError::corrupt(
-                    PART,
-                    format!("checkpoint {id}: reserved flags {flags:#x}"),
-                ));
-            }
-            let expire_ms = if flags & 1 != 0 { Some(cursor.varint()?) } else { None };
-            let name = if flags & 2 != 0 {
-                let bytes = cursor.bytes()?;
-                Some(
-                    String::from_utf8(bytes.to_vec())
-                        .map_err(|_| FormatError::corrupt(PART, format!("checkpoint {id}: name is not UTF-8")))?,
-                )
-            } else {
-                None
-            };
-            checkpoints.push(Checkpoint {
-                id,
-                manifest_id,
-                create_ms,
-                expire_ms,
-                name,
-            });
+            checkpoints.push(decode_checkpoint(&mut cursor)?);
         }
-        let mut losses = Vec::new();
-        if version >= LOSSES_VERSION {
-            let count = cursor.count(6)?;
-            if count == 0 {
-                return Err(FormatError::corrupt(PART, "a version 2 manifest with no losses"));
-            }
-            let text = |cursor: &mut Cursor<'_>, what: &str| {
-                String::from_utf8(cursor.bytes()?.to_vec())
-                    .map_err(|_| FormatError::corrupt(PART, format!("a loss's {what} is not UTF-8")))
-            };
-            for _ in 0..count {
-                let wal_id = cursor.varint()?;
-                let first_seq = cursor.varint()?;
-                let last_seq = match cursor.u8()? {
-                    0 => None,
-                    1 => Some(cursor.varint()?),
-                    flag => return Err(FormatError::corrupt(PART, format!("loss of WAL {wal_id}: flag {flag}"))),
-                };
-                let found_ms = cursor.varint()?;
-                let moved_to = text(&mut cursor, "moved_to")?;
-                let reason = text(&mut cursor, "reason")?;
-                losses.push(WalLoss {
-                    wal_id,
-                    first_seq,
-                    last_seq,
-                    found_ms,
-                    moved_to,
-                    reason,
-                });
-            }
-        }
+        let losses = if version >= LOSSES_VERSION {
+            decode_losses(&mut cursor)?
+        } else {
+            Vec::new()
+        };
         cursor.finish()?;
         Ok(Manifest {
             writer_epoch,
@@ -411,4 +359,69 @@ impl Versioned for Manifest {
             losses,
         })
     }
+}
+
+/// One checkpoint of a manifest payload (`docs/format.md`).
+fn decode_checkpoint(cursor: &mut Cursor<'_>) -> Result<Checkpoint, FormatError> {
+    let id = Ulid(cursor.u128()?);
+    let manifest_id = cursor.varint()?;
+    let create_ms = cursor.varint()?;
+    let flags = cursor.u8()?;
+    if flags & !0b11 != 0 {
+        return Err(FormatError::corrupt(
+            PART,
+            format!("checkpoint {id}: reserved flags {flags:#x}"),
+        ));
+    }
+    let expire_ms = if flags & 1 != 0 { Some(cursor.varint()?) } else { None };
+    let name = if flags & 2 != 0 {
+        let bytes = cursor.bytes()?;
+        Some(
+            String::from_utf8(bytes.to_vec())
+                .map_err(|_| FormatError::corrupt(PART, format!("checkpoint {id}: name is not UTF-8")))?,
+        )
+    } else {
+        None
+    };
+    Ok(Checkpoint {
+        id,
+        manifest_id,
+        create_ms,
+        expire_ms,
+        name,
+    })
+}
+
+/// The WAL losses of a version 2 manifest payload (at least one).
+fn decode_losses(cursor: &mut Cursor<'_>) -> Result<Vec<WalLoss>, FormatError> {
+    let count = cursor.count(6)?;
+    if count == 0 {
+        return Err(FormatError::corrupt(PART, "a version 2 manifest with no losses"));
+    }
+    let text = |cursor: &mut Cursor<'_>, what: &str| {
+        String::from_utf8(cursor.bytes()?.to_vec())
+            .map_err(|_| FormatError::corrupt(PART, format!("a loss's {what} is not UTF-8")))
+    };
+    let mut losses = Vec::with_capacity(count);
+    for _ in 0..count {
+        let wal_id = cursor.varint()?;
+        let first_seq = cursor.varint()?;
+        let last_seq = match cursor.u8()? {
+            0 => None,
+            1 => Some(cursor.varint()?),
+            flag => return Err(FormatError::corrupt(PART, format!("loss of WAL {wal_id}: flag {flag}"))),
+        };
+        let found_ms = cursor.varint()?;
+        let moved_to = text(cursor, "moved_to")?;
+        let reason = text(cursor, "reason")?;
+        losses.push(WalLoss {
+            wal_id,
+            first_seq,
+            last_seq,
+            found_ms,
+            moved_to,
+            reason,
+        });
+    }
+    Ok(losses)
 }

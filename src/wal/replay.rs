@@ -284,25 +284,13 @@ pub async fn recover(
         durable_through_wal_id: written_through,
     };
     let fence = place_fence(tables, highest + 1, stamp(WalRole::Fence)).await?;
-    for id in manifest.replay_after_wal_id + 1..fence {
-        if log.tables.contains_key(&id) {
-            continue;
-        }
-        let table = match tables
-            .write_wal_stamped(id, stamp(WalRole::Filler), [], WalConflict::Fenced)
-            .await
-        {
-            Ok(_) => WalTable {
-                stamp: stamp(WalRole::Filler),
-                rows: Vec::new(),
-            },
-            // The old writer wrote it after our listing, before it met a
-            // filler or the fence.
-            Err(StoreError::Fenced { .. }) => tables.read_wal_table(id).await?,
-            Err(error) => return Err(error.into()),
-        };
-        log.tables.insert(id, table);
-    }
+    fill_gaps(
+        tables,
+        &mut log,
+        manifest.replay_after_wal_id + 1..fence,
+        stamp(WalRole::Filler),
+    )
+    .await?;
     log.check_losses(tables, fence - 1)?;
     // A writer that opened after our epoch bump but listed before our fence
     // landed would be writing too: a current epoch after the fence rules
@@ -319,35 +307,13 @@ pub async fn recover(
     let next_wal_id = match stop {
         None => fence + 1,
         Some(hole) => {
-            let mut rows: Vec<Row> = replayed.memtable.iter().collect();
-            rows.sort_by_key(|row| row.seq);
-            let carried = WalStamp {
-                role: WalRole::Data,
-                writer_epoch: epoch,
-                durable_through_wal_id: hole - 1,
-            };
-            tables
-                .write_wal_stamped(fence + 1, carried, &rows, WalConflict::ReplaceOlderEpoch)
-                .await?;
-            fenced
-                .update(|manifest, _| {
-                    manifest.replay_after_wal_id = manifest.replay_after_wal_id.max(fence);
-                    manifest.next_wal_id = manifest.next_wal_id.max(fence + 2);
-                    for loss in &salvaged {
-                        if !manifest.losses.contains(loss) {
-                            manifest.losses.push(loss.clone());
-                        }
-                    }
-                    Ok(())
-                })
-                .await?;
-            tracing::warn!(
-                replayed_through = hole - 1,
+            let carried = Carried {
+                memtable: &replayed.memtable,
                 fence,
-                salvaged = salvaged.len(),
-                "WAL hole or salvaged tables: replayed rows move above the fence"
-            );
-            fence + 2
+                durable_through_wal_id: hole - 1,
+                epoch,
+            };
+            carry_above_fence(tables, fenced, carried, &salvaged).await?
         }
     };
     Ok(Recovered {
@@ -357,6 +323,84 @@ pub async fn recover(
         replayed: replayed.replayed,
         salvaged,
     })
+}
+
+/// Writes an empty filler table at every id of `ids` the log lacks, so that
+/// a paused old writer's upload there fails; a table that writer got in
+/// first (after our listing, before it met a filler or the fence) is read
+/// into the log instead.
+async fn fill_gaps(
+    tables: &TableStore,
+    log: &mut Log,
+    ids: std::ops::Range<u64>,
+    filler: WalStamp,
+) -> Result<(), Error> {
+    for id in ids {
+        if log.tables.contains_key(&id) {
+            continue;
+        }
+        let table = match tables.write_wal_stamped(id, filler, [], WalConflict::Fenced).await {
+            Ok(_) => WalTable {
+                stamp: filler,
+                rows: Vec::new(),
+            },
+            Err(StoreError::Fenced { .. }) => tables.read_wal_table(id).await?,
+            Err(error) => return Err(error.into()),
+        };
+        log.tables.insert(id, table);
+    }
+    Ok(())
+}
+
+/// Replayed rows that must move above the fence: a hole (or a salvaged
+/// table) below it would stop the next replay short of them.
+struct Carried<'a> {
+    memtable: &'a Memtable,
+    fence: u64,
+    /// The last WAL id of the contiguous log below the hole.
+    durable_through_wal_id: u64,
+    epoch: u64,
+}
+
+/// Writes `carried`'s rows as the WAL table just above the fence and records
+/// in the manifest that replay starts above the fence (with the salvaged
+/// losses); returns the writer's first WAL id.
+async fn carry_above_fence(
+    tables: &TableStore,
+    fenced: &mut Fenced<Manifest>,
+    carried: Carried<'_>,
+    salvaged: &[WalLoss],
+) -> Result<u64, Error> {
+    let fence = carried.fence;
+    let mut rows: Vec<Row> = carried.memtable.iter().collect();
+    rows.sort_by_key(|row| row.seq);
+    let stamp = WalStamp {
+        role: WalRole::Data,
+        writer_epoch: carried.epoch,
+        durable_through_wal_id: carried.durable_through_wal_id,
+    };
+    tables
+        .write_wal_stamped(fence + 1, stamp, &rows, WalConflict::ReplaceOlderEpoch)
+        .await?;
+    fenced
+        .update(|manifest, _| {
+            manifest.replay_after_wal_id = manifest.replay_after_wal_id.max(fence);
+            manifest.next_wal_id = manifest.next_wal_id.max(fence + 2);
+            for loss in salvaged {
+                if !manifest.losses.contains(loss) {
+                    manifest.losses.push(loss.clone());
+                }
+            }
+            Ok(())
+        })
+        .await?;
+    tracing::warn!(
+        replayed_through = carried.durable_through_wal_id,
+        fence,
+        salvaged = salvaged.len(),
+        "WAL hole or salvaged tables: replayed rows move above the fence"
+    );
+    Ok(fence + 2)
 }
 
 /// Moves every damaged table of `log` aside (to `lost/wal/<id>-epoch<epoch>.sst`,

@@ -106,6 +106,24 @@ pub(crate) struct WalSettings {
     pub(crate) max_unflushed_bytes: usize,
 }
 
+/// A WAL table being uploaded.
+#[derive(Clone, Copy, Debug)]
+struct Upload {
+    /// The last sequence number in it.
+    last_seq: u64,
+    /// Whether the store has it (it counts once every lower id has too).
+    done: bool,
+}
+
+/// A frozen memtable on its way to L0.
+#[derive(Clone, Copy, Debug)]
+struct FrozenMemtable {
+    /// The last sequence number in it.
+    last_seq: u64,
+    /// Its size, counted as unflushed until it is retired.
+    bytes: usize,
+}
+
 /// A sealed WAL buffer waiting for an upload slot.
 #[derive(Debug)]
 struct Sealed {
@@ -127,8 +145,8 @@ pub struct WalWriter {
     buffer_bytes: usize,
     next_wal_id: u64,
     sealed: VecDeque<Sealed>,
-    /// WAL id → (last seq in it, uploaded yet).
-    in_flight: BTreeMap<u64, (u64, bool)>,
+    /// The WAL tables being uploaded, by id.
+    in_flight: BTreeMap<u64, Upload>,
     durable_seq: u64,
     /// Every WAL id at or below this is durable: the contiguous prefix the
     /// durable sequence stands on, stamped into each new WAL table.
@@ -142,8 +160,8 @@ pub struct WalWriter {
     /// Durable writes and flushes, by the sequence they wait for.
     waiters: SeqWaiters<u64>,
     memtable: Arc<Memtable>,
-    /// Frozen memtables not yet retired: (last seq, bytes).
-    frozen: VecDeque<(u64, usize)>,
+    /// Frozen memtables not yet retired, oldest first.
+    frozen: VecDeque<FrozenMemtable>,
     /// Writes held back by backpressure, in arrival order.
     stalled: VecDeque<PendingWrite>,
     /// A `SealDue` is on its way.
@@ -217,7 +235,7 @@ impl WalWriter {
     }
 
     fn unflushed_bytes(&self) -> usize {
-        self.memtable.size() + self.frozen.iter().map(|(_, bytes)| bytes).sum::<usize>()
+        self.memtable.size() + self.frozen.iter().map(|frozen| frozen.bytes).sum::<usize>()
     }
 
     /// Whether a durable writer waits for a row still in the buffer.
@@ -324,7 +342,13 @@ impl WalWriter {
     fn start_uploads(&mut self, ctx: &mut Context<Self>) {
         while self.in_flight.len() < self.options.max_inflight_wal_uploads {
             let Some(sealed) = self.sealed.pop_front() else { break };
-            self.in_flight.insert(sealed.id, (sealed.last_seq, false));
+            self.in_flight.insert(
+                sealed.id,
+                Upload {
+                    last_seq: sealed.last_seq,
+                    done: false,
+                },
+            );
             let tables = self.tables.clone();
             let id = sealed.id;
             let clock = ctx.runtime().clone();
@@ -350,8 +374,8 @@ impl WalWriter {
 
     fn uploaded(&mut self, id: u64, ctx: &mut Context<Self>) {
         self.counters.wal_uploaded();
-        if let Some(entry) = self.in_flight.get_mut(&id) {
-            entry.1 = true;
+        if let Some(upload) = self.in_flight.get_mut(&id) {
+            upload.done = true;
         }
         self.release_durable(ctx);
     }
@@ -359,19 +383,19 @@ impl WalWriter {
     /// Moves the durable sequence over the uploaded prefix and answers its
     /// waiters, once the epoch lease is fresh (else confirms it first).
     fn release_durable(&mut self, ctx: &mut Context<Self>) {
-        let releasable = self.in_flight.values().next().is_some_and(|(_, done)| *done);
+        let releasable = self.in_flight.values().next().is_some_and(|upload| upload.done);
         if releasable && !self.lease.is_fresh(ctx.now()) {
             self.check_lease(ctx);
             self.seal_if_awaited(ctx);
             return;
         }
         // The durable sequence only moves over a contiguous prefix of ids.
-        while let Some((&first, &(last_seq, done))) = self.in_flight.iter().next() {
-            if !done {
+        while let Some((&first, &upload)) = self.in_flight.iter().next() {
+            if !upload.done {
                 break;
             }
             self.in_flight.remove(&first);
-            self.durable_seq = self.durable_seq.max(last_seq);
+            self.durable_seq = self.durable_seq.max(upload.last_seq);
             self.durable_wal_id = first;
         }
         self.seqs.durable.store(self.durable_seq, Ordering::Release);
@@ -408,7 +432,10 @@ impl WalWriter {
         let frozen = std::mem::replace(&mut self.memtable, Arc::new(Memtable::new()));
         let last_wal_id = self.next_wal_id - 1;
         let last_seq = self.last_seq;
-        self.frozen.push_back((last_seq, frozen.size()));
+        self.frozen.push_back(FrozenMemtable {
+            last_seq,
+            bytes: frozen.size(),
+        });
         self.counters.memtable_frozen();
         let fresh = self.memtable.clone();
         let entry = Frozen {
@@ -509,11 +536,7 @@ impl Actor for WalWriter {
                 self.release_durable(ctx);
             }
             WalMsg::MemtableRetired { through_seq } => {
-                while self
-                    .frozen
-                    .front()
-                    .is_some_and(|(last_seq, _)| *last_seq <= through_seq)
-                {
+                while self.frozen.front().is_some_and(|frozen| frozen.last_seq <= through_seq) {
                     self.frozen.pop_front();
                 }
                 self.counters.set_unflushed(self.unflushed_bytes());

@@ -41,6 +41,10 @@ impl std::error::Error for NotInActix {}
 
 impl Runtime {
     /// The actix backend on the arbiter of the calling thread.
+    ///
+    /// # Errors
+    ///
+    /// [`NotInActix`] when the calling thread runs no actix-rt arbiter.
     pub fn actix_current() -> Result<Runtime, NotInActix> {
         actix_rt::Arbiter::try_current().map(Runtime::actix).ok_or(NotInActix)
     }

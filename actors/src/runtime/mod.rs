@@ -109,10 +109,15 @@ pub trait Blocking: Send + Sync + 'static {
 pub struct RuntimeParts {
     /// A short name for logs and traces: "smol", "tokio", "actix", "sim", …
     pub kind: &'static str,
+    /// Where tasks run.
     pub spawner: Arc<dyn Spawn>,
+    /// Sleeps and tickers.
     pub timer: Arc<dyn Timer>,
+    /// Monotonic and wall time.
     pub clock: Arc<dyn Clock>,
+    /// Randomness (seeded under sim).
     pub rng: Arc<dyn Rng>,
+    /// Where blocking calls run.
     pub blocking: Arc<dyn Blocking>,
 }
 
@@ -236,6 +241,11 @@ impl Runtime {
 
     /// Runs blocking `work` off the async threads and returns its output. A
     /// panic in `work` comes back as [`JoinError::Panicked`].
+    ///
+    /// # Errors
+    ///
+    /// [`JoinError::Panicked`] if `work` panicked; [`JoinError::Cancelled`]
+    /// if the executor dropped it.
     pub fn unblock<T, W>(&self, work: W) -> impl Future<Output = Result<T, JoinError>> + Send + use<T, W>
     where
         T: Send + 'static,

@@ -23,6 +23,10 @@ pub struct SmolThreads {
 
 impl SmolThreads {
     /// Starts `threads` (at least one) worker threads named `talus-smol-N`.
+    ///
+    /// # Errors
+    ///
+    /// The operating system refused a thread.
     pub fn start(threads: usize) -> std::io::Result<Arc<SmolThreads>> {
         Ok(Arc::new(SmolThreads {
             pool: Pool::start(threads, "talus-smol")?,
@@ -55,6 +59,10 @@ impl Runtime {
     /// run on talus's work-stealing pool (`runtime/pool.rs`: a task woken
     /// by a worker runs next on that worker, so an actor round trip stays
     /// on one thread), with `async-io` timers and the `blocking` pool.
+    ///
+    /// # Errors
+    ///
+    /// The operating system refused a worker thread.
     pub fn smol() -> std::io::Result<Runtime> {
         let threads = match GLOBAL_THREADS.get() {
             Some(threads) => threads.clone(),
@@ -71,6 +79,10 @@ impl Runtime {
     /// The smol backend on `threads` new worker threads of its own pool,
     /// which stop when the last clone of this runtime (and every task
     /// holding one) is gone.
+    ///
+    /// # Errors
+    ///
+    /// The operating system refused a worker thread.
     pub fn smol_with_threads(threads: usize) -> std::io::Result<Runtime> {
         Ok(Self::smol_parts(SmolSpawner::Threads(SmolThreads::start(threads)?)))
     }

@@ -207,11 +207,20 @@ impl<E: Clone + std::fmt::Debug + Send + Sync + 'static> System<E> {
 
     /// Completes once the system has stopped and every actor has run its
     /// cleanup: `Ok` after a clean shutdown, otherwise the first failure.
+    ///
+    /// # Errors
+    ///
+    /// The first failure (an actor's error or panic) that stopped the system.
     pub async fn closed(&self) -> Result<(), ActorError<E>> {
         self.status.terminated().await
     }
 
     /// Shuts down actor by actor in the order they were started.
+    ///
+    /// # Errors
+    ///
+    /// The first failure that stopped the system, before or during the
+    /// shutdown.
     pub async fn shutdown(&self) -> Result<(), ActorError<E>> {
         self.shutdown_in_order(&[]).await
     }
@@ -221,6 +230,11 @@ impl<E: Clone + std::fmt::Debug + Send + Sync + 'static> System<E> {
     /// stage's mailbox is closed, drained through `handle` and its in-flight
     /// jobs awaited before the next stage is closed. Returns `Ok`, or the
     /// failure that stopped the system first.
+    ///
+    /// # Errors
+    ///
+    /// The first failure that stopped the system, before or during the
+    /// shutdown.
     pub async fn shutdown_in_order(&self, order: &[&str]) -> Result<(), ActorError<E>> {
         let stages: Vec<(usize, Registered)> = {
             let mut registry = self.registry();
