@@ -62,14 +62,14 @@ async fn get_value(db: web::Data<Db>, key: web::Path<String>) -> HttpResponse {
 async fn put_value(db: web::Data<Db>, key: web::Path<String>, value: web::Bytes) -> HttpResponse {
     // Returns once the value is durable in the store.
     match db.put(key.into_inner(), value).await {
-        Ok(()) => HttpResponse::NoContent().finish(),
+        Ok(_) => HttpResponse::NoContent().finish(),
         Err(error) => failure(&error),
     }
 }
 
 async fn delete_value(db: web::Data<Db>, key: web::Path<String>) -> HttpResponse {
     match db.delete(key.into_inner()).await {
-        Ok(()) => HttpResponse::NoContent().finish(),
+        Ok(_) => HttpResponse::NoContent().finish(),
         Err(error) => failure(&error),
     }
 }

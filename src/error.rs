@@ -30,6 +30,10 @@ pub enum ErrorKind {
     Unsupported,
     /// The caller asked for something impossible.
     InvalidArgument,
+    /// A transaction's commit met a write made after its snapshot (or the
+    /// transaction is older than conflict tracking reaches): nothing of it
+    /// was applied; run it again.
+    TransactionConflict,
     /// A bug in talusdb.
     Internal,
 }

@@ -44,8 +44,8 @@ fn close_waits_for_a_pending_flush_then_later_calls_are_closed() {
 
         let non_durable = WriteOptions { await_durable: false };
         for later in [
-            db.put("after", "x").await,
-            db.put_with_options("after", "x", non_durable).await,
+            db.put("after", "x").await.map(drop),
+            db.put_with_options("after", "x", non_durable).await.map(drop),
             db.flush().await,
             db.flush_memtable().await,
             db.create_checkpoint(CheckpointOptions::default()).await.map(drop),

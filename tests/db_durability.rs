@@ -49,8 +49,8 @@ fn acknowledged_writes_survive_a_crash_and_batches_are_never_torn() {
                             await_durable: round % 3 != 0,
                         };
                         match db.write_with_options(batch, options).await {
-                            Ok(()) if options.await_durable => acknowledged.push(round),
-                            Ok(()) => {}
+                            Ok(_) if options.await_durable => acknowledged.push(round),
+                            Ok(_) => {}
                             Err(_) => break,
                         }
                     }
@@ -171,7 +171,9 @@ fn a_failing_store_closes_the_database_and_every_waiter_hears_why() {
             other => panic!("expected Closed with a cause, got {other:?}"),
         }
         for later in [
-            within(&runtime, Duration::from_secs(5), db.put("after", "x")).await,
+            within(&runtime, Duration::from_secs(5), db.put("after", "x"))
+                .await
+                .map(drop),
             within(&runtime, Duration::from_secs(5), db.flush()).await,
             within(&runtime, Duration::from_secs(5), db.flush_memtable()).await,
             within(

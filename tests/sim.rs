@@ -401,7 +401,7 @@ impl Client {
         let padding = self.dice.next(120) as usize;
         let (index, value) = self.model().issue_put(&key, padding);
         let options = self.write_options(durable);
-        let result = self.db.put_with_options(key.clone(), value, options).await;
+        let result = self.db.put_with_options(key.clone(), value, options).await.map(drop);
         self.acked(&[(key, index)], durable, &result, "put");
         going(&result)
     }
@@ -411,7 +411,7 @@ impl Client {
         let durable = self.dice.next(2) == 0;
         let index = self.model().issue_delete(&key);
         let options = self.write_options(durable);
-        let result = self.db.delete_with_options(key.clone(), options).await;
+        let result = self.db.delete_with_options(key.clone(), options).await.map(drop);
         self.acked(&[(key, index)], durable, &result, "delete");
         going(&result)
     }
@@ -435,7 +435,7 @@ impl Client {
             written.push((key, index));
         }
         let options = self.write_options(durable);
-        let result = self.db.write_with_options(batch, options).await;
+        let result = self.db.write_with_options(batch, options).await.map(drop);
         self.acked(&written, durable, &result, "batch");
         going(&result)
     }
@@ -863,7 +863,7 @@ async fn zombie_writes(db: Db, model: Shared, owner: usize, half: u64, mut dice:
         let closed = {
             let mut model = lock(&model);
             match result {
-                Ok(()) => {
+                Ok(_) => {
                     model.count("zombie put");
                     model.history(&key).ack(index, true);
                     false

@@ -114,7 +114,7 @@ fn a_new_writer_takes_over_from_one_writing_at_full_speed() {
                         for n in 0.. {
                             let (key, value) = (format!("w{writer}-{}", n % 50), format!("round {round} n {n}"));
                             match db.put(key.clone(), value.clone()).await {
-                                Ok(()) => {
+                                Ok(_) => {
                                     acknowledged.lock().expect("lock").insert(key, value);
                                     acks.fetch_add(1, Ordering::Relaxed);
                                 }

@@ -208,13 +208,14 @@ impl Target {
     }
 
     pub async fn put(&self, key: String, value: String) -> Result<ExitCode, CliError> {
-        self.write(async |db| db.put(key.clone(), value).await).await?;
+        self.write(async |db| db.put(key.clone(), value).await.map(drop))
+            .await?;
         print(self.json, json!({ "put": key }), String::new);
         Ok(ExitCode::SUCCESS)
     }
 
     pub async fn delete(&self, key: String) -> Result<ExitCode, CliError> {
-        self.write(async |db| db.delete(key.clone()).await).await?;
+        self.write(async |db| db.delete(key.clone()).await.map(drop)).await?;
         print(self.json, json!({ "deleted": key }), String::new);
         Ok(ExitCode::SUCCESS)
     }

@@ -153,7 +153,7 @@ fn bad_arguments_and_damaged_objects_fail_with_one_clear_line() {
 fn every_bench_workload_runs_small_and_reports_json() {
     let dir = TempDir::new("cli-bench");
     let store = format!("local:{}", dir.path().display());
-    for workload in ["fill", "durable-put", "get", "scan", "mixed"] {
+    for workload in ["fill", "durable-put", "get", "scan", "mixed", "txn"] {
         let output = Command::new(env!("CARGO_BIN_EXE_talus"))
             .args([
                 "bench",
@@ -214,6 +214,11 @@ fn every_bench_workload_runs_small_and_reports_json() {
                 assert!(run["misses"].as_u64().is_some_and(|misses| misses > 0), "{run}");
             }
             "scan" => assert_eq!(run["rows"].as_u64().map(|rows| rows > 0), Some(true), "{run}"),
+            "txn" => {
+                assert!(run["commits"].as_u64().is_some_and(|commits| commits > 0), "{run}");
+                assert!(run["aborts"].as_u64().is_some(), "{run}");
+                assert!(run["requests_per_commit"].as_f64().is_some(), "{run}");
+            }
             _ => assert!(run["latency_us"]["p99"].as_u64().is_some(), "{run}"),
         }
     }

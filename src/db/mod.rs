@@ -6,6 +6,7 @@ mod batch;
 mod options;
 mod reader;
 mod stats;
+mod transaction;
 
 use std::ops::{Bound, RangeBounds};
 use std::sync::Arc;
@@ -20,6 +21,7 @@ pub use batch::WriteBatch;
 pub use options::{CloseOptions, DbOptions, Durability, ReadOptions, ScanOptions, WriteOptions};
 pub use reader::DbReader;
 pub use stats::{DbStats, MemoryStats, TreeShape};
+pub use transaction::{IsolationLevel, Transaction, WriteReceipt};
 
 use crate::shared::counters::Counters;
 use crate::shared::snapshots::{SnapshotPin, Snapshots};
@@ -38,8 +40,9 @@ use crate::manifest::{
 use crate::read::merge::{ScanBounds, merge_sources};
 use crate::read::{KeyValue, ReadView, Seqs, sources_for};
 use crate::store::{Store, TableStore, TimeoutStore};
+use crate::wal::conflicts::ConflictCheck;
 use crate::wal::replay::{OnDamage, recover};
-use crate::wal::writer::{PendingWrite, WalMsg, WalSettings, WalStart, WalWriter};
+use crate::wal::writer::{PendingWrite, WalMsg, WalSettings, WalShared, WalStart, WalWriter};
 
 const WAL_WRITER: &str = "wal_writer";
 const UPLOADER: &str = "uploader";
@@ -468,11 +471,15 @@ impl Recovery {
 
     /// The WAL writer, continuing from the recovered sequence and WAL id.
     fn wal_writer(&self, shared: &Shared, uploader: talus_actors::Addr<UploadMsg, Error>) -> WalWriter {
+        let wal_shared = WalShared {
+            view: shared.view.clone(),
+            seqs: shared.seqs.clone(),
+            counters: shared.counters.clone(),
+            snapshots: shared.snapshots.clone(),
+        };
         WalWriter::new(
             self.tables.clone(),
-            shared.view.clone(),
-            shared.seqs.clone(),
-            shared.counters.clone(),
+            wal_shared,
             WalSettings::from(&self.options),
             uploader,
             WalStart {
@@ -513,6 +520,19 @@ fn default_runtime() -> Result<Runtime, Error> {
     Err(Error::invalid(
         "no executor: pass one with DbBuilder::runtime (the `smol` feature is off)",
     ))
+}
+
+/// The keys that start with `prefix`: from the prefix itself up to the
+/// first key above all of them (the prefix with its last byte below 0xff
+/// raised by one, trailing 0xff bytes dropped; no end if there is none).
+pub(crate) fn prefix_bounds(prefix: &[u8]) -> (Bound<Bytes>, Bound<Bytes>) {
+    let start = Bound::Included(Bytes::copy_from_slice(prefix));
+    let Some(last) = prefix.iter().rposition(|byte| *byte != 0xff) else {
+        return (start, Bound::Unbounded);
+    };
+    let mut end = prefix[..=last].to_vec();
+    end[last] += 1;
+    (start, Bound::Excluded(Bytes::from(end)))
 }
 
 fn bytes_bounds<K: AsRef<[u8]>>(range: impl RangeBounds<K>) -> (Bound<Bytes>, Bound<Bytes>) {
@@ -647,7 +667,7 @@ impl Db {
     /// store kept failing while a durable write waited (the database then
     /// closes with that cause: a write is never acknowledged unless it is
     /// durable).
-    pub async fn put(&self, key: impl Into<Bytes>, value: impl Into<Bytes>) -> Result<(), Error> {
+    pub async fn put(&self, key: impl Into<Bytes>, value: impl Into<Bytes>) -> Result<WriteReceipt, Error> {
         self.put_with_options(key, value, WriteOptions::default()).await
     }
 
@@ -661,8 +681,8 @@ impl Db {
         key: impl Into<Bytes>,
         value: impl Into<Bytes>,
         options: WriteOptions,
-    ) -> Result<(), Error> {
-        self.apply(vec![(key.into(), RowValue::Value(value.into()))], options)
+    ) -> Result<WriteReceipt, Error> {
+        self.apply(vec![(key.into(), RowValue::Value(value.into()))], options, None)
             .await
     }
 
@@ -672,7 +692,7 @@ impl Db {
     /// # Errors
     ///
     /// As [`Db::put`].
-    pub async fn delete(&self, key: impl Into<Bytes>) -> Result<(), Error> {
+    pub async fn delete(&self, key: impl Into<Bytes>) -> Result<WriteReceipt, Error> {
         self.delete_with_options(key, WriteOptions::default()).await
     }
 
@@ -681,8 +701,12 @@ impl Db {
     /// # Errors
     ///
     /// As [`Db::put`].
-    pub async fn delete_with_options(&self, key: impl Into<Bytes>, options: WriteOptions) -> Result<(), Error> {
-        self.apply(vec![(key.into(), RowValue::Tombstone)], options).await
+    pub async fn delete_with_options(
+        &self,
+        key: impl Into<Bytes>,
+        options: WriteOptions,
+    ) -> Result<WriteReceipt, Error> {
+        self.apply(vec![(key.into(), RowValue::Tombstone)], options, None).await
     }
 
     /// Applies every operation of `batch` atomically: a read, a snapshot or
@@ -707,7 +731,7 @@ impl Db {
     ///
     /// As [`Db::put`]; nothing of the batch is applied when it fails
     /// before the WAL writer accepted it.
-    pub async fn write(&self, batch: WriteBatch) -> Result<(), Error> {
+    pub async fn write(&self, batch: WriteBatch) -> Result<WriteReceipt, Error> {
         self.write_with_options(batch, WriteOptions::default()).await
     }
 
@@ -716,25 +740,35 @@ impl Db {
     /// # Errors
     ///
     /// As [`Db::write`].
-    pub async fn write_with_options(&self, batch: WriteBatch, options: WriteOptions) -> Result<(), Error> {
-        self.apply(batch.ops, options).await
+    pub async fn write_with_options(&self, batch: WriteBatch, options: WriteOptions) -> Result<WriteReceipt, Error> {
+        self.apply(batch.ops, options, None).await
     }
 
-    async fn apply(&self, ops: Vec<(Bytes, RowValue)>, options: WriteOptions) -> Result<(), Error> {
+    /// Hands `ops` to the WAL writer, which applies them as one batch (if
+    /// `check` passes, for a transaction's commit) and answers once they
+    /// are durable or, without `await_durable`, in the memtable.
+    pub(crate) async fn apply(
+        &self,
+        ops: Vec<(Bytes, RowValue)>,
+        options: WriteOptions,
+        check: Option<ConflictCheck>,
+    ) -> Result<WriteReceipt, Error> {
         if ops.iter().any(|(key, _)| key.is_empty()) {
             return Err(Error::invalid("keys must not be empty"));
         }
-        self.inner
+        let seq = self
+            .inner
             .wal
             .ask(|reply| {
                 WalMsg::Write(PendingWrite {
                     ops,
                     await_durable: options.await_durable,
                     reply,
+                    check,
                 })
             })
             .await??;
-        Ok(())
+        Ok(WriteReceipt { seq })
     }
 
     fn read_seq(&self, durability: Durability) -> u64 {
@@ -821,6 +855,35 @@ impl Db {
         range: impl RangeBounds<K>,
     ) -> impl Stream<Item = Result<KeyValue, Error>> + Send + 'static {
         self.scan_with_options(range, ScanOptions::default())
+    }
+
+    /// Live keys that start with `prefix`, in key order (see [`Db::scan`]).
+    ///
+    /// ```
+    /// # smol::block_on(async {
+    /// # use std::sync::Arc;
+    /// # use talusdb::store::{ObjectStoreAdapter, Store};
+    /// use futures::TryStreamExt;
+    /// # let store: Arc<dyn Store> = Arc::new(ObjectStoreAdapter::in_memory());
+    /// let db = talusdb::Db::open("db", store).await?;
+    /// for key in ["user/1", "user/2", "users", "video/1"] {
+    ///     db.put(key, "x").await?;
+    /// }
+    /// let users: Vec<_> = db.scan_prefix("user/").try_collect().await?;
+    /// assert_eq!(users.len(), 2);
+    /// db.close().await?;
+    /// # Ok::<(), talusdb::Error>(())
+    /// # }).unwrap();
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`Db::scan`].
+    pub fn scan_prefix(
+        &self,
+        prefix: impl AsRef<[u8]>,
+    ) -> impl Stream<Item = Result<KeyValue, Error>> + Send + 'static {
+        self.scan(prefix_bounds(prefix.as_ref()))
     }
 
     /// [`Db::scan`], reading as `options` say.
@@ -1092,5 +1155,36 @@ impl Snapshot {
         range: impl RangeBounds<K>,
     ) -> impl Stream<Item = Result<KeyValue, Error>> + Send + 'static {
         self.db.scan_at(range, ScanOptions::default(), self.seq)
+    }
+
+    /// Live keys that start with `prefix` as of the snapshot, in key order.
+    ///
+    /// # Errors
+    ///
+    /// As [`Db::scan`].
+    pub fn scan_prefix(
+        &self,
+        prefix: impl AsRef<[u8]>,
+    ) -> impl Stream<Item = Result<KeyValue, Error>> + Send + 'static {
+        self.scan(prefix_bounds(prefix.as_ref()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_prefix_range_ends_just_above_every_key_that_starts_with_it() {
+        let excluded = |end: &[u8]| Bound::Excluded(Bytes::copy_from_slice(end));
+        assert_eq!(prefix_bounds(b"user/").1, excluded(b"user0"));
+        assert_eq!(prefix_bounds(b"a\xff\xff").1, excluded(b"b"), "trailing 0xff bytes go");
+        assert_eq!(
+            prefix_bounds(b"\xff\xff").1,
+            Bound::Unbounded,
+            "nothing sorts above them"
+        );
+        assert_eq!(prefix_bounds(b"").1, Bound::Unbounded, "the empty prefix is everything");
+        assert_eq!(prefix_bounds(b"ab").0, Bound::Included(Bytes::from_static(b"ab")));
     }
 }

@@ -53,6 +53,15 @@ pub struct DbOptions {
     /// Table layout, caches and write retries (block size, bloom bits per
     /// key, compression, block and metadata cache bytes, ...).
     pub tables: TableStoreOptions,
+    /// Written keys the WAL writer remembers to check transaction commits
+    /// against (default 100,000; about 100 bytes each plus the key). Only
+    /// writes made while a transaction is open are remembered, and those
+    /// no open transaction can conflict with are forgotten first; a
+    /// transaction whose snapshot is older than what is still remembered
+    /// fails to commit with
+    /// [`ErrorKind::TransactionConflict`](crate::ErrorKind::TransactionConflict)
+    /// ("too old") and is never committed unchecked.
+    pub transaction_tracking_keys: usize,
 }
 
 impl Default for DbOptions {
@@ -72,6 +81,7 @@ impl Default for DbOptions {
             request_timeout: Duration::from_secs(30),
             manifest_update_timeout: Duration::from_secs(60),
             tables: TableStoreOptions::default(),
+            transaction_tracking_keys: 100_000,
         }
     }
 }
@@ -85,6 +95,7 @@ impl From<&DbOptions> for crate::wal::writer::WalSettings {
             max_inflight_wal_uploads: options.max_inflight_wal_uploads,
             memtable_bytes: options.memtable_bytes,
             max_unflushed_bytes: options.max_unflushed_bytes,
+            transaction_tracking_keys: options.transaction_tracking_keys,
         }
     }
 }
@@ -120,6 +131,9 @@ impl DbOptions {
         }
         if self.max_l0_tables == 0 {
             return Err("max_l0_tables must be at least 1".into());
+        }
+        if self.transaction_tracking_keys == 0 {
+            return Err("transaction_tracking_keys must be at least 1".into());
         }
         if let Some(compactor) = &self.compactor {
             compactor.validate()?;

@@ -91,4 +91,17 @@ impl DbReader {
     ) -> impl Stream<Item = Result<KeyValue, Error>> + Send + 'static {
         scan_in(Ok(self.view.clone()), self.tables.clone(), range, options, self.seq)
     }
+
+    /// Live keys that start with `prefix` as of the view, in key order.
+    ///
+    /// # Errors
+    ///
+    /// As [`DbReader::scan`].
+    pub fn scan_prefix(
+        &self,
+        prefix: impl AsRef<[u8]>,
+        options: ScanOptions,
+    ) -> impl Stream<Item = Result<KeyValue, Error>> + Send + 'static {
+        self.scan(super::prefix_bounds(prefix.as_ref()), options)
+    }
 }

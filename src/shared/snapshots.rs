@@ -8,6 +8,7 @@
 //! there), so it never needs a version that write let go.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering, fence};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::read::Seqs;
@@ -16,6 +17,8 @@ use crate::read::Seqs;
 #[derive(Debug, Default)]
 pub(crate) struct Snapshots {
     live: Mutex<BTreeMap<u64, usize>>,
+    /// Open transactions (each also holds a snapshot pin).
+    transactions: AtomicUsize,
 }
 
 /// Holds one snapshot's sequence in the registry until dropped.
@@ -57,6 +60,46 @@ impl Snapshots {
     /// What the manifest's `retain_seq` should be with `last_l0_seq` in L0.
     pub(crate) fn retain_seq(&self, last_l0_seq: u64) -> u64 {
         self.oldest().map_or(last_l0_seq, |oldest| oldest.min(last_l0_seq))
+    }
+}
+
+/// A transaction's snapshot, counted as an open transaction until dropped:
+/// while one is open, the WAL writer records what it writes so that commits
+/// can be checked (`wal::conflicts`).
+#[derive(Debug)]
+pub(crate) struct TransactionPin {
+    pin: SnapshotPin,
+}
+
+impl TransactionPin {
+    pub(crate) fn seq(&self) -> u64 {
+        self.pin.seq
+    }
+}
+
+impl Snapshots {
+    /// Opens a transaction at the visible sequence. The count goes up
+    /// before the sequence is read, and the WAL writer publishes a write's
+    /// sequence before it reads the count (both behind a `SeqCst` fence):
+    /// so either the writer sees this transaction and records the write, or
+    /// the write is at or below this transaction's snapshot.
+    pub(crate) fn pin_transaction(self: &Arc<Self>, seqs: &Seqs) -> TransactionPin {
+        self.transactions.fetch_add(1, Ordering::SeqCst);
+        fence(Ordering::SeqCst);
+        TransactionPin { pin: self.pin(seqs) }
+    }
+
+    /// Whether a transaction is open; the caller has just published a
+    /// write's sequence (see [`Snapshots::pin_transaction`]).
+    pub(crate) fn transactions_open(&self) -> bool {
+        fence(Ordering::SeqCst);
+        self.transactions.load(Ordering::SeqCst) > 0
+    }
+}
+
+impl Drop for TransactionPin {
+    fn drop(&mut self) {
+        self.pin.registry.transactions.fetch_sub(1, Ordering::SeqCst);
     }
 }
 

@@ -37,8 +37,10 @@ use crate::manifest::{EpochLease, Manifest, VersionedStore};
 use crate::mem::Memtable;
 use crate::read::{Frozen, ReadView, Seqs};
 use crate::shared::counters::Counters;
+use crate::shared::snapshots::Snapshots;
 use crate::store::{TableStore, WalConflict};
 use crate::waiters::SeqWaiters;
+use crate::wal::conflicts::{ConflictCheck, ConflictTracker};
 
 /// A batch to apply; the reply carries its last sequence number.
 #[derive(Debug)]
@@ -46,6 +48,9 @@ pub struct PendingWrite {
     pub ops: Vec<(Bytes, RowValue)>,
     pub await_durable: bool,
     pub reply: Reply<Result<u64, Error>>,
+    /// A transaction's commit: applied only if this check passes when its
+    /// turn comes (see [`crate::wal::conflicts`]).
+    pub check: Option<ConflictCheck>,
 }
 
 impl PendingWrite {
@@ -104,6 +109,20 @@ pub(crate) struct WalSettings {
     pub(crate) memtable_bytes: usize,
     /// Writes wait while memtables not yet in L0 hold this much.
     pub(crate) max_unflushed_bytes: usize,
+    /// Writes remembered for transaction commits.
+    pub(crate) transaction_tracking_keys: usize,
+}
+
+/// The state the WAL writer shares with the rest of the engine.
+#[derive(Clone, Debug)]
+pub(crate) struct WalShared {
+    /// Where new memtables are published.
+    pub(crate) view: Arc<ArcSwap<ReadView>>,
+    /// The visible and durable sequence numbers.
+    pub(crate) seqs: Arc<Seqs>,
+    pub(crate) counters: Arc<Counters>,
+    /// Live snapshots and open transactions.
+    pub(crate) snapshots: Arc<Snapshots>,
 }
 
 /// A WAL table being uploaded.
@@ -166,6 +185,9 @@ pub struct WalWriter {
     stalled: VecDeque<PendingWrite>,
     /// A `SealDue` is on its way.
     seal_due: bool,
+    /// Recent writes, for transaction commits.
+    conflicts: ConflictTracker,
+    snapshots: Arc<Snapshots>,
 }
 
 impl std::fmt::Debug for WalWriter {
@@ -194,18 +216,18 @@ pub struct WalStart {
 impl WalWriter {
     pub fn new(
         tables: TableStore,
-        view: Arc<ArcSwap<ReadView>>,
-        seqs: Arc<Seqs>,
-        counters: Arc<Counters>,
+        shared: WalShared,
         options: WalSettings,
         uploader: Addr<UploadMsg, Error>,
         start: WalStart,
     ) -> Self {
         WalWriter {
             tables,
-            view,
-            seqs,
-            counters,
+            view: shared.view,
+            seqs: shared.seqs,
+            counters: shared.counters,
+            conflicts: ConflictTracker::new(options.transaction_tracking_keys),
+            snapshots: shared.snapshots,
             options,
             uploader,
             last_seq: start.last_seq,
@@ -247,6 +269,7 @@ impl WalWriter {
     }
 
     fn apply(&mut self, ops: Vec<(Bytes, RowValue)>, await_durable: bool, ctx: &mut Context<Self>) -> u64 {
+        let rows = ops.len();
         for (key, value) in ops {
             self.last_seq += 1;
             let row = Row {
@@ -266,6 +289,7 @@ impl WalWriter {
             self.buffer.push(row);
         }
         self.seqs.visible.store(self.last_seq, Ordering::Release);
+        self.track(rows);
         if self.buffer_bytes >= self.options.wal_buffer_bytes {
             self.seal(ctx);
         } else if await_durable && self.upload_slot_free() {
@@ -277,13 +301,42 @@ impl WalWriter {
         self.last_seq
     }
 
+    /// Records the keys of the last `rows` rows (the batch just applied)
+    /// while a transaction is open; forgets everything while none is.
+    /// Called after the batch's sequence is published (see
+    /// [`Snapshots::pin_transaction`] for why that order matters).
+    fn track(&mut self, rows: usize) {
+        if !self.snapshots.transactions_open() {
+            self.conflicts.clear();
+            return;
+        }
+        let first = self.buffer.len().saturating_sub(rows);
+        for row in &self.buffer[first..] {
+            self.conflicts.record(&row.key, row.seq);
+        }
+        if self.conflicts.over_bound() {
+            // Writes at or below the oldest snapshot cannot conflict with
+            // any open transaction; past that, the oldest are forgotten.
+            self.conflicts
+                .forget_through(self.snapshots.oldest().unwrap_or(self.last_seq));
+            self.conflicts.enforce_bound();
+        }
+    }
+
     fn write(&mut self, write: PendingWrite, ctx: &mut Context<Self>) {
         let bytes = write.memtable_bytes();
         let PendingWrite {
             ops,
             await_durable,
             reply,
+            check,
         } = write;
+        if let Some(check) = check
+            && let Err(why) = self.conflicts.check(&check)
+        {
+            reply.send(Err(Error::new(ErrorKind::TransactionConflict, why)));
+            return;
+        }
         if ops.is_empty() {
             reply.send(Ok(self.last_seq));
             return;

@@ -103,12 +103,21 @@ pub fn stores(runtime: &Runtime) -> Vec<(&'static str, Arc<dyn Store>, Guard)> {
         ("in-memory", Arc::new(ObjectStoreAdapter::in_memory()), None),
         ("local", Arc::new(local), Some(Box::new(dir))),
     ];
-    #[cfg(feature = "aws")]
+    add_s3(&mut stores);
+    stores
+}
+
+/// Adds S3 on a local server to `stores`, when one can be started.
+#[cfg(feature = "aws")]
+fn add_s3(stores: &mut Vec<(&'static str, Arc<dyn Store>, Guard)>) {
     if let Some((store, server)) = s3_store("stores") {
         stores.push(("s3", store, Some(Box::new(server))));
     }
-    stores
 }
+
+/// Without the `aws` feature there is no S3 store to add.
+#[cfg(not(feature = "aws"))]
+fn add_s3(_stores: &mut Vec<(&'static str, Arc<dyn Store>, Guard)>) {}
 
 /// An S3 store on a fresh local server, if one can be started.
 #[cfg(feature = "aws")]

@@ -21,7 +21,7 @@ use serde_json::{Value, json};
 use talusdb::actors::Runtime;
 use talusdb::actors::runtime::JoinHandle;
 use talusdb::store::{LatencyStore, RequestCounts, Store};
-use talusdb::{Db, Error, ErrorKind, ScanOptions, WriteOptions};
+use talusdb::{Db, Error, ErrorKind, IsolationLevel, ScanOptions, WriteOptions};
 
 use crate::{CliError, stores};
 
@@ -44,6 +44,10 @@ pub enum Workload {
     Scan,
     /// Overwrites and gets for `--duration-s`.
     Mixed,
+    /// Read-modify-write transactions for `--duration-s`: each reads two
+    /// keys of the first `--hot-keys` and writes both back; a conflict
+    /// counts as an abort (not retried).
+    Txn,
 }
 
 #[derive(Debug, Args)]
@@ -75,9 +79,13 @@ pub struct BenchArgs {
     /// Percent of `mixed` operations that are puts.
     #[arg(long, default_value_t = 50)]
     put_percent: u8,
-    /// How long `mixed` runs.
+    /// How long `mixed` and `txn` run.
     #[arg(long, default_value_t = 10.0)]
     duration_s: f64,
+    /// Keys `txn` transactions pick from (the hot set; fewer means more
+    /// conflicts).
+    #[arg(long, default_value_t = 1000)]
+    hot_keys: u64,
     /// Added to every object-store request.
     #[arg(long, default_value_t = 0.0)]
     latency_ms: f64,
@@ -138,6 +146,15 @@ struct Workers {
     tasks: Vec<JoinHandle<TaskResult>>,
     watch: JoinHandle<()>,
     stop: Arc<AtomicBool>,
+}
+
+/// What a timed workload measured: its tasks' latencies and counts, how
+/// long it ran, and the engine's statistics at the end.
+struct Timed {
+    latency: Latencies,
+    count: u64,
+    seconds: f64,
+    stats: talusdb::DbStats,
 }
 
 /// What one benchmark task is handed (see [`Bench::spawn_workers`]).
@@ -574,18 +591,42 @@ impl Bench {
         ))
     }
 
-    /// Overwrites (`--put-percent`) and gets of random rows for
-    /// `--duration-s`, from `--writers` + `--readers` tasks. Each task
-    /// checks its own gets; versions only grow.
-    async fn mixed(&self) -> Result<Report, CliError> {
+    /// Runs `task` on `--writers` + `--readers` workers for `--duration-s`
+    /// on the opened database (each gets a stop flag to watch), then
+    /// closes it: what a timed workload shares.
+    async fn run_timed<F, Fut>(&self, name: &'static str, salt: u64, task: F) -> Result<Timed, CliError>
+    where
+        F: Fn(Worker, Arc<AtomicBool>) -> Fut,
+        Fut: Future<Output = TaskResult> + Send + 'static,
+    {
         let db = self.open().await?;
         self.reset_counts();
         let tasks_count = (self.args.writers + self.args.readers).max(1) as u64;
         let duration = Duration::from_secs_f64(self.args.duration_s.max(0.0));
         let stop = Arc::new(AtomicBool::new(false));
-        let bar = self.progress("mixed", 0);
+        let bar = self.progress(name, 0);
         let started = self.runtime.now();
-        let tasks = self.spawn_workers(tasks_count, 0xc2b2_ae35, &db, &bar, |worker| {
+        let tasks = self.spawn_workers(tasks_count, salt, &db, &bar, |worker| task(worker, stop.clone()));
+        self.runtime.sleep(duration).await;
+        stop.store(true, Ordering::Relaxed);
+        let (latency, count) = gather(tasks).await?;
+        let seconds = self.seconds_since(started);
+        bar.finish_and_clear();
+        let stats = db.stats();
+        db.close().await?;
+        Ok(Timed {
+            latency,
+            count,
+            seconds,
+            stats,
+        })
+    }
+
+    /// Overwrites (`--put-percent`) and gets of random rows for
+    /// `--duration-s`, from `--writers` + `--readers` tasks. Each task
+    /// checks its own gets; versions only grow.
+    async fn mixed(&self) -> Result<Report, CliError> {
+        let timed = self.run_timed("mixed", 0xc2b2_ae35, |worker, stop| {
             let Worker {
                 mut rng,
                 clock,
@@ -594,7 +635,6 @@ impl Bench {
                 compacting,
                 ..
             } = worker;
-            let stop = stop.clone();
             let (keys, size, put_percent) = (self.args.keys.max(1), self.args.value_size, self.args.put_percent);
             async move {
                 let mut latencies = Latencies::default();
@@ -617,14 +657,13 @@ impl Bench {
                 Ok(Ok((latencies, puts)))
             }
         });
-        self.runtime.sleep(duration).await;
-        stop.store(true, Ordering::Relaxed);
-        let (latency, puts) = gather(tasks).await?;
+        let Timed {
+            latency,
+            count: puts,
+            seconds,
+            stats,
+        } = timed.await?;
         self.count_puts(puts);
-        let seconds = self.seconds_since(started);
-        bar.finish_and_clear();
-        let stats = db.stats();
-        db.close().await?;
         let ops = latency.count() as u64;
         Ok(self.report(
             "mixed",
@@ -637,6 +676,68 @@ impl Bench {
                 ("requests_per_op", json!(self.counts.total() as f64 / ops.max(1) as f64)),
                 ("shape", shape_json(&stats)),
                 ("memory", memory_json(&stats)),
+            ],
+        ))
+    }
+
+    async fn txn(&self) -> Result<Report, CliError> {
+        let timed = self.run_timed("txn", 0x27d4_eb2f, |worker, stop| {
+            let Worker {
+                mut rng,
+                clock,
+                db,
+                bar,
+                compacting,
+                ..
+            } = worker;
+            let (hot, size) = (self.args.hot_keys.clamp(1, self.args.keys.max(1)), self.args.value_size);
+            async move {
+                let mut latencies = Latencies::default();
+                let mut aborts = 0u64;
+                let options = WriteOptions { await_durable: false };
+                while !stop.load(Ordering::Relaxed) {
+                    let at = clock.now();
+                    let during = compacting.load(Ordering::Relaxed);
+                    let mut txn = db.begin(IsolationLevel::Snapshot);
+                    for i in [rng.below(hot), rng.below(hot)] {
+                        if let Err(wrong) = check_value(i, txn.get(key(i)).await?.as_ref(), size) {
+                            return Ok(Err(wrong));
+                        }
+                        txn.put(key(i), value(i, 1, size, &mut rng));
+                    }
+                    match txn.commit_with_options(options).await {
+                        Ok(_) => latencies.record_during(clock.now() - at, during),
+                        Err(error) if error.kind() == &ErrorKind::TransactionConflict => aborts += 1,
+                        Err(error) => return Err(error),
+                    }
+                    bar.inc(1);
+                }
+                Ok(Ok((latencies, aborts)))
+            }
+        });
+        let Timed {
+            latency,
+            count: aborts,
+            seconds,
+            stats,
+        } = timed.await?;
+        let commits = latency.count() as u64;
+        self.count_puts(commits * 2);
+        Ok(self.report(
+            "txn",
+            commits,
+            seconds,
+            Some(latency),
+            [
+                ("commits", json!(commits)),
+                ("aborts", json!(aborts)),
+                ("aborts_per_s", json!(aborts as f64 / seconds.max(f64::MIN_POSITIVE))),
+                ("hot_keys", json!(self.args.hot_keys)),
+                (
+                    "requests_per_commit",
+                    json!(self.counts.total() as f64 / commits.max(1) as f64),
+                ),
+                ("shape", shape_json(&stats)),
             ],
         ))
     }
@@ -670,6 +771,9 @@ fn check_args(args: &BenchArgs) -> Result<(), CliError> {
     }
     if args.existing.is_some() && matches!(args.workload, None | Some(Workload::Fill | Workload::DurablePut)) {
         return bad("--existing needs a read workload (get, scan or mixed)");
+    }
+    if args.hot_keys == 0 {
+        return bad("--hot-keys must be at least 1");
     }
     if !(args.duration_s >= 0.0 && args.duration_s.is_finite()) {
         return bad("--duration-s must be a non-negative number");
@@ -721,6 +825,7 @@ pub async fn run(
                 Workload::Get => bench.get().await?,
                 Workload::Scan => bench.scan().await?,
                 Workload::Mixed => bench.mixed().await?,
+                Workload::Txn => bench.txn().await?,
             };
             // A read workload's load phase is reported apart, as `load`,
             // unless no workload was named (then `fill` is one of the two

@@ -1,0 +1,285 @@
+//! Optimistic transactions: reads at a snapshot with the transaction's own
+//! writes on top, and a commit the WAL writer checks in sequence order
+//! against every write made after the snapshot (`wal::conflicts`). The
+//! rules are in `docs/transactions.md`.
+
+use std::collections::BTreeMap;
+use std::ops::{Bound, RangeBounds};
+
+use bytes::Bytes;
+use futures::{Stream, StreamExt};
+
+use super::{Db, ScanOptions, WriteBatch, WriteOptions, bytes_bounds};
+use crate::error::Error;
+use crate::format::RowValue;
+use crate::read::KeyValue;
+use crate::shared::snapshots::TransactionPin;
+use crate::wal::conflicts::ConflictCheck;
+
+/// What a transaction's commit is checked for.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum IsolationLevel {
+    /// Snapshot isolation (default): the commit fails if another commit
+    /// wrote one of the keys this transaction writes after its snapshot.
+    /// Reads see one consistent snapshot; write skew is possible.
+    #[default]
+    Snapshot,
+    /// Serializable snapshot isolation: also fails if a key this
+    /// transaction read, or a key in a range it scanned, was written after
+    /// its snapshot. Committed transactions then behave as if run one at a
+    /// time in commit order.
+    Serializable,
+}
+
+/// What a write did: the sequence number it was given (a batch's or a
+/// transaction's last row's). Later writes have higher numbers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[non_exhaustive]
+pub struct WriteReceipt {
+    /// The write's sequence number.
+    pub seq: u64,
+}
+
+/// A transaction: reads at the snapshot it began at, with its own writes on
+/// top; writes buffered until [`Transaction::commit`] applies them all
+/// atomically, or not at all if another commit got in the way. Dropping it
+/// (or [`Transaction::rollback`]) discards the writes. `Send`: it can be
+/// held across awaits and moved between tasks.
+///
+/// ```
+/// # smol::block_on(async {
+/// # use std::sync::Arc;
+/// # use talusdb::store::{ObjectStoreAdapter, Store};
+/// use talusdb::{ErrorKind, IsolationLevel};
+/// # let store: Arc<dyn Store> = Arc::new(ObjectStoreAdapter::in_memory());
+/// let db = talusdb::Db::open("db", store).await?;
+/// db.put("balance", "10").await?;
+///
+/// let mut txn = db.begin(IsolationLevel::Snapshot);
+/// let balance = txn.get("balance").await?.expect("written above");
+/// let doubled = std::str::from_utf8(&balance).unwrap().parse::<u64>().unwrap() * 2;
+/// txn.put("balance", doubled.to_string());
+/// // Someone else writes the key after the transaction's snapshot...
+/// db.put("balance", "11").await?;
+/// // ...so the commit fails and applies nothing.
+/// let error = txn.commit().await.expect_err("conflict");
+/// assert_eq!(error.kind(), &ErrorKind::TransactionConflict);
+/// assert_eq!(db.get("balance").await?.as_deref(), Some(&b"11"[..]));
+/// db.close().await?;
+/// # Ok::<(), talusdb::Error>(())
+/// # }).unwrap();
+/// ```
+#[derive(Debug)]
+pub struct Transaction {
+    db: Db,
+    pin: TransactionPin,
+    isolation: IsolationLevel,
+    writes: BTreeMap<Bytes, RowValue>,
+    /// Keys read from the snapshot (`Serializable` only).
+    reads: Vec<Bytes>,
+    /// Ranges scanned (`Serializable` only).
+    ranges: Vec<(Bound<Bytes>, Bound<Bytes>)>,
+}
+
+impl Db {
+    /// Begins a transaction at the current sequence number (every write
+    /// acknowledged so far is in its snapshot). Compaction keeps the
+    /// versions it reads until it commits or is dropped.
+    pub fn begin(&self, isolation: IsolationLevel) -> Transaction {
+        Transaction {
+            db: self.clone(),
+            pin: self.inner.snapshots.pin_transaction(&self.inner.seqs),
+            isolation,
+            writes: BTreeMap::new(),
+            reads: Vec::new(),
+            ranges: Vec::new(),
+        }
+    }
+}
+
+impl Transaction {
+    /// The sequence number its reads see.
+    pub fn seq(&self) -> u64 {
+        self.pin.seq()
+    }
+
+    /// Its isolation level.
+    pub fn isolation(&self) -> IsolationLevel {
+        self.isolation
+    }
+
+    /// The value of `key`: this transaction's own write if it made one,
+    /// else the snapshot's.
+    ///
+    /// # Errors
+    ///
+    /// As [`Db::get`].
+    pub async fn get(&mut self, key: impl AsRef<[u8]>) -> Result<Option<Bytes>, Error> {
+        let key = key.as_ref();
+        if let Some(own) = self.writes.get(key) {
+            return Ok(match own {
+                RowValue::Value(value) => Some(value.clone()),
+                RowValue::Tombstone => None,
+            });
+        }
+        if self.isolation == IsolationLevel::Serializable {
+            self.reads.push(Bytes::copy_from_slice(key));
+        }
+        self.db.get_at(key, self.seq()).await
+    }
+
+    /// Live keys in `range` in key order: the snapshot's, with this
+    /// transaction's writes (made before the call) on top.
+    ///
+    /// # Errors
+    ///
+    /// As [`Db::scan`].
+    pub fn scan<K: AsRef<[u8]>>(
+        &mut self,
+        range: impl RangeBounds<K>,
+    ) -> impl Stream<Item = Result<KeyValue, Error>> + Send + 'static {
+        let bounds = bytes_bounds(range);
+        if self.isolation == IsolationLevel::Serializable {
+            self.ranges.push(bounds.clone());
+        }
+        let own: Vec<(Bytes, RowValue)> = if is_empty(&bounds) {
+            Vec::new()
+        } else {
+            self.writes
+                .range(bounds.clone())
+                .map(|(key, value)| (key.clone(), value.clone()))
+                .collect()
+        };
+        let base = self.db.scan_at(bounds, ScanOptions::default(), self.seq());
+        overlay(base, own)
+    }
+
+    /// Live keys that start with `prefix`, with this transaction's writes on
+    /// top (see [`Transaction::scan`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`Db::scan`].
+    pub fn scan_prefix(
+        &mut self,
+        prefix: impl AsRef<[u8]>,
+    ) -> impl Stream<Item = Result<KeyValue, Error>> + Send + 'static {
+        self.scan(super::prefix_bounds(prefix.as_ref()))
+    }
+
+    /// Writes `value` under `key` when the transaction commits.
+    pub fn put(&mut self, key: impl Into<Bytes>, value: impl Into<Bytes>) {
+        self.writes.insert(key.into(), RowValue::Value(value.into()));
+    }
+
+    /// Deletes `key` when the transaction commits.
+    pub fn delete(&mut self, key: impl Into<Bytes>) {
+        self.writes.insert(key.into(), RowValue::Tombstone);
+    }
+
+    /// Adds every operation of `batch` (later ones win).
+    pub fn write(&mut self, batch: WriteBatch) {
+        for (key, value) in batch.ops {
+            self.writes.insert(key, value);
+        }
+    }
+
+    /// Applies the writes atomically if no conflicting commit came after
+    /// the snapshot, and returns once they are durable. A transaction that
+    /// wrote nothing commits at once (its reads were of one snapshot).
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::TransactionConflict`](crate::ErrorKind::TransactionConflict)
+    /// if it conflicts (nothing is applied; run it again); otherwise as
+    /// [`Db::write`].
+    pub async fn commit(self) -> Result<WriteReceipt, Error> {
+        self.commit_with_options(WriteOptions::default()).await
+    }
+
+    /// [`Transaction::commit`], acknowledged as `options` say.
+    ///
+    /// # Errors
+    ///
+    /// As [`Transaction::commit`].
+    pub async fn commit_with_options(self, options: WriteOptions) -> Result<WriteReceipt, Error> {
+        if self.writes.is_empty() {
+            return Ok(WriteReceipt { seq: self.seq() });
+        }
+        let check = ConflictCheck {
+            snapshot_seq: self.pin.seq(),
+            writes: self.writes.keys().cloned().collect(),
+            reads: self.reads,
+            ranges: self.ranges,
+            _open: self.pin,
+        };
+        let ops = self.writes.into_iter().collect();
+        self.db.apply(ops, options, Some(check)).await
+    }
+
+    /// Discards the writes (what dropping the transaction does too).
+    pub fn rollback(self) {}
+}
+
+/// Whether no key lies between the bounds (`BTreeMap::range` would panic
+/// on some of these).
+fn is_empty((start, end): &(Bound<Bytes>, Bound<Bytes>)) -> bool {
+    match (start, end) {
+        (Bound::Included(start), Bound::Included(end)) => start > end,
+        (Bound::Included(start) | Bound::Excluded(start), Bound::Excluded(end))
+        | (Bound::Excluded(start), Bound::Included(end)) => start >= end,
+        _ => false,
+    }
+}
+
+/// `base` with `own` (sorted by key, tombstones included) laid over it:
+/// an own write replaces the base row of its key, an own delete hides it.
+fn overlay(
+    base: impl Stream<Item = Result<KeyValue, Error>> + Send + 'static,
+    own: Vec<(Bytes, RowValue)>,
+) -> impl Stream<Item = Result<KeyValue, Error>> + Send + 'static {
+    struct State<S: Stream> {
+        base: std::pin::Pin<Box<futures::stream::Peekable<S>>>,
+        own: std::iter::Peekable<std::vec::IntoIter<(Bytes, RowValue)>>,
+        failed: bool,
+    }
+    let state = State {
+        base: Box::pin(base.peekable()),
+        own: own.into_iter().peekable(),
+        failed: false,
+    };
+    futures::stream::unfold(state, |mut state| async move {
+        if state.failed {
+            return None;
+        }
+        loop {
+            let base_key = match state.base.as_mut().peek().await {
+                Some(Ok((key, _))) => Some(key.clone()),
+                Some(Err(_)) => {
+                    let error = state.base.next().await?.err()?;
+                    state.failed = true;
+                    return Some((Err(error), state));
+                }
+                None => None,
+            };
+            let own_first = match (&base_key, state.own.peek()) {
+                (_, None) => false,
+                (None, Some(_)) => true,
+                (Some(base), Some((own, _))) => own <= base,
+            };
+            if !own_first {
+                let row = state.base.next().await?;
+                return Some((row, state));
+            }
+            let (key, value) = state.own.next()?;
+            if base_key.as_ref() == Some(&key) {
+                // The own write replaces the snapshot's row of its key.
+                state.base.next().await;
+            }
+            if let RowValue::Value(value) = value {
+                return Some((Ok((key, value)), state));
+            }
+        }
+    })
+}
