@@ -30,6 +30,8 @@ pub const STORE_REQUESTS: &str = "talus_store_requests_total";
 
 /// Times an uploaded L0 table had to wait because L0 was full (counter).
 pub const L0_STALLS: &str = "talus_l0_stalls_total";
+/// Transaction commits refused by the conflict check (counter).
+pub const TRANSACTION_CONFLICTS: &str = "talus_transaction_conflicts_total";
 /// Compactions committed (counter).
 pub const COMPACTIONS: &str = "talus_compactions_total";
 /// Bytes of input tables compactions read (counter).

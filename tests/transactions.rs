@@ -13,7 +13,7 @@ use futures::TryStreamExt;
 use talusdb::actors::Runtime;
 use talusdb::actors::runtime::Sim;
 use talusdb::store::{ObjectStoreAdapter, Store};
-use talusdb::{Db, DbOptions, Error, ErrorKind, IsolationLevel, Transaction, WriteOptions};
+use talusdb::{Db, DbOptions, Error, ErrorKind, IsolationLevel, ScanOptions, ScanOrder, Transaction, WriteOptions};
 
 const ACCOUNTS: u64 = 8;
 const START_BALANCE: u64 = 100;
@@ -260,6 +260,21 @@ fn reads_see_own_writes_on_the_snapshot_and_a_dropped_transaction_leaves_nothing
         assert!(reversed.is_empty());
         let prefixed: Vec<_> = txn.scan_prefix("k").try_collect().await.expect("scan");
         assert_eq!(prefixed, rows, "the prefix k covers the same keys");
+        let reverse = ScanOptions {
+            order: ScanOrder::Reverse,
+            ..ScanOptions::default()
+        };
+        let backwards: Vec<_> = txn
+            .scan_with_options("k".."l", reverse)
+            .try_collect()
+            .await
+            .expect("scan");
+        let mut forwards = rows.clone();
+        forwards.reverse();
+        assert_eq!(
+            backwards, forwards,
+            "a reverse scan lays own writes over the snapshot too"
+        );
         let committed: Vec<_> = db.scan_prefix("k").try_collect().await.expect("scan");
         assert_eq!(committed.len(), 4, "k1..k4 outside the transaction");
         drop(txn);
@@ -296,6 +311,7 @@ fn a_conflicting_commit_leaves_no_trace_after_a_crash_and_a_durable_one_survives
         winner.commit().await.expect("first commit");
         let error = loser.commit().await.expect_err("x was written after its snapshot");
         assert_eq!(error.kind(), &ErrorKind::TransactionConflict);
+        assert_eq!(db.stats().transaction_conflicts, 1);
         // A crash: the database is dropped without closing.
         drop(db);
 
@@ -303,6 +319,7 @@ fn a_conflicting_commit_leaves_no_trace_after_a_crash_and_a_durable_one_survives
         assert_eq!(db.get("x").await.expect("get").as_deref(), Some(&b"winner"[..]));
         assert_eq!(db.get("z").await.expect("get").as_deref(), Some(&b"winner"[..]));
         assert_eq!(db.get("y").await.expect("get"), None, "nothing of the loser");
+        assert_eq!(db.stats().transaction_conflicts, 0, "counted since this open");
         db.close().await.expect("close");
     });
 }

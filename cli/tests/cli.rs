@@ -222,6 +222,31 @@ fn every_bench_workload_runs_small_and_reports_json() {
             _ => assert!(run["latency_us"]["p99"].as_u64().is_some(), "{run}"),
         }
     }
+    // A reverse scan checks every row it reads, descending.
+    let output = Command::new(env!("CARGO_BIN_EXE_talus"))
+        .args([
+            "bench",
+            "--store",
+            &store,
+            "--workload",
+            "scan",
+            "--reverse",
+            "--keys",
+            "2000",
+            "--ops",
+            "50",
+            "--readers",
+            "2",
+            "--scan-len",
+            "50",
+            "--json",
+        ])
+        .output()
+        .expect("run talus bench");
+    assert!(output.status.success(), "reverse scan: {}", stderr(&output));
+    let run = &json(&stdout(&output))["workloads"][0];
+    assert_eq!(run["reverse"], true, "{run}");
+    assert!(run["rows"].as_u64().is_some_and(|rows| rows > 0), "{run}");
     let left: Vec<_> = std::fs::read_dir(dir.path()).expect("dir").collect();
     assert!(left.is_empty(), "the benchmark removes what it wrote: {left:?}");
 }

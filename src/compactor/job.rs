@@ -120,6 +120,7 @@ pub async fn run(tables: &TableStore, input: &JobInput, hooks: &JobHooks) -> Res
             read_ahead_blocks: input.read_ahead_blocks.max(1),
             fill_cache: false,
         },
+        reverse: false,
     };
     let mut merge = merge_sources(tables.clone(), bounds, sources);
     let mut writer = RunWriter::new(tables, input.target_table_bytes, hooks);

@@ -18,7 +18,7 @@ use object_store::path::Path;
 use talus_actors::{Capacity, Recorder, Runtime, System};
 
 pub use batch::WriteBatch;
-pub use options::{CloseOptions, DbOptions, Durability, ReadOptions, ScanOptions, WriteOptions};
+pub use options::{CloseOptions, DbOptions, Durability, ReadOptions, ScanOptions, ScanOrder, WriteOptions};
 pub use reader::DbReader;
 pub use stats::{DbStats, MemoryStats, TreeShape};
 pub use transaction::{IsolationLevel, Transaction, WriteReceipt};
@@ -573,6 +573,7 @@ fn scan_in<K: AsRef<[u8]>>(
             read_ahead_blocks: options.read_ahead_blocks.max(1),
             fill_cache: options.fill_cache,
         },
+        reverse: options.order == ScanOrder::Reverse,
     };
     let merge = view.map(|view| merge_sources(tables, bounds, sources_for(&view)));
     // The state is `None` once the stream has ended or failed.
@@ -1155,6 +1156,20 @@ impl Snapshot {
         range: impl RangeBounds<K>,
     ) -> impl Stream<Item = Result<KeyValue, Error>> + Send + 'static {
         self.db.scan_at(range, ScanOptions::default(), self.seq)
+    }
+
+    /// [`Snapshot::scan`], reading as `options` say (its `durability` is
+    /// moot: the snapshot fixes what is seen).
+    ///
+    /// # Errors
+    ///
+    /// As [`Db::scan`].
+    pub fn scan_with_options<K: AsRef<[u8]>>(
+        &self,
+        range: impl RangeBounds<K>,
+        options: ScanOptions,
+    ) -> impl Stream<Item = Result<KeyValue, Error>> + Send + 'static {
+        self.db.scan_at(range, options, self.seq)
     }
 
     /// Live keys that start with `prefix` as of the snapshot, in key order.

@@ -201,6 +201,8 @@ pub struct ScanOptions {
     pub read_ahead_blocks: usize,
     /// Whether scanned blocks enter the block cache (default false).
     pub fill_cache: bool,
+    /// Keys ascending (default) or descending.
+    pub order: ScanOrder,
 }
 
 impl Default for ScanOptions {
@@ -209,6 +211,19 @@ impl Default for ScanOptions {
             durability: Durability::Memory,
             read_ahead_blocks: 8,
             fill_cache: false,
+            order: ScanOrder::Forward,
         }
     }
+}
+
+/// The order a scan returns keys in.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ScanOrder {
+    /// Keys ascending (default).
+    #[default]
+    Forward,
+    /// Keys descending. Tables are read backwards, `read_ahead_blocks`
+    /// blocks per request from the end of the range down, each block
+    /// decoded once: as cheap per row as a forward scan.
+    Reverse,
 }

@@ -28,6 +28,8 @@ pub struct DbStats {
     pub l0_tables: u64,
     /// Times an uploaded L0 table waited because L0 was full.
     pub l0_stalls: u64,
+    /// Transaction commits refused by the conflict check.
+    pub transaction_conflicts: u64,
     /// The embedded compactor's work (zero when it is off).
     pub compactor: CompactorStats,
     /// The tables readers search now.
@@ -62,6 +64,7 @@ impl DbStats {
             memtables_frozen: load(&counters.memtables_frozen),
             l0_tables: load(&counters.l0_tables),
             l0_stalls: load(&counters.l0_stalls),
+            transaction_conflicts: load(&counters.transaction_conflicts),
             compactor: CompactorStats::default(),
             shape: TreeShape::default(),
             memory: MemoryStats::default(),

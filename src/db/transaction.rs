@@ -9,7 +9,7 @@ use std::ops::{Bound, RangeBounds};
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
 
-use super::{Db, ScanOptions, WriteBatch, WriteOptions, bytes_bounds};
+use super::{Db, ScanOptions, ScanOrder, WriteBatch, WriteOptions, bytes_bounds};
 use crate::error::Error;
 use crate::format::RowValue;
 use crate::read::KeyValue;
@@ -139,11 +139,27 @@ impl Transaction {
         &mut self,
         range: impl RangeBounds<K>,
     ) -> impl Stream<Item = Result<KeyValue, Error>> + Send + 'static {
+        self.scan_with_options(range, ScanOptions::default())
+    }
+
+    /// [`Transaction::scan`], reading as `options` say (in reverse with
+    /// [`ScanOrder::Reverse`](crate::ScanOrder::Reverse); `durability` is
+    /// moot: the snapshot fixes what is seen).
+    ///
+    /// # Errors
+    ///
+    /// As [`Db::scan`].
+    pub fn scan_with_options<K: AsRef<[u8]>>(
+        &mut self,
+        range: impl RangeBounds<K>,
+        options: ScanOptions,
+    ) -> impl Stream<Item = Result<KeyValue, Error>> + Send + 'static {
         let bounds = bytes_bounds(range);
         if self.isolation == IsolationLevel::Serializable {
             self.ranges.push(bounds.clone());
         }
-        let own: Vec<(Bytes, RowValue)> = if is_empty(&bounds) {
+        let reverse = options.order == ScanOrder::Reverse;
+        let mut own: Vec<(Bytes, RowValue)> = if is_empty(&bounds) {
             Vec::new()
         } else {
             self.writes
@@ -151,8 +167,11 @@ impl Transaction {
                 .map(|(key, value)| (key.clone(), value.clone()))
                 .collect()
         };
-        let base = self.db.scan_at(bounds, ScanOptions::default(), self.seq());
-        overlay(base, own)
+        if reverse {
+            own.reverse();
+        }
+        let base = self.db.scan_at(bounds, options, self.seq());
+        overlay(base, own, reverse)
     }
 
     /// Live keys that start with `prefix`, with this transaction's writes on
@@ -233,11 +252,13 @@ fn is_empty((start, end): &(Bound<Bytes>, Bound<Bytes>)) -> bool {
     }
 }
 
-/// `base` with `own` (sorted by key, tombstones included) laid over it:
-/// an own write replaces the base row of its key, an own delete hides it.
+/// `base` with `own` (in the same order, tombstones included) laid over
+/// it: an own write replaces the base row of its key, an own delete hides
+/// it. Both run keys descending when `reverse`.
 fn overlay(
     base: impl Stream<Item = Result<KeyValue, Error>> + Send + 'static,
     own: Vec<(Bytes, RowValue)>,
+    reverse: bool,
 ) -> impl Stream<Item = Result<KeyValue, Error>> + Send + 'static {
     struct State<S: Stream> {
         base: std::pin::Pin<Box<futures::stream::Peekable<S>>>,
@@ -249,7 +270,7 @@ fn overlay(
         own: own.into_iter().peekable(),
         failed: false,
     };
-    futures::stream::unfold(state, |mut state| async move {
+    futures::stream::unfold(state, move |mut state| async move {
         if state.failed {
             return None;
         }
@@ -266,7 +287,13 @@ fn overlay(
             let own_first = match (&base_key, state.own.peek()) {
                 (_, None) => false,
                 (None, Some(_)) => true,
-                (Some(base), Some((own, _))) => own <= base,
+                (Some(base), Some((own, _))) => {
+                    if reverse {
+                        own >= base
+                    } else {
+                        own <= base
+                    }
+                }
             };
             if !own_first {
                 let row = state.base.next().await?;

@@ -119,6 +119,40 @@ impl Memtable {
             .collect()
     }
 
+    /// Up to `limit` rows in `start..end` before `before` (the last row
+    /// returned so far), in reverse table order: keys descending, and the
+    /// versions of a key oldest first.
+    pub fn rows_before(
+        &self,
+        before: Option<(&Bytes, u64)>,
+        start: &Bound<Bytes>,
+        end: &Bound<Bytes>,
+        limit: usize,
+    ) -> Vec<Row> {
+        let lower: Bound<Key> = match start {
+            Bound::Included(key) => Bound::Included((key.clone(), Reverse(u64::MAX))),
+            Bound::Excluded(key) => Bound::Excluded((key.clone(), Reverse(0))),
+            Bound::Unbounded => Bound::Unbounded,
+        };
+        let upper: Bound<Key> = match before {
+            Some((key, seq)) => Bound::Excluded((key.clone(), Reverse(seq))),
+            None => match end {
+                Bound::Included(key) => Bound::Included((key.clone(), Reverse(0))),
+                Bound::Excluded(key) => Bound::Excluded((key.clone(), Reverse(u64::MAX))),
+                Bound::Unbounded => Bound::Unbounded,
+            },
+        };
+        if range_is_empty(&lower, &upper) {
+            return Vec::new();
+        }
+        self.rows
+            .range((lower, upper))
+            .rev()
+            .take(limit)
+            .map(|entry| to_row(entry.key(), entry.value()))
+            .collect()
+    }
+
     /// Every row, in table order (for building the L0 table).
     pub fn iter(&self) -> impl Iterator<Item = Row> + '_ {
         self.rows.iter().map(|entry| to_row(entry.key(), entry.value()))
@@ -129,6 +163,16 @@ fn row_value_len(value: &RowValue) -> usize {
     match value {
         RowValue::Value(bytes) => bytes.len(),
         RowValue::Tombstone => 0,
+    }
+}
+
+/// Whether no key lies between `lower` and `upper`.
+fn range_is_empty(lower: &Bound<Key>, upper: &Bound<Key>) -> bool {
+    match (lower, upper) {
+        (Bound::Included(lower), Bound::Included(upper)) => lower > upper,
+        (Bound::Included(lower) | Bound::Excluded(lower), Bound::Excluded(upper))
+        | (Bound::Excluded(lower), Bound::Included(upper)) => lower >= upper,
+        _ => false,
     }
 }
 
@@ -145,6 +189,33 @@ fn to_row(key: &Key, value: &RowValue) -> Row {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rows_before_walk_the_range_backwards_in_batches() {
+        let table = Memtable::new();
+        table.insert(&Row::value("a", "1", 1));
+        table.insert(&Row::value("a", "2", 5));
+        table.insert(&Row::value("b", "x", 3));
+        table.insert(&Row::value("c", "y", 4));
+        let pairs = |rows: Vec<Row>| -> Vec<(Bytes, u64)> { rows.into_iter().map(|row| (row.key, row.seq)).collect() };
+        let (a, b, c) = (Bytes::from("a"), Bytes::from("b"), Bytes::from("c"));
+        let first = table.rows_before(None, &Bound::Unbounded, &Bound::Included(b.clone()), 2);
+        assert_eq!(
+            pairs(first),
+            vec![(b.clone(), 3), (a.clone(), 1)],
+            "the end bound holds, oldest first"
+        );
+        let rest = table.rows_before(Some((&a, 1)), &Bound::Unbounded, &Bound::Included(b.clone()), 2);
+        assert_eq!(pairs(rest), vec![(a.clone(), 5)]);
+        let above_a = table.rows_before(None, &Bound::Excluded(a.clone()), &Bound::Unbounded, 10);
+        assert_eq!(pairs(above_a), vec![(c.clone(), 4), (b.clone(), 3)]);
+        assert!(
+            table
+                .rows_before(None, &Bound::Included(c), &Bound::Excluded(b), 10)
+                .is_empty(),
+            "an inverted range is empty"
+        );
+    }
 
     #[test]
     fn versions_are_found_newest_first_below_a_sequence() {

@@ -15,7 +15,8 @@ use crate::store::{ScanOptions, TableScan, TableStore};
 
 const MEMTABLE_BATCH: usize = 256;
 
-/// One ordered stream of rows (key ascending, newest version first).
+/// One ordered stream of rows: key ascending, newest version first; or, for
+/// a reverse scan, the exact reverse (key descending, oldest first).
 pub enum RowSource {
     Memtable {
         table: Arc<Memtable>,
@@ -48,6 +49,8 @@ pub struct ScanBounds {
     pub end: Bound<Bytes>,
     pub max_seq: u64,
     pub options: ScanOptions,
+    /// Keys descending.
+    pub reverse: bool,
 }
 
 impl RowSource {
@@ -61,8 +64,13 @@ impl RowSource {
                     done,
                 } => {
                     if buffer.is_empty() && !*done {
-                        let after = last.as_ref().map(|(key, seq)| (key, *seq));
-                        let batch = table.rows_after(after, &bounds.start, &bounds.end, MEMTABLE_BATCH);
+                        let last = &mut *last;
+                        let from = last.as_ref().map(|(key, seq)| (key, *seq));
+                        let batch = if bounds.reverse {
+                            table.rows_before(from, &bounds.start, &bounds.end, MEMTABLE_BATCH)
+                        } else {
+                            table.rows_after(from, &bounds.start, &bounds.end, MEMTABLE_BATCH)
+                        };
                         *done = batch.len() < MEMTABLE_BATCH;
                         if let Some(row) = batch.last() {
                             *last = Some((row.key.clone(), row.seq));
@@ -77,7 +85,12 @@ impl RowSource {
                     current,
                 } => {
                     if current.is_none() {
-                        let Some(table) = list.get(*next) else {
+                        let position = if bounds.reverse {
+                            list.len().checked_sub(*next + 1)
+                        } else {
+                            Some(*next)
+                        };
+                        let Some(table) = position.and_then(|position| list.get(position)) else {
                             return Ok(None);
                         };
                         *next += 1;
@@ -85,9 +98,12 @@ impl RowSource {
                             continue;
                         }
                         let reader = table.reader(tables).await?;
-                        *current = Some(Box::new(
-                            reader.scan((bounds.start.clone(), bounds.end.clone()), bounds.options),
-                        ));
+                        let range = (bounds.start.clone(), bounds.end.clone());
+                        *current = Some(Box::new(if bounds.reverse {
+                            reader.scan_reverse(range, bounds.options)
+                        } else {
+                            reader.scan(range, bounds.options)
+                        }));
                     }
                     let scan = current.as_mut().ok_or_else(|| Error::internal("scan lost its table"))?;
                     match scan.next().await? {
@@ -205,8 +221,12 @@ impl Merge {
         Ok(row)
     }
 
-    /// The next live key and its newest visible value.
+    /// The next live key and its newest visible value (the next smaller
+    /// key in a reverse scan).
     pub async fn next(&mut self) -> Result<Option<(Bytes, Bytes)>, Error> {
+        if self.bounds.reverse {
+            return self.next_reverse().await;
+        }
         self.start().await?;
         loop {
             // The smallest key; among equal keys the newest version.
@@ -235,6 +255,35 @@ impl Merge {
             match row.value {
                 RowValue::Value(value) => return Ok(Some((row.key, value))),
                 RowValue::Tombstone => continue,
+            }
+        }
+    }
+
+    /// [`Merge::next`] of a reverse scan: the largest key left, with the
+    /// newest of its visible versions across every source (each source
+    /// gives a key's versions oldest first).
+    async fn next_reverse(&mut self) -> Result<Option<(Bytes, Bytes)>, Error> {
+        self.start().await?;
+        loop {
+            let largest = self.heads.iter().flatten().map(|row| &row.key).max().cloned();
+            let Some(key) = largest else {
+                return Ok(None);
+            };
+            let mut newest: Option<Row> = None;
+            for index in 0..self.sources.len() {
+                while self.heads[index].as_ref().is_some_and(|head| head.key == key) {
+                    let next = self.sources[index].next(&self.tables, &self.bounds).await?;
+                    let Some(row) = std::mem::replace(&mut self.heads[index], next) else {
+                        break;
+                    };
+                    if newest.as_ref().is_none_or(|best| row.seq > best.seq) {
+                        newest = Some(row);
+                    }
+                }
+            }
+            match newest.map(|row| row.value) {
+                Some(RowValue::Value(value)) => return Ok(Some((key, value))),
+                Some(RowValue::Tombstone) | None => continue,
             }
         }
     }

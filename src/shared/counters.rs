@@ -16,6 +16,7 @@ pub(crate) struct Counters {
     pub(crate) memtables_frozen: AtomicU64,
     pub(crate) l0_tables: AtomicU64,
     pub(crate) l0_stalls: AtomicU64,
+    pub(crate) transaction_conflicts: AtomicU64,
 }
 
 /// Each method updates the count behind [`crate::DbStats`] and the matching
@@ -45,6 +46,11 @@ impl Counters {
     pub(crate) fn l0_stalled(&self) {
         self.l0_stalls.fetch_add(1, Ordering::Relaxed);
         metrics::counter!(m::L0_STALLS).increment(1);
+    }
+
+    pub(crate) fn transaction_conflicted(&self) {
+        self.transaction_conflicts.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!(m::TRANSACTION_CONFLICTS).increment(1);
     }
 
     pub(crate) fn set_l0_tables(&self, tables: usize) {

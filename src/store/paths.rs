@@ -1,4 +1,4 @@
-//! Object names (DESIGN §4) and ULIDs drawn from the injected clock and RNG.
+//! Object names (`docs/store.md`, "Writing tables") and ULIDs drawn from the injected clock and RNG.
 //!
 //! ```text
 //! <root>/wal/<id:020>.sst        WAL tables

@@ -217,6 +217,20 @@ impl TableReader {
             pending: VecDeque::new(),
             current: None,
             done: false,
+            reverse: None,
+        }
+    }
+
+    /// A scan of `range` in reverse table order: keys descending, the
+    /// versions of a key oldest first. Blocks are read backwards,
+    /// `read_ahead_blocks` per request; each block is decoded once.
+    pub fn scan_reverse(&self, range: (Bound<Bytes>, Bound<Bytes>), options: ScanOptions) -> TableScan {
+        TableScan {
+            reverse: Some(Reverse {
+                rows: Vec::new(),
+                below: None,
+            }),
+            ..self.scan(range, options)
         }
     }
 
@@ -281,6 +295,17 @@ pub struct TableScan {
     pending: VecDeque<Block>,
     current: Option<BlockIter>,
     done: bool,
+    /// Set for a reverse scan.
+    reverse: Option<Reverse>,
+}
+
+/// Where a reverse scan is: the rows of the current block (taken from the
+/// back) and the blocks still below.
+#[derive(Debug)]
+struct Reverse {
+    rows: Vec<Row>,
+    /// The blocks left to load are `0..below`; `None` until positioned.
+    below: Option<usize>,
 }
 
 impl TableScan {
@@ -312,6 +337,9 @@ impl TableScan {
 
     /// The next row in range, or `None` at the end.
     pub async fn next(&mut self) -> Result<Option<Row>> {
+        if self.reverse.is_some() {
+            return self.next_reverse().await;
+        }
         loop {
             if let Some(rows) = &mut self.current {
                 match rows.next() {
@@ -353,6 +381,91 @@ impl TableScan {
         self.done = true;
         self.current = None;
         self.pending.clear();
+        if let Some(reverse) = &mut self.reverse {
+            reverse.rows.clear();
+        }
+    }
+
+    /// [`TableScan::next`] of a reverse scan.
+    async fn next_reverse(&mut self) -> Result<Option<Row>> {
+        loop {
+            let Some(reverse) = &mut self.reverse else {
+                return Ok(None);
+            };
+            if let Some(row) = reverse.rows.pop() {
+                if self.after_end(&row.key) {
+                    continue;
+                }
+                if self.before_start(&row.key) {
+                    self.finish();
+                    return Ok(None);
+                }
+                return Ok(Some(row));
+            }
+            if self.done {
+                return Ok(None);
+            }
+            if let Some(block) = self.pending.pop_front() {
+                match block.rows() {
+                    Ok(rows) => reverse.rows = rows,
+                    Err(error) => {
+                        self.finish();
+                        return Err(self.reader.format_error(error));
+                    }
+                }
+                continue;
+            }
+            if let Err(error) = self.load_below().await {
+                self.finish();
+                return Err(error);
+            }
+        }
+    }
+
+    /// Loads the next run of blocks downwards (up to `read_ahead_blocks`),
+    /// queued highest first.
+    async fn load_below(&mut self) -> Result<()> {
+        let index = match &self.index {
+            Some(index) => index.clone(),
+            None => {
+                let index = self.reader.index().await?;
+                self.index = Some(index.clone());
+                index
+            }
+        };
+        let below = match self.reverse.as_ref().and_then(|reverse| reverse.below) {
+            Some(below) => below,
+            None => match &self.end {
+                Bound::Included(end) => index.last_block_before(end, true).map_or(0, |block| block + 1),
+                Bound::Excluded(end) => index.last_block_before(end, false).map_or(0, |block| block + 1),
+                Bound::Unbounded => index.len(),
+            },
+        };
+        if below == 0 {
+            self.finish();
+            return Ok(());
+        }
+        let first = below.saturating_sub(self.options.read_ahead_blocks.max(1));
+        let mut blocks = Vec::with_capacity(below - first);
+        while first + blocks.len() < below {
+            let next = first + blocks.len();
+            let loaded = self
+                .reader
+                .load_blocks(&index, next, below - next, self.options.fill_cache)
+                .await?;
+            if loaded.is_empty() {
+                return Err(self.reader.format_error(crate::format::FormatError::corrupt(
+                    "index",
+                    format!("block {next} could not be read"),
+                )));
+            }
+            blocks.extend(loaded);
+        }
+        self.pending.extend(blocks.into_iter().rev());
+        if let Some(reverse) = &mut self.reverse {
+            reverse.below = Some(first);
+        }
+        Ok(())
     }
 
     async fn load_more(&mut self) -> Result<()> {

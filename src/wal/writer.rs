@@ -334,6 +334,7 @@ impl WalWriter {
         if let Some(check) = check
             && let Err(why) = self.conflicts.check(&check)
         {
+            self.counters.transaction_conflicted();
             reply.send(Err(Error::new(ErrorKind::TransactionConflict, why)));
             return;
         }

@@ -21,7 +21,7 @@ use serde_json::{Value, json};
 use talusdb::actors::Runtime;
 use talusdb::actors::runtime::JoinHandle;
 use talusdb::store::{LatencyStore, RequestCounts, Store};
-use talusdb::{Db, Error, ErrorKind, IsolationLevel, ScanOptions, WriteOptions};
+use talusdb::{Db, Error, ErrorKind, IsolationLevel, ScanOptions, ScanOrder, WriteOptions};
 
 use crate::{CliError, stores};
 
@@ -76,6 +76,9 @@ pub struct BenchArgs {
     /// Rows per scan.
     #[arg(long, default_value_t = 100)]
     scan_len: u64,
+    /// `scan` reads keys descending (from a random row down).
+    #[arg(long)]
+    reverse: bool,
     /// Percent of `mixed` operations that are puts.
     #[arg(long, default_value_t = 50)]
     put_percent: u8,
@@ -528,22 +531,34 @@ impl Bench {
                 ..
             } = worker;
             let (keys, size, scan_len) = (self.args.keys.max(1), self.args.value_size, self.args.scan_len);
+            let reverse = self.args.reverse;
             async move {
                 let mut latencies = Latencies::default();
                 let mut rows = 0u64;
                 for _ in 0..ops {
                     let first = rng.below(keys);
-                    let expected = scan_len.min(keys - first);
                     let at = clock.now();
                     let during = compacting.load(Ordering::Relaxed);
-                    let mut stream = Box::pin(
-                        db.scan_with_options(key(first).., ScanOptions::default())
-                            .take(scan_len as usize),
-                    );
+                    let (expected, stream) = if reverse {
+                        let options = ScanOptions {
+                            order: ScanOrder::Reverse,
+                            ..ScanOptions::default()
+                        };
+                        (
+                            scan_len.min(first + 1),
+                            db.scan_with_options(..=key(first), options).boxed(),
+                        )
+                    } else {
+                        (
+                            scan_len.min(keys - first),
+                            db.scan_with_options(key(first).., ScanOptions::default()).boxed(),
+                        )
+                    };
+                    let mut stream = stream.take(scan_len as usize);
                     let mut seen = 0u64;
                     while let Some(row) = stream.next().await {
                         let (found_key, found_value) = row?;
-                        let i = first + seen;
+                        let i = if reverse { first - seen } else { first + seen };
                         if found_key != key(i) {
                             return Ok(Err(CliError::WrongAnswer(format!(
                                 "scan from row {first}: row {seen} has key {:?}, expected {:016}",
@@ -583,6 +598,7 @@ impl Bench {
             [
                 ("rows", json!(rows)),
                 ("rows_per_s", json!(rate(rows, seconds))),
+                ("reverse", json!(self.args.reverse)),
                 ("reads_per_scan", json!(reads as f64 / scans)),
                 ("bytes_read_per_scan", json!(bytes_read as f64 / scans)),
                 ("shape", shape_json(&stats)),

@@ -607,6 +607,24 @@ impl Index {
         }
         low.saturating_sub(1)
     }
+
+    /// The last block that may hold rows with keys at or below `key`
+    /// (`inclusive`) or below it: the last block whose first key is at or
+    /// below (below) `key`. `None` if every block starts above it.
+    pub fn last_block_before(&self, key: &[u8], inclusive: bool) -> Option<usize> {
+        let (mut low, mut high) = (0, self.len());
+        while low < high {
+            let middle = low + (high - low) / 2;
+            let first = self.key(middle);
+            let below = if inclusive { first <= key } else { first < key };
+            if below {
+                low = middle + 1;
+            } else {
+                high = middle;
+            }
+        }
+        low.checked_sub(1)
+    }
 }
 
 /// A whole table held in memory: for tests, and for tables small enough to
