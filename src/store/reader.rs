@@ -386,6 +386,16 @@ impl TableScan {
         }
     }
 
+    /// The table's index, loaded on first use.
+    async fn loaded_index(&mut self) -> Result<Arc<Index>> {
+        if let Some(index) = &self.index {
+            return Ok(index.clone());
+        }
+        let index = self.reader.index().await?;
+        self.index = Some(index.clone());
+        Ok(index)
+    }
+
     /// [`TableScan::next`] of a reverse scan.
     async fn next_reverse(&mut self) -> Result<Option<Row>> {
         loop {
@@ -425,14 +435,7 @@ impl TableScan {
     /// Loads the next run of blocks downwards (up to `read_ahead_blocks`),
     /// queued highest first.
     async fn load_below(&mut self) -> Result<()> {
-        let index = match &self.index {
-            Some(index) => index.clone(),
-            None => {
-                let index = self.reader.index().await?;
-                self.index = Some(index.clone());
-                index
-            }
-        };
+        let index = self.loaded_index().await?;
         let below = match self.reverse.as_ref().and_then(|reverse| reverse.below) {
             Some(below) => below,
             None => match &self.end {
@@ -469,14 +472,7 @@ impl TableScan {
     }
 
     async fn load_more(&mut self) -> Result<()> {
-        let index = match &self.index {
-            Some(index) => index.clone(),
-            None => {
-                let index = self.reader.index().await?;
-                self.index = Some(index.clone());
-                index
-            }
-        };
+        let index = self.loaded_index().await?;
         let next = match self.next_block {
             Some(next) => next,
             None => match &self.start {
