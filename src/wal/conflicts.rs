@@ -89,10 +89,14 @@ impl ConflictTracker {
         }
     }
 
-    /// Forgets everything (no transaction is open).
+    /// Forgets everything (no transaction is open). Called on every write
+    /// while none is, so it costs nothing when there is nothing to forget,
+    /// and gives back the memory a long transaction made it hold.
     pub(crate) fn clear(&mut self) {
-        self.last_write.clear();
-        self.order.clear();
+        if !self.order.is_empty() {
+            self.last_write = HashMap::new();
+            self.order = VecDeque::new();
+        }
     }
 
     fn pop_oldest(&mut self) -> Option<u64> {

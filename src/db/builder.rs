@@ -1,0 +1,481 @@
+//! Opening a database: the builder, recovery (fencing, WAL replay), and
+//! starting the actors that serve the recovered state.
+
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use object_store::path::Path;
+use talus_actors::{Capacity, Recorder, Runtime, System};
+
+use super::options::DbOptions;
+use super::reader::DbReader;
+use super::{Db, DbInner, GC, L0_WRITER, UPLOADER, WAL_WRITER};
+use crate::compactor::actor::{CompactorClient, CompactorParts, OnCommit};
+use crate::compactor::{COMPACTOR, Compactor, CompactorMsg, CompactorOptions};
+use crate::error::Error;
+use crate::gc::{Collector, GcActor, GcMsg};
+use crate::l0::l0_writer::{L0Msg, L0Settings, L0Writer};
+use crate::l0::uploader::{UploadMsg, Uploader};
+use crate::manifest::{
+    Compactions, CompactorState, EpochLease, Fenced, IfMissing, Manifest, Role, VersionedOptions, VersionedStore,
+};
+use crate::read::{ReadView, Seqs};
+use crate::shared::counters::Counters;
+use crate::shared::snapshots::Snapshots;
+use crate::store::{Store, TableStore, TimeoutStore};
+use crate::wal::replay::{OnDamage, recover};
+use crate::wal::writer::{WalMsg, WalSettings, WalShared, WalStart, WalWriter};
+
+/// A builder's settings made ready to open with.
+pub(super) struct Prepared {
+    root: Path,
+    runtime: Runtime,
+    options: DbOptions,
+    pub(super) tables: TableStore,
+    pub(super) manifests: VersionedStore<Manifest>,
+    compactions: VersionedStore<Compactions>,
+}
+
+impl Prepared {
+    fn collector(&self, options: crate::gc::GcOptions) -> Collector {
+        Collector::new(
+            self.tables.clone(),
+            self.manifests.clone(),
+            self.compactions.clone(),
+            options,
+        )
+    }
+}
+
+/// Opens a database with non-default settings.
+#[derive(Debug)]
+pub struct DbBuilder {
+    root: Path,
+    store: Arc<dyn Store>,
+    runtime: Option<Runtime>,
+    seed: Option<u64>,
+    options: DbOptions,
+    recorder: Option<Recorder>,
+    salvage: bool,
+}
+
+impl Compactor {
+    /// Starts a compactor for the database under `path` in `store`, with
+    /// default options on the default executor. Use
+    /// [`DbBuilder::open_compactor`](crate::DbBuilder::open_compactor) for
+    /// other settings.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidArgument` if the options are inconsistent (the message names
+    /// the option); `Unavailable` if the store cannot be reached;
+    /// `Corruption` if the manifest is damaged, or tables remain with no
+    /// manifest (a lost manifest: nothing is created over it); `InvalidArgument`
+    /// if there is no database there.
+    pub async fn open(path: impl Into<object_store::path::Path>, store: Arc<dyn Store>) -> Result<Compactor, Error> {
+        Db::builder(path, store).open_compactor().await
+    }
+}
+
+impl DbBuilder {
+    /// The default settings for the database under `root` in `store`.
+    pub(super) fn new(root: Path, store: Arc<dyn Store>) -> Self {
+        DbBuilder {
+            root,
+            store,
+            runtime: None,
+            seed: None,
+            options: DbOptions::default(),
+            recorder: None,
+            salvage: false,
+        }
+    }
+
+    /// Opens even if WAL tables the manifest does not cover yet are
+    /// damaged (truncated, or failing their checksum): each is moved to
+    /// `<path>/lost/wal/`, the sequence numbers it may have held are
+    /// recorded in the manifest as a [`WalLoss`], and the database opens
+    /// with everything else. Off by default: then a damaged WAL table fails
+    /// the open with `Corruption` naming it, and nothing is skipped.
+    /// [`Db::salvaged`] reports what this open gave up; `talus repair`
+    /// does the same from the command line.
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// # use talusdb::store::{ObjectStoreAdapter, Store};
+    /// # let sim = talusdb::actors::runtime::Sim::new(1);
+    /// # let runtime = sim.runtime();
+    /// # sim.block_on(async {
+    /// # let store: Arc<dyn Store> = Arc::new(ObjectStoreAdapter::in_memory());
+    /// let db = talusdb::Db::builder("db", store)
+    ///     # .runtime(runtime)
+    ///     .salvage(true)
+    ///     .open()
+    ///     .await?;
+    /// for loss in db.salvaged() {
+    ///     eprintln!("lost WAL table {}: sequences {}..={:?}", loss.wal_id, loss.first_seq, loss.last_seq);
+    /// }
+    /// db.close().await?;
+    /// # Ok::<(), talusdb::Error>(())
+    /// # }).unwrap();
+    /// ```
+    pub fn salvage(mut self, salvage: bool) -> Self {
+        self.salvage = salvage;
+        self
+    }
+
+    /// The executor the actors run on (default: smol's, with the `smol`
+    /// feature).
+    pub fn runtime(mut self, runtime: Runtime) -> Self {
+        self.runtime = Some(runtime);
+        self
+    }
+
+    /// Seeds the RNG (table ids, jitter) for repeatable runs.
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.seed = Some(seed);
+        self
+    }
+
+    /// The database's options (default: [`DbOptions::default`]); checked
+    /// when the database opens.
+    pub fn options(mut self, options: DbOptions) -> Self {
+        self.options = options;
+        self
+    }
+
+    /// Records every message the database's actors handle into `recorder`
+    /// (see [`talus_actors::Recorder`]). Under the `sim` executor the trace
+    /// is a function of the seed, which is what a replay test compares.
+    pub fn recorder(mut self, recorder: Recorder) -> Self {
+        self.recorder = Some(recorder);
+        self
+    }
+
+    /// Opens the database for reading only, as it is now: no writer is
+    /// fenced and nothing is written. Fails if there is no database.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidArgument` if the options are inconsistent (the message names
+    /// the option); `Unavailable` if the store cannot be reached;
+    /// `Corruption` if the manifest is damaged, or tables remain with no
+    /// manifest (a lost manifest: nothing is created over it); `InvalidArgument`
+    /// if there is no database there.
+    pub async fn open_read_only(self) -> Result<DbReader, Error> {
+        DbReader::open(self).await
+    }
+
+    /// What opening a writer and opening a reader share: checked options,
+    /// the executor, and the table and manifest stores behind the
+    /// request timeout.
+    pub(super) fn prepare(self) -> Result<Prepared, Error> {
+        self.options.validate().map_err(Error::invalid)?;
+        let runtime = match self.runtime {
+            Some(runtime) => runtime,
+            None => default_runtime()?,
+        };
+        let runtime = match self.seed {
+            Some(seed) => runtime.with_seed(seed),
+            None => runtime,
+        };
+        let options = self.options;
+        let store: Arc<dyn Store> = Arc::new(TimeoutStore::new(self.store, runtime.clone(), options.request_timeout));
+        let tables = TableStore::new(
+            store.clone(),
+            self.root.clone(),
+            runtime.clone(),
+            options.tables.clone(),
+        );
+        let versioned = VersionedOptions {
+            update_timeout: options.manifest_update_timeout,
+            ..VersionedOptions::default()
+        };
+        let manifests = VersionedStore::new(store.clone(), self.root.clone(), runtime.clone(), versioned.clone());
+        let compactions = VersionedStore::new(store, self.root.clone(), runtime.clone(), versioned);
+        Ok(Prepared {
+            root: self.root,
+            runtime,
+            options,
+            tables,
+            manifests,
+            compactions,
+        })
+    }
+
+    /// Starts a compactor on its own (no writer): it fences every earlier
+    /// compactor. Fails if there is no database. Uses the options'
+    /// `compactor` settings (their defaults if `None`).
+    ///
+    /// # Errors
+    ///
+    /// `InvalidArgument` if the options are inconsistent (the message names
+    /// the option); `Unavailable` if the store cannot be reached;
+    /// `Corruption` if the manifest is damaged, or tables remain with no
+    /// manifest (a lost manifest: nothing is created over it); `InvalidArgument`
+    /// if there is no database there.
+    pub async fn open_compactor(self) -> Result<Compactor, Error> {
+        let prepared = self.prepare()?;
+        let state = CompactorState::open(prepared.manifests.clone(), prepared.compactions.clone()).await?;
+        let system = System::new(prepared.runtime.clone());
+        Ok(Compactor::start(
+            system,
+            CompactorParts {
+                state,
+                tables: prepared.tables,
+                options: prepared.options.compactor.unwrap_or_default(),
+                on_commit: None,
+                fenced_is_fatal: true,
+            },
+        ))
+    }
+
+    /// A garbage collector for the database, to run by hand (what
+    /// `talus gc run` uses). Uses the options' `gc` settings (their
+    /// defaults if `None`).
+    ///
+    /// # Errors
+    ///
+    /// `InvalidArgument` if the `gc` options are unusable.
+    pub fn collector(self) -> Result<Collector, Error> {
+        let prepared = self.prepare()?;
+        let options = prepared.options.gc.clone().unwrap_or_default();
+        Ok(prepared.collector(options))
+    }
+
+    /// Opens (or creates) the database: fences older writers and replays
+    /// the WAL.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidArgument` if the options are inconsistent (the message names
+    /// the option); `Unavailable` if the store cannot be reached;
+    /// `Corruption` if the manifest is damaged, or tables remain with no
+    /// manifest (a lost manifest: nothing is created over it); `Corruption`
+    /// naming a damaged WAL table (unless [`DbBuilder::salvage`]);
+    /// `Unsupported` for objects of a newer format version.
+    pub async fn open(self) -> Result<Db, Error> {
+        let recorder = self.recorder.clone();
+        let recovered = self.recover().await?;
+        let system = match recorder {
+            Some(recorder) => System::new(recovered.runtime.clone()).recording(recorder),
+            None => System::new(recovered.runtime.clone()),
+        };
+        Ok(recovered.start(system))
+    }
+
+    /// Fences older writers and replays the WAL: everything an open reads
+    /// before any actor starts.
+    async fn recover(self) -> Result<Recovery, Error> {
+        let on_damage = if self.salvage {
+            OnDamage::Salvage
+        } else {
+            OnDamage::Fail
+        };
+        let prepared = self.prepare()?;
+        let collector = prepared.collector(prepared.options.gc.clone().unwrap_or_default());
+        let Prepared {
+            root,
+            runtime,
+            options,
+            tables,
+            manifests,
+            compactions,
+        } = prepared;
+        // Our epoch bump lands after this instant: no newer writer had
+        // opened before it.
+        let lease = Arc::new(EpochLease::new(runtime.now()));
+        crate::manifest::refuse_lost_manifest(&manifests, &tables).await?;
+        let mut manifest = Fenced::open(manifests.clone(), Role::Writer, IfMissing::Create).await?;
+        let recovered = recover(&tables, &mut manifest, on_damage).await?;
+        let collector = collector.for_writer(manifest.epoch().unwrap_or(0));
+        tracing::info!(
+            root = %root,
+            epoch = manifest.epoch(),
+            replayed = recovered.replayed,
+            last_seq = recovered.last_seq,
+            "opened"
+        );
+        let compactor = match options.compactor.clone() {
+            Some(compactor_options) => Some((
+                CompactorState::open(manifests.clone(), compactions).await?,
+                compactor_options,
+            )),
+            None => None,
+        };
+        Ok(Recovery {
+            runtime,
+            options,
+            tables,
+            manifests,
+            manifest,
+            recovered,
+            lease,
+            collector,
+            compactor,
+        })
+    }
+}
+
+/// What [`DbBuilder::open`] has read and recovered, ready to start the
+/// actors.
+struct Recovery {
+    runtime: Runtime,
+    options: DbOptions,
+    tables: TableStore,
+    manifests: VersionedStore<Manifest>,
+    manifest: Fenced<Manifest>,
+    recovered: crate::wal::replay::Recovered,
+    lease: Arc<EpochLease>,
+    collector: Collector,
+    /// The embedded compactor's state and options (`None`: it is off).
+    compactor: Option<(CompactorState, CompactorOptions)>,
+}
+
+/// The state the engine's actors share, made once per open.
+#[derive(Clone)]
+struct Shared {
+    view: Arc<ArcSwap<ReadView>>,
+    seqs: Arc<Seqs>,
+    counters: Arc<Counters>,
+    snapshots: Arc<Snapshots>,
+}
+
+impl Recovery {
+    /// Starts the actors in `system` and returns the database they serve.
+    fn start(self, system: System<Error>) -> Db {
+        let shared = self.shared();
+        let (wal, wal_box) = system.mailbox::<WalMsg>(WAL_WRITER, Capacity::Bounded(1024));
+        let (l0, l0_box) = system.mailbox::<L0Msg>(L0_WRITER, Capacity::Unbounded);
+        let (uploader, uploader_box) = system.mailbox(UPLOADER, Capacity::Unbounded);
+        let compactor_box = self
+            .compactor
+            .as_ref()
+            .map(|_| system.mailbox::<CompactorMsg>(COMPACTOR, Capacity::Unbounded).1);
+
+        system.run(wal_box, self.wal_writer(&shared, uploader));
+        system.run_pool(
+            uploader_box,
+            (0..self.options.l0_upload_parallelism).map(|_| Uploader::new(self.tables.clone(), l0.clone())),
+        );
+        let wake_compactor: Option<OnCommit> = compactor_box.as_ref().map(|mailbox| {
+            let compactor = mailbox.addr();
+            Arc::new(move || {
+                let _ = compactor.try_send(CompactorMsg::Poll);
+            }) as OnCommit
+        });
+        let settings = self.l0_settings(&wal, wake_compactor);
+        let l0_writer = L0Writer::new(
+            self.manifest,
+            shared.view.clone(),
+            shared.counters.clone(),
+            shared.snapshots.clone(),
+            settings,
+        );
+        system.run(l0_box, l0_writer);
+
+        let compactor = self.compactor.zip(compactor_box).map(|((state, options), mailbox)| {
+            let l0 = l0.clone();
+            let parts = CompactorParts {
+                state,
+                tables: self.tables.clone(),
+                options,
+                on_commit: Some(Arc::new(move || {
+                    let _ = l0.try_send(L0Msg::Poll);
+                })),
+                fenced_is_fatal: false,
+            };
+            CompactorClient::run(&system, mailbox, parts)
+        });
+        let gc = self.options.gc.as_ref().map(|_| {
+            let (gc, gc_box) = system.mailbox::<GcMsg>(GC, Capacity::Unbounded);
+            system.run(gc_box, GcActor::new(self.collector.clone()));
+            gc
+        });
+        Db {
+            inner: Arc::new(DbInner {
+                system,
+                wal,
+                l0,
+                view: shared.view,
+                seqs: shared.seqs,
+                counters: shared.counters,
+                tables: self.tables,
+                snapshots: shared.snapshots,
+                compactor,
+                gc,
+                collector: self.collector,
+                salvaged: self.recovered.salvaged,
+            }),
+        }
+    }
+
+    /// The read view, sequence numbers, counters and snapshot registry of
+    /// the recovered state.
+    fn shared(&self) -> Shared {
+        let shared = Shared {
+            view: Arc::new(ArcSwap::from_pointee(ReadView::new(
+                self.recovered.memtable.clone(),
+                self.manifest.current(),
+            ))),
+            seqs: Arc::new(Seqs::new(self.recovered.last_seq)),
+            counters: Arc::new(Counters::default()),
+            snapshots: Arc::new(Snapshots::default()),
+        };
+        shared.counters.set_unflushed(self.recovered.memtable.size());
+        shared.counters.set_l0_tables(self.manifest.current().l0.len());
+        shared
+    }
+
+    /// The WAL writer, continuing from the recovered sequence and WAL id.
+    fn wal_writer(&self, shared: &Shared, uploader: talus_actors::Addr<UploadMsg, Error>) -> WalWriter {
+        let wal_shared = WalShared {
+            view: shared.view.clone(),
+            seqs: shared.seqs.clone(),
+            counters: shared.counters.clone(),
+            snapshots: shared.snapshots.clone(),
+        };
+        WalWriter::new(
+            self.tables.clone(),
+            wal_shared,
+            WalSettings::from(&self.options),
+            uploader,
+            WalStart {
+                last_seq: self.recovered.last_seq,
+                next_wal_id: self.recovered.next_wal_id,
+                writer_epoch: self.manifest.epoch().unwrap_or(0),
+                lease: self.lease.clone(),
+                manifests: self.manifests.clone(),
+                memtable: self.recovered.memtable.clone(),
+            },
+        )
+    }
+
+    /// The L0 writer's settings: it tells the WAL writer what it retired
+    /// and wakes the embedded compactor, if any.
+    fn l0_settings(&self, wal: &talus_actors::Addr<WalMsg, Error>, wake_compactor: Option<OnCommit>) -> L0Settings {
+        let wal = wal.clone();
+        L0Settings {
+            lease: self.lease.clone(),
+            poll_interval: self.options.manifest_poll_interval,
+            max_l0_tables: self.options.max_l0_tables,
+            tables: self.tables.clone(),
+            wake_compactor,
+            retired: Box::new(move |through_seq| {
+                let _ = wal.try_send(WalMsg::MemtableRetired { through_seq });
+            }),
+        }
+    }
+}
+
+#[cfg(feature = "smol")]
+fn default_runtime() -> Result<Runtime, Error> {
+    Runtime::smol().map_err(|error| Error::internal(format!("cannot start the smol executor: {error}")))
+}
+
+#[cfg(not(feature = "smol"))]
+fn default_runtime() -> Result<Runtime, Error> {
+    Err(Error::invalid(
+        "no executor: pass one with DbBuilder::runtime (the `smol` feature is off)",
+    ))
+}
