@@ -296,7 +296,7 @@ impl Db {
     /// Hands `ops` to the WAL writer, which applies them as one batch (if
     /// `check` passes, for a transaction's commit) and answers once they
     /// are durable or, without `await_durable`, in the memtable.
-    pub(crate) async fn apply(
+    async fn apply(
         &self,
         ops: Vec<(Bytes, RowValue)>,
         options: WriteOptions,

@@ -64,7 +64,6 @@ impl RowSource {
                     done,
                 } => {
                     if buffer.is_empty() && !*done {
-                        let last = &mut *last;
                         let from = last.as_ref().map(|(key, seq)| (key, *seq));
                         let batch = if bounds.reverse {
                             table.rows_before(from, &bounds.start, &bounds.end, MEMTABLE_BATCH)
