@@ -94,7 +94,7 @@ impl DbBuilder {
     /// Opens even if WAL tables the manifest does not cover yet are
     /// damaged (truncated, or failing their checksum): each is moved to
     /// `<path>/lost/wal/`, the sequence numbers it may have held are
-    /// recorded in the manifest as a [`WalLoss`], and the database opens
+    /// recorded in the manifest as a [`WalLoss`](crate::WalLoss), and the database opens
     /// with everything else. Off by default: then a damaged WAL table fails
     /// the open with `Corruption` naming it, and nothing is skipped.
     /// [`Db::salvaged`] reports what this open gave up; `talus repair`

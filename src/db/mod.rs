@@ -478,7 +478,7 @@ impl Db {
     /// # Errors
     ///
     /// `InvalidArgument` if the embedded compactor is off; otherwise as
-    /// [`Compactor::submit`].
+    /// [`Compactor::submit`](crate::Compactor::submit).
     pub async fn compact(&self) -> Result<Option<CompactionSummary>, Error> {
         self.check_open()?;
         let Some(compactor) = &self.inner.compactor else {
