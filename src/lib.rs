@@ -68,8 +68,8 @@ pub mod internals;
 
 pub use compactor::{Compactor, CompactorOptions};
 pub use db::{
-    CloseOptions, Db, DbBuilder, DbOptions, DbReader, DbStats, Durability, IsolationLevel, MemoryStats, ReadOptions,
-    ScanOptions, ScanOrder, Snapshot, Transaction, TreeShape, WriteBatch, WriteOptions, WriteReceipt,
+    CloseOptions, Db, DbBuilder, DbIterator, DbOptions, DbReader, DbStats, Durability, IsolationLevel, MemoryStats,
+    ReadOptions, ScanOptions, ScanOrder, Snapshot, Transaction, TreeShape, WriteBatch, WriteOptions, WriteReceipt,
 };
 pub use error::{Error, ErrorKind};
 pub use format::compression::Compression;

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use futures::StreamExt;
 use talusdb::actors::runtime::Sim;
 use talusdb::store::{ObjectStoreAdapter, Store};
-use talusdb::{Db, ScanOptions};
+use talusdb::Db;
 
 #[test]
 fn a_reader_sees_durable_rows_and_the_writer_goes_on() {
@@ -43,7 +43,7 @@ fn a_reader_sees_durable_rows_and_the_writer_goes_on() {
         );
         assert_eq!(reader.get("k00").await.expect("get"), None, "the delete is seen");
         let keys: Vec<_> = reader
-            .scan::<&str>(.., ScanOptions::default())
+            .scan::<&str>(..)
             .map(|row| row.expect("row").0)
             .collect()
             .await;

@@ -16,7 +16,7 @@ use talusdb::manifest::{
     VersionedOptions, VersionedStore,
 };
 use talusdb::store::{Store, Ulid};
-use talusdb::{Db, DbBuilder, DbOptions, DbReader, Error, GcOptions, ScanOptions};
+use talusdb::{Db, DbBuilder, DbOptions, DbReader, Error, GcOptions};
 
 use crate::CliError;
 
@@ -241,7 +241,7 @@ impl Target {
         let reader = self.reader().await?;
         let start = start.map_or(Bound::Unbounded, Bound::Included);
         let end = end.map_or(Bound::Unbounded, Bound::Excluded);
-        let mut rows = Box::pin(reader.scan::<String>((start, end), ScanOptions::default()));
+        let mut rows = Box::pin(reader.scan::<String>((start, end)));
         let mut out = Vec::new();
         while out.len() < limit.unwrap_or(usize::MAX) {
             let Some(row) = rows.next().await else { break };

@@ -4,6 +4,7 @@
 
 mod batch;
 mod builder;
+mod iterator;
 mod options;
 mod reader;
 mod stats;
@@ -14,12 +15,13 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use bytes::Bytes;
-use futures::Stream;
+
 use object_store::path::Path;
 use talus_actors::System;
 
 pub use batch::WriteBatch;
 pub use builder::DbBuilder;
+pub use iterator::DbIterator;
 pub use options::{CloseOptions, DbOptions, Durability, ReadOptions, ScanOptions, ScanOrder, WriteOptions};
 pub use reader::DbReader;
 pub use stats::{DbStats, MemoryStats, TreeShape};
@@ -35,8 +37,8 @@ use crate::format::RowValue;
 use crate::gc::{Collector, GcMode, GcMsg, GcReport};
 use crate::l0::l0_writer::L0Msg;
 use crate::manifest::{Checkpoint, CheckpointOptions, WalLoss};
-use crate::read::merge::{ScanBounds, merge_sources};
-use crate::read::{KeyValue, ReadView, Seqs, sources_for};
+use crate::read::merge::{Merge, ScanBounds, merge_sources};
+use crate::read::{ReadView, Seqs, sources_for};
 use crate::store::{Store, TableStore};
 use crate::wal::conflicts::ConflictCheck;
 use crate::wal::writer::{PendingWrite, WalMsg};
@@ -111,15 +113,15 @@ async fn get_in(view: &ReadView, tables: &TableStore, key: &[u8], max_seq: u64) 
     })
 }
 
-/// Live rows of `range` in `view` at `max_seq`, in key order; a `view`
-/// that is an error yields that error once.
-fn scan_in<K: AsRef<[u8]>>(
+/// The merge of `range` in `view` at `max_seq` (the `view` may be an
+/// error, which the scan yields).
+fn merge_in<K: AsRef<[u8]>>(
     view: Result<Arc<ReadView>, Error>,
     tables: TableStore,
     range: impl RangeBounds<K>,
     options: ScanOptions,
     max_seq: u64,
-) -> impl Stream<Item = Result<KeyValue, Error>> + Send + 'static {
+) -> Result<Merge, Error> {
     let (start, end) = bytes_bounds(range);
     let bounds = ScanBounds {
         start,
@@ -131,19 +133,19 @@ fn scan_in<K: AsRef<[u8]>>(
         },
         reverse: options.order == ScanOrder::Reverse,
     };
-    let merge = view.map(|view| merge_sources(tables, bounds, sources_for(&view)));
-    // The state is `None` once the stream has ended or failed.
-    futures::stream::unfold(Some(merge), |state| async move {
-        let mut merge = match state? {
-            Ok(merge) => merge,
-            Err(error) => return Some((Err(error), None)),
-        };
-        match merge.next().await {
-            Ok(Some(pair)) => Some((Ok(pair), Some(Ok(merge)))),
-            Ok(None) => None,
-            Err(error) => Some((Err(error), None)),
-        }
-    })
+    view.map(|view| merge_sources(tables, bounds, sources_for(&view)))
+}
+
+/// Live rows of `range` in `view` at `max_seq`, in the order `options`
+/// ask; a `view` that is an error yields that error once.
+fn scan_in<K: AsRef<[u8]>>(
+    view: Result<Arc<ReadView>, Error>,
+    tables: TableStore,
+    range: impl RangeBounds<K>,
+    options: ScanOptions,
+    max_seq: u64,
+) -> DbIterator {
+    DbIterator::new(merge_in(view, tables, range, options, max_seq))
 }
 
 impl Db {
@@ -399,10 +401,7 @@ impl Db {
     /// [`ErrorKind::Unavailable`](crate::ErrorKind::Unavailable) or
     /// [`ErrorKind::Corruption`](crate::ErrorKind::Corruption) if a table
     /// could not be read.
-    pub fn scan<K: AsRef<[u8]>>(
-        &self,
-        range: impl RangeBounds<K>,
-    ) -> impl Stream<Item = Result<KeyValue, Error>> + Send + 'static {
+    pub fn scan<K: AsRef<[u8]>>(&self, range: impl RangeBounds<K>) -> DbIterator {
         self.scan_with_options(range, ScanOptions::default())
     }
 
@@ -428,10 +427,7 @@ impl Db {
     /// # Errors
     ///
     /// As [`Db::scan`].
-    pub fn scan_prefix(
-        &self,
-        prefix: impl AsRef<[u8]>,
-    ) -> impl Stream<Item = Result<KeyValue, Error>> + Send + 'static {
+    pub fn scan_prefix(&self, prefix: impl AsRef<[u8]>) -> DbIterator {
         self.scan(prefix_bounds(prefix.as_ref()))
     }
 
@@ -440,24 +436,31 @@ impl Db {
     /// # Errors
     ///
     /// As [`Db::scan`].
-    pub fn scan_with_options<K: AsRef<[u8]>>(
-        &self,
-        range: impl RangeBounds<K>,
-        options: ScanOptions,
-    ) -> impl Stream<Item = Result<KeyValue, Error>> + Send + 'static {
+    pub fn scan_with_options<K: AsRef<[u8]>>(&self, range: impl RangeBounds<K>, options: ScanOptions) -> DbIterator {
         let max_seq = self.read_seq(options.durability);
         self.scan_at(range, options, max_seq)
     }
 
-    fn scan_at<K: AsRef<[u8]>>(
+    fn scan_at<K: AsRef<[u8]>>(&self, range: impl RangeBounds<K>, options: ScanOptions, max_seq: u64) -> DbIterator {
+        self.inner.tables.pace().read();
+        let view = self.check_open().map(|()| self.inner.view.load_full());
+        scan_in(view, self.inner.tables.clone(), range, options, max_seq)
+    }
+
+    /// [`Db::scan_at`] with a transaction's writes `own` (in the scan's
+    /// order) laid over the rows.
+    fn overlay_at<K: AsRef<[u8]>>(
         &self,
         range: impl RangeBounds<K>,
         options: ScanOptions,
         max_seq: u64,
-    ) -> impl Stream<Item = Result<KeyValue, Error>> + Send + 'static {
+        own: Vec<(Bytes, RowValue)>,
+        reverse: bool,
+    ) -> DbIterator {
         self.inner.tables.pace().read();
         let view = self.check_open().map(|()| self.inner.view.load_full());
-        scan_in(view, self.inner.tables.clone(), range, options, max_seq)
+        let merge = merge_in(view, self.inner.tables.clone(), range, options, max_seq);
+        DbIterator::overlaid(merge, own, reverse)
     }
 
     /// A read view pinned at the current sequence number. Compaction keeps
@@ -699,10 +702,7 @@ impl Snapshot {
     /// # Errors
     ///
     /// As [`Db::scan`].
-    pub fn scan<K: AsRef<[u8]>>(
-        &self,
-        range: impl RangeBounds<K>,
-    ) -> impl Stream<Item = Result<KeyValue, Error>> + Send + 'static {
+    pub fn scan<K: AsRef<[u8]>>(&self, range: impl RangeBounds<K>) -> DbIterator {
         self.db.scan_at(range, ScanOptions::default(), self.seq)
     }
 
@@ -712,11 +712,7 @@ impl Snapshot {
     /// # Errors
     ///
     /// As [`Db::scan`].
-    pub fn scan_with_options<K: AsRef<[u8]>>(
-        &self,
-        range: impl RangeBounds<K>,
-        options: ScanOptions,
-    ) -> impl Stream<Item = Result<KeyValue, Error>> + Send + 'static {
+    pub fn scan_with_options<K: AsRef<[u8]>>(&self, range: impl RangeBounds<K>, options: ScanOptions) -> DbIterator {
         self.db.scan_at(range, options, self.seq)
     }
 
@@ -725,10 +721,7 @@ impl Snapshot {
     /// # Errors
     ///
     /// As [`Db::scan`].
-    pub fn scan_prefix(
-        &self,
-        prefix: impl AsRef<[u8]>,
-    ) -> impl Stream<Item = Result<KeyValue, Error>> + Send + 'static {
+    pub fn scan_prefix(&self, prefix: impl AsRef<[u8]>) -> DbIterator {
         self.scan(prefix_bounds(prefix.as_ref()))
     }
 }

@@ -8,12 +8,11 @@ use std::ops::RangeBounds;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use futures::Stream;
 
-use super::{DbBuilder, ScanOptions, get_in, scan_in};
+use super::{DbBuilder, DbIterator, ScanOptions, get_in, scan_in};
 use crate::error::Error;
 use crate::manifest::ManifestError;
-use crate::read::{KeyValue, ReadView};
+use crate::read::ReadView;
 use crate::store::TableStore;
 use crate::wal::replay::replay;
 
@@ -84,11 +83,17 @@ impl DbReader {
     ///
     /// The stream yields one error and ends, for the reasons
     /// [`DbReader::get`] gives.
-    pub fn scan<K: AsRef<[u8]>>(
-        &self,
-        range: impl RangeBounds<K>,
-        options: ScanOptions,
-    ) -> impl Stream<Item = Result<KeyValue, Error>> + Send + 'static {
+    pub fn scan<K: AsRef<[u8]>>(&self, range: impl RangeBounds<K>) -> DbIterator {
+        self.scan_with_options(range, ScanOptions::default())
+    }
+
+    /// [`DbReader::scan`], reading as `options` say (`durability` is moot:
+    /// the view fixes what is seen).
+    ///
+    /// # Errors
+    ///
+    /// As [`DbReader::scan`].
+    pub fn scan_with_options<K: AsRef<[u8]>>(&self, range: impl RangeBounds<K>, options: ScanOptions) -> DbIterator {
         scan_in(Ok(self.view.clone()), self.tables.clone(), range, options, self.seq)
     }
 
@@ -97,11 +102,7 @@ impl DbReader {
     /// # Errors
     ///
     /// As [`DbReader::scan`].
-    pub fn scan_prefix(
-        &self,
-        prefix: impl AsRef<[u8]>,
-        options: ScanOptions,
-    ) -> impl Stream<Item = Result<KeyValue, Error>> + Send + 'static {
-        self.scan(super::prefix_bounds(prefix.as_ref()), options)
+    pub fn scan_prefix(&self, prefix: impl AsRef<[u8]>) -> DbIterator {
+        self.scan(super::prefix_bounds(prefix.as_ref()))
     }
 }

@@ -7,12 +7,10 @@ use std::collections::BTreeMap;
 use std::ops::{Bound, RangeBounds};
 
 use bytes::Bytes;
-use futures::{Stream, StreamExt};
 
-use super::{Db, ScanOptions, ScanOrder, WriteBatch, WriteOptions, bytes_bounds};
+use super::{Db, DbIterator, ScanOptions, ScanOrder, WriteBatch, WriteOptions, bytes_bounds};
 use crate::error::Error;
 use crate::format::RowValue;
-use crate::read::KeyValue;
 use crate::shared::snapshots::TransactionPin;
 use crate::wal::conflicts::ConflictCheck;
 
@@ -135,10 +133,7 @@ impl Transaction {
     /// # Errors
     ///
     /// As [`Db::scan`].
-    pub fn scan<K: AsRef<[u8]>>(
-        &mut self,
-        range: impl RangeBounds<K>,
-    ) -> impl Stream<Item = Result<KeyValue, Error>> + Send + 'static {
+    pub fn scan<K: AsRef<[u8]>>(&mut self, range: impl RangeBounds<K>) -> DbIterator {
         self.scan_with_options(range, ScanOptions::default())
     }
 
@@ -153,7 +148,7 @@ impl Transaction {
         &mut self,
         range: impl RangeBounds<K>,
         options: ScanOptions,
-    ) -> impl Stream<Item = Result<KeyValue, Error>> + Send + 'static {
+    ) -> DbIterator {
         let bounds = bytes_bounds(range);
         if self.isolation == IsolationLevel::Serializable {
             self.ranges.push(bounds.clone());
@@ -170,8 +165,8 @@ impl Transaction {
         if reverse {
             own.reverse();
         }
-        let base = self.db.scan_at(bounds, options, self.seq());
-        overlay(base, own, reverse)
+        let max_seq = self.seq();
+        self.db.overlay_at(bounds, options, max_seq, own, reverse)
     }
 
     /// Live keys that start with `prefix`, with this transaction's writes on
@@ -180,10 +175,7 @@ impl Transaction {
     /// # Errors
     ///
     /// As [`Db::scan`].
-    pub fn scan_prefix(
-        &mut self,
-        prefix: impl AsRef<[u8]>,
-    ) -> impl Stream<Item = Result<KeyValue, Error>> + Send + 'static {
+    pub fn scan_prefix(&mut self, prefix: impl AsRef<[u8]>) -> DbIterator {
         self.scan(super::prefix_bounds(prefix.as_ref()))
     }
 
@@ -250,63 +242,4 @@ fn is_empty((start, end): &(Bound<Bytes>, Bound<Bytes>)) -> bool {
         | (Bound::Excluded(start), Bound::Included(end)) => start >= end,
         _ => false,
     }
-}
-
-/// `base` with `own` (in the same order, tombstones included) laid over
-/// it: an own write replaces the base row of its key, an own delete hides
-/// it. Both run keys descending when `reverse`.
-fn overlay(
-    base: impl Stream<Item = Result<KeyValue, Error>> + Send + 'static,
-    own: Vec<(Bytes, RowValue)>,
-    reverse: bool,
-) -> impl Stream<Item = Result<KeyValue, Error>> + Send + 'static {
-    struct State<S: Stream> {
-        base: std::pin::Pin<Box<futures::stream::Peekable<S>>>,
-        own: std::iter::Peekable<std::vec::IntoIter<(Bytes, RowValue)>>,
-        failed: bool,
-    }
-    let state = State {
-        base: Box::pin(base.peekable()),
-        own: own.into_iter().peekable(),
-        failed: false,
-    };
-    futures::stream::unfold(state, move |mut state| async move {
-        if state.failed {
-            return None;
-        }
-        loop {
-            let base_key = match state.base.as_mut().peek().await {
-                Some(Ok((key, _))) => Some(key.clone()),
-                Some(Err(_)) => {
-                    let error = state.base.next().await?.err()?;
-                    state.failed = true;
-                    return Some((Err(error), state));
-                }
-                None => None,
-            };
-            let own_first = match (&base_key, state.own.peek()) {
-                (_, None) => false,
-                (None, Some(_)) => true,
-                (Some(base), Some((own, _))) => {
-                    if reverse {
-                        own >= base
-                    } else {
-                        own <= base
-                    }
-                }
-            };
-            if !own_first {
-                let row = state.base.next().await?;
-                return Some((row, state));
-            }
-            let (key, value) = state.own.next()?;
-            if base_key.as_ref() == Some(&key) {
-                // The own write replaces the snapshot's row of its key.
-                state.base.next().await;
-            }
-            if let RowValue::Value(value) = value {
-                return Some((Ok((key, value)), state));
-            }
-        }
-    })
 }

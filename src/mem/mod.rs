@@ -112,6 +112,9 @@ impl Memtable {
             Bound::Excluded(key) => Bound::Excluded((key.clone(), Reverse(u64::MAX))),
             Bound::Unbounded => Bound::Unbounded,
         };
+        if range_is_empty(&lower, &upper) {
+            return Vec::new();
+        }
         self.rows
             .range((lower, upper))
             .take(limit)

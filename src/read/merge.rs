@@ -28,8 +28,10 @@ pub enum RowSource {
     /// another.
     Tables {
         tables: Vec<Arc<LazyTable>>,
+        /// How many tables the scan has started (from the end, in reverse).
         next: usize,
-        current: Option<Box<TableScan>>,
+        /// The table being read: its position and its scan.
+        current: Option<(usize, Box<TableScan>)>,
     },
 }
 
@@ -89,7 +91,9 @@ impl RowSource {
                         } else {
                             Some(*next)
                         };
-                        let Some(table) = position.and_then(|position| list.get(position)) else {
+                        let Some((position, table)) =
+                            position.and_then(|position| Some((position, list.get(position)?)))
+                        else {
                             return Ok(None);
                         };
                         *next += 1;
@@ -98,13 +102,14 @@ impl RowSource {
                         }
                         let reader = table.reader(tables).await?;
                         let range = (bounds.start.clone(), bounds.end.clone());
-                        *current = Some(Box::new(if bounds.reverse {
+                        let scan = if bounds.reverse {
                             reader.scan_reverse(range, bounds.options)
                         } else {
                             reader.scan(range, bounds.options)
-                        }));
+                        };
+                        *current = Some((position, Box::new(scan)));
                     }
-                    let scan = current.as_mut().ok_or_else(|| Error::internal("scan lost its table"))?;
+                    let (_, scan) = current.as_mut().ok_or_else(|| Error::internal("scan lost its table"))?;
                     match scan.next().await? {
                         Some(row) => Some(row),
                         None => {
@@ -117,6 +122,57 @@ impl RowSource {
             match row {
                 Some(row) if row.seq > bounds.max_seq => continue,
                 other => return Ok(other),
+            }
+        }
+    }
+}
+
+impl RowSource {
+    /// Starts the source again at the start of `bounds` (the end, in
+    /// reverse). A table it is reading and will read again is repositioned,
+    /// not reopened; tables wholly before the new start are skipped
+    /// without a look.
+    fn seek(&mut self, bounds: &ScanBounds) {
+        match self {
+            RowSource::Memtable { buffer, last, done, .. } => {
+                buffer.clear();
+                *last = None;
+                *done = false;
+            }
+            RowSource::Tables { tables, next, current } => {
+                // The position of the first table to read.
+                let first = if bounds.reverse {
+                    match &bounds.end {
+                        Bound::Included(end) | Bound::Excluded(end) => {
+                            tables.partition_point(|table| table.handle.first_key <= *end)
+                        }
+                        Bound::Unbounded => tables.len(),
+                    }
+                    .checked_sub(1)
+                } else {
+                    Some(match &bounds.start {
+                        Bound::Included(start) | Bound::Excluded(start) => {
+                            tables.partition_point(|table| table.handle.last_key < *start)
+                        }
+                        Bound::Unbounded => 0,
+                    })
+                };
+                let reuse = match (current.take(), first) {
+                    (Some((position, mut scan)), Some(first)) if position == first => {
+                        scan.restart((bounds.start.clone(), bounds.end.clone()));
+                        Some((position, scan))
+                    }
+                    _ => None,
+                };
+                *next = match first {
+                    Some(first) if bounds.reverse => tables.len() - first - 1,
+                    Some(first) => first,
+                    None => tables.len(),
+                };
+                if reuse.is_some() {
+                    *next += 1;
+                }
+                *current = reuse;
             }
         }
     }
@@ -164,6 +220,9 @@ pub fn sources_for(view: &ReadView) -> Vec<RowSource> {
 pub struct Merge {
     tables: TableStore,
     bounds: ScanBounds,
+    /// The range the scan was created with (seeks narrow `bounds` inside
+    /// it).
+    range: (Bound<Bytes>, Bound<Bytes>),
     sources: Vec<RowSource>,
     heads: Vec<Option<Row>>,
     started: bool,
@@ -174,6 +233,7 @@ pub fn merge_sources(tables: TableStore, bounds: ScanBounds, sources: Vec<RowSou
     let heads = sources.iter().map(|_| None).collect();
     Merge {
         tables,
+        range: (bounds.start.clone(), bounds.end.clone()),
         bounds,
         sources,
         heads,
@@ -190,6 +250,40 @@ impl Merge {
             self.started = true;
         }
         Ok(())
+    }
+
+    /// Moves the scan so that the next key it returns is the first at or
+    /// after `key` (at or before, in reverse), within the range it was
+    /// created with: a key before that range starts it again, one past it
+    /// ends it. Seeks may go either way; they reopen no table.
+    pub fn seek(&mut self, key: &[u8]) {
+        let key = Bytes::copy_from_slice(key);
+        if self.bounds.reverse {
+            let inside = match &self.range.1 {
+                Bound::Included(end) | Bound::Excluded(end) => key < *end,
+                Bound::Unbounded => true,
+            };
+            self.bounds.end = if inside {
+                Bound::Included(key)
+            } else {
+                self.range.1.clone()
+            };
+        } else {
+            let inside = match &self.range.0 {
+                Bound::Included(start) | Bound::Excluded(start) => key > *start,
+                Bound::Unbounded => true,
+            };
+            self.bounds.start = if inside {
+                Bound::Included(key)
+            } else {
+                self.range.0.clone()
+            };
+        }
+        for source in &mut self.sources {
+            source.seek(&self.bounds);
+        }
+        self.heads.iter_mut().for_each(|head| *head = None);
+        self.started = false;
     }
 
     /// The source whose head comes first in table order (smallest key,

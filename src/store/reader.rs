@@ -312,11 +312,23 @@ impl TableScan {
     /// Moves the scan to the first row with key `>= key` (keeping the end
     /// bound). A scan may seek forwards or backwards.
     pub fn seek(&mut self, key: &[u8]) {
-        self.start = Bound::Included(Bytes::copy_from_slice(key));
+        let end = std::mem::replace(&mut self.end, Bound::Unbounded);
+        self.restart((Bound::Included(Bytes::copy_from_slice(key)), end));
+    }
+
+    /// Starts the scan again over `range`, from its start (or its end, in
+    /// reverse), keeping the table's index: what a seek in a merged scan
+    /// does to the table it is in.
+    pub fn restart(&mut self, range: (Bound<Bytes>, Bound<Bytes>)) {
+        (self.start, self.end) = range;
         self.next_block = None;
         self.pending.clear();
         self.current = None;
         self.done = false;
+        if let Some(reverse) = &mut self.reverse {
+            reverse.rows.clear();
+            reverse.below = None;
+        }
     }
 
     fn before_start(&self, key: &[u8]) -> bool {
