@@ -34,6 +34,10 @@ pub enum ErrorKind {
     /// transaction is older than conflict tracking reaches): nothing of it
     /// was applied; run it again.
     TransactionConflict,
+    /// A read at a past sequence number or time that the retention window
+    /// no longer covers: compaction may have dropped versions it needs
+    /// (see [`DbOptions::retention`](crate::DbOptions::retention)).
+    OutsideRetention,
     /// A bug in talusdb.
     Internal,
 }

@@ -6,9 +6,9 @@ mod support;
 use std::sync::Arc;
 
 use futures::StreamExt;
+use talusdb::Db;
 use talusdb::actors::runtime::Sim;
 use talusdb::store::{ObjectStoreAdapter, Store};
-use talusdb::Db;
 
 #[test]
 fn a_reader_sees_durable_rows_and_the_writer_goes_on() {
@@ -42,11 +42,7 @@ fn a_reader_sees_durable_rows_and_the_writer_goes_on() {
             Some(&b"yes"[..])
         );
         assert_eq!(reader.get("k00").await.expect("get"), None, "the delete is seen");
-        let keys: Vec<_> = reader
-            .scan::<&str>(..)
-            .map(|row| row.expect("row").0)
-            .collect()
-            .await;
+        let keys: Vec<_> = reader.scan::<&str>(..).map(|row| row.expect("row").0).collect().await;
         assert_eq!(keys.len(), 40, "39 of the first rows and the WAL-only one");
 
         writer

@@ -420,7 +420,11 @@ impl Recovery {
             ))),
             seqs: Arc::new(Seqs::new(self.recovered.last_seq)),
             counters: Arc::new(Counters::default()),
-            snapshots: Arc::new(Snapshots::default()),
+            snapshots: Arc::new(Snapshots::new(
+                u64::try_from(self.options.retention.as_millis()).unwrap_or(u64::MAX),
+                self.manifest.current().retain_seq,
+                &self.manifest.current().seq_times,
+            )),
         };
         shared.counters.set_unflushed(self.recovered.memtable.size());
         shared.counters.set_l0_tables(self.manifest.current().l0.len());

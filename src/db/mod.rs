@@ -474,6 +474,99 @@ impl Db {
         }
     }
 
+    /// A read view at sequence number `seq` of the past, as
+    /// [`Db::snapshot`] was then: every write up to `seq` and none after.
+    /// Any sequence number from [`Db::oldest_readable_seq`] up to the
+    /// newest visible one can be read; how far back that reaches is what
+    /// [`DbOptions::retention`] keeps (and what older live snapshots hold).
+    /// Compaction keeps what the snapshot reads until it is dropped.
+    ///
+    /// ```
+    /// # smol::block_on(async {
+    /// # use std::sync::Arc;
+    /// # use talusdb::store::{ObjectStoreAdapter, Store};
+    /// use std::time::Duration;
+    /// use talusdb::{Db, DbOptions};
+    /// # let store: Arc<dyn Store> = Arc::new(ObjectStoreAdapter::in_memory());
+    /// let options = DbOptions { retention: Duration::from_secs(3600), ..DbOptions::default() };
+    /// let db = Db::builder("db", store).options(options).open().await?;
+    /// let first = db.put("k", "first").await?;
+    /// db.put("k", "second").await?;
+    /// db.flush_memtable().await?;
+    /// db.compact().await?;
+    /// let then = db.snapshot_at(first.seq)?;
+    /// assert_eq!(then.get("k").await?.as_deref(), Some(&b"first"[..]));
+    /// drop(then);
+    /// db.close().await?;
+    /// # Ok::<(), talusdb::Error>(())
+    /// # }).unwrap();
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::OutsideRetention`](crate::ErrorKind::OutsideRetention)
+    /// if `seq` is older than what is kept (never an answer from a newer
+    /// state); `InvalidArgument` if nothing has been written at `seq` yet;
+    /// `Closed` once the database has closed.
+    pub fn snapshot_at(&self, seq: u64) -> Result<Snapshot, Error> {
+        self.check_open()?;
+        let visible = self.inner.seqs.visible();
+        if seq > visible {
+            return Err(Error::invalid(format!(
+                "snapshot_at({seq}): nothing is written at sequence {seq} yet (the newest is {visible})"
+            )));
+        }
+        let pin = self.inner.snapshots.pin_at(seq).map_err(|floor| {
+            Error::new(
+                crate::error::ErrorKind::OutsideRetention,
+                format!(
+                    "snapshot_at({seq}): sequence {seq} is outside the retention window; the oldest readable is \
+                     {floor} (DbOptions::retention keeps more)"
+                ),
+            )
+        })?;
+        Ok(Snapshot {
+            db: self.clone(),
+            seq: pin.seq(),
+            _pin: Arc::new(pin),
+        })
+    }
+
+    /// A read view of the database as it was at `time`: at the newest
+    /// sequence number the writer had recorded by then. The map from times
+    /// to sequence numbers has points a second apart (a 256th of the
+    /// retention window, if coarser) and lives in the manifest, so the
+    /// answer may be up to one point older than `time`, never newer. A
+    /// time at or after now is [`Db::snapshot`].
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::OutsideRetention`](crate::ErrorKind::OutsideRetention)
+    /// if `time` is before the retention window or before anything the
+    /// map recorded; otherwise as [`Db::snapshot_at`].
+    pub fn snapshot_at_time(&self, time: std::time::SystemTime) -> Result<Snapshot, Error> {
+        self.check_open()?;
+        let time_ms = time
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |since| u64::try_from(since.as_millis()).unwrap_or(u64::MAX));
+        if time_ms >= self.inner.system.runtime().wall_ms() {
+            return Ok(self.snapshot());
+        }
+        let Some(seq) = self.inner.snapshots.seq_at_time(time_ms) else {
+            return Err(Error::new(
+                crate::error::ErrorKind::OutsideRetention,
+                format!("snapshot_at_time: no write is recorded at or before {time_ms} ms since the epoch"),
+            ));
+        };
+        self.snapshot_at(seq)
+    }
+
+    /// The oldest sequence number [`Db::snapshot_at`] reads now (it only
+    /// moves up).
+    pub fn oldest_readable_seq(&self) -> u64 {
+        self.inner.snapshots.floor()
+    }
+
     /// Compacts all of L0 and every sorted run into one run now, through
     /// the embedded compactor, and waits until it is committed. `None` if
     /// there was nothing to compact.

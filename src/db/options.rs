@@ -62,6 +62,15 @@ pub struct DbOptions {
     /// [`ErrorKind::TransactionConflict`](crate::ErrorKind::TransactionConflict)
     /// ("too old") and is never committed unchecked.
     pub transaction_tracking_keys: usize,
+    /// How long superseded versions are kept for
+    /// [`Db::snapshot_at`](crate::Db::snapshot_at) and
+    /// [`Db::snapshot_at_time`](crate::Db::snapshot_at_time) (default
+    /// zero: only what live snapshots and the memtables hold). Compaction
+    /// keeps every version written in the last `retention` (a little more:
+    /// the window moves in steps of a quarter of it), and the manifest
+    /// records when sequence numbers were written, so that reads at a past
+    /// time survive a reopen. Storage grows with the versions kept.
+    pub retention: Duration,
 }
 
 impl Default for DbOptions {
@@ -82,6 +91,7 @@ impl Default for DbOptions {
             manifest_update_timeout: Duration::from_secs(60),
             tables: TableStoreOptions::default(),
             transaction_tracking_keys: 100_000,
+            retention: Duration::ZERO,
         }
     }
 }

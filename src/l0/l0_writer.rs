@@ -10,7 +10,8 @@
 //! (a later table waits while an earlier one is missing); L0 never grows
 //! past `max_l0_tables` (uploaded tables wait for the compactor, counted
 //! as L0 stalls; frozen memtables then pile up until writers stall); every
-//! manifest write records `retain_seq` for live snapshots; a checkpoint
+//! manifest write records `retain_seq` for live snapshots and the
+//! retention window, with the time map behind it; a checkpoint
 //! request rides on the manifest write that makes its sequence durable in
 //! L0, or is written at once if nothing is missing; a higher writer epoch
 //! is fatal `Fenced`; on stop every waiter is answered.
@@ -345,7 +346,8 @@ impl L0Writer {
                     manifest.replay_after_wal_id = manifest.replay_after_wal_id.max(uploaded.last_wal_id);
                     manifest.next_wal_id = manifest.next_wal_id.max(uploaded.last_wal_id + 1);
                 }
-                manifest.retain_seq = snapshots.retain_seq(manifest.last_l0_seq);
+                manifest.retain_seq = snapshots.retain_seq(manifest.last_l0_seq, now_ms);
+                manifest.seq_times = snapshots.seq_times(manifest.last_l0_seq);
                 made = due
                     .iter()
                     .zip(&ids)
@@ -362,13 +364,15 @@ impl L0Writer {
     /// gone (only a change is written).
     async fn release_snapshots(&mut self) -> Result<(), Error> {
         let current = self.manifest.current();
-        if self.snapshots.retain_seq(current.last_l0_seq) <= current.retain_seq {
+        let now_ms = self.manifest.store().runtime().wall_ms();
+        if self.snapshots.retain_seq(current.last_l0_seq, now_ms) <= current.retain_seq {
             return Ok(());
         }
         let snapshots = self.snapshots.clone();
         self.manifest
             .update(|manifest, _| {
-                manifest.retain_seq = snapshots.retain_seq(manifest.last_l0_seq);
+                manifest.retain_seq = snapshots.retain_seq(manifest.last_l0_seq, now_ms);
+                manifest.seq_times = snapshots.seq_times(manifest.last_l0_seq);
                 Ok(())
             })
             .await?;

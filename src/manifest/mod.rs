@@ -21,7 +21,7 @@ pub use compactions::{Compaction, CompactionSpec, CompactionStatus, Compactions,
 pub(crate) use compactor_state::CompactorState;
 pub use fenced::{Fenceable, Fenced, IfMissing, Role};
 pub use lease::EpochLease;
-pub use model::{Checkpoint, Manifest, SortedRun, TableHandle, WalLoss};
+pub use model::{Checkpoint, Manifest, SeqTime, SortedRun, TableHandle, WalLoss};
 pub use versioned::{Created, Versioned, VersionedOptions, VersionedStore};
 
 use crate::store::{StoreError, Ulid};

@@ -157,6 +157,22 @@ pub struct WalLoss {
 /// The envelope version of a manifest that records WAL losses.
 const LOSSES_VERSION: u32 = 2;
 
+/// The envelope version of a manifest that records when sequence numbers
+/// were written (its losses may then be none).
+const SEQ_TIMES_VERSION: u32 = 3;
+
+/// A point of the map from wall-clock time to sequence numbers: every
+/// write up to `seq` had been made by `time_ms`. What
+/// [`Db::snapshot_at_time`](crate::Db::snapshot_at_time) reads, and how
+/// the retention window becomes a sequence number.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SeqTime {
+    /// Milliseconds since the Unix epoch, by the writer's clock.
+    pub time_ms: u64,
+    /// The newest sequence number written by then.
+    pub seq: u64,
+}
+
 /// One version of the database's table set.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Manifest {
@@ -184,6 +200,9 @@ pub struct Manifest {
     /// Every WAL table a salvaging open gave up, oldest first; never
     /// shortened.
     pub losses: Vec<WalLoss>,
+    /// When sequence numbers were written, oldest first, both ascending:
+    /// points over the retention window (empty when it is zero).
+    pub seq_times: Vec<SeqTime>,
 }
 
 impl Default for Manifest {
@@ -199,6 +218,7 @@ impl Default for Manifest {
             checkpoints: Vec::new(),
             retain_seq: 0,
             losses: Vec::new(),
+            seq_times: Vec::new(),
         }
     }
 }
@@ -273,9 +293,10 @@ impl Versioned for Manifest {
                 put_bytes(out, name.as_bytes());
             }
         }
-        // Version 2 only: a manifest without losses ends here, so that it
-        // stays readable by builds that know version 1 alone.
-        if !self.losses.is_empty() {
+        // Versions 2 and 3 only: a manifest without losses or times ends
+        // here, so that it stays readable by builds that know version 1
+        // alone (and one without times by builds that know 2).
+        if !self.losses.is_empty() || !self.seq_times.is_empty() {
             put_varint(out, self.losses.len() as u64);
             for loss in &self.losses {
                 put_varint(out, loss.wal_id);
@@ -288,14 +309,19 @@ impl Versioned for Manifest {
                 put_bytes(out, loss.moved_to.as_bytes());
                 put_bytes(out, loss.reason.as_bytes());
             }
+            if !self.seq_times.is_empty() {
+                encode_seq_times(&self.seq_times, out);
+            }
         }
     }
 
     fn format_version(&self) -> u32 {
-        if self.losses.is_empty() {
-            ENVELOPE_VERSION
-        } else {
+        if !self.seq_times.is_empty() {
+            SEQ_TIMES_VERSION
+        } else if !self.losses.is_empty() {
             LOSSES_VERSION
+        } else {
+            ENVELOPE_VERSION
         }
     }
 
@@ -341,7 +367,12 @@ impl Versioned for Manifest {
             checkpoints.push(decode_checkpoint(&mut cursor)?);
         }
         let losses = if version >= LOSSES_VERSION {
-            decode_losses(&mut cursor)?
+            decode_losses(&mut cursor, version)?
+        } else {
+            Vec::new()
+        };
+        let seq_times = if version >= SEQ_TIMES_VERSION {
+            decode_seq_times(&mut cursor)?
         } else {
             Vec::new()
         };
@@ -357,6 +388,7 @@ impl Versioned for Manifest {
             checkpoints,
             retain_seq,
             losses,
+            seq_times,
         })
     }
 }
@@ -392,10 +424,11 @@ fn decode_checkpoint(cursor: &mut Cursor<'_>) -> Result<Checkpoint, FormatError>
     })
 }
 
-/// The WAL losses of a version 2 manifest payload (at least one).
-fn decode_losses(cursor: &mut Cursor<'_>) -> Result<Vec<WalLoss>, FormatError> {
+/// The WAL losses of a version 2 manifest payload (at least one) or a
+/// version 3 one (maybe none).
+fn decode_losses(cursor: &mut Cursor<'_>, version: u32) -> Result<Vec<WalLoss>, FormatError> {
     let count = cursor.count(6)?;
-    if count == 0 {
+    if count == 0 && version == LOSSES_VERSION {
         return Err(FormatError::corrupt(PART, "a version 2 manifest with no losses"));
     }
     let text = |cursor: &mut Cursor<'_>, what: &str| {
@@ -424,4 +457,37 @@ fn decode_losses(cursor: &mut Cursor<'_>) -> Result<Vec<WalLoss>, FormatError> {
         });
     }
     Ok(losses)
+}
+
+/// The time map of a version 3 payload: a count (at least one), the first
+/// point's time and sequence, then each later point as the two increases
+/// over the one before.
+fn encode_seq_times(points: &[SeqTime], out: &mut Vec<u8>) {
+    put_varint(out, points.len() as u64);
+    let mut before = SeqTime { time_ms: 0, seq: 0 };
+    for point in points {
+        put_varint(out, point.time_ms.saturating_sub(before.time_ms));
+        put_varint(out, point.seq.saturating_sub(before.seq));
+        before = *point;
+    }
+}
+
+/// The time map of a version 3 manifest payload (at least one point).
+fn decode_seq_times(cursor: &mut Cursor<'_>) -> Result<Vec<SeqTime>, FormatError> {
+    let count = cursor.count(2)?;
+    if count == 0 {
+        return Err(FormatError::corrupt(PART, "a version 3 manifest with no time points"));
+    }
+    let mut points = Vec::with_capacity(count);
+    let mut before = SeqTime { time_ms: 0, seq: 0 };
+    for _ in 0..count {
+        let time_ms = before.time_ms.checked_add(cursor.varint()?);
+        let seq = before.seq.checked_add(cursor.varint()?);
+        let (Some(time_ms), Some(seq)) = (time_ms, seq) else {
+            return Err(FormatError::corrupt(PART, "a time point overflows"));
+        };
+        before = SeqTime { time_ms, seq };
+        points.push(before);
+    }
+    Ok(points)
 }

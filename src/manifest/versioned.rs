@@ -40,9 +40,9 @@ const MAX_READ_BACKOFF: Duration = Duration::from_secs(1);
 pub const ENVELOPE_VERSION: u32 = 1;
 
 /// The newest envelope version this build reads (a manifest with losses
-/// is written as 2, `model::LOSSES_VERSION`); a newer one is
-/// `Unsupported`, not corrupt.
-pub const NEWEST_ENVELOPE_VERSION: u32 = 2;
+/// is written as 2, `model::LOSSES_VERSION`, one with time points as 3,
+/// `model::SEQ_TIMES_VERSION`); a newer one is `Unsupported`, not corrupt.
+pub const NEWEST_ENVELOPE_VERSION: u32 = 3;
 
 /// A payload kept as numbered versions.
 pub trait Versioned: Clone + fmt::Debug + Send + Sync + 'static {
@@ -341,7 +341,7 @@ mod tests {
 
     use super::*;
     use crate::manifest::compactions::{CompactionSpec, CompactionStatus, Compactions, Source};
-    use crate::manifest::model::{Checkpoint, Manifest, SortedRun, TableHandle, WalLoss};
+    use crate::manifest::model::{Checkpoint, Manifest, SeqTime, SortedRun, TableHandle, WalLoss};
 
     fn table(seed: u64) -> TableHandle {
         TableHandle {
@@ -388,6 +388,14 @@ mod tests {
                     found_ms: 1_700_000_000_000,
                     moved_to: format!("db/lost/wal/{n}.sst"),
                     reason: "checksum mismatch é".into(),
+                })
+                .collect(),
+            // Points only with an odd number of tables: both with and
+            // without losses.
+            seq_times: (0..seeds.len() % 2 * seeds.len())
+                .map(|n| SeqTime {
+                    time_ms: 1_700_000_000_000 + 1000 * n as u64,
+                    seq: seeds.iter().take(n + 1).sum(),
                 })
                 .collect(),
         }
@@ -457,7 +465,7 @@ mod tests {
     }
 
     #[test]
-    fn a_manifest_needs_version_2_only_with_losses_and_newer_versions_are_unsupported() {
+    fn a_manifest_needs_version_2_only_with_losses_3_only_with_time_points_and_newer_versions_are_unsupported() {
         let plain = manifest(&[1, 2], 1, 2);
         assert_eq!(plain.format_version(), 1, "readable by builds that know version 1");
         let with_losses = manifest(&[1, 2], 1, 4);
@@ -465,6 +473,19 @@ mod tests {
         assert_eq!(
             decode_envelope::<Manifest>(&encode_envelope(&with_losses, 3)).expect("decodes"),
             with_losses
+        );
+        let with_times = Manifest {
+            seq_times: vec![SeqTime { time_ms: 5, seq: 7 }, SeqTime { time_ms: 9, seq: 7 }],
+            ..plain.clone()
+        };
+        assert_eq!(
+            with_times.format_version(),
+            3,
+            "time points need version 3, losses or not"
+        );
+        assert_eq!(
+            decode_envelope::<Manifest>(&encode_envelope(&with_times, 3)).expect("decodes"),
+            with_times
         );
         let mut newer = encode_envelope(&plain, 3).to_vec();
         newer[8..12].copy_from_slice(&(NEWEST_ENVELOPE_VERSION + 1).to_le_bytes());

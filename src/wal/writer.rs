@@ -289,6 +289,7 @@ impl WalWriter {
             self.buffer.push(row);
         }
         self.seqs.visible.store(self.last_seq, Ordering::Release);
+        self.snapshots.record_time(ctx.runtime().wall_ms(), self.last_seq);
         self.track(rows);
         if self.buffer_bytes >= self.options.wal_buffer_bytes {
             self.seal(ctx);
