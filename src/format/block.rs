@@ -202,6 +202,54 @@ impl Block {
         self.iter().collect()
     }
 
+    /// How many restart intervals the block has (runs of rows that start
+    /// with a whole key and can be decoded on their own).
+    pub fn intervals(&self) -> usize {
+        self.restarts
+    }
+
+    /// How many intervals, from the first, can hold a row with key at or
+    /// below `end` (below it, unless `inclusive`): a reverse scan's start.
+    pub fn intervals_through(&self, end: &[u8], inclusive: bool) -> Result<usize, FormatError> {
+        let (mut low, mut high) = (0, self.restarts);
+        while low < high {
+            let middle = (low + high) / 2;
+            let key = self.restart_key(middle)?;
+            if key < end || (inclusive && key == end) {
+                low = middle + 1;
+            } else {
+                high = middle;
+            }
+        }
+        Ok(low)
+    }
+
+    /// The rows of restart interval `index`, in order (what a reverse scan
+    /// decodes, one interval at a time, instead of the whole block).
+    pub fn interval(&self, index: usize) -> Result<Vec<Row>, FormatError> {
+        if index >= self.restarts {
+            return Ok(Vec::new());
+        }
+        let end = if index + 1 < self.restarts {
+            self.restart(index + 1)
+        } else {
+            self.entries_end
+        };
+        let mut rows = BlockIter {
+            block: self.clone(),
+            position: self.restart(index),
+            key: Vec::new(),
+            peeked: None,
+        };
+        let mut out = Vec::new();
+        while rows.position < end {
+            let (row, next) = rows.decode_at(rows.position)?;
+            rows.position = next;
+            out.push(row);
+        }
+        Ok(out)
+    }
+
     /// The full key stored at restart point `index`.
     fn restart_key(&self, index: usize) -> Result<&[u8], FormatError> {
         let offset = self.restart(index);
@@ -424,6 +472,32 @@ mod tests {
             iter.seek(&target).unwrap();
             let found: Vec<Row> = iter.collect::<Result<_, _>>().unwrap();
             prop_assert_eq!(found, expected);
+        }
+
+        #[test]
+        fn intervals_hold_the_rows_in_order_and_bound_a_reverse_start(
+            rows in proptest::collection::vec(any_row(), 0..80),
+            interval in 1usize..20,
+            end in proptest::collection::vec(0u8..4, 0..6),
+            inclusive in any::<bool>(),
+        ) {
+            let rows = sorted(rows);
+            let block = build(&rows, interval, Compression::None);
+            let joined: Vec<Row> = (0..block.intervals())
+                .map(|index| block.interval(index).unwrap())
+                .inspect(|part| assert!(!part.is_empty() && part.len() <= interval))
+                .flatten()
+                .collect();
+            prop_assert_eq!(&joined, &rows);
+            // Every row at or below the end lies in the first `through`
+            // intervals, and the interval after them starts above the end.
+            let through = block.intervals_through(&end, inclusive).unwrap();
+            let below_end = |row: &Row| row.key.as_ref() < end.as_slice() || (inclusive && row.key.as_ref() == end.as_slice());
+            let covered: usize = (0..through).map(|index| block.interval(index).unwrap().len()).sum();
+            prop_assert!(rows.iter().filter(|row| below_end(row)).count() <= covered);
+            if let Some(first) = block.interval(through).unwrap().first() {
+                prop_assert!(!below_end(first));
+            }
         }
     }
 

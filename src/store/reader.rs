@@ -228,6 +228,7 @@ impl TableReader {
         TableScan {
             reverse: Some(Reverse {
                 rows: Vec::new(),
+                block: None,
                 below: None,
             }),
             ..self.scan(range, options)
@@ -299,11 +300,17 @@ pub struct TableScan {
     reverse: Option<Reverse>,
 }
 
-/// Where a reverse scan is: the rows of the current block (taken from the
-/// back) and the blocks still below.
+/// Where a reverse scan is: the rows of the current restart interval
+/// (taken from the back), the block they are in with the intervals still
+/// below them, and the blocks still below that. A block is decoded one
+/// interval at a time, so a scan that ends inside it decodes little more
+/// than it returns.
 #[derive(Debug)]
 struct Reverse {
     rows: Vec<Row>,
+    /// The current block and how many of its intervals are left (the
+    /// ones before the current).
+    block: Option<(Block, usize)>,
     /// The blocks left to load are `0..below`; `None` until positioned.
     below: Option<usize>,
 }
@@ -327,6 +334,7 @@ impl TableScan {
         self.done = false;
         if let Some(reverse) = &mut self.reverse {
             reverse.rows.clear();
+            reverse.block = None;
             reverse.below = None;
         }
     }
@@ -395,6 +403,7 @@ impl TableScan {
         self.pending.clear();
         if let Some(reverse) = &mut self.reverse {
             reverse.rows.clear();
+            reverse.block = None;
         }
     }
 
@@ -427,9 +436,32 @@ impl TableScan {
             if self.done {
                 return Ok(None);
             }
-            if let Some(block) = self.pending.pop_front() {
-                match block.rows() {
+            let decoded = match &mut reverse.block {
+                Some((block, left)) if *left > 0 => {
+                    *left -= 1;
+                    Some(block.interval(*left))
+                }
+                _ => None,
+            };
+            if let Some(decoded) = decoded {
+                match decoded {
                     Ok(rows) => reverse.rows = rows,
+                    Err(error) => {
+                        self.finish();
+                        return Err(self.reader.format_error(error));
+                    }
+                }
+                continue;
+            }
+            if let Some(block) = self.pending.pop_front() {
+                // Intervals wholly above the end bound are never decoded.
+                let through = match &self.end {
+                    Bound::Included(end) => block.intervals_through(end, true),
+                    Bound::Excluded(end) => block.intervals_through(end, false),
+                    Bound::Unbounded => Ok(block.intervals()),
+                };
+                match through {
+                    Ok(through) => reverse.block = Some((block, through)),
                     Err(error) => {
                         self.finish();
                         return Err(self.reader.format_error(error));
