@@ -105,9 +105,16 @@ fn main() {
                 chunk.copy_from_slice(&noise.to_le_bytes()[..chunk.len()]);
             }
             user_bytes += (key.len() + value.len()) as u64;
-            db.put_with_options(key, value, WriteOptions { await_durable: false })
-                .await
-                .expect("put");
+            db.put_with_options(
+                key,
+                value,
+                WriteOptions {
+                    await_durable: false,
+                    ..WriteOptions::default()
+                },
+            )
+            .await
+            .expect("put");
         }
         db.flush().await.expect("flush");
         let fill = runtime.now() - start;

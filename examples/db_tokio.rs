@@ -41,6 +41,7 @@ pub async fn main() {
                 // return once they are in the memtable.
                 let options = WriteOptions {
                     await_durable: n % 10 == 0,
+                    ..WriteOptions::default()
                 };
                 db.put_with_options(format!("t{task}/{n:03}"), "v", options)
                     .await

@@ -62,6 +62,7 @@ async fn check_all(db: &Db, model: &Model, context: &str) {
 async fn step(db: &Db, model: &mut Model, generator: &mut Gen, step: usize, runtime: &Runtime) {
     let options = WriteOptions {
         await_durable: generator.next(10) == 0,
+        ..WriteOptions::default()
     };
     match generator.next(1000) {
         0..=549 => {

@@ -38,7 +38,10 @@ fn snapshots_and_running_scans_survive_compaction_and_collection() {
             .open()
             .await
             .expect("open");
-        let quick = WriteOptions { await_durable: false };
+        let quick = WriteOptions {
+            await_durable: false,
+            ..WriteOptions::default()
+        };
         for n in 0..KEYS {
             db.put_with_options(key(n), format!("old-{n}"), quick)
                 .await

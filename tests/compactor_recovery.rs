@@ -53,7 +53,10 @@ async fn fill(store: &Arc<dyn Store>, runtime: &Runtime) {
     });
     let db = without_compactor.open().await.expect("open");
     for n in 0..KEYS {
-        let options = WriteOptions { await_durable: false };
+        let options = WriteOptions {
+            await_durable: false,
+            ..WriteOptions::default()
+        };
         db.put_with_options(format!("key{n:05}"), value(n), options)
             .await
             .expect("put");

@@ -42,7 +42,10 @@ fn close_waits_for_a_pending_flush_then_later_calls_are_closed() {
         db.closed().await.expect("closed cleanly");
         assert_eq!(db.status().map(|status| status.is_ok()), Some(true));
 
-        let non_durable = WriteOptions { await_durable: false };
+        let non_durable = WriteOptions {
+            await_durable: false,
+            ..WriteOptions::default()
+        };
         for later in [
             db.put("after", "x").await.map(drop),
             db.put_with_options("after", "x", non_durable).await.map(drop),
@@ -94,6 +97,7 @@ fn calls_finish_when_every_tick_takes_longer_than_its_period() {
             for n in 0..200 {
                 let options = WriteOptions {
                     await_durable: n % 10 == 0,
+                    ..WriteOptions::default()
                 };
                 let put = db.put_with_options(format!("k{n:03}"), "v".repeat(100), options);
                 support::within(&runtime, limit, "a put", put).await.expect("put");

@@ -47,6 +47,7 @@ fn acknowledged_writes_survive_a_crash_and_batches_are_never_torn() {
                         }
                         let options = WriteOptions {
                             await_durable: round % 3 != 0,
+                            ..WriteOptions::default()
                         };
                         match db.write_with_options(batch, options).await {
                             Ok(_) if options.await_durable => acknowledged.push(round),
@@ -235,7 +236,10 @@ fn durable_reads_see_only_what_reached_the_store() {
         let db = open(&store, &runtime).await;
         db.put("old", "durable").await.expect("put");
         gate.hold(talusdb::store::Op::Put, "/wal/", usize::MAX);
-        let options = WriteOptions { await_durable: false };
+        let options = WriteOptions {
+            await_durable: false,
+            ..WriteOptions::default()
+        };
         db.put_with_options("new", "in memory", options).await.expect("put");
         db.put_with_options("old", "overwritten", options).await.expect("put");
 

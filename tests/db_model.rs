@@ -172,6 +172,7 @@ async fn run_model(store: Arc<dyn Store>, runtime: Runtime, seed: u64, steps: us
     for step in 0..steps {
         let durable = WriteOptions {
             await_durable: generator.next(4) == 0,
+            ..WriteOptions::default()
         };
         match generator.next(100) {
             0..=29 => {

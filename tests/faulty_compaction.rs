@@ -83,7 +83,14 @@ async fn run(seed: u64, runtime: Runtime) -> (Vec<String>, u64) {
         let key = format!("k{:03}", (write * 7919) % KEYS);
         let value = value_of(write);
         let result = db
-            .put_with_options(key.clone(), value.clone(), WriteOptions { await_durable: durable })
+            .put_with_options(
+                key.clone(),
+                value.clone(),
+                WriteOptions {
+                    await_durable: durable,
+                    ..WriteOptions::default()
+                },
+            )
             .await;
         let allowed = possible.entry(key).or_default();
         if result.is_ok() && durable {

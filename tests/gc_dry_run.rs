@@ -42,6 +42,7 @@ fn a_dry_run_deletes_nothing_and_reports_what_a_real_run_deletes() {
         for n in 0..2000 {
             let options = WriteOptions {
                 await_durable: n % 50 == 0,
+                ..WriteOptions::default()
             };
             db.put_with_options(
                 format!("key{:04}", n % 400),

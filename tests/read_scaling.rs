@@ -91,7 +91,10 @@ async fn open(store: Arc<dyn Store>, runtime: talusdb::actors::Runtime, meta_cac
 
 async fn fill(store: Arc<dyn Store>, runtime: talusdb::actors::Runtime) {
     let db = open(store, runtime, 64 << 20).await;
-    let quick = WriteOptions { await_durable: false };
+    let quick = WriteOptions {
+        await_durable: false,
+        ..WriteOptions::default()
+    };
     // Shuffled, so every table of every run spans part of the key space.
     for n in 0..KEYS {
         let i = (n * 1_597) % KEYS;

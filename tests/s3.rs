@@ -62,6 +62,7 @@ fn the_engine_runs_on_s3_survives_a_crash_and_fences() {
         for n in 0..60 {
             let options = WriteOptions {
                 await_durable: n % 4 != 0,
+                ..WriteOptions::default()
             };
             first
                 .put_with_options(format!("k{n:03}"), format!("v{n}"), options)

@@ -393,7 +393,10 @@ impl Client {
     }
 
     fn write_options(&mut self, durable: bool) -> WriteOptions {
-        WriteOptions { await_durable: durable }
+        WriteOptions {
+            await_durable: durable,
+            ..WriteOptions::default()
+        }
     }
 
     async fn put(&mut self, durable: bool) -> Going {
@@ -858,7 +861,14 @@ async fn zombie_writes(db: Db, model: Shared, owner: usize, half: u64, mut dice:
         let padding = dice.next(40) as usize;
         let (index, value) = lock(&model).issue_put(&key, padding);
         let result = db
-            .put_with_options(key.clone(), value, WriteOptions { await_durable: true })
+            .put_with_options(
+                key.clone(),
+                value,
+                WriteOptions {
+                    await_durable: true,
+                    ..WriteOptions::default()
+                },
+            )
             .await;
         let closed = {
             let mut model = lock(&model);

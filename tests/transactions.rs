@@ -343,7 +343,10 @@ fn a_transaction_older_than_conflict_tracking_fails_as_too_old() {
         old.put("untouched", "v");
         let young = db.begin(IsolationLevel::Snapshot);
         drop(young);
-        let no_wait = WriteOptions { await_durable: false };
+        let no_wait = WriteOptions {
+            await_durable: false,
+            ..WriteOptions::default()
+        };
         for n in 0..100 {
             db.put_with_options(format!("other{n:03}"), "v", no_wait)
                 .await

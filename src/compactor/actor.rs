@@ -390,6 +390,7 @@ impl CompactorActor {
         let input = JobInput {
             sources: resolved.sources,
             retain_seq: manifest.retain_seq,
+            expire_before_ms: ctx.runtime().wall_ms(),
             bottom: resolved.bottom,
             target_table_bytes: self.options.target_table_bytes,
             read_ahead_blocks: self.options.read_ahead_blocks,

@@ -33,6 +33,11 @@ pub struct JobInput {
     pub sources: Vec<Vec<TableHandle>>,
     /// The oldest sequence number a live snapshot or checkpoint reads.
     pub retain_seq: u64,
+    /// Rows that expire at or before this time (the job's start, by the
+    /// compactor's clock) are written as tombstones: every read from then
+    /// on sees them as deleted, at any sequence number, so the tombstone
+    /// reads the same and still hides what they overwrote.
+    pub expire_before_ms: u64,
     /// Whether the output is the oldest run (tombstones may go).
     pub bottom: bool,
     /// Output tables are cut once they reach this size.
@@ -54,6 +59,19 @@ pub struct JobOutput {
     /// Sizes of the input tables.
     pub bytes_in: u64,
     pub bytes_out: u64,
+}
+
+/// `row`, or a tombstone in its place if it expired at or before
+/// `expire_before_ms`.
+pub fn expire(row: Row, expire_before_ms: u64) -> Row {
+    if row.value == RowValue::Tombstone || !row.expired(expire_before_ms) {
+        return row;
+    }
+    Row {
+        value: RowValue::Tombstone,
+        expire_ms: None,
+        ..row
+    }
 }
 
 /// The versions of one key (newest first) that survive.
@@ -116,6 +134,9 @@ pub async fn run(tables: &TableStore, input: &JobInput, hooks: &JobHooks) -> Res
         start: Bound::Unbounded,
         end: Bound::Unbounded,
         max_seq: u64::MAX,
+        // Compaction reads every version (`next_version`); expiry is
+        // applied below, at `expire_before_ms`.
+        now_ms: 0,
         options: ScanOptions {
             read_ahead_blocks: input.read_ahead_blocks.max(1),
             fill_cache: false,
@@ -167,7 +188,7 @@ async fn merge_into(
                 .await?;
             versions.clear();
         }
-        versions.push(row);
+        versions.push(expire(row, input.expire_before_ms));
     }
     output.rows_out += writer
         .add_key(surviving(&versions, input.retain_seq, input.bottom))
@@ -308,6 +329,7 @@ mod tests {
         JobInput {
             sources: vec![vec![TableHandle::from_written(&written).expect("sorted")]],
             retain_seq: 0,
+            expire_before_ms: 0,
             bottom: true,
             target_table_bytes: 64 << 20,
             read_ahead_blocks,
@@ -441,6 +463,7 @@ mod tests {
             let input = JobInput {
                 sources: inputs,
                 retain_seq: 2500,
+                expire_before_ms: 0,
                 bottom: true,
                 target_table_bytes: 8 << 10,
                 read_ahead_blocks: 4,

@@ -1,14 +1,17 @@
 //! Write batches: several puts and deletes applied atomically, with one
 //! contiguous range of sequence numbers.
 
+use std::time::Duration;
+
 use bytes::Bytes;
 
+use super::Ttl;
 use crate::format::RowValue;
 
 /// Puts and deletes applied all together or not at all.
 #[derive(Clone, Debug, Default)]
 pub struct WriteBatch {
-    pub(crate) ops: Vec<(Bytes, RowValue)>,
+    pub(crate) ops: Vec<(Bytes, RowValue, Ttl)>,
 }
 
 impl WriteBatch {
@@ -20,13 +23,21 @@ impl WriteBatch {
     /// Adds a put of `value` under `key` (a later operation on the same key
     /// in the batch wins).
     pub fn put(&mut self, key: impl Into<Bytes>, value: impl Into<Bytes>) -> &mut Self {
-        self.ops.push((key.into(), RowValue::Value(value.into())));
+        self.ops.push((key.into(), RowValue::Value(value.into()), Ttl::Default));
+        self
+    }
+
+    /// Adds a put of `value` under `key` that expires `ttl` after the batch
+    /// is applied (see [`Ttl`]).
+    pub fn put_with_ttl(&mut self, key: impl Into<Bytes>, value: impl Into<Bytes>, ttl: Duration) -> &mut Self {
+        self.ops
+            .push((key.into(), RowValue::Value(value.into()), Ttl::After(ttl)));
         self
     }
 
     /// Adds a delete of `key`.
     pub fn delete(&mut self, key: impl Into<Bytes>) -> &mut Self {
-        self.ops.push((key.into(), RowValue::Tombstone));
+        self.ops.push((key.into(), RowValue::Tombstone, Ttl::Never));
         self
     }
 

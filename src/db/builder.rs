@@ -406,6 +406,7 @@ impl Recovery {
                 gc,
                 collector: self.collector,
                 salvaged: self.recovered.salvaged,
+                default_ttl: self.options.default_ttl,
             }),
         }
     }

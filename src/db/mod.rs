@@ -22,7 +22,7 @@ use talus_actors::System;
 pub use batch::WriteBatch;
 pub use builder::DbBuilder;
 pub use iterator::DbIterator;
-pub use options::{CloseOptions, DbOptions, Durability, ReadOptions, ScanOptions, ScanOrder, WriteOptions};
+pub use options::{CloseOptions, DbOptions, Durability, ReadOptions, ScanOptions, ScanOrder, Ttl, WriteOptions};
 pub use reader::DbReader;
 pub use stats::{DbStats, MemoryStats, TreeShape};
 pub use transaction::{IsolationLevel, Transaction, WriteReceipt};
@@ -41,7 +41,7 @@ use crate::read::merge::{Merge, ScanBounds, merge_sources};
 use crate::read::{ReadView, Seqs, sources_for};
 use crate::store::{Store, TableStore};
 use crate::wal::conflicts::ConflictCheck;
-use crate::wal::writer::{PendingWrite, WalMsg};
+use crate::wal::writer::{PendingWrite, WalMsg, WriteOp};
 
 const WAL_WRITER: &str = "wal_writer";
 const UPLOADER: &str = "uploader";
@@ -68,6 +68,8 @@ struct DbInner {
     collector: Collector,
     /// What a salvaging open gave up.
     salvaged: Vec<WalLoss>,
+    /// [`DbOptions::default_ttl`].
+    default_ttl: Option<std::time::Duration>,
 }
 
 impl std::fmt::Debug for DbInner {
@@ -104,13 +106,11 @@ fn bytes_bounds<K: AsRef<[u8]>>(range: impl RangeBounds<K>) -> (Bound<Bytes>, Bo
 
 /// The newest value of `key` at or below `max_seq` in `view`.
 async fn get_in(view: &ReadView, tables: &TableStore, key: &[u8], max_seq: u64) -> Result<Option<Bytes>, Error> {
-    Ok(match view.get(tables, key, max_seq).await? {
-        Some(row) => match row.value {
-            RowValue::Value(value) => Some(value),
-            RowValue::Tombstone => None,
-        },
-        None => None,
-    })
+    let now_ms = tables.runtime().wall_ms();
+    Ok(view
+        .get(tables, key, max_seq)
+        .await?
+        .and_then(|row| row.live_value(now_ms).cloned()))
 }
 
 /// The merge of `range` in `view` at `max_seq` (the `view` may be an
@@ -127,6 +127,7 @@ fn merge_in<K: AsRef<[u8]>>(
         start,
         end,
         max_seq,
+        now_ms: tables.runtime().wall_ms(),
         options: crate::store::ScanOptions {
             read_ahead_blocks: options.read_ahead_blocks.max(1),
             fill_cache: options.fill_cache,
@@ -233,8 +234,12 @@ impl Db {
         value: impl Into<Bytes>,
         options: WriteOptions,
     ) -> Result<WriteReceipt, Error> {
-        self.apply(vec![(key.into(), RowValue::Value(value.into()))], options, None)
-            .await
+        self.apply(
+            vec![(key.into(), RowValue::Value(value.into()), Ttl::Default)],
+            options,
+            None,
+        )
+        .await
     }
 
     /// Deletes `key` (a tombstone hides every older version), returning
@@ -257,7 +262,8 @@ impl Db {
         key: impl Into<Bytes>,
         options: WriteOptions,
     ) -> Result<WriteReceipt, Error> {
-        self.apply(vec![(key.into(), RowValue::Tombstone)], options, None).await
+        self.apply(vec![(key.into(), RowValue::Tombstone, Ttl::Never)], options, None)
+            .await
     }
 
     /// Applies every operation of `batch` atomically: a read, a snapshot or
@@ -300,13 +306,25 @@ impl Db {
     /// are durable or, without `await_durable`, in the memtable.
     async fn apply(
         &self,
-        ops: Vec<(Bytes, RowValue)>,
+        ops: Vec<(Bytes, RowValue, Ttl)>,
         options: WriteOptions,
         check: Option<ConflictCheck>,
     ) -> Result<WriteReceipt, Error> {
-        if ops.iter().any(|(key, _)| key.is_empty()) {
+        if ops.iter().any(|(key, _, _)| key.is_empty()) {
             return Err(Error::invalid("keys must not be empty"));
         }
+        let default_ttl = self.inner.default_ttl;
+        let ops = ops
+            .into_iter()
+            .map(|(key, value, ttl)| WriteOp {
+                ttl: match value {
+                    RowValue::Value(_) => ttl.or(options.ttl).resolve(default_ttl),
+                    RowValue::Tombstone => None,
+                },
+                key,
+                value,
+            })
+            .collect();
         let seq = self
             .inner
             .wal

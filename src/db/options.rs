@@ -71,6 +71,9 @@ pub struct DbOptions {
     /// records when sequence numbers were written, so that reads at a past
     /// time survive a reopen. Storage grows with the versions kept.
     pub retention: Duration,
+    /// How long a put lives when neither it nor its write says (default
+    /// `None`: forever). See [`Ttl`].
+    pub default_ttl: Option<Duration>,
 }
 
 impl Default for DbOptions {
@@ -92,6 +95,7 @@ impl Default for DbOptions {
             tables: TableStoreOptions::default(),
             transaction_tracking_keys: 100_000,
             retention: Duration::ZERO,
+            default_ttl: None,
         }
     }
 }
@@ -171,17 +175,58 @@ pub struct CloseOptions {
     pub flush_memtable: bool,
 }
 
-/// How a write is acknowledged.
+/// How a write is acknowledged, and how long its puts live.
 #[derive(Clone, Copy, Debug)]
 pub struct WriteOptions {
     /// `true` (default): return once the write is in a durable WAL table.
     /// `false`: return once it is in the memtable.
     pub await_durable: bool,
+    /// How long the write's puts stay visible (default
+    /// [`Ttl::Default`]: [`DbOptions::default_ttl`]). A put in a batch or
+    /// a transaction with a TTL of its own keeps that one.
+    pub ttl: Ttl,
 }
 
 impl Default for WriteOptions {
     fn default() -> Self {
-        WriteOptions { await_durable: true }
+        WriteOptions {
+            await_durable: true,
+            ttl: Ttl::Default,
+        }
+    }
+}
+
+/// How long a put stays visible. An expired row reads as deleted from the
+/// moment it expires, by the database's clock (virtual under the sim
+/// executor), in every read, snapshots included; it still hides the
+/// versions it overwrote, and compaction turns it into a tombstone.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Ttl {
+    /// What the write's options say, else [`DbOptions::default_ttl`].
+    #[default]
+    Default,
+    /// Never expires, whatever the defaults.
+    Never,
+    /// Expires this long after the write is applied.
+    After(Duration),
+}
+
+impl Ttl {
+    /// `self`, or `fallback` if `self` is [`Ttl::Default`].
+    pub fn or(self, fallback: Ttl) -> Ttl {
+        match self {
+            Ttl::Default => fallback,
+            set => set,
+        }
+    }
+
+    /// The time to live once every default is applied (`None`: forever).
+    pub(crate) fn resolve(self, default_ttl: Option<Duration>) -> Option<Duration> {
+        match self {
+            Ttl::Default => default_ttl,
+            Ttl::Never => None,
+            Ttl::After(ttl) => Some(ttl),
+        }
     }
 }
 

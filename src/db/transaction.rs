@@ -8,7 +8,7 @@ use std::ops::{Bound, RangeBounds};
 
 use bytes::Bytes;
 
-use super::{Db, DbIterator, ScanOptions, ScanOrder, WriteBatch, WriteOptions, bytes_bounds};
+use super::{Db, DbIterator, ScanOptions, ScanOrder, Ttl, WriteBatch, WriteOptions, bytes_bounds};
 use crate::error::Error;
 use crate::format::RowValue;
 use crate::shared::snapshots::TransactionPin;
@@ -73,7 +73,7 @@ pub struct Transaction {
     db: Db,
     pin: TransactionPin,
     isolation: IsolationLevel,
-    writes: BTreeMap<Bytes, RowValue>,
+    writes: BTreeMap<Bytes, (RowValue, Ttl)>,
     /// Keys read from the snapshot (`Serializable` only).
     reads: Vec<Bytes>,
     /// Ranges scanned (`Serializable` only).
@@ -115,7 +115,7 @@ impl Transaction {
     /// As [`Db::get`].
     pub async fn get(&mut self, key: impl AsRef<[u8]>) -> Result<Option<Bytes>, Error> {
         let key = key.as_ref();
-        if let Some(own) = self.writes.get(key) {
+        if let Some((own, _)) = self.writes.get(key) {
             return Ok(match own {
                 RowValue::Value(value) => Some(value.clone()),
                 RowValue::Tombstone => None,
@@ -159,7 +159,7 @@ impl Transaction {
         } else {
             self.writes
                 .range(bounds.clone())
-                .map(|(key, value)| (key.clone(), value.clone()))
+                .map(|(key, (value, _))| (key.clone(), value.clone()))
                 .collect()
         };
         if reverse {
@@ -181,18 +181,27 @@ impl Transaction {
 
     /// Writes `value` under `key` when the transaction commits.
     pub fn put(&mut self, key: impl Into<Bytes>, value: impl Into<Bytes>) {
-        self.writes.insert(key.into(), RowValue::Value(value.into()));
+        self.writes
+            .insert(key.into(), (RowValue::Value(value.into()), Ttl::Default));
+    }
+
+    /// Writes `value` under `key` when the transaction commits, to expire
+    /// `ttl` after the commit (see [`Ttl`]; the transaction's own reads see
+    /// it until then).
+    pub fn put_with_ttl(&mut self, key: impl Into<Bytes>, value: impl Into<Bytes>, ttl: std::time::Duration) {
+        self.writes
+            .insert(key.into(), (RowValue::Value(value.into()), Ttl::After(ttl)));
     }
 
     /// Deletes `key` when the transaction commits.
     pub fn delete(&mut self, key: impl Into<Bytes>) {
-        self.writes.insert(key.into(), RowValue::Tombstone);
+        self.writes.insert(key.into(), (RowValue::Tombstone, Ttl::Never));
     }
 
     /// Adds every operation of `batch` (later ones win).
     pub fn write(&mut self, batch: WriteBatch) {
-        for (key, value) in batch.ops {
-            self.writes.insert(key, value);
+        for (key, value, ttl) in batch.ops {
+            self.writes.insert(key, (value, ttl));
         }
     }
 
@@ -225,7 +234,11 @@ impl Transaction {
             ranges: self.ranges,
             _open: self.pin,
         };
-        let ops = self.writes.into_iter().collect();
+        let ops = self
+            .writes
+            .into_iter()
+            .map(|(key, (value, ttl))| (key, value, ttl))
+            .collect();
         self.db.apply(ops, options, Some(check)).await
     }
 

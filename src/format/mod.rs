@@ -81,6 +81,21 @@ pub struct Row {
 }
 
 impl Row {
+    /// Whether the row has expired at `now_ms` (its TTL ran out): it then
+    /// reads as a tombstone.
+    pub fn expired(&self, now_ms: u64) -> bool {
+        self.expire_ms.is_some_and(|expire_ms| expire_ms <= now_ms)
+    }
+
+    /// The value a read at `now_ms` sees: `None` for a tombstone or an
+    /// expired row.
+    pub fn live_value(&self, now_ms: u64) -> Option<&Bytes> {
+        match &self.value {
+            RowValue::Value(value) if !self.expired(now_ms) => Some(value),
+            _ => None,
+        }
+    }
+
     /// A plain value with no timestamps.
     pub fn value(key: impl Into<Bytes>, value: impl Into<Bytes>, seq: u64) -> Self {
         Row {

@@ -25,7 +25,8 @@ const ROW_OVERHEAD: usize = 48;
 #[derive(Debug, Default)]
 /// Rows in memory, in table order, readable while written.
 pub struct Memtable {
-    rows: SkipMap<Key, RowValue>,
+    /// Each row's value and expiry time.
+    rows: SkipMap<Key, (RowValue, Option<u64>)>,
     bytes: AtomicUsize,
     first_seq: AtomicU64,
     last_seq: AtomicU64,
@@ -48,7 +49,8 @@ impl Memtable {
     /// Adds a row.
     pub fn insert(&self, row: &Row) {
         let size = Memtable::row_size(&row.key, &row.value);
-        self.rows.insert((row.key.clone(), Reverse(row.seq)), row.value.clone());
+        self.rows
+            .insert((row.key.clone(), Reverse(row.seq)), (row.value.clone(), row.expire_ms));
         self.bytes.fetch_add(size, Ordering::Relaxed);
         self.first_seq.fetch_min(row.seq, Ordering::Relaxed);
         self.last_seq.fetch_max(row.seq, Ordering::Relaxed);
@@ -179,13 +181,13 @@ fn range_is_empty(lower: &Bound<Key>, upper: &Bound<Key>) -> bool {
     }
 }
 
-fn to_row(key: &Key, value: &RowValue) -> Row {
+fn to_row(key: &Key, (value, expire_ms): &(RowValue, Option<u64>)) -> Row {
     Row {
         key: key.0.clone(),
         value: value.clone(),
         seq: key.1.0,
         create_ms: None,
-        expire_ms: None,
+        expire_ms: *expire_ms,
     }
 }
 

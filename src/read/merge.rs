@@ -9,7 +9,7 @@ use bytes::Bytes;
 
 use super::{LazyTable, ReadView};
 use crate::error::Error;
-use crate::format::{Row, RowValue};
+use crate::format::Row;
 use crate::mem::Memtable;
 use crate::store::{ScanOptions, TableScan, TableStore};
 
@@ -50,6 +50,8 @@ pub struct ScanBounds {
     pub start: Bound<Bytes>,
     pub end: Bound<Bytes>,
     pub max_seq: u64,
+    /// Rows that expire at or before this read as tombstones.
+    pub now_ms: u64,
     pub options: ScanOptions,
     /// Keys descending.
     pub reverse: bool,
@@ -345,9 +347,8 @@ impl Merge {
                     }
                 }
             }
-            match row.value {
-                RowValue::Value(value) => return Ok(Some((row.key, value))),
-                RowValue::Tombstone => continue,
+            if let Some(value) = row.live_value(self.bounds.now_ms).cloned() {
+                return Ok(Some((row.key, value)));
             }
         }
     }
@@ -374,9 +375,8 @@ impl Merge {
                     }
                 }
             }
-            match newest.map(|row| row.value) {
-                Some(RowValue::Value(value)) => return Ok(Some((key, value))),
-                Some(RowValue::Tombstone) | None => continue,
+            if let Some(value) = newest.as_ref().and_then(|row| row.live_value(self.bounds.now_ms)) {
+                return Ok(Some((key, value.clone())));
             }
         }
     }

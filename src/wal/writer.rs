@@ -24,6 +24,7 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use bytes::Bytes;
@@ -42,10 +43,19 @@ use crate::store::{TableStore, WalConflict};
 use crate::waiters::SeqWaiters;
 use crate::wal::conflicts::{ConflictCheck, ConflictTracker};
 
+/// One put or delete of a batch; a put may expire `ttl` after it is
+/// applied.
+#[derive(Clone, Debug)]
+pub struct WriteOp {
+    pub key: Bytes,
+    pub value: RowValue,
+    pub ttl: Option<Duration>,
+}
+
 /// A batch to apply; the reply carries its last sequence number.
 #[derive(Debug)]
 pub struct PendingWrite {
-    pub ops: Vec<(Bytes, RowValue)>,
+    pub ops: Vec<WriteOp>,
     pub await_durable: bool,
     pub reply: Reply<Result<u64, Error>>,
     /// A transaction's commit: applied only if this check passes when its
@@ -56,7 +66,7 @@ pub struct PendingWrite {
 impl PendingWrite {
     /// The bytes its rows add to the memtable.
     fn memtable_bytes(&self) -> usize {
-        self.ops.iter().map(|(key, value)| Memtable::row_size(key, value)).sum()
+        self.ops.iter().map(|op| Memtable::row_size(&op.key, &op.value)).sum()
     }
 }
 
@@ -268,16 +278,18 @@ impl WalWriter {
         }
     }
 
-    fn apply(&mut self, ops: Vec<(Bytes, RowValue)>, await_durable: bool, ctx: &mut Context<Self>) -> u64 {
+    fn apply(&mut self, ops: Vec<WriteOp>, await_durable: bool, ctx: &mut Context<Self>) -> u64 {
         let rows = ops.len();
-        for (key, value) in ops {
+        let now_ms = ctx.runtime().wall_ms();
+        for WriteOp { key, value, ttl } in ops {
             self.last_seq += 1;
+            let expire_ms = ttl.map(|ttl| now_ms.saturating_add(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX)));
             let row = Row {
                 key,
                 value,
                 seq: self.last_seq,
                 create_ms: None,
-                expire_ms: None,
+                expire_ms,
             };
             self.buffer_bytes += row.key.len()
                 + 16
@@ -289,7 +301,7 @@ impl WalWriter {
             self.buffer.push(row);
         }
         self.seqs.visible.store(self.last_seq, Ordering::Release);
-        self.snapshots.record_time(ctx.runtime().wall_ms(), self.last_seq);
+        self.snapshots.record_time(now_ms, self.last_seq);
         self.track(rows);
         if self.buffer_bytes >= self.options.wal_buffer_bytes {
             self.seal(ctx);

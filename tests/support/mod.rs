@@ -316,7 +316,10 @@ pub fn spawn_counted_writes(
         let (db, written) = (db.clone(), written.clone());
         async move {
             for n in 0..count {
-                let options = talusdb::WriteOptions { await_durable: false };
+                let options = talusdb::WriteOptions {
+                    await_durable: false,
+                    ..talusdb::WriteOptions::default()
+                };
                 db.put_with_options(format!("key-{n:05}"), vec![b'v'; 200], options)
                     .await
                     .expect("put");

@@ -349,7 +349,10 @@ impl Bench {
             let (order, writer) = (order.clone(), writer as usize);
             let size = self.args.value_size;
             async move {
-                let options = WriteOptions { await_durable: false };
+                let options = WriteOptions {
+                    await_durable: false,
+                    ..WriteOptions::default()
+                };
                 for &i in order.iter().skip(writer).step_by(writers) {
                     db.put_with_options(key(i), value(i, 0, size, &mut rng), options)
                         .await?;

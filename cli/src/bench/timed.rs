@@ -71,7 +71,10 @@ impl Bench {
             async move {
                 let mut latencies = Latencies::default();
                 let mut puts = 0u64;
-                let options = WriteOptions { await_durable: false };
+                let options = WriteOptions {
+                    await_durable: false,
+                    ..WriteOptions::default()
+                };
                 while !stop.load(Ordering::Relaxed) {
                     let i = rng.below(keys);
                     let at = clock.now();
@@ -129,7 +132,10 @@ impl Bench {
             async move {
                 let mut latencies = Latencies::default();
                 let mut aborts = 0u64;
-                let options = WriteOptions { await_durable: false };
+                let options = WriteOptions {
+                    await_durable: false,
+                    ..WriteOptions::default()
+                };
                 while !stop.load(Ordering::Relaxed) {
                     let at = clock.now();
                     let during = compacting.load(Ordering::Relaxed);
