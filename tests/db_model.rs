@@ -2,7 +2,8 @@
 //! scans (forwards and backwards, with seeks, by prefix), transactions,
 //! snapshots, reads at past sequence numbers, flushes and reopens against
 //! a `BTreeMap`, on InMemory under the simulator and on the local file
-//! system under smol.
+//! system under smol. Under the simulator, puts with a TTL too, with
+//! virtual time moving on: the model drops a key once its TTL has run out.
 
 mod support;
 
@@ -15,11 +16,36 @@ use futures::TryStreamExt;
 use talusdb::actors::Runtime;
 use talusdb::actors::runtime::Sim;
 use talusdb::store::{ObjectStoreAdapter, Store};
-use talusdb::{Db, DbIterator, ErrorKind, IsolationLevel, ScanOptions, ScanOrder, WriteBatch, WriteOptions};
+use talusdb::{Db, DbIterator, ErrorKind, IsolationLevel, ScanOptions, ScanOrder, Ttl, WriteBatch, WriteOptions};
 
 use support::{Gen, TempDir, on_smol};
 
 type Model = BTreeMap<Bytes, Bytes>;
+
+/// When keys of a model expire (wall-clock ms, at the latest).
+type Expires = BTreeMap<Bytes, u64>;
+
+/// `model` as read at `now_ms`: without the keys whose TTL ran out.
+fn live(model: &Model, expires: &Expires, now_ms: u64) -> Model {
+    let mut live = model.clone();
+    live.retain(|key, _| expires.get(key).is_none_or(|at| *at > now_ms));
+    live
+}
+
+/// Moves virtual time on until no expiry is within two seconds of now, so
+/// that every read of the step that follows knows which TTLs have run out;
+/// forgets expiries long past. Returns now.
+async fn settle(runtime: &Runtime, deadlines: &mut Vec<u64>) -> u64 {
+    loop {
+        let now = runtime.wall_ms();
+        deadlines.retain(|at| at + 3000 > now);
+        if deadlines.iter().any(|at| now + 3000 >= *at && now <= at + 2000) {
+            runtime.sleep(std::time::Duration::from_secs(3)).await;
+            continue;
+        }
+        return now;
+    }
+}
 
 async fn open(store: &Arc<dyn Store>, runtime: &Runtime) -> Db {
     support::open_db("model", store, runtime).await
@@ -95,7 +121,13 @@ async fn check_scan(db: &Db, model: &Model, generator: &mut Gen, step: usize) {
 /// A transaction of random reads and writes, each read checked against
 /// `model` with the transaction's writes on top; commits (applying its
 /// writes to `model`, returning the commit's sequence) or rolls back.
-async fn run_transaction(db: &Db, model: &mut Model, generator: &mut Gen, step: usize) -> Option<u64> {
+async fn run_transaction(
+    db: &Db,
+    model: &mut Model,
+    expires: &mut Expires,
+    generator: &mut Gen,
+    step: usize,
+) -> Option<u64> {
     let isolation = if generator.next(2) == 0 {
         IsolationLevel::Snapshot
     } else {
@@ -103,17 +135,20 @@ async fn run_transaction(db: &Db, model: &mut Model, generator: &mut Gen, step: 
     };
     let mut txn = db.begin(isolation);
     let mut own = model.clone();
+    let mut written = Vec::new();
     for n in 0..1 + generator.next(6) {
         let key = generator.key();
         match generator.next(5) {
             0 => {
                 txn.delete(key.clone());
                 own.remove(&key);
+                written.push(key);
             }
             1 | 2 => {
                 let value = Bytes::from(format!("t{step}-{n}"));
                 txn.put(key.clone(), value.clone());
-                own.insert(key, value);
+                own.insert(key.clone(), value);
+                written.push(key);
             }
             3 => assert_eq!(
                 txn.get(&key).await.expect("get"),
@@ -148,6 +183,9 @@ async fn run_transaction(db: &Db, model: &mut Model, generator: &mut Gen, step: 
     let receipt = txn.commit().await.expect("commit");
     let changed = own != *model;
     *model = own;
+    for key in written {
+        expires.remove(&key);
+    }
     changed.then_some(receipt.seq)
 }
 
@@ -161,15 +199,24 @@ fn prefix_end(prefix: &Bytes) -> Bytes {
     Bytes::from(end)
 }
 
-async fn run_model(store: Arc<dyn Store>, runtime: Runtime, seed: u64, steps: usize) {
+/// Runs `steps` random operations; with `virtual_time` (the simulator)
+/// some puts have a TTL and some steps let time pass.
+async fn run_model(store: Arc<dyn Store>, runtime: Runtime, seed: u64, steps: usize, virtual_time: bool) {
     let mut db = open(&store, &runtime).await;
     let mut model = Model::new();
+    let mut expires = Expires::new();
+    let mut deadlines: Vec<u64> = Vec::new();
     let mut generator = Gen(seed);
-    let mut snapshot: Option<(talusdb::Snapshot, Model)> = None;
+    let mut snapshot: Option<(talusdb::Snapshot, Model, Expires)> = None;
     // Recent states: the sequence of a write and the model after it.
-    let mut history: VecDeque<(u64, Model)> = VecDeque::new();
-    let (mut past_read, mut past_refused) = (0, 0);
+    let mut history: VecDeque<(u64, Model, Expires)> = VecDeque::new();
+    let (mut past_read, mut past_refused, mut expired) = (0, 0, 0);
     for step in 0..steps {
+        let now = settle(&runtime, &mut deadlines).await;
+        let before = model.len();
+        model = live(&model, &expires, now);
+        expired += before - model.len();
+        expires.retain(|_, at| *at > now);
         let durable = WriteOptions {
             await_durable: generator.next(4) == 0,
             ..WriteOptions::default()
@@ -180,24 +227,44 @@ async fn run_model(store: Arc<dyn Store>, runtime: Runtime, seed: u64, steps: us
                     generator.key(),
                     Bytes::from(format!("v{step}-{}", "x".repeat(step % 50))),
                 );
+                let ttl = (virtual_time && generator.next(4) == 0)
+                    .then(|| std::time::Duration::from_secs(10 * (1 + generator.next(3))));
+                let options = WriteOptions {
+                    ttl: ttl.map_or(Ttl::Default, Ttl::After),
+                    ..durable
+                };
                 let seq = db
-                    .put_with_options(key.clone(), value.clone(), durable)
+                    .put_with_options(key.clone(), value.clone(), options)
                     .await
                     .expect("put")
                     .seq;
+                match ttl {
+                    Some(ttl) => {
+                        // It expires by now + ttl at the latest (the writer's
+                        // clock read it before the reply).
+                        let at = runtime.wall_ms() + ttl.as_millis() as u64;
+                        expires.insert(key.clone(), at);
+                        deadlines.push(at);
+                    }
+                    None => {
+                        expires.remove(&key);
+                    }
+                }
                 model.insert(key, value);
-                remember(&mut history, seq, &model);
+                remember(&mut history, seq, &model, &expires);
             }
             30..=37 => {
                 let key = generator.key();
                 let seq = db.delete_with_options(key.clone(), durable).await.expect("delete").seq;
                 model.remove(&key);
-                remember(&mut history, seq, &model);
+                expires.remove(&key);
+                remember(&mut history, seq, &model, &expires);
             }
             38..=44 => {
                 let mut batch = WriteBatch::new();
                 for n in 0..generator.next(8) {
                     let key = generator.key();
+                    expires.remove(&key);
                     if generator.next(3) == 0 {
                         batch.delete(key.clone());
                         model.remove(&key);
@@ -208,7 +275,7 @@ async fn run_model(store: Arc<dyn Store>, runtime: Runtime, seed: u64, steps: us
                     }
                 }
                 let seq = db.write_with_options(batch, durable).await.expect("batch").seq;
-                remember(&mut history, seq, &model);
+                remember(&mut history, seq, &model, &expires);
             }
             45..=64 => {
                 let key = generator.key();
@@ -226,14 +293,16 @@ async fn run_model(store: Arc<dyn Store>, runtime: Runtime, seed: u64, steps: us
                 assert_eq!(got, rows(&model, range, false), "step {step}: prefix {prefix:?}");
             }
             74..=78 => {
-                if let Some(seq) = run_transaction(&db, &mut model, &mut generator, step).await {
-                    remember(&mut history, seq, &model);
+                if let Some(seq) = run_transaction(&db, &mut model, &mut expires, &mut generator, step).await {
+                    remember(&mut history, seq, &model, &expires);
                 }
             }
             79..=81 => {
-                let Some((seq, then)) = history.get(generator.next(history.len().max(1) as u64) as usize) else {
+                let Some((seq, then, then_expires)) = history.get(generator.next(history.len().max(1) as u64) as usize)
+                else {
                     continue;
                 };
+                let then = &live(then, then_expires, now);
                 match db.snapshot_at(*seq) {
                     Ok(past) => {
                         let all: Vec<_> = past.scan::<&[u8]>(..).try_collect().await.expect("scan");
@@ -252,8 +321,9 @@ async fn run_model(store: Arc<dyn Store>, runtime: Runtime, seed: u64, steps: us
                 }
             }
             82..=86 => match snapshot.take() {
-                None => snapshot = Some((db.snapshot(), model.clone())),
-                Some((pinned, frozen)) => {
+                None => snapshot = Some((db.snapshot(), model.clone(), expires.clone())),
+                Some((pinned, frozen, frozen_expires)) => {
+                    let frozen = live(&frozen, &frozen_expires, now);
                     for _ in 0..5 {
                         let key = generator.key();
                         assert_eq!(
@@ -266,7 +336,9 @@ async fn run_model(store: Arc<dyn Store>, runtime: Runtime, seed: u64, steps: us
                     assert_eq!(all.len(), frozen.len(), "step {step}: snapshot scan");
                 }
             },
-            87..=90 => db.flush().await.expect("flush"),
+            87..=88 => db.flush().await.expect("flush"),
+            89..=90 if virtual_time => runtime.sleep(std::time::Duration::from_secs(7)).await,
+            89..=90 => db.flush().await.expect("flush"),
             91..=95 => db.flush_memtable().await.expect("flush memtable"),
             _ => {
                 snapshot = None;
@@ -280,12 +352,16 @@ async fn run_model(store: Arc<dyn Store>, runtime: Runtime, seed: u64, steps: us
         past_read > 0 && past_refused > 0,
         "past reads: {past_read} read, {past_refused} refused"
     );
+    assert_eq!(virtual_time, expired > 0, "{expired} keys expired");
+    let now = settle(&runtime, &mut deadlines).await;
+    let model = live(&model, &expires, now);
     let everything: Vec<(Bytes, Bytes)> = db.scan::<&[u8]>(..).try_collect().await.expect("scan");
     assert_eq!(everything.len(), model.len());
     db.close().await.expect("close");
     let reopened = open(&store, &runtime).await;
+    let now = settle(&runtime, &mut deadlines).await;
     let after: Vec<(Bytes, Bytes)> = reopened.scan::<&[u8]>(..).try_collect().await.expect("scan");
-    let expected: Vec<(Bytes, Bytes)> = model.into_iter().collect();
+    let expected: Vec<(Bytes, Bytes)> = live(&model, &expires, now).into_iter().collect();
     assert_eq!(after, expected, "everything survives a reopen");
     reopened.close().await.expect("close");
     let l0_tables = store
@@ -300,11 +376,11 @@ async fn run_model(store: Arc<dyn Store>, runtime: Runtime, seed: u64, steps: us
 }
 
 /// Keeps the state after the write at `seq` among the last 16.
-fn remember(history: &mut VecDeque<(u64, Model)>, seq: u64, model: &Model) {
+fn remember(history: &mut VecDeque<(u64, Model, Expires)>, seq: u64, model: &Model, expires: &Expires) {
     if history.len() == 16 {
         history.pop_front();
     }
-    history.push_back((seq, model.clone()));
+    history.push_back((seq, model.clone(), expires.clone()));
 }
 
 #[test]
@@ -317,6 +393,7 @@ fn random_operations_match_a_btreemap_in_memory_under_sim() {
             runtime,
             seed,
             3000,
+            true,
         ));
     }
 }
@@ -326,19 +403,19 @@ fn random_operations_match_a_btreemap_on_the_local_file_system() {
     let dir = TempDir::new("db-model");
     on_smol(|runtime| {
         let store = ObjectStoreAdapter::local_dir(dir.path(), runtime.clone()).expect("store");
-        run_model(Arc::new(store), runtime, 9, 1500)
+        run_model(Arc::new(store), runtime, 9, 1500, false)
     });
 }
 
 #[test]
 fn the_same_model_runs_on_tokio() {
-    support::on_tokio(|runtime| run_model(Arc::new(ObjectStoreAdapter::in_memory()), runtime, 21, 800));
+    support::on_tokio(|runtime| run_model(Arc::new(ObjectStoreAdapter::in_memory()), runtime, 21, 800, false));
 }
 
 #[test]
 fn the_same_model_runs_inside_an_actix_system() {
     actix_web::rt::System::new().block_on(async {
         let runtime = Runtime::actix_current().expect("inside actix");
-        run_model(Arc::new(ObjectStoreAdapter::in_memory()), runtime, 22, 800).await;
+        run_model(Arc::new(ObjectStoreAdapter::in_memory()), runtime, 22, 800, false).await;
     });
 }
