@@ -38,6 +38,9 @@ pub enum ErrorKind {
     /// no longer covers: compaction may have dropped versions it needs
     /// (see [`DbOptions::retention`](crate::DbOptions::retention)).
     OutsideRetention,
+    /// The merge operator could not fold a key's operands: the read that
+    /// needed the value fails, the database goes on.
+    MergeFailed,
     /// A bug in talusdb.
     Internal,
 }
@@ -217,6 +220,14 @@ fn closed_by(cause: Error) -> Error {
         },
         "the database is closed",
     )
+}
+
+/// A key for an error message: as text when it is printable UTF-8, else hex.
+pub(crate) fn printable(key: &[u8]) -> String {
+    match std::str::from_utf8(key) {
+        Ok(text) if !text.chars().any(char::is_control) => format!("{text:?}"),
+        _ => format!("0x{}", key.iter().map(|byte| format!("{byte:02x}")).collect::<String>()),
+    }
 }
 
 #[cfg(test)]

@@ -75,3 +75,4 @@ pub use error::{Error, ErrorKind};
 pub use format::compression::Compression;
 pub use gc::{GcMode, GcOptions, GcReport};
 pub use manifest::WalLoss;
+pub use read::operator::{MergeError, MergeOperator};

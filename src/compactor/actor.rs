@@ -391,6 +391,7 @@ impl CompactorActor {
             sources: resolved.sources,
             retain_seq: manifest.retain_seq,
             expire_before_ms: ctx.runtime().wall_ms(),
+            merge_operator: self.options.merge_operator.clone(),
             bottom: resolved.bottom,
             target_table_bytes: self.options.target_table_bytes,
             read_ahead_blocks: self.options.read_ahead_blocks,

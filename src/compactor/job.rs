@@ -23,6 +23,7 @@ use crate::format::{Row, RowValue};
 use crate::manifest::TableHandle;
 use crate::read::LazyTable;
 use crate::read::merge::{Merge, RowSource, ScanBounds, merge_sources};
+use crate::read::operator::Operator;
 use crate::store::{Pacer, ScanOptions, TableStore};
 
 /// What a job reads and how it writes.
@@ -38,6 +39,8 @@ pub struct JobInput {
     /// on sees them as deleted, at any sequence number, so the tombstone
     /// reads the same and still hides what they overwrote.
     pub expire_before_ms: u64,
+    /// Folds merge operands (`None`: they are kept as they are).
+    pub merge_operator: Operator,
     /// Whether the output is the oldest run (tombstones may go).
     pub bottom: bool,
     /// Output tables are cut once they reach this size.
@@ -74,19 +77,72 @@ pub fn expire(row: Row, expire_before_ms: u64) -> Row {
     }
 }
 
-/// The versions of one key (newest first) that survive.
-pub fn surviving(versions: &[Row], retain_seq: u64, bottom: bool) -> &[Row] {
-    // The first version at or below `retain_seq` is the last one kept.
-    let kept = versions
+/// The versions of one key (newest first) that survive: every version
+/// above `retain_seq` as it is, and one row for what a reader at
+/// `retain_seq` sees (the newest version at or below it, with merge
+/// operands folded by `operator` into a value, or, without the version
+/// below them, into one operand if the operator can). A tombstone left
+/// as the oldest survivor of the bottom run goes.
+pub fn surviving(versions: &[Row], retain_seq: u64, bottom: bool, operator: &Operator) -> Vec<Row> {
+    let visible = versions
         .iter()
         .position(|row| row.seq <= retain_seq)
-        .map_or(versions.len(), |visible| visible + 1);
-    let kept = &versions[..kept];
+        .unwrap_or(versions.len());
+    let mut kept = versions[..visible].to_vec();
+    kept.extend(fold_visible(&versions[visible..], bottom, operator));
     match kept.last() {
         Some(oldest) if bottom && oldest.seq <= retain_seq && oldest.value == RowValue::Tombstone => {
-            &kept[..kept.len() - 1]
+            kept.pop();
         }
-        _ => kept,
+        _ => {}
+    }
+    kept
+}
+
+/// The rows that stand for `below` (a key's versions at or below
+/// `retain_seq`, newest first): its newest version, with any operands on
+/// top of it folded. Operands stay as they are when folding would change
+/// a later answer (the version below them has a TTL still to run), when
+/// the operator fails, or when there is no operator.
+fn fold_visible(below: &[Row], bottom: bool, operator: &Operator) -> Vec<Row> {
+    let Some(newest) = below.first() else {
+        return Vec::new();
+    };
+    if !matches!(newest.value, RowValue::Merge(_)) {
+        return vec![newest.clone()];
+    }
+    let base_at = below.iter().position(|row| !matches!(row.value, RowValue::Merge(_)));
+    let operands: Vec<&[u8]> = below[..base_at.unwrap_or(below.len())]
+        .iter()
+        .rev()
+        .filter_map(|row| row.value.bytes().map(|bytes| bytes.as_ref()))
+        .collect();
+    let unfolded = || below[..base_at.map_or(below.len(), |at| at + 1)].to_vec();
+    let Some(merge) = operator else {
+        return unfolded();
+    };
+    let row = |value: RowValue| Row {
+        key: newest.key.clone(),
+        value,
+        seq: newest.seq,
+        create_ms: None,
+        expire_ms: None,
+    };
+    let base = match base_at.map(|at| &below[at]) {
+        Some(base) if base.expire_ms.is_some() => return unfolded(),
+        Some(base) => Some(base.value.bytes().map(|bytes| bytes.as_ref())),
+        None if bottom => Some(None),
+        None => None,
+    };
+    match base {
+        Some(base) => match merge.full_merge(&newest.key, base, &operands) {
+            Ok(value) => vec![row(RowValue::Value(value))],
+            Err(_) => unfolded(),
+        },
+        None => match merge.partial_merge(&newest.key, &operands) {
+            Some(Ok(operand)) => vec![row(RowValue::Merge(operand))],
+            Some(Err(_)) | None => unfolded(),
+        },
     }
 }
 
@@ -137,6 +193,7 @@ pub async fn run(tables: &TableStore, input: &JobInput, hooks: &JobHooks) -> Res
         // Compaction reads every version (`next_version`); expiry is
         // applied below, at `expire_before_ms`.
         now_ms: 0,
+        operator: None,
         options: ScanOptions {
             read_ahead_blocks: input.read_ahead_blocks.max(1),
             fill_cache: false,
@@ -184,14 +241,24 @@ async fn merge_into(
                 ));
             }
             output.rows_out += writer
-                .add_key(surviving(&versions, input.retain_seq, input.bottom))
+                .add_key(&surviving(
+                    &versions,
+                    input.retain_seq,
+                    input.bottom,
+                    &input.merge_operator,
+                ))
                 .await?;
             versions.clear();
         }
         versions.push(expire(row, input.expire_before_ms));
     }
     output.rows_out += writer
-        .add_key(surviving(&versions, input.retain_seq, input.bottom))
+        .add_key(&surviving(
+            &versions,
+            input.retain_seq,
+            input.bottom,
+            &input.merge_operator,
+        ))
         .await?;
     writer.cut().await?;
     output.tables = writer.written.clone();
@@ -287,15 +354,19 @@ mod tests {
     #[test]
     fn shadowed_versions_go_and_snapshot_versions_stay() {
         let rows = versions("k", &[(50, false), (40, false), (30, false), (20, false)]);
-        assert_eq!(seqs(surviving(&rows, 100, false)), vec![50], "no snapshot: newest only");
         assert_eq!(
-            seqs(surviving(&rows, 35, false)),
+            seqs(&surviving(&rows, 100, false, &None)),
+            vec![50],
+            "no snapshot: newest only"
+        );
+        assert_eq!(
+            seqs(&surviving(&rows, 35, false, &None)),
             vec![50, 40, 30],
             "a reader at 35 sees 30"
         );
-        assert_eq!(seqs(surviving(&rows, 40, false)), vec![50, 40]);
+        assert_eq!(seqs(&surviving(&rows, 40, false, &None)), vec![50, 40]);
         assert_eq!(
-            seqs(surviving(&rows, 10, false)),
+            seqs(&surviving(&rows, 10, false, &None)),
             vec![50, 40, 30, 20],
             "everything is newer"
         );
@@ -304,18 +375,127 @@ mod tests {
     #[test]
     fn tombstones_go_only_at_the_bottom_and_only_when_every_reader_sees_them() {
         let rows = versions("k", &[(50, true), (40, false)]);
-        assert_eq!(seqs(surviving(&rows, 100, false)), vec![50], "kept above older runs");
-        assert!(surviving(&rows, 100, true).is_empty(), "gone at the bottom");
         assert_eq!(
-            seqs(surviving(&rows, 45, true)),
+            seqs(&surviving(&rows, 100, false, &None)),
+            vec![50],
+            "kept above older runs"
+        );
+        assert!(surviving(&rows, 100, true, &None).is_empty(), "gone at the bottom");
+        assert_eq!(
+            seqs(&surviving(&rows, 45, true, &None)),
             vec![50, 40],
             "a reader at 45 still sees 40"
         );
         let rows = versions("k", &[(60, false), (50, true), (40, false)]);
         assert_eq!(
-            seqs(surviving(&rows, 55, true)),
+            seqs(&surviving(&rows, 55, true, &None)),
             vec![60],
             "the tombstone under a newer value"
+        );
+    }
+
+    /// Appends operands; partial merges join them (unless told not to).
+    #[derive(Debug)]
+    struct Append {
+        partial: bool,
+    }
+
+    impl crate::read::operator::MergeOperator for Append {
+        fn name(&self) -> &str {
+            "append"
+        }
+
+        fn full_merge(
+            &self,
+            _key: &[u8],
+            base: Option<&[u8]>,
+            operands: &[&[u8]],
+        ) -> Result<bytes::Bytes, crate::read::operator::MergeError> {
+            let mut value = base.unwrap_or(b"-").to_vec();
+            for operand in operands {
+                if operand == b"bad" {
+                    return Err(crate::read::operator::MergeError::new("bad operand"));
+                }
+                value.extend_from_slice(operand);
+            }
+            Ok(value.into())
+        }
+
+        fn partial_merge(
+            &self,
+            _key: &[u8],
+            operands: &[&[u8]],
+        ) -> Option<Result<bytes::Bytes, crate::read::operator::MergeError>> {
+            self.partial.then(|| Ok(operands.concat().into()))
+        }
+    }
+
+    fn operand(seq: u64, bytes: &str) -> Row {
+        Row {
+            key: "k".into(),
+            value: RowValue::Merge(bytes::Bytes::copy_from_slice(bytes.as_bytes())),
+            seq,
+            create_ms: None,
+            expire_ms: None,
+        }
+    }
+
+    fn values(rows: &[Row]) -> Vec<(u64, RowValue)> {
+        rows.iter().map(|row| (row.seq, row.value.clone())).collect()
+    }
+
+    #[test]
+    fn operands_below_every_reader_fold_into_one_row() {
+        let append: Operator = Some(Arc::new(Append { partial: false }));
+        let value = |text: &str| RowValue::Value(bytes::Bytes::copy_from_slice(text.as_bytes()));
+        let rows = vec![
+            operand(50, "c"),
+            operand(40, "b"),
+            Row::value("k", "a", 30),
+            operand(20, "z"),
+        ];
+        assert_eq!(values(&surviving(&rows, 100, false, &append)), [(50, value("abc"))]);
+        // A reader at 45 sees "ab": the operand above it stays.
+        assert_eq!(
+            values(&surviving(&rows, 45, false, &append)),
+            [(50, RowValue::Merge("c".into())), (40, value("ab"))]
+        );
+        // No base in the input: folded over nothing at the bottom only...
+        let operands = vec![operand(50, "c"), operand(40, "b")];
+        assert_eq!(values(&surviving(&operands, 100, true, &append)), [(50, value("-bc"))]);
+        assert_eq!(values(&surviving(&operands, 100, false, &append)), values(&operands));
+        // ...or joined by a partial merge.
+        let partial: Operator = Some(Arc::new(Append { partial: true }));
+        assert_eq!(
+            values(&surviving(&operands, 100, false, &partial)),
+            [(50, RowValue::Merge("bc".into()))]
+        );
+        // Over a tombstone: folded over nothing.
+        let rows = vec![operand(50, "c"), Row::tombstone("k", 40), Row::value("k", "a", 30)];
+        assert_eq!(values(&surviving(&rows, 100, false, &append)), [(50, value("-c"))]);
+    }
+
+    #[test]
+    fn operands_stay_when_folding_could_change_an_answer() {
+        let append: Operator = Some(Arc::new(Append { partial: true }));
+        let rows = vec![operand(50, "c"), Row::value("k", "a", 30)];
+        assert_eq!(
+            values(&surviving(&rows, 100, false, &None)),
+            values(&rows),
+            "no operator"
+        );
+        let failing = vec![operand(50, "bad"), Row::value("k", "a", 30)];
+        assert_eq!(
+            values(&surviving(&failing, 100, false, &append)),
+            values(&failing),
+            "it fails"
+        );
+        let mut expiring = rows.clone();
+        expiring[1].expire_ms = Some(1_000);
+        assert_eq!(
+            values(&surviving(&expiring, 100, false, &append)),
+            values(&expiring),
+            "the base still has a TTL to run"
         );
     }
 
@@ -330,6 +510,7 @@ mod tests {
             sources: vec![vec![TableHandle::from_written(&written).expect("sorted")]],
             retain_seq: 0,
             expire_before_ms: 0,
+            merge_operator: None,
             bottom: true,
             target_table_bytes: 64 << 20,
             read_ahead_blocks,
@@ -464,6 +645,7 @@ mod tests {
                 sources: inputs,
                 retain_seq: 2500,
                 expire_before_ms: 0,
+                merge_operator: None,
                 bottom: true,
                 target_table_bytes: 8 << 10,
                 read_ahead_blocks: 4,

@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::scheduler::{SizeTiered, Strategy};
+use crate::read::operator::MergeOperator;
 
 /// How the compactor schedules and runs jobs. `Default` gives the
 /// documented defaults.
@@ -33,6 +34,10 @@ pub struct CompactorOptions {
     pub busy_share: f64,
     /// Decides what to merge (default [`SizeTiered`] with its defaults).
     pub strategy: Arc<dyn Strategy>,
+    /// Folds merge operands that no snapshot can tell apart (default
+    /// `None`: operands are kept as they are). The embedded compactor gets
+    /// the database's ([`DbBuilder::merge_operator`](crate::DbBuilder::merge_operator)).
+    pub merge_operator: Option<Arc<dyn MergeOperator>>,
 }
 
 impl Default for CompactorOptions {
@@ -45,6 +50,7 @@ impl Default for CompactorOptions {
             read_ahead_blocks: 256,
             busy_share: 0.1,
             strategy: Arc::new(SizeTiered::default()),
+            merge_operator: None,
         }
     }
 }

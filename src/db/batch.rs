@@ -35,6 +35,13 @@ impl WriteBatch {
         self
     }
 
+    /// Adds a merge of `operand` into `key` (see
+    /// [`Db::merge`](crate::Db::merge)).
+    pub fn merge(&mut self, key: impl Into<Bytes>, operand: impl Into<Bytes>) -> &mut Self {
+        self.ops.push((key.into(), RowValue::Merge(operand.into()), Ttl::Never));
+        self
+    }
+
     /// Adds a delete of `key`.
     pub fn delete(&mut self, key: impl Into<Bytes>) -> &mut Self {
         self.ops.push((key.into(), RowValue::Tombstone, Ttl::Never));

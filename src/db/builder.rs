@@ -19,6 +19,7 @@ use crate::l0::uploader::{UploadMsg, Uploader};
 use crate::manifest::{
     Compactions, CompactorState, EpochLease, Fenced, IfMissing, Manifest, Role, VersionedOptions, VersionedStore,
 };
+use crate::read::operator::Operator;
 use crate::read::{ReadView, Seqs};
 use crate::shared::counters::Counters;
 use crate::shared::snapshots::Snapshots;
@@ -34,6 +35,7 @@ pub(super) struct Prepared {
     pub(super) tables: TableStore,
     pub(super) manifests: VersionedStore<Manifest>,
     compactions: VersionedStore<Compactions>,
+    pub(super) merge_operator: Operator,
 }
 
 impl Prepared {
@@ -57,6 +59,7 @@ pub struct DbBuilder {
     options: DbOptions,
     recorder: Option<Recorder>,
     salvage: bool,
+    merge_operator: Operator,
 }
 
 impl Compactor {
@@ -88,7 +91,19 @@ impl DbBuilder {
             options: DbOptions::default(),
             recorder: None,
             salvage: false,
+            merge_operator: None,
         }
+    }
+
+    /// The merge operator that folds [`Db::merge`] operands (see
+    /// [`MergeOperator`](crate::MergeOperator)). Its name is recorded in
+    /// the manifest by the first writer opened with it; opening the
+    /// database later with an operator of another name fails. Without one,
+    /// merges are refused at the call, and a read that meets operands
+    /// (written by an application that had one) fails naming the key.
+    pub fn merge_operator(mut self, operator: Arc<dyn crate::MergeOperator>) -> Self {
+        self.merge_operator = Some(operator);
+        self
     }
 
     /// Opens even if WAL tables the manifest does not cover yet are
@@ -179,7 +194,12 @@ impl DbBuilder {
             Some(seed) => runtime.with_seed(seed),
             None => runtime,
         };
-        let options = self.options;
+        let mut options = self.options;
+        if let Some(compactor) = &mut options.compactor
+            && compactor.merge_operator.is_none()
+        {
+            compactor.merge_operator = self.merge_operator.clone();
+        }
         let store: Arc<dyn Store> = Arc::new(TimeoutStore::new(self.store, runtime.clone(), options.request_timeout));
         let tables = TableStore::new(
             store.clone(),
@@ -200,6 +220,7 @@ impl DbBuilder {
             tables,
             manifests,
             compactions,
+            merge_operator: self.merge_operator,
         })
     }
 
@@ -216,6 +237,13 @@ impl DbBuilder {
     /// if there is no database there.
     pub async fn open_compactor(self) -> Result<Compactor, Error> {
         let prepared = self.prepare()?;
+        let mut options = prepared.options.compactor.clone().unwrap_or_default();
+        if options.merge_operator.is_none() {
+            options.merge_operator = prepared.merge_operator.clone();
+        }
+        if let Some((_, manifest)) = prepared.manifests.read_latest().await? {
+            check_merge_operator(&manifest, &options.merge_operator)?;
+        }
         let state = CompactorState::open(prepared.manifests.clone(), prepared.compactions.clone()).await?;
         let system = System::new(prepared.runtime.clone());
         Ok(Compactor::start(
@@ -223,7 +251,7 @@ impl DbBuilder {
             CompactorParts {
                 state,
                 tables: prepared.tables,
-                options: prepared.options.compactor.unwrap_or_default(),
+                options,
                 on_commit: None,
                 fenced_is_fatal: true,
             },
@@ -281,12 +309,25 @@ impl DbBuilder {
             tables,
             manifests,
             compactions,
+            merge_operator,
         } = prepared;
         // Our epoch bump lands after this instant: no newer writer had
         // opened before it.
         let lease = Arc::new(EpochLease::new(runtime.now()));
         crate::manifest::refuse_lost_manifest(&manifests, &tables).await?;
         let mut manifest = Fenced::open(manifests.clone(), Role::Writer, IfMissing::Create).await?;
+        check_merge_operator(manifest.current(), &merge_operator)?;
+        if let Some(operator) = &merge_operator
+            && manifest.current().merge_operator.is_none()
+        {
+            let name = operator.name().to_string();
+            manifest
+                .update(|manifest, _| {
+                    manifest.merge_operator = Some(name.clone());
+                    Ok(())
+                })
+                .await?;
+        }
         let recovered = recover(&tables, &mut manifest, on_damage).await?;
         let collector = collector.for_writer(manifest.epoch().unwrap_or(0));
         tracing::info!(
@@ -304,6 +345,7 @@ impl DbBuilder {
             None => None,
         };
         Ok(Recovery {
+            merge_operator,
             runtime,
             options,
             tables,
@@ -320,6 +362,7 @@ impl DbBuilder {
 /// What [`DbBuilder::open`] has read and recovered, ready to start the
 /// actors.
 struct Recovery {
+    merge_operator: Operator,
     runtime: Runtime,
     options: DbOptions,
     tables: TableStore,
@@ -330,6 +373,20 @@ struct Recovery {
     collector: Collector,
     /// The embedded compactor's state and options (`None`: it is off).
     compactor: Option<(CompactorState, CompactorOptions)>,
+}
+
+/// Fails if `manifest` records a merge operator other than `operator`
+/// (opening without one is allowed: merges are then refused, and reads of
+/// operands fail naming the key).
+pub(super) fn check_merge_operator(manifest: &Manifest, operator: &Operator) -> Result<(), Error> {
+    match (&manifest.merge_operator, operator) {
+        (Some(recorded), Some(operator)) if recorded != operator.name() => Err(Error::invalid(format!(
+            "the database's merge operands are for the merge operator {recorded:?}, not {:?}: \
+             open it with the operator it was written with",
+            operator.name()
+        ))),
+        _ => Ok(()),
+    }
 }
 
 /// The state the engine's actors share, made once per open.
@@ -407,6 +464,7 @@ impl Recovery {
                 collector: self.collector,
                 salvaged: self.recovered.salvaged,
                 default_ttl: self.options.default_ttl,
+                merge_operator: self.merge_operator,
             }),
         }
     }

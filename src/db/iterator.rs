@@ -12,6 +12,7 @@ use crate::error::Error;
 use crate::format::RowValue;
 use crate::read::KeyValue;
 use crate::read::merge::Merge;
+use crate::read::operator::{Operator, merge_over};
 
 /// A scan of a [`Db`](crate::Db), [`Snapshot`](crate::Snapshot),
 /// [`DbReader`](crate::DbReader) or [`Transaction`](crate::Transaction):
@@ -71,10 +72,19 @@ struct Core {
     own: Option<Own>,
 }
 
+/// A transaction's write of one key: a put or delete (or nothing), then
+/// merge operands, oldest first.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct OwnWrite {
+    pub(crate) base: Option<RowValue>,
+    pub(crate) operands: Vec<Bytes>,
+}
+
 /// A transaction's writes in the scan's range and order (tombstones
 /// included), over the rows of the snapshot.
 struct Own {
-    rows: Vec<(Bytes, RowValue)>,
+    rows: Vec<(Bytes, OwnWrite)>,
+    operator: Operator,
     /// The next of `rows` to merge.
     at: usize,
     reverse: bool,
@@ -99,11 +109,17 @@ impl DbIterator {
 
     /// A scan of `merge` with a transaction's writes `own` (in the scan's
     /// order) on top.
-    pub(crate) fn overlaid(merge: Result<Merge, Error>, own: Vec<(Bytes, RowValue)>, reverse: bool) -> DbIterator {
+    pub(crate) fn overlaid(
+        merge: Result<Merge, Error>,
+        own: Vec<(Bytes, OwnWrite)>,
+        reverse: bool,
+        operator: Operator,
+    ) -> DbIterator {
         match merge {
             Ok(merge) => {
                 let own = Own {
                     rows: own,
+                    operator,
                     at: 0,
                     reverse,
                     base: None,
@@ -169,13 +185,30 @@ impl Core {
             if !own_first {
                 return Ok(own.base.take());
             }
-            let (key, value) = own.rows[own.at].clone();
+            let (key, write) = own.rows[own.at].clone();
             own.at += 1;
-            if own.base.as_ref().is_some_and(|(base, _)| *base == key) {
-                // The transaction's write replaces the snapshot's row.
-                own.base = None;
-            }
-            if let RowValue::Value(value) = value {
+            // The transaction's write replaces the snapshot's row (or, with
+            // only operands, folds over it).
+            let below = match &own.base {
+                Some((base, value)) if *base == key => {
+                    let value = value.clone();
+                    own.base = None;
+                    Some(value)
+                }
+                _ => None,
+            };
+            let value = match write.base {
+                Some(RowValue::Value(value)) => Some(value),
+                Some(_) => None,
+                None => below,
+            };
+            let value = if write.operands.is_empty() {
+                value
+            } else {
+                let operands: Vec<&[u8]> = write.operands.iter().map(|operand| operand.as_ref()).collect();
+                Some(merge_over(&key, value.as_deref(), &operands, &own.operator)?)
+            };
+            if let Some(value) = value {
                 return Ok(Some((key, value)));
             }
         }

@@ -38,6 +38,7 @@ use crate::gc::{Collector, GcMode, GcMsg, GcReport};
 use crate::l0::l0_writer::L0Msg;
 use crate::manifest::{Checkpoint, CheckpointOptions, WalLoss};
 use crate::read::merge::{Merge, ScanBounds, merge_sources};
+use crate::read::operator::Operator;
 use crate::read::{ReadView, Seqs, sources_for};
 use crate::store::{Store, TableStore};
 use crate::wal::conflicts::ConflictCheck;
@@ -70,6 +71,8 @@ struct DbInner {
     salvaged: Vec<WalLoss>,
     /// [`DbOptions::default_ttl`].
     default_ttl: Option<std::time::Duration>,
+    /// [`DbBuilder::merge_operator`].
+    merge_operator: Operator,
 }
 
 impl std::fmt::Debug for DbInner {
@@ -104,13 +107,17 @@ fn bytes_bounds<K: AsRef<[u8]>>(range: impl RangeBounds<K>) -> (Bound<Bytes>, Bo
     (convert(range.start_bound()), convert(range.end_bound()))
 }
 
-/// The newest value of `key` at or below `max_seq` in `view`.
-async fn get_in(view: &ReadView, tables: &TableStore, key: &[u8], max_seq: u64) -> Result<Option<Bytes>, Error> {
+/// The value of `key` at or below `max_seq` in `view`, as a read now sees
+/// it (expired rows hidden, merge operands folded by `operator`).
+async fn get_in(
+    view: &ReadView,
+    tables: &TableStore,
+    key: &[u8],
+    max_seq: u64,
+    operator: &Operator,
+) -> Result<Option<Bytes>, Error> {
     let now_ms = tables.runtime().wall_ms();
-    Ok(view
-        .get(tables, key, max_seq)
-        .await?
-        .and_then(|row| row.live_value(now_ms).cloned()))
+    view.get_value(tables, key, max_seq, now_ms, operator).await
 }
 
 /// The merge of `range` in `view` at `max_seq` (the `view` may be an
@@ -121,6 +128,7 @@ fn merge_in<K: AsRef<[u8]>>(
     range: impl RangeBounds<K>,
     options: ScanOptions,
     max_seq: u64,
+    operator: &Operator,
 ) -> Result<Merge, Error> {
     let (start, end) = bytes_bounds(range);
     let bounds = ScanBounds {
@@ -128,6 +136,7 @@ fn merge_in<K: AsRef<[u8]>>(
         end,
         max_seq,
         now_ms: tables.runtime().wall_ms(),
+        operator: operator.clone(),
         options: crate::store::ScanOptions {
             read_ahead_blocks: options.read_ahead_blocks.max(1),
             fill_cache: options.fill_cache,
@@ -145,8 +154,9 @@ fn scan_in<K: AsRef<[u8]>>(
     range: impl RangeBounds<K>,
     options: ScanOptions,
     max_seq: u64,
+    operator: &Operator,
 ) -> DbIterator {
-    DbIterator::new(merge_in(view, tables, range, options, max_seq))
+    DbIterator::new(merge_in(view, tables, range, options, max_seq, operator))
 }
 
 impl Db {
@@ -242,6 +252,73 @@ impl Db {
         .await
     }
 
+    /// Merges `operand` into `key`: a blind write that the database's
+    /// [`MergeOperator`](crate::MergeOperator) folds over the value below
+    /// it when the key is read (and in compaction). Returns once it is
+    /// durable.
+    ///
+    /// ```
+    /// # smol::block_on(async {
+    /// # use std::sync::Arc;
+    /// # use talusdb::store::{ObjectStoreAdapter, Store};
+    /// use bytes::Bytes;
+    /// use talusdb::{Db, MergeError, MergeOperator};
+    ///
+    /// /// Appends each operand to the value.
+    /// #[derive(Debug)]
+    /// struct Append;
+    ///
+    /// impl MergeOperator for Append {
+    ///     fn name(&self) -> &str {
+    ///         "append"
+    ///     }
+    ///
+    ///     fn full_merge(&self, _key: &[u8], base: Option<&[u8]>, operands: &[&[u8]]) -> Result<Bytes, MergeError> {
+    ///         let mut value = base.unwrap_or_default().to_vec();
+    ///         operands.iter().for_each(|operand| value.extend_from_slice(operand));
+    ///         Ok(Bytes::from(value))
+    ///     }
+    /// }
+    ///
+    /// # let store: Arc<dyn Store> = Arc::new(ObjectStoreAdapter::in_memory());
+    /// let db = Db::builder("db", store).merge_operator(Arc::new(Append)).open().await?;
+    /// db.put("log", "a").await?;
+    /// db.merge("log", "b").await?;
+    /// db.merge("log", "c").await?;
+    /// assert_eq!(db.get("log").await?.as_deref(), Some(&b"abc"[..]));
+    /// db.close().await?;
+    /// # Ok::<(), talusdb::Error>(())
+    /// # }).unwrap();
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// `InvalidArgument` if the database was opened without a merge
+    /// operator; otherwise as [`Db::put`].
+    pub async fn merge(&self, key: impl Into<Bytes>, operand: impl Into<Bytes>) -> Result<WriteReceipt, Error> {
+        self.merge_with_options(key, operand, WriteOptions::default()).await
+    }
+
+    /// [`Db::merge`], acknowledged as `options` say (operands have no
+    /// TTL: `options.ttl` is ignored).
+    ///
+    /// # Errors
+    ///
+    /// As [`Db::merge`].
+    pub async fn merge_with_options(
+        &self,
+        key: impl Into<Bytes>,
+        operand: impl Into<Bytes>,
+        options: WriteOptions,
+    ) -> Result<WriteReceipt, Error> {
+        self.apply(
+            vec![(key.into(), RowValue::Merge(operand.into()), Ttl::Never)],
+            options,
+            None,
+        )
+        .await
+    }
+
     /// Deletes `key` (a tombstone hides every older version), returning
     /// once the delete is durable.
     ///
@@ -313,13 +390,18 @@ impl Db {
         if ops.iter().any(|(key, _, _)| key.is_empty()) {
             return Err(Error::invalid("keys must not be empty"));
         }
+        if self.inner.merge_operator.is_none() && ops.iter().any(|(_, value, _)| matches!(value, RowValue::Merge(_))) {
+            return Err(Error::invalid(
+                "a merge needs a merge operator: open the database with DbBuilder::merge_operator",
+            ));
+        }
         let default_ttl = self.inner.default_ttl;
         let ops = ops
             .into_iter()
             .map(|(key, value, ttl)| WriteOp {
                 ttl: match value {
                     RowValue::Value(_) => ttl.or(options.ttl).resolve(default_ttl),
-                    RowValue::Tombstone => None,
+                    RowValue::Tombstone | RowValue::Merge(_) => None,
                 },
                 key,
                 value,
@@ -388,7 +470,7 @@ impl Db {
         self.check_open()?;
         self.inner.tables.pace().read();
         let view = self.inner.view.load_full();
-        get_in(&view, &self.inner.tables, key, max_seq).await
+        get_in(&view, &self.inner.tables, key, max_seq, &self.inner.merge_operator).await
     }
 
     /// Live keys in `range`, in key order, with their newest values, as a
@@ -462,7 +544,14 @@ impl Db {
     fn scan_at<K: AsRef<[u8]>>(&self, range: impl RangeBounds<K>, options: ScanOptions, max_seq: u64) -> DbIterator {
         self.inner.tables.pace().read();
         let view = self.check_open().map(|()| self.inner.view.load_full());
-        scan_in(view, self.inner.tables.clone(), range, options, max_seq)
+        scan_in(
+            view,
+            self.inner.tables.clone(),
+            range,
+            options,
+            max_seq,
+            &self.inner.merge_operator,
+        )
     }
 
     /// [`Db::scan_at`] with a transaction's writes `own` (in the scan's
@@ -472,13 +561,20 @@ impl Db {
         range: impl RangeBounds<K>,
         options: ScanOptions,
         max_seq: u64,
-        own: Vec<(Bytes, RowValue)>,
+        own: Vec<(Bytes, iterator::OwnWrite)>,
         reverse: bool,
     ) -> DbIterator {
         self.inner.tables.pace().read();
         let view = self.check_open().map(|()| self.inner.view.load_full());
-        let merge = merge_in(view, self.inner.tables.clone(), range, options, max_seq);
-        DbIterator::overlaid(merge, own, reverse)
+        let merge = merge_in(
+            view,
+            self.inner.tables.clone(),
+            range,
+            options,
+            max_seq,
+            &self.inner.merge_operator,
+        );
+        DbIterator::overlaid(merge, own, reverse, self.inner.merge_operator.clone())
     }
 
     /// A read view pinned at the current sequence number. Compaction keeps

@@ -13,6 +13,7 @@ use super::{DbBuilder, DbIterator, ScanOptions, get_in, scan_in};
 use crate::error::Error;
 use crate::manifest::ManifestError;
 use crate::read::ReadView;
+use crate::read::operator::Operator;
 use crate::store::TableStore;
 use crate::wal::replay::replay;
 
@@ -23,6 +24,7 @@ pub struct DbReader {
     tables: TableStore,
     seq: u64,
     manifest_id: u64,
+    merge_operator: Operator,
 }
 
 impl DbReader {
@@ -38,8 +40,10 @@ impl DbReader {
             }
             .into());
         };
+        super::builder::check_merge_operator(&manifest, &prepared.merge_operator)?;
         let replayed = replay(&prepared.tables, &manifest).await?;
         Ok(DbReader {
+            merge_operator: prepared.merge_operator,
             view: Arc::new(ReadView::new(Arc::new(replayed.memtable), &manifest)),
             tables: prepared.tables,
             seq: replayed.last_seq,
@@ -74,7 +78,7 @@ impl DbReader {
     /// [`ErrorKind::Corruption`](crate::ErrorKind::Corruption) naming the
     /// missing object: open the reader again.
     pub async fn get(&self, key: impl AsRef<[u8]>) -> Result<Option<Bytes>, Error> {
-        get_in(&self.view, &self.tables, key.as_ref(), self.seq).await
+        get_in(&self.view, &self.tables, key.as_ref(), self.seq, &self.merge_operator).await
     }
 
     /// Live keys in `range` as of the view, in key order.
@@ -94,7 +98,14 @@ impl DbReader {
     ///
     /// As [`DbReader::scan`].
     pub fn scan_with_options<K: AsRef<[u8]>>(&self, range: impl RangeBounds<K>, options: ScanOptions) -> DbIterator {
-        scan_in(Ok(self.view.clone()), self.tables.clone(), range, options, self.seq)
+        scan_in(
+            Ok(self.view.clone()),
+            self.tables.clone(),
+            range,
+            options,
+            self.seq,
+            &self.merge_operator,
+        )
     }
 
     /// Live keys that start with `prefix` as of the view, in key order.

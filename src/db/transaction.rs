@@ -8,9 +8,11 @@ use std::ops::{Bound, RangeBounds};
 
 use bytes::Bytes;
 
+use super::iterator::OwnWrite;
 use super::{Db, DbIterator, ScanOptions, ScanOrder, Ttl, WriteBatch, WriteOptions, bytes_bounds};
 use crate::error::Error;
 use crate::format::RowValue;
+use crate::read::operator::merge_over;
 use crate::shared::snapshots::TransactionPin;
 use crate::wal::conflicts::ConflictCheck;
 
@@ -73,11 +75,28 @@ pub struct Transaction {
     db: Db,
     pin: TransactionPin,
     isolation: IsolationLevel,
-    writes: BTreeMap<Bytes, (RowValue, Ttl)>,
+    writes: BTreeMap<Bytes, TxnWrite>,
     /// Keys read from the snapshot (`Serializable` only).
     reads: Vec<Bytes>,
     /// Ranges scanned (`Serializable` only).
     ranges: Vec<(Bound<Bytes>, Bound<Bytes>)>,
+}
+
+/// What a transaction wrote to one key: a put or delete (if any), then
+/// merge operands, oldest first.
+#[derive(Clone, Debug, Default)]
+struct TxnWrite {
+    base: Option<(RowValue, Ttl)>,
+    operands: Vec<Bytes>,
+}
+
+impl TxnWrite {
+    fn own(&self) -> OwnWrite {
+        OwnWrite {
+            base: self.base.as_ref().map(|(value, _)| value.clone()),
+            operands: self.operands.clone(),
+        }
+    }
 }
 
 impl Db {
@@ -115,16 +134,24 @@ impl Transaction {
     /// As [`Db::get`].
     pub async fn get(&mut self, key: impl AsRef<[u8]>) -> Result<Option<Bytes>, Error> {
         let key = key.as_ref();
-        if let Some((own, _)) = self.writes.get(key) {
-            return Ok(match own {
-                RowValue::Value(value) => Some(value.clone()),
-                RowValue::Tombstone => None,
-            });
+        let own = self.writes.get(key).cloned();
+        let base = match own.as_ref().and_then(|own| own.base.as_ref()) {
+            Some((RowValue::Value(value), _)) => Some(value.clone()),
+            Some(_) => None,
+            None => {
+                if self.isolation == IsolationLevel::Serializable {
+                    self.reads.push(Bytes::copy_from_slice(key));
+                }
+                self.db.get_at(key, self.seq()).await?
+            }
+        };
+        match own {
+            Some(own) if !own.operands.is_empty() => {
+                let operands: Vec<&[u8]> = own.operands.iter().map(|operand| operand.as_ref()).collect();
+                merge_over(key, base.as_deref(), &operands, &self.db.inner.merge_operator).map(Some)
+            }
+            _ => Ok(base),
         }
-        if self.isolation == IsolationLevel::Serializable {
-            self.reads.push(Bytes::copy_from_slice(key));
-        }
-        self.db.get_at(key, self.seq()).await
     }
 
     /// Live keys in `range` in key order: the snapshot's, with this
@@ -154,12 +181,12 @@ impl Transaction {
             self.ranges.push(bounds.clone());
         }
         let reverse = options.order == ScanOrder::Reverse;
-        let mut own: Vec<(Bytes, RowValue)> = if is_empty(&bounds) {
+        let mut own: Vec<(Bytes, OwnWrite)> = if is_empty(&bounds) {
             Vec::new()
         } else {
             self.writes
                 .range(bounds.clone())
-                .map(|(key, (value, _))| (key.clone(), value.clone()))
+                .map(|(key, write)| (key.clone(), write.own()))
                 .collect()
         };
         if reverse {
@@ -181,27 +208,47 @@ impl Transaction {
 
     /// Writes `value` under `key` when the transaction commits.
     pub fn put(&mut self, key: impl Into<Bytes>, value: impl Into<Bytes>) {
-        self.writes
-            .insert(key.into(), (RowValue::Value(value.into()), Ttl::Default));
+        self.set(key.into(), RowValue::Value(value.into()), Ttl::Default);
+    }
+
+    /// A put or delete replaces everything the transaction wrote before.
+    fn set(&mut self, key: Bytes, value: RowValue, ttl: Ttl) {
+        match value {
+            RowValue::Merge(operand) => self.writes.entry(key).or_default().operands.push(operand),
+            value => {
+                self.writes.insert(
+                    key,
+                    TxnWrite {
+                        base: Some((value, ttl)),
+                        operands: Vec::new(),
+                    },
+                );
+            }
+        }
+    }
+
+    /// Merges `operand` into `key` when the transaction commits (see
+    /// [`Db::merge`]); the transaction's reads see it folded at once.
+    pub fn merge(&mut self, key: impl Into<Bytes>, operand: impl Into<Bytes>) {
+        self.set(key.into(), RowValue::Merge(operand.into()), Ttl::Never);
     }
 
     /// Writes `value` under `key` when the transaction commits, to expire
     /// `ttl` after the commit (see [`Ttl`]; the transaction's own reads see
     /// it until then).
     pub fn put_with_ttl(&mut self, key: impl Into<Bytes>, value: impl Into<Bytes>, ttl: std::time::Duration) {
-        self.writes
-            .insert(key.into(), (RowValue::Value(value.into()), Ttl::After(ttl)));
+        self.set(key.into(), RowValue::Value(value.into()), Ttl::After(ttl));
     }
 
     /// Deletes `key` when the transaction commits.
     pub fn delete(&mut self, key: impl Into<Bytes>) {
-        self.writes.insert(key.into(), (RowValue::Tombstone, Ttl::Never));
+        self.set(key.into(), RowValue::Tombstone, Ttl::Never);
     }
 
     /// Adds every operation of `batch` (later ones win).
     pub fn write(&mut self, batch: WriteBatch) {
         for (key, value, ttl) in batch.ops {
-            self.writes.insert(key, (value, ttl));
+            self.set(key, value, ttl);
         }
     }
 
@@ -234,11 +281,16 @@ impl Transaction {
             ranges: self.ranges,
             _open: self.pin,
         };
-        let ops = self
-            .writes
-            .into_iter()
-            .map(|(key, (value, ttl))| (key, value, ttl))
-            .collect();
+        // A key's put or delete, then its operands: one batch, in order.
+        let mut ops = Vec::new();
+        for (key, write) in self.writes {
+            if let Some((value, ttl)) = write.base {
+                ops.push((key.clone(), value, ttl));
+            }
+            for operand in write.operands {
+                ops.push((key.clone(), RowValue::Merge(operand), Ttl::Never));
+            }
+        }
         self.db.apply(ops, options, Some(check)).await
     }
 

@@ -23,9 +23,10 @@ pub const DEFAULT_RESTART_INTERVAL: usize = 16;
 const FLAG_TOMBSTONE: u8 = 1;
 const FLAG_CREATE_TIME: u8 = 1 << 1;
 const FLAG_EXPIRE_TIME: u8 = 1 << 2;
+const FLAG_MERGE: u8 = 1 << 3;
 /// Bits 3..=7 are reserved (merge operands will take one); a reader that
 /// meets one refuses the row rather than misreading it.
-const KNOWN_FLAGS: u8 = FLAG_TOMBSTONE | FLAG_CREATE_TIME | FLAG_EXPIRE_TIME;
+const KNOWN_FLAGS: u8 = FLAG_TOMBSTONE | FLAG_CREATE_TIME | FLAG_EXPIRE_TIME | FLAG_MERGE;
 
 const PART: &str = "block";
 
@@ -68,8 +69,10 @@ impl BlockBuilder {
         };
         let suffix = &row.key[shared..];
         let mut flags = 0;
-        if row.value == RowValue::Tombstone {
-            flags |= FLAG_TOMBSTONE;
+        match row.value {
+            RowValue::Tombstone => flags |= FLAG_TOMBSTONE,
+            RowValue::Merge(_) => flags |= FLAG_MERGE,
+            RowValue::Value(_) => {}
         }
         if row.create_ms.is_some() {
             flags |= FLAG_CREATE_TIME;
@@ -84,11 +87,11 @@ impl BlockBuilder {
         for time in [row.create_ms, row.expire_ms].into_iter().flatten() {
             put_varint(&mut self.buffer, time);
         }
-        if let RowValue::Value(value) = &row.value {
+        if let Some(value) = row.value.bytes() {
             put_varint(&mut self.buffer, value.len() as u64);
         }
         self.buffer.extend_from_slice(suffix);
-        if let RowValue::Value(value) = &row.value {
+        if let Some(value) = row.value.bytes() {
             self.buffer.extend_from_slice(value);
         }
         self.last_key.clear();
@@ -277,6 +280,12 @@ impl Block {
 }
 
 fn checked_flags(flags: u8, offset: usize) -> Result<u8, FormatError> {
+    if flags & FLAG_TOMBSTONE != 0 && flags & FLAG_MERGE != 0 {
+        return Err(FormatError::corrupt(
+            PART,
+            format!("row at {offset} is both a tombstone and a merge operand"),
+        ));
+    }
     if flags & !KNOWN_FLAGS != 0 {
         return Err(FormatError::corrupt(
             PART,
@@ -363,7 +372,12 @@ impl BlockIter {
             Some(len) => {
                 let start = offset + cursor.position();
                 cursor.take(len)?;
-                RowValue::Value(entries.slice(start..start + len))
+                let bytes = entries.slice(start..start + len);
+                if flags & FLAG_MERGE != 0 {
+                    RowValue::Merge(bytes)
+                } else {
+                    RowValue::Value(bytes)
+                }
             }
         };
         let key = Bytes::copy_from_slice(&self.key);

@@ -62,6 +62,19 @@ pub enum RowValue {
     Value(Bytes),
     /// A delete.
     Tombstone,
+    /// A merge operand: folded by the merge operator over the versions
+    /// below it (tables of format version 4 only).
+    Merge(Bytes),
+}
+
+impl RowValue {
+    /// The bytes a value or an operand carries.
+    pub fn bytes(&self) -> Option<&Bytes> {
+        match self {
+            RowValue::Value(bytes) | RowValue::Merge(bytes) => Some(bytes),
+            RowValue::Tombstone => None,
+        }
+    }
 }
 
 /// One version of a key. Tables order rows by key ascending, then newest

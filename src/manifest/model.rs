@@ -158,7 +158,8 @@ pub struct WalLoss {
 const LOSSES_VERSION: u32 = 2;
 
 /// The envelope version of a manifest that records when sequence numbers
-/// were written (its losses may then be none).
+/// were written or the name of the merge operator (its losses, and either
+/// of those, may then be none).
 const SEQ_TIMES_VERSION: u32 = 3;
 
 /// A point of the map from wall-clock time to sequence numbers: every
@@ -203,6 +204,9 @@ pub struct Manifest {
     /// When sequence numbers were written, oldest first, both ascending:
     /// points over the retention window (empty when it is zero).
     pub seq_times: Vec<SeqTime>,
+    /// The name of the merge operator the database's operands are for,
+    /// recorded by the first writer opened with one.
+    pub merge_operator: Option<String>,
 }
 
 impl Default for Manifest {
@@ -219,6 +223,7 @@ impl Default for Manifest {
             retain_seq: 0,
             losses: Vec::new(),
             seq_times: Vec::new(),
+            merge_operator: None,
         }
     }
 }
@@ -296,7 +301,8 @@ impl Versioned for Manifest {
         // Versions 2 and 3 only: a manifest without losses or times ends
         // here, so that it stays readable by builds that know version 1
         // alone (and one without times by builds that know 2).
-        if !self.losses.is_empty() || !self.seq_times.is_empty() {
+        let version_3 = !self.seq_times.is_empty() || self.merge_operator.is_some();
+        if !self.losses.is_empty() || version_3 {
             put_varint(out, self.losses.len() as u64);
             for loss in &self.losses {
                 put_varint(out, loss.wal_id);
@@ -309,14 +315,18 @@ impl Versioned for Manifest {
                 put_bytes(out, loss.moved_to.as_bytes());
                 put_bytes(out, loss.reason.as_bytes());
             }
-            if !self.seq_times.is_empty() {
+            if version_3 {
                 encode_seq_times(&self.seq_times, out);
+                out.push(u8::from(self.merge_operator.is_some()));
+                if let Some(name) = &self.merge_operator {
+                    put_bytes(out, name.as_bytes());
+                }
             }
         }
     }
 
     fn format_version(&self) -> u32 {
-        if !self.seq_times.is_empty() {
+        if !self.seq_times.is_empty() || self.merge_operator.is_some() {
             SEQ_TIMES_VERSION
         } else if !self.losses.is_empty() {
             LOSSES_VERSION
@@ -371,10 +381,19 @@ impl Versioned for Manifest {
         } else {
             Vec::new()
         };
-        let seq_times = if version >= SEQ_TIMES_VERSION {
-            decode_seq_times(&mut cursor)?
+        let (seq_times, merge_operator) = if version >= SEQ_TIMES_VERSION {
+            let seq_times = decode_seq_times(&mut cursor)?;
+            let merge_operator = match cursor.u8()? {
+                0 => None,
+                1 => Some(
+                    String::from_utf8(cursor.bytes()?.to_vec())
+                        .map_err(|_| FormatError::corrupt(PART, "the merge operator's name is not UTF-8"))?,
+                ),
+                flag => return Err(FormatError::corrupt(PART, format!("merge operator flag {flag}"))),
+            };
+            (seq_times, merge_operator)
         } else {
-            Vec::new()
+            (Vec::new(), None)
         };
         cursor.finish()?;
         Ok(Manifest {
@@ -389,6 +408,7 @@ impl Versioned for Manifest {
             retain_seq,
             losses,
             seq_times,
+            merge_operator,
         })
     }
 }
@@ -459,9 +479,9 @@ fn decode_losses(cursor: &mut Cursor<'_>, version: u32) -> Result<Vec<WalLoss>, 
     Ok(losses)
 }
 
-/// The time map of a version 3 payload: a count (at least one), the first
-/// point's time and sequence, then each later point as the two increases
-/// over the one before.
+/// The time map of a version 3 payload: a count, the first point's time
+/// and sequence, then each later point as the two increases over the one
+/// before.
 fn encode_seq_times(points: &[SeqTime], out: &mut Vec<u8>) {
     put_varint(out, points.len() as u64);
     let mut before = SeqTime { time_ms: 0, seq: 0 };
@@ -472,12 +492,9 @@ fn encode_seq_times(points: &[SeqTime], out: &mut Vec<u8>) {
     }
 }
 
-/// The time map of a version 3 manifest payload (at least one point).
+/// The time map of a version 3 manifest payload.
 fn decode_seq_times(cursor: &mut Cursor<'_>) -> Result<Vec<SeqTime>, FormatError> {
     let count = cursor.count(2)?;
-    if count == 0 {
-        return Err(FormatError::corrupt(PART, "a version 3 manifest with no time points"));
-    }
     let mut points = Vec::with_capacity(count);
     let mut before = SeqTime { time_ms: 0, seq: 0 };
     for _ in 0..count {

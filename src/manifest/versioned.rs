@@ -398,6 +398,7 @@ mod tests {
                     seq: seeds.iter().take(n + 1).sum(),
                 })
                 .collect(),
+            merge_operator: (seeds.len() % 3 == 1).then(|| "counter é".to_string()),
         }
     }
 
@@ -482,6 +483,15 @@ mod tests {
             with_times.format_version(),
             3,
             "time points need version 3, losses or not"
+        );
+        let with_operator = Manifest {
+            merge_operator: Some("append".into()),
+            ..plain.clone()
+        };
+        assert_eq!(with_operator.format_version(), 3, "so does a merge operator");
+        assert_eq!(
+            decode_envelope::<Manifest>(&encode_envelope(&with_operator, 3)).expect("decodes"),
+            with_operator
         );
         assert_eq!(
             decode_envelope::<Manifest>(&encode_envelope(&with_times, 3)).expect("decodes"),

@@ -92,6 +92,17 @@ impl Memtable {
             .map(|entry| to_row(entry.key(), entry.value()))
     }
 
+    /// Every version of `key` with sequence `<= max_seq`, newest first.
+    pub fn versions(&self, key: &[u8], max_seq: u64) -> Vec<Row> {
+        let key = Bytes::copy_from_slice(key);
+        let from = (key.clone(), Reverse(max_seq));
+        let to = (key, Reverse(0));
+        self.rows
+            .range(from..=to)
+            .map(|entry| to_row(entry.key(), entry.value()))
+            .collect()
+    }
+
     /// Up to `limit` rows after `after` (exclusive; `None` starts at
     /// `start`), in table order, stopping at `end`.
     pub fn rows_after(
@@ -166,7 +177,7 @@ impl Memtable {
 
 fn row_value_len(value: &RowValue) -> usize {
     match value {
-        RowValue::Value(bytes) => bytes.len(),
+        RowValue::Value(bytes) | RowValue::Merge(bytes) => bytes.len(),
         RowValue::Tombstone => 0,
     }
 }

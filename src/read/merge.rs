@@ -7,9 +7,10 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
+use super::operator::{Fold, Operator};
 use super::{LazyTable, ReadView};
 use crate::error::Error;
-use crate::format::Row;
+use crate::format::{Row, RowValue};
 use crate::mem::Memtable;
 use crate::store::{ScanOptions, TableScan, TableStore};
 
@@ -52,6 +53,8 @@ pub struct ScanBounds {
     pub max_seq: u64,
     /// Rows that expire at or before this read as tombstones.
     pub now_ms: u64,
+    /// Folds merge operands.
+    pub operator: Operator,
     pub options: ScanOptions,
     /// Keys descending.
     pub reverse: bool,
@@ -317,7 +320,7 @@ impl Merge {
     }
 
     /// The next live key and its newest visible value (the next smaller
-    /// key in a reverse scan).
+    /// key in a reverse scan), merge operands folded.
     pub async fn next(&mut self) -> Result<Option<(Bytes, Bytes)>, Error> {
         if self.bounds.reverse {
             return self.next_reverse().await;
@@ -331,31 +334,51 @@ impl Merge {
             let Some(row) = self.heads[best].take() else {
                 return Ok(None);
             };
-            // Drop every other version of this key, in every source.
-            for index in 0..self.sources.len() {
-                loop {
-                    let same = match &self.heads[index] {
-                        Some(head) => head.key == row.key,
-                        None => index == best,
-                    };
-                    if !same {
-                        break;
-                    }
-                    self.heads[index] = self.sources[index].next(&self.tables, &self.bounds).await?;
-                    if self.heads[index].is_none() {
-                        break;
-                    }
+            self.heads[best] = self.sources[best].next(&self.tables, &self.bounds).await?;
+            let now_ms = self.bounds.now_ms;
+            if !matches!(row.value, RowValue::Merge(_)) {
+                self.skip_key(&row.key).await?;
+                if let Some(value) = row.live_value(now_ms).cloned() {
+                    return Ok(Some((row.key, value)));
+                }
+                continue;
+            }
+            // Operands: take the key's older versions newest first, across
+            // sources, until the fold has its base.
+            let mut fold = Fold::default();
+            fold.push(&row, now_ms);
+            while let Some(next) = self.first_head() {
+                let same = self.heads[next].as_ref().is_some_and(|head| head.key == row.key);
+                if !same {
+                    break;
+                }
+                let version = self.heads[next].take();
+                self.heads[next] = self.sources[next].next(&self.tables, &self.bounds).await?;
+                let wants_more = version.as_ref().is_some_and(|version| fold.push(version, now_ms));
+                if !wants_more {
+                    self.skip_key(&row.key).await?;
+                    break;
                 }
             }
-            if let Some(value) = row.live_value(self.bounds.now_ms).cloned() {
+            if let Some(value) = fold.finish(&row.key, &self.bounds.operator)? {
                 return Ok(Some((row.key, value)));
             }
         }
     }
 
-    /// [`Merge::next`] of a reverse scan: the largest key left, with the
-    /// newest of its visible versions across every source (each source
-    /// gives a key's versions oldest first).
+    /// Drops every remaining version of `key` from every source.
+    async fn skip_key(&mut self, key: &Bytes) -> Result<(), Error> {
+        for index in 0..self.sources.len() {
+            while self.heads[index].as_ref().is_some_and(|head| head.key == *key) {
+                self.heads[index] = self.sources[index].next(&self.tables, &self.bounds).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// [`Merge::next`] of a reverse scan: the largest key left, with its
+    /// visible versions across every source (each source gives a key's
+    /// versions oldest first) folded newest first.
     async fn next_reverse(&mut self) -> Result<Option<(Bytes, Bytes)>, Error> {
         self.start().await?;
         loop {
@@ -364,19 +387,39 @@ impl Merge {
                 return Ok(None);
             };
             let mut newest: Option<Row> = None;
+            let mut operands = false;
+            let mut versions: Vec<Row> = Vec::new();
             for index in 0..self.sources.len() {
                 while self.heads[index].as_ref().is_some_and(|head| head.key == key) {
                     let next = self.sources[index].next(&self.tables, &self.bounds).await?;
                     let Some(row) = std::mem::replace(&mut self.heads[index], next) else {
                         break;
                     };
-                    if newest.as_ref().is_none_or(|best| row.seq > best.seq) {
+                    operands |= matches!(row.value, RowValue::Merge(_));
+                    if operands {
+                        versions.push(row);
+                    } else if newest.as_ref().is_none_or(|best| row.seq > best.seq) {
                         newest = Some(row);
                     }
                 }
             }
-            if let Some(value) = newest.as_ref().and_then(|row| row.live_value(self.bounds.now_ms)) {
-                return Ok(Some((key, value.clone())));
+            let now_ms = self.bounds.now_ms;
+            if !operands {
+                if let Some(value) = newest.as_ref().and_then(|row| row.live_value(now_ms)) {
+                    return Ok(Some((key, value.clone())));
+                }
+                continue;
+            }
+            versions.extend(newest);
+            versions.sort_unstable_by_key(|row| std::cmp::Reverse(row.seq));
+            let mut fold = Fold::default();
+            for version in &versions {
+                if !fold.push(version, now_ms) {
+                    break;
+                }
+            }
+            if let Some(value) = fold.finish(&key, &self.bounds.operator)? {
+                return Ok(Some((key, value)));
             }
         }
     }

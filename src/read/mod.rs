@@ -12,10 +12,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use bytes::Bytes;
 
 pub(crate) mod merge;
+pub mod operator;
 pub use merge::sources_for;
+use operator::{Fold, Operator};
 
 use crate::error::Error;
-use crate::format::Row;
+use crate::format::RowValue;
 use crate::manifest::{Manifest, TableHandle};
 use crate::mem::Memtable;
 use crate::store::{TableReader, TableStore, Ulid};
@@ -123,35 +125,65 @@ impl ReadView {
         let frozen: usize = self.frozen.iter().map(|frozen| frozen.table.size()).sum();
         (self.memtable.size() + frozen) as u64
     }
+}
 
-    /// The newest version of `key` with sequence `<= max_seq`, tombstones
-    /// included.
-    pub async fn get(&self, tables: &TableStore, key: &[u8], max_seq: u64) -> Result<Option<Row>, Error> {
-        if let Some(row) = self.memtable.get(key, max_seq) {
-            return Ok(Some(row));
-        }
-        for frozen in &self.frozen {
-            if let Some(row) = frozen.table.get(key, max_seq) {
-                return Ok(Some(row));
+impl ReadView {
+    /// The value of `key` a read at `max_seq` and `now_ms` sees: its newest
+    /// version, with any merge operands on top folded by `operator` over
+    /// the first version below them that is not one.
+    pub async fn get_value(
+        &self,
+        tables: &TableStore,
+        key: &[u8],
+        max_seq: u64,
+        now_ms: u64,
+        operator: &Operator,
+    ) -> Result<Option<Bytes>, Error> {
+        let mut fold = Fold::default();
+        // Sources newest first: memtables, then each L0 table, then the one
+        // table of each run that can hold the key.
+        let memtables = std::iter::once(&self.memtable).chain(self.frozen.iter().map(|frozen| &frozen.table));
+        for memtable in memtables {
+            let rows = if fold.is_empty() {
+                match memtable.get(key, max_seq) {
+                    None => continue,
+                    Some(row) if !matches!(row.value, RowValue::Merge(_)) => {
+                        return Ok(row.live_value(now_ms).cloned());
+                    }
+                    Some(_) => memtable.versions(key, max_seq),
+                }
+            } else {
+                memtable.versions(key, max_seq)
+            };
+            if !rows.iter().all(|row| fold.push(row, now_ms)) {
+                return fold.finish(key, operator);
             }
         }
-        for table in &self.l0 {
-            if table.may_hold(key, max_seq)
-                && let Some(row) = table.reader(tables).await?.get(key, max_seq).await?
-            {
-                return Ok(Some(row));
-            }
-        }
-        for run in &self.runs {
+        let runs = self.runs.iter().filter_map(|run| {
             let at = run.partition_point(|table| table.handle.last_key.as_ref() < key);
-            if let Some(table) = run.get(at)
-                && table.may_hold(key, max_seq)
-                && let Some(row) = table.reader(tables).await?.get(key, max_seq).await?
-            {
-                return Ok(Some(row));
+            run.get(at)
+        });
+        for table in self.l0.iter().chain(runs) {
+            if !table.may_hold(key, max_seq) {
+                continue;
+            }
+            let reader = table.reader(tables).await?;
+            let rows = if fold.is_empty() {
+                match reader.get(key, max_seq).await? {
+                    None => continue,
+                    Some(row) if !matches!(row.value, RowValue::Merge(_)) => {
+                        return Ok(row.live_value(now_ms).cloned());
+                    }
+                    Some(_) => reader.versions(key, max_seq).await?,
+                }
+            } else {
+                reader.versions(key, max_seq).await?
+            };
+            if !rows.iter().all(|row| fold.push(row, now_ms)) {
+                return fold.finish(key, operator);
             }
         }
-        Ok(None)
+        fold.finish(key, operator)
     }
 }
 

@@ -205,6 +205,27 @@ impl TableReader {
         Ok(None)
     }
 
+    /// Every version of `key` with sequence number `<= max_seq`, newest
+    /// first.
+    pub async fn versions(&self, key: &[u8], max_seq: u64) -> Result<Vec<Row>> {
+        if !self.may_contain(key).await? {
+            return Ok(Vec::new());
+        }
+        let key = Bytes::copy_from_slice(key);
+        let options = ScanOptions {
+            read_ahead_blocks: 1,
+            fill_cache: true,
+        };
+        let mut rows = self.scan((Bound::Included(key.clone()), Bound::Included(key)), options);
+        let mut versions = Vec::new();
+        while let Some(row) = rows.next().await? {
+            if row.seq <= max_seq {
+                versions.push(row);
+            }
+        }
+        Ok(versions)
+    }
+
     /// Rows with keys in `range`, in table order.
     pub fn scan(&self, range: (Bound<Bytes>, Bound<Bytes>), options: ScanOptions) -> TableScan {
         TableScan {

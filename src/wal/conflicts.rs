@@ -21,6 +21,7 @@ use std::ops::Bound;
 
 use bytes::Bytes;
 
+use crate::error::printable;
 use crate::shared::snapshots::TransactionPin;
 
 /// What a commit is checked against.
@@ -161,14 +162,6 @@ fn contains((start, end): &(Bound<Bytes>, Bound<Bytes>), key: &Bytes) -> bool {
         Bound::Unbounded => true,
     };
     after_start && before_end
-}
-
-/// A key for an error message: as text when it is printable UTF-8, else hex.
-fn printable(key: &[u8]) -> String {
-    match std::str::from_utf8(key) {
-        Ok(text) if !text.chars().any(char::is_control) => format!("{text:?}"),
-        _ => format!("0x{}", key.iter().map(|byte| format!("{byte:02x}")).collect::<String>()),
-    }
 }
 
 #[cfg(test)]

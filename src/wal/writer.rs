@@ -294,7 +294,7 @@ impl WalWriter {
             self.buffer_bytes += row.key.len()
                 + 16
                 + match &row.value {
-                    RowValue::Value(value) => value.len(),
+                    RowValue::Value(value) | RowValue::Merge(value) => value.len(),
                     RowValue::Tombstone => 0,
                 };
             self.memtable.insert(&row);

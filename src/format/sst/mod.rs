@@ -22,12 +22,17 @@ use super::{FormatError, Row, RowValue};
 
 /// "TALUSSST" in ASCII, the last 8 bytes of every table.
 pub const MAGIC: [u8; 8] = *b"TALUSSST";
-/// The table format this version writes. Version 2 added the WAL stamp to
-/// the metadata of WAL tables, version 3 the blocked bloom filter; this
-/// build reads versions 1 to 3, a version 1 WAL table reads as
+/// The newest table format this build writes and reads. Version 2 added
+/// the WAL stamp to the metadata of WAL tables, version 3 the blocked bloom
+/// filter, version 4 merge operands (row flag bit 3). A table is written
+/// as version 3 unless it holds an operand, so that builds that predate
+/// operands still read it, and refuse (`Unsupported`) one that does. This
+/// build reads versions 1 to 4; a version 1 WAL table reads as
 /// [`WalStamp::default`] (no claims), and the filter of a version 1 or 2
 /// table as [`FilterLayout::Classic`].
-pub const FORMAT_VERSION: u32 = 3;
+pub const FORMAT_VERSION: u32 = 4;
+/// The version of a table without merge operands.
+pub const PLAIN_FORMAT_VERSION: u32 = 3;
 /// The oldest table format this build reads.
 pub const OLDEST_FORMAT_VERSION: u32 = 1;
 /// Size of the footer at the end of every table.
@@ -179,7 +184,7 @@ impl SstBuilder {
             stats: TableStats::default(),
             put_id: 0,
             wal_stamp: None,
-            version: FORMAT_VERSION,
+            version: PLAIN_FORMAT_VERSION,
         }
     }
 
@@ -217,6 +222,10 @@ impl SstBuilder {
         match &row.value {
             RowValue::Value(value) => stats.value_bytes += value.len() as u64,
             RowValue::Tombstone => stats.tombstones += 1,
+            RowValue::Merge(operand) => {
+                stats.value_bytes += operand.len() as u64;
+                self.version = self.version.max(FORMAT_VERSION);
+            }
         }
         if self.block_first_key.is_none() {
             // WAL tables are indexed by sequence number; big-endian bytes

@@ -173,6 +173,31 @@ fn a_newer_format_version_is_unsupported_and_version_one_still_reads() {
     assert!(matches!(zero, FormatError::Corrupt { .. }), "{zero}");
 }
 
+/// A table is version 3 (what builds before merge operands read) unless it
+/// holds an operand; then it is version 4, which those builds refuse as
+/// `Unsupported` (their newest is 3), and its operands read back as such.
+#[test]
+fn only_a_table_with_merge_operands_is_version_4() {
+    let mut plain = SstBuilder::new(TableKind::Sorted, small_blocks());
+    plain.add(&Row::value("a", "v", 2));
+    plain.add(&Row::tombstone("b", 1));
+    assert_eq!(
+        SstBytes::open(plain.finish()).unwrap().footer.version,
+        PLAIN_FORMAT_VERSION
+    );
+    let mut merged = SstBuilder::new(TableKind::Sorted, small_blocks());
+    let operand = Row {
+        value: RowValue::Merge(Bytes::from_static(b"+1")),
+        ..Row::value("a", "", 3)
+    };
+    merged.add(&operand);
+    merged.add(&Row::value("a", "v", 2));
+    let table = SstBytes::open(merged.finish()).unwrap();
+    assert_eq!(table.footer.version, 4);
+    assert_eq!(table.footer.filter_layout(), FilterLayout::Blocked);
+    assert_eq!(table.get(b"a").unwrap(), Some(operand));
+}
+
 /// A version 2 table (a classic filter) written by an older build still
 /// answers every lookup: its filter is read in the classic layout.
 #[test]
@@ -191,7 +216,7 @@ fn a_version_2_table_reads_its_classic_filter() {
     );
     assert_eq!(old.footer.version, 2);
     assert_eq!(old.footer.filter_layout(), FilterLayout::Classic);
-    assert_eq!(new.footer.version, FORMAT_VERSION);
+    assert_eq!(new.footer.version, PLAIN_FORMAT_VERSION);
     assert_eq!(new.footer.filter_layout(), FilterLayout::Blocked);
     for key in 0..2_000u64 {
         let present = format!("key{:06}", 2 * key);
