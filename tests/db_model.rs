@@ -16,7 +16,10 @@ use futures::TryStreamExt;
 use talusdb::actors::Runtime;
 use talusdb::actors::runtime::Sim;
 use talusdb::store::{ObjectStoreAdapter, Store};
-use talusdb::{Db, DbIterator, ErrorKind, IsolationLevel, ScanOptions, ScanOrder, Ttl, WriteBatch, WriteOptions};
+use talusdb::{
+    Db, DbIterator, ErrorKind, IsolationLevel, MergeError, MergeOperator, ScanOptions, ScanOrder, Ttl, WriteBatch,
+    WriteOptions,
+};
 
 use support::{Gen, TempDir, on_smol};
 
@@ -47,8 +50,39 @@ async fn settle(runtime: &Runtime, deadlines: &mut Vec<u64>) -> u64 {
     }
 }
 
+/// Appends operands to the value, comma-separated.
+#[derive(Debug)]
+struct Append;
+
+impl MergeOperator for Append {
+    fn name(&self) -> &str {
+        "list-append"
+    }
+
+    fn full_merge(&self, _key: &[u8], base: Option<&[u8]>, operands: &[&[u8]]) -> Result<Bytes, MergeError> {
+        let mut items: Vec<&[u8]> = base.into_iter().collect();
+        items.extend(operands.iter().copied());
+        Ok(Bytes::from(items.join(&b","[..])))
+    }
+}
+
+/// What [`Append`] makes of `operand` merged into `key` of `model`.
+fn append(model: &mut Model, key: Bytes, operand: &str) {
+    let value = match model.get(&key) {
+        Some(value) => Bytes::from([value.as_ref(), b",", operand.as_bytes()].concat()),
+        None => Bytes::copy_from_slice(operand.as_bytes()),
+    };
+    model.insert(key, value);
+}
+
 async fn open(store: &Arc<dyn Store>, runtime: &Runtime) -> Db {
-    support::open_db("model", store, runtime).await
+    Db::builder("model", store.clone())
+        .runtime(runtime.clone())
+        .options(support::small_db_options())
+        .merge_operator(Arc::new(Append))
+        .open()
+        .await
+        .expect("open")
 }
 
 fn rows(model: &Model, range: (Bound<Bytes>, Bound<Bytes>), reverse: bool) -> Vec<(Bytes, Bytes)> {
@@ -144,6 +178,14 @@ async fn run_transaction(
                 own.remove(&key);
                 written.push(key);
             }
+            1 if !expires.contains_key(&key) => {
+                // Merged over a value with a TTL, the answer would change
+                // when it expires: the model merges only into others.
+                let operand = format!("tm{step}-{n}");
+                txn.merge(key.clone(), operand.clone());
+                append(&mut own, key.clone(), &operand);
+                written.push(key);
+            }
             1 | 2 => {
                 let value = Bytes::from(format!("t{step}-{n}"));
                 txn.put(key.clone(), value.clone());
@@ -222,7 +264,26 @@ async fn run_model(store: Arc<dyn Store>, runtime: Runtime, seed: u64, steps: us
             ..WriteOptions::default()
         };
         match generator.next(100) {
-            0..=29 => {
+            0..=4 => {
+                let key = generator.key();
+                if expires.contains_key(&key) {
+                    continue;
+                }
+                let operand = format!("m{step}");
+                let seq = if generator.next(2) == 0 {
+                    db.merge_with_options(key.clone(), operand.clone(), durable)
+                        .await
+                        .expect("merge")
+                        .seq
+                } else {
+                    let mut batch = WriteBatch::new();
+                    batch.merge(key.clone(), operand.clone());
+                    db.write_with_options(batch, durable).await.expect("batch merge").seq
+                };
+                append(&mut model, key, &operand);
+                remember(&mut history, seq, &model, &expires);
+            }
+            5..=29 => {
                 let (key, value) = (
                     generator.key(),
                     Bytes::from(format!("v{step}-{}", "x".repeat(step % 50))),
