@@ -49,6 +49,10 @@ pub enum Workload {
     /// keys of the first `--hot-keys` and writes both back; a conflict
     /// counts as an abort (not retried).
     Txn,
+    /// Counter increments (`Db::merge`, `--put-percent` of the operations)
+    /// and reads that fold them, over `--hot-keys` counters, for
+    /// `--duration-s`.
+    Merge,
 }
 
 #[derive(Debug, Args)]
@@ -210,6 +214,12 @@ impl Bench {
     }
 
     async fn open(&self) -> Result<Db, Error> {
+        self.open_with(None).await
+    }
+
+    /// Opens the database with `operator` (only the `merge` workload
+    /// records one in the manifest).
+    async fn open_with(&self, operator: Option<Arc<dyn talusdb::MergeOperator>>) -> Result<Db, Error> {
         let mut options = talusdb::DbOptions::default();
         if let Some(mib) = self.args.block_cache_mib {
             options.tables.block_cache_bytes = mib << 20;
@@ -220,12 +230,14 @@ impl Bench {
         if let (Some(share), Some(compactor)) = (self.args.compaction_busy_share, options.compactor.as_mut()) {
             compactor.busy_share = share;
         }
-        Db::builder(self.path.as_str(), self.store.clone())
+        let builder = Db::builder(self.path.as_str(), self.store.clone())
             .runtime(self.runtime.clone())
             .seed(self.args.seed)
-            .options(options)
-            .open()
-            .await
+            .options(options);
+        match operator {
+            Some(operator) => builder.merge_operator(operator).open().await,
+            None => builder.open().await,
+        }
     }
 
     fn progress(&self, label: &str, total: u64) -> ProgressBar {
@@ -686,6 +698,7 @@ pub async fn run(
                 Workload::Scan => bench.scan().await?,
                 Workload::Mixed => bench.mixed().await?,
                 Workload::Txn => bench.txn().await?,
+                Workload::Merge => bench.merge().await?,
             };
             // A read workload's load phase is reported apart, as `load`,
             // unless no workload was named (then `fill` is one of the two

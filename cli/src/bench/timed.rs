@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use bytes::Bytes;
 use serde_json::json;
 use talusdb::{ErrorKind, IsolationLevel, WriteOptions};
 
@@ -31,7 +32,8 @@ impl Bench {
         F: Fn(Worker, Arc<AtomicBool>) -> Fut,
         Fut: Future<Output = TaskResult> + Send + 'static,
     {
-        let db = self.open().await?;
+        let operator = (name == "merge").then(|| Arc::new(Counter) as Arc<dyn talusdb::MergeOperator>);
+        let db = self.open_with(operator).await?;
         self.reset_counts();
         let tasks_count = (self.args.writers + self.args.readers).max(1) as u64;
         let duration = Duration::from_secs_f64(self.args.duration_s.max(0.0));
@@ -181,5 +183,115 @@ impl Bench {
                 ("shape", shape_json(&stats)),
             ],
         ))
+    }
+
+    /// Counter increments and reads over the first `--hot-keys` counters
+    /// for `--duration-s`: `--put-percent` of the operations merge 1 into
+    /// a counter, the rest read one (folding its operands) and check it is
+    /// at least the increments this task has had acknowledged there.
+    pub(super) async fn merge(&self) -> Result<Report, CliError> {
+        let timed = self.run_timed("merge", 0x1656_67b1, |worker, stop| {
+            let Worker {
+                mut rng,
+                clock,
+                db,
+                bar,
+                compacting,
+                ..
+            } = worker;
+            let (hot, put_percent) = (self.args.hot_keys.max(1), self.args.put_percent);
+            async move {
+                let mut latencies = Latencies::default();
+                let mut merges = 0u64;
+                let mut mine = vec![0u64; hot as usize];
+                let options = WriteOptions {
+                    await_durable: false,
+                    ..WriteOptions::default()
+                };
+                let one = Bytes::copy_from_slice(&1u64.to_le_bytes());
+                while !stop.load(Ordering::Relaxed) {
+                    let i = rng.below(hot);
+                    let at = clock.now();
+                    let during = compacting.load(Ordering::Relaxed);
+                    if rng.below(100) < u64::from(put_percent) {
+                        db.merge_with_options(counter_key(i), one.clone(), options).await?;
+                        mine[i as usize] += 1;
+                        merges += 1;
+                    } else {
+                        let seen = db.get(counter_key(i)).await?.map_or(Ok(0), |value| counter(&value));
+                        match seen {
+                            Ok(seen) if seen >= mine[i as usize] => {}
+                            Ok(seen) => {
+                                return Ok(Err(CliError::WrongAnswer(format!(
+                                    "counter {i} reads {seen}, below the {} increments acknowledged to this task",
+                                    mine[i as usize]
+                                ))));
+                            }
+                            Err(error) => return Ok(Err(CliError::WrongAnswer(format!("counter {i}: {error}")))),
+                        }
+                    }
+                    latencies.record_during(clock.now() - at, during);
+                    bar.inc(1);
+                }
+                Ok(Ok((latencies, merges)))
+            }
+        });
+        let Timed {
+            latency,
+            count: merges,
+            seconds,
+            stats,
+        } = timed.await?;
+        self.count_puts(merges);
+        let ops = latency.count() as u64;
+        Ok(self.report(
+            "merge",
+            ops,
+            seconds,
+            Some(latency),
+            [
+                ("merges", json!(merges)),
+                ("gets", json!(ops - merges)),
+                ("hot_keys", json!(self.args.hot_keys)),
+                ("requests_per_op", json!(self.counts.total() as f64 / ops.max(1) as f64)),
+                ("shape", shape_json(&stats)),
+            ],
+        ))
+    }
+}
+
+/// The key of counter `i` (apart from the rows `fill` writes).
+fn counter_key(i: u64) -> Bytes {
+    Bytes::from(format!("counter/{i:08}"))
+}
+
+/// A counter's value.
+fn counter(bytes: &[u8]) -> Result<u64, talusdb::MergeError> {
+    let array: [u8; 8] = bytes
+        .try_into()
+        .map_err(|_| talusdb::MergeError::new(format!("a counter of {} bytes, not 8", bytes.len())))?;
+    Ok(u64::from_le_bytes(array))
+}
+
+/// The bench's merge operator: little-endian u64 counters, operands added
+/// up (also partially, so compaction can join them with no base).
+#[derive(Debug)]
+struct Counter;
+
+impl talusdb::MergeOperator for Counter {
+    fn name(&self) -> &str {
+        "talus-bench-counter-u64"
+    }
+
+    fn full_merge(&self, _key: &[u8], base: Option<&[u8]>, operands: &[&[u8]]) -> Result<Bytes, talusdb::MergeError> {
+        let mut total = base.map(counter).transpose()?.unwrap_or(0);
+        for operand in operands {
+            total = total.wrapping_add(counter(operand)?);
+        }
+        Ok(Bytes::copy_from_slice(&total.to_le_bytes()))
+    }
+
+    fn partial_merge(&self, key: &[u8], operands: &[&[u8]]) -> Option<Result<Bytes, talusdb::MergeError>> {
+        Some(self.full_merge(key, None, operands))
     }
 }
