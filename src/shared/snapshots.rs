@@ -43,8 +43,8 @@ struct Live {
 
 /// The time map: points `(time, seq)` meaning "every write up to `seq`
 /// had been made by `time`", at most one per `step_ms` of wall-clock time
-/// (the latest of each step), over the retention window plus one point
-/// before it.
+/// (the latest of each step), over the retention window and a quarter (as
+/// far back as `retain_seq` looks) plus one point before it.
 #[derive(Debug, Default)]
 pub(crate) struct SeqClock {
     points: VecDeque<SeqTime>,
@@ -60,7 +60,9 @@ impl SeqClock {
         SeqClock {
             points: points.iter().copied().collect(),
             step_ms: (retention_ms / CLOCK_POINTS).max(1000),
-            window_ms: retention_ms,
+            // `retain_seq` looks up to a quarter window (its step) further
+            // back than the window's start.
+            window_ms: retention_ms + (retention_ms / 4).max(1000),
         }
     }
 
@@ -334,14 +336,15 @@ mod tests {
             registry.record_time(n * 100, n + 1);
         }
         let points = registry.seq_times(u64::MAX);
-        assert!(points.len() <= CLOCK_POINTS as usize + 2, "{} points", points.len());
+        // A point a step over the window and a quarter, and one before.
+        assert!(points.len() <= (CLOCK_POINTS * 5 / 4) as usize + 4, "{} points", points.len());
         assert!(
             points
                 .windows(2)
                 .all(|pair| pair[0].time_ms < pair[1].time_ms && pair[0].seq < pair[1].seq)
         );
         // Accurate to a step: 10 minutes / 256 is under 2.4 s.
-        let at = 9_000_000;
+        let at = 9_500_000;
         let seq = registry.seq_at_time(at).expect("inside the window");
         assert!(seq <= at / 100 + 1 && seq + 24 >= at / 100, "{seq}");
     }
