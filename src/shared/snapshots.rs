@@ -337,7 +337,11 @@ mod tests {
         }
         let points = registry.seq_times(u64::MAX);
         // A point a step over the window and a quarter, and one before.
-        assert!(points.len() <= (CLOCK_POINTS * 5 / 4) as usize + 4, "{} points", points.len());
+        assert!(
+            points.len() <= (CLOCK_POINTS * 5 / 4) as usize + 4,
+            "{} points",
+            points.len()
+        );
         assert!(
             points
                 .windows(2)
