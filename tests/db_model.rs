@@ -16,10 +16,7 @@ use futures::TryStreamExt;
 use talusdb::actors::Runtime;
 use talusdb::actors::runtime::Sim;
 use talusdb::store::{ObjectStoreAdapter, Store};
-use talusdb::{
-    Db, DbIterator, ErrorKind, IsolationLevel, MergeError, MergeOperator, ScanOptions, ScanOrder, Ttl, WriteBatch,
-    WriteOptions,
-};
+use talusdb::{Db, DbIterator, ErrorKind, IsolationLevel, ScanOptions, ScanOrder, Ttl, WriteBatch, WriteOptions};
 
 use support::{Gen, TempDir, on_smol};
 
@@ -50,23 +47,7 @@ async fn settle(runtime: &Runtime, deadlines: &mut Vec<u64>) -> u64 {
     }
 }
 
-/// Appends operands to the value, comma-separated.
-#[derive(Debug)]
-struct Append;
-
-impl MergeOperator for Append {
-    fn name(&self) -> &str {
-        "list-append"
-    }
-
-    fn full_merge(&self, _key: &[u8], base: Option<&[u8]>, operands: &[&[u8]]) -> Result<Bytes, MergeError> {
-        let mut items: Vec<&[u8]> = base.into_iter().collect();
-        items.extend(operands.iter().copied());
-        Ok(Bytes::from(items.join(&b","[..])))
-    }
-}
-
-/// What [`Append`] makes of `operand` merged into `key` of `model`.
+/// What [`support::Append`] makes of `operand` merged into `key` of `model`.
 fn append(model: &mut Model, key: Bytes, operand: &str) {
     let value = match model.get(&key) {
         Some(value) => Bytes::from([value.as_ref(), b",", operand.as_bytes()].concat()),
@@ -79,7 +60,7 @@ async fn open(store: &Arc<dyn Store>, runtime: &Runtime) -> Db {
     Db::builder("model", store.clone())
         .runtime(runtime.clone())
         .options(support::small_db_options())
-        .merge_operator(Arc::new(Append))
+        .merge_operator(Arc::new(support::Append))
         .open()
         .await
         .expect("open")

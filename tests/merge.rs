@@ -11,11 +11,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures::TryStreamExt;
-use talusdb::actors::runtime::{Runtime, Sim};
-use talusdb::store::{ObjectStoreAdapter, Store};
-use talusdb::{
-    Db, DbOptions, ErrorKind, IsolationLevel, MergeError, MergeOperator, ScanOptions, ScanOrder, WriteBatch,
-};
+use talusdb::actors::runtime::Runtime;
+use talusdb::store::Store;
+use talusdb::{Db, DbOptions, ErrorKind, IsolationLevel, MergeError, MergeOperator, WriteBatch};
 
 /// A little-endian u64 counter; an operand is an increment. Partial merges
 /// add increments up.
@@ -51,22 +49,6 @@ impl MergeOperator for Counter {
     }
 }
 
-/// Appends each operand to the value, comma-separated; no partial merge.
-#[derive(Debug)]
-struct Append;
-
-impl MergeOperator for Append {
-    fn name(&self) -> &str {
-        "list-append"
-    }
-
-    fn full_merge(&self, _key: &[u8], base: Option<&[u8]>, operands: &[&[u8]]) -> Result<Bytes, MergeError> {
-        let mut items: Vec<&[u8]> = base.into_iter().filter(|base| !base.is_empty()).collect();
-        items.extend(operands.iter().copied());
-        Ok(Bytes::from(items.join(&b","[..])))
-    }
-}
-
 fn options() -> DbOptions {
     support::compacting_db_options(8, Duration::from_secs(3600))
 }
@@ -85,24 +67,8 @@ async fn open_with(
     }
 }
 
-fn on_sim(seed: u64, test: impl AsyncFnOnce(Runtime, Arc<dyn Store>)) {
-    let sim = Sim::new(seed);
-    let runtime = sim.runtime();
-    sim.block_on(async move {
-        let store: Arc<dyn Store> = Arc::new(ObjectStoreAdapter::in_memory());
-        test(runtime, store).await;
-    });
-}
-
 async fn all(db: &Db, reverse: bool) -> Vec<(Bytes, Bytes)> {
-    let options = ScanOptions {
-        order: if reverse {
-            ScanOrder::Reverse
-        } else {
-            ScanOrder::Forward
-        },
-        ..ScanOptions::default()
-    };
+    let options = support::scan_order(reverse);
     let mut rows: Vec<_> = db
         .scan_with_options::<&str>(.., options)
         .try_collect()
@@ -116,7 +82,7 @@ async fn all(db: &Db, reverse: bool) -> Vec<(Bytes, Bytes)> {
 
 #[test]
 fn counters_fold_across_memtables_tables_compaction_and_a_reopen() {
-    on_sim(1, async |runtime, store| {
+    support::on_sim(1, async |runtime, store| {
         let db = open_with(&store, &runtime, Some(Arc::new(Counter)))
             .await
             .expect("open");
@@ -188,8 +154,10 @@ fn counters_fold_across_memtables_tables_compaction_and_a_reopen() {
 
 #[test]
 fn lists_append_in_order_and_a_snapshot_reads_the_same_through_folding() {
-    on_sim(2, async |runtime, store| {
-        let db = open_with(&store, &runtime, Some(Arc::new(Append))).await.expect("open");
+    support::on_sim(2, async |runtime, store| {
+        let db = open_with(&store, &runtime, Some(Arc::new(support::Append)))
+            .await
+            .expect("open");
         db.put("list", "a").await.expect("put");
         db.merge("list", "b").await.expect("merge");
         db.flush_memtable().await.expect("flush");
@@ -218,7 +186,7 @@ fn lists_append_in_order_and_a_snapshot_reads_the_same_through_folding() {
 
 #[test]
 fn the_operator_guards_the_database_and_its_failures_fail_only_the_read() {
-    on_sim(3, async |runtime, store| {
+    support::on_sim(3, async |runtime, store| {
         // Without an operator a merge is refused at the call.
         let db = open_with(&store, &runtime, None).await.expect("open");
         let error = db.merge("k", count(1)).await.expect_err("no operator");
@@ -254,7 +222,7 @@ fn the_operator_guards_the_database_and_its_failures_fail_only_the_read() {
 
         // Another operator's name is refused; no operator opens, but
         // reading an operand then fails naming the key.
-        let error = open_with(&store, &runtime, Some(Arc::new(Append)))
+        let error = open_with(&store, &runtime, Some(Arc::new(support::Append)))
             .await
             .expect_err("another operator");
         assert_eq!(error.kind(), &ErrorKind::InvalidArgument, "{error}");
@@ -264,7 +232,7 @@ fn the_operator_guards_the_database_and_its_failures_fail_only_the_read() {
         );
         let reader = Db::builder("db", store.clone())
             .runtime(runtime.clone())
-            .merge_operator(Arc::new(Append))
+            .merge_operator(Arc::new(support::Append))
             .open_read_only()
             .await;
         assert_eq!(reader.expect_err("a reader too").kind(), &ErrorKind::InvalidArgument);

@@ -11,9 +11,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures::TryStreamExt;
-use talusdb::actors::runtime::{Runtime, Sim};
-use talusdb::store::{ObjectStoreAdapter, Store};
-use talusdb::{Db, DbOptions, IsolationLevel, ScanOptions, ScanOrder, Ttl, WriteBatch, WriteOptions};
+use talusdb::actors::runtime::Runtime;
+use talusdb::store::Store;
+use talusdb::{Db, DbOptions, IsolationLevel, Ttl, WriteBatch, WriteOptions};
 
 fn options(default_ttl: Option<Duration>) -> DbOptions {
     let mut options = support::compacting_db_options(8, Duration::from_secs(3600));
@@ -38,14 +38,7 @@ fn with_ttl(ttl: Duration) -> WriteOptions {
 }
 
 async fn keys(db: &Db, reverse: bool) -> Vec<Bytes> {
-    let options = ScanOptions {
-        order: if reverse {
-            ScanOrder::Reverse
-        } else {
-            ScanOrder::Forward
-        },
-        ..ScanOptions::default()
-    };
+    let options = support::scan_order(reverse);
     let rows: Vec<_> = db
         .scan_with_options::<&str>(.., options)
         .try_collect()
@@ -58,18 +51,9 @@ async fn get(db: &Db, key: &str) -> Option<Bytes> {
     db.get(key).await.expect("get")
 }
 
-fn on_sim(seed: u64, test: impl AsyncFnOnce(Runtime, Arc<dyn Store>)) {
-    let sim = Sim::new(seed);
-    let runtime = sim.runtime();
-    sim.block_on(async move {
-        let store: Arc<dyn Store> = Arc::new(ObjectStoreAdapter::in_memory());
-        test(runtime, store).await;
-    });
-}
-
 #[test]
 fn an_expired_put_reads_as_deleted_and_still_hides_what_it_overwrote() {
-    on_sim(1, async |runtime, store| {
+    support::on_sim(1, async |runtime, store| {
         let db = open(&store, &runtime, None).await;
         db.put("a", "forever").await.expect("put");
         db.put("b", "old").await.expect("put");
@@ -112,7 +96,7 @@ fn an_expired_put_reads_as_deleted_and_still_hides_what_it_overwrote() {
 
 #[test]
 fn a_ttl_survives_the_wal_and_a_reopen_before_it_expires() {
-    on_sim(2, async |runtime, store| {
+    support::on_sim(2, async |runtime, store| {
         let db = open(&store, &runtime, None).await;
         db.put_with_options("k", "v", with_ttl(Duration::from_secs(30)))
             .await
@@ -129,7 +113,7 @@ fn a_ttl_survives_the_wal_and_a_reopen_before_it_expires() {
 
 #[test]
 fn defaults_batches_and_transactions_set_the_ttl_as_documented() {
-    on_sim(3, async |runtime, store| {
+    support::on_sim(3, async |runtime, store| {
         let db = open(&store, &runtime, Some(Duration::from_secs(5))).await;
         db.put("default", "v").await.expect("put");
         let never = WriteOptions {
@@ -172,7 +156,7 @@ fn defaults_batches_and_transactions_set_the_ttl_as_documented() {
 
 #[test]
 fn compaction_with_a_live_snapshot_changes_nothing_it_reads_about_expiry() {
-    on_sim(4, async |runtime, store| {
+    support::on_sim(4, async |runtime, store| {
         let db = open(&store, &runtime, None).await;
         for n in 0..50u32 {
             db.put(format!("k{n:02}"), "old").await.expect("put");

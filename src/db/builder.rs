@@ -194,12 +194,7 @@ impl DbBuilder {
             Some(seed) => runtime.with_seed(seed),
             None => runtime,
         };
-        let mut options = self.options;
-        if let Some(compactor) = &mut options.compactor
-            && compactor.merge_operator.is_none()
-        {
-            compactor.merge_operator = self.merge_operator.clone();
-        }
+        let options = self.options;
         let store: Arc<dyn Store> = Arc::new(TimeoutStore::new(self.store, runtime.clone(), options.request_timeout));
         let tables = TableStore::new(
             store.clone(),
@@ -237,10 +232,10 @@ impl DbBuilder {
     /// if there is no database there.
     pub async fn open_compactor(self) -> Result<Compactor, Error> {
         let prepared = self.prepare()?;
-        let mut options = prepared.options.compactor.clone().unwrap_or_default();
-        if options.merge_operator.is_none() {
-            options.merge_operator = prepared.merge_operator.clone();
-        }
+        let options = with_operator(
+            prepared.options.compactor.clone().unwrap_or_default(),
+            &prepared.merge_operator,
+        );
         if let Some((_, manifest)) = prepared.manifests.read_latest().await? {
             check_merge_operator(&manifest, &options.merge_operator)?;
         }
@@ -340,7 +335,7 @@ impl DbBuilder {
         let compactor = match options.compactor.clone() {
             Some(compactor_options) => Some((
                 CompactorState::open(manifests.clone(), compactions).await?,
-                compactor_options,
+                with_operator(compactor_options, &merge_operator),
             )),
             None => None,
         };
@@ -373,6 +368,14 @@ struct Recovery {
     collector: Collector,
     /// The embedded compactor's state and options (`None`: it is off).
     compactor: Option<(CompactorState, CompactorOptions)>,
+}
+
+/// `options`, with the database's merge operator unless they name one.
+fn with_operator(mut options: CompactorOptions, operator: &Operator) -> CompactorOptions {
+    if options.merge_operator.is_none() {
+        options.merge_operator = operator.clone();
+    }
+    options
 }
 
 /// Fails if `manifest` records a merge operator other than `operator`

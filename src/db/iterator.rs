@@ -109,19 +109,14 @@ impl DbIterator {
 
     /// A scan of `merge` with a transaction's writes `own` (in the scan's
     /// order) on top.
-    pub(crate) fn overlaid(
-        merge: Result<Merge, Error>,
-        own: Vec<(Bytes, OwnWrite)>,
-        reverse: bool,
-        operator: Operator,
-    ) -> DbIterator {
+    pub(crate) fn overlaid(merge: Result<Merge, Error>, own: Vec<(Bytes, OwnWrite)>, operator: Operator) -> DbIterator {
         match merge {
             Ok(merge) => {
                 let own = Own {
                     rows: own,
                     operator,
                     at: 0,
-                    reverse,
+                    reverse: merge.is_reverse(),
                     base: None,
                     base_done: false,
                 };

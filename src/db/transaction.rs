@@ -75,28 +75,12 @@ pub struct Transaction {
     db: Db,
     pin: TransactionPin,
     isolation: IsolationLevel,
-    writes: BTreeMap<Bytes, TxnWrite>,
+    /// What it wrote to each key, with the TTL of its put.
+    writes: BTreeMap<Bytes, (OwnWrite, Ttl)>,
     /// Keys read from the snapshot (`Serializable` only).
     reads: Vec<Bytes>,
     /// Ranges scanned (`Serializable` only).
     ranges: Vec<(Bound<Bytes>, Bound<Bytes>)>,
-}
-
-/// What a transaction wrote to one key: a put or delete (if any), then
-/// merge operands, oldest first.
-#[derive(Clone, Debug, Default)]
-struct TxnWrite {
-    base: Option<(RowValue, Ttl)>,
-    operands: Vec<Bytes>,
-}
-
-impl TxnWrite {
-    fn own(&self) -> OwnWrite {
-        OwnWrite {
-            base: self.base.as_ref().map(|(value, _)| value.clone()),
-            operands: self.operands.clone(),
-        }
-    }
 }
 
 impl Db {
@@ -134,9 +118,9 @@ impl Transaction {
     /// As [`Db::get`].
     pub async fn get(&mut self, key: impl AsRef<[u8]>) -> Result<Option<Bytes>, Error> {
         let key = key.as_ref();
-        let own = self.writes.get(key).cloned();
+        let own = self.writes.get(key).map(|(write, _)| write.clone());
         let base = match own.as_ref().and_then(|own| own.base.as_ref()) {
-            Some((RowValue::Value(value), _)) => Some(value.clone()),
+            Some(RowValue::Value(value)) => Some(value.clone()),
             Some(_) => None,
             None => {
                 if self.isolation == IsolationLevel::Serializable {
@@ -186,14 +170,14 @@ impl Transaction {
         } else {
             self.writes
                 .range(bounds.clone())
-                .map(|(key, write)| (key.clone(), write.own()))
+                .map(|(key, (write, _))| (key.clone(), write.clone()))
                 .collect()
         };
         if reverse {
             own.reverse();
         }
         let max_seq = self.seq();
-        self.db.overlay_at(bounds, options, max_seq, own, reverse)
+        self.db.overlay_at(bounds, options, max_seq, own)
     }
 
     /// Live keys that start with `prefix`, with this transaction's writes on
@@ -214,15 +198,13 @@ impl Transaction {
     /// A put or delete replaces everything the transaction wrote before.
     fn set(&mut self, key: Bytes, value: RowValue, ttl: Ttl) {
         match value {
-            RowValue::Merge(operand) => self.writes.entry(key).or_default().operands.push(operand),
+            RowValue::Merge(operand) => self.writes.entry(key).or_default().0.operands.push(operand),
             value => {
-                self.writes.insert(
-                    key,
-                    TxnWrite {
-                        base: Some((value, ttl)),
-                        operands: Vec::new(),
-                    },
-                );
+                let write = OwnWrite {
+                    base: Some(value),
+                    operands: Vec::new(),
+                };
+                self.writes.insert(key, (write, ttl));
             }
         }
     }
@@ -283,8 +265,8 @@ impl Transaction {
         };
         // A key's put or delete, then its operands: one batch, in order.
         let mut ops = Vec::new();
-        for (key, write) in self.writes {
-            if let Some((value, ttl)) = write.base {
+        for (key, (write, ttl)) in self.writes {
+            if let Some(value) = write.base {
                 ops.push((key.clone(), value, ttl));
             }
             for operand in write.operands {

@@ -83,24 +83,21 @@ impl Memtable {
 
     /// The newest version of `key` with sequence `<= max_seq`.
     pub fn get(&self, key: &[u8], max_seq: u64) -> Option<Row> {
-        let key = Bytes::copy_from_slice(key);
-        let from = (key.clone(), Reverse(max_seq));
-        let to = (key, Reverse(0));
-        self.rows
-            .range(from..=to)
-            .next()
-            .map(|entry| to_row(entry.key(), entry.value()))
+        self.key_rows(key, max_seq).next()
     }
 
     /// Every version of `key` with sequence `<= max_seq`, newest first.
     pub fn versions(&self, key: &[u8], max_seq: u64) -> Vec<Row> {
+        self.key_rows(key, max_seq).collect()
+    }
+
+    fn key_rows(&self, key: &[u8], max_seq: u64) -> impl Iterator<Item = Row> + '_ {
         let key = Bytes::copy_from_slice(key);
         let from = (key.clone(), Reverse(max_seq));
         let to = (key, Reverse(0));
         self.rows
             .range(from..=to)
             .map(|entry| to_row(entry.key(), entry.value()))
-            .collect()
     }
 
     /// Up to `limit` rows after `after` (exclusive; `None` starts at

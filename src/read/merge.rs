@@ -257,6 +257,11 @@ impl Merge {
         Ok(())
     }
 
+    /// Whether keys come in descending order.
+    pub fn is_reverse(&self) -> bool {
+        self.bounds.reverse
+    }
+
     /// Moves the scan so that the next key it returns is the first at or
     /// after `key` (at or before, in reverse), within the range it was
     /// created with: a key before that range starts it again, one past it

@@ -17,7 +17,7 @@ pub use merge::sources_for;
 use operator::{Fold, Operator};
 
 use crate::error::Error;
-use crate::format::RowValue;
+use crate::format::{Row, RowValue};
 use crate::manifest::{Manifest, TableHandle};
 use crate::mem::Memtable;
 use crate::store::{TableReader, TableStore, Ulid};
@@ -139,51 +139,65 @@ impl ReadView {
         now_ms: u64,
         operator: &Operator,
     ) -> Result<Option<Bytes>, Error> {
-        let mut fold = Fold::default();
         // Sources newest first: memtables, then each L0 table, then the one
         // table of each run that can hold the key.
-        let memtables = std::iter::once(&self.memtable).chain(self.frozen.iter().map(|frozen| &frozen.table));
-        for memtable in memtables {
-            let rows = if fold.is_empty() {
-                match memtable.get(key, max_seq) {
-                    None => continue,
-                    Some(row) if !matches!(row.value, RowValue::Merge(_)) => {
-                        return Ok(row.live_value(now_ms).cloned());
-                    }
-                    Some(_) => memtable.versions(key, max_seq),
-                }
-            } else {
-                memtable.versions(key, max_seq)
-            };
-            if !rows.iter().all(|row| fold.push(row, now_ms)) {
-                return fold.finish(key, operator);
-            }
-        }
+        let memtables = std::iter::once(&self.memtable)
+            .chain(self.frozen.iter().map(|frozen| &frozen.table))
+            .map(|memtable| PointSource::Memtable(memtable));
         let runs = self.runs.iter().filter_map(|run| {
             let at = run.partition_point(|table| table.handle.last_key.as_ref() < key);
             run.get(at)
         });
-        for table in self.l0.iter().chain(runs) {
-            if !table.may_hold(key, max_seq) {
-                continue;
-            }
-            let reader = table.reader(tables).await?;
+        let tables_in_order = self
+            .l0
+            .iter()
+            .chain(runs)
+            .filter(|table| table.may_hold(key, max_seq))
+            .map(|table| PointSource::Table(table));
+        let mut fold = Fold::default();
+        for source in memtables.chain(tables_in_order) {
+            // Most keys have no operands: the newest version is the answer,
+            // and only an operand makes the read go on.
             let rows = if fold.is_empty() {
-                match reader.get(key, max_seq).await? {
+                match source.newest(tables, key, max_seq).await? {
                     None => continue,
                     Some(row) if !matches!(row.value, RowValue::Merge(_)) => {
                         return Ok(row.live_value(now_ms).cloned());
                     }
-                    Some(_) => reader.versions(key, max_seq).await?,
+                    Some(_) => source.versions(tables, key, max_seq).await?,
                 }
             } else {
-                reader.versions(key, max_seq).await?
+                source.versions(tables, key, max_seq).await?
             };
             if !rows.iter().all(|row| fold.push(row, now_ms)) {
-                return fold.finish(key, operator);
+                break;
             }
         }
         fold.finish(key, operator)
+    }
+}
+
+/// A source a point lookup searches.
+enum PointSource<'a> {
+    Memtable(&'a Memtable),
+    Table(&'a LazyTable),
+}
+
+impl PointSource<'_> {
+    /// The newest version of `key` at or below `max_seq`.
+    async fn newest(&self, tables: &TableStore, key: &[u8], max_seq: u64) -> Result<Option<Row>, Error> {
+        match self {
+            PointSource::Memtable(memtable) => Ok(memtable.get(key, max_seq)),
+            PointSource::Table(table) => Ok(table.reader(tables).await?.get(key, max_seq).await?),
+        }
+    }
+
+    /// Every version of `key` at or below `max_seq`, newest first.
+    async fn versions(&self, tables: &TableStore, key: &[u8], max_seq: u64) -> Result<Vec<Row>, Error> {
+        match self {
+            PointSource::Memtable(memtable) => Ok(memtable.versions(key, max_seq)),
+            PointSource::Table(table) => Ok(table.reader(tables).await?.versions(key, max_seq).await?),
+        }
     }
 }
 

@@ -188,15 +188,9 @@ impl TableReader {
 
     /// The newest version of `key` with sequence number `<= max_seq`.
     pub async fn get(&self, key: &[u8], max_seq: u64) -> Result<Option<Row>> {
-        if !self.may_contain(key).await? {
+        let Some(mut rows) = self.key_scan(key).await? else {
             return Ok(None);
-        }
-        let key = Bytes::copy_from_slice(key);
-        let options = ScanOptions {
-            read_ahead_blocks: 1,
-            fill_cache: true,
         };
-        let mut rows = self.scan((Bound::Included(key.clone()), Bound::Included(key)), options);
         while let Some(row) = rows.next().await? {
             if row.seq <= max_seq {
                 return Ok(Some(row));
@@ -208,22 +202,31 @@ impl TableReader {
     /// Every version of `key` with sequence number `<= max_seq`, newest
     /// first.
     pub async fn versions(&self, key: &[u8], max_seq: u64) -> Result<Vec<Row>> {
+        let mut versions = Vec::new();
+        if let Some(mut rows) = self.key_scan(key).await? {
+            while let Some(row) = rows.next().await? {
+                if row.seq <= max_seq {
+                    versions.push(row);
+                }
+            }
+        }
+        Ok(versions)
+    }
+
+    /// A scan of `key`'s versions, newest first, its blocks read one at a
+    /// time into the cache; `None` if the table certainly has none.
+    async fn key_scan(&self, key: &[u8]) -> Result<Option<TableScan>> {
         if !self.may_contain(key).await? {
-            return Ok(Vec::new());
+            return Ok(None);
         }
         let key = Bytes::copy_from_slice(key);
         let options = ScanOptions {
             read_ahead_blocks: 1,
             fill_cache: true,
         };
-        let mut rows = self.scan((Bound::Included(key.clone()), Bound::Included(key)), options);
-        let mut versions = Vec::new();
-        while let Some(row) = rows.next().await? {
-            if row.seq <= max_seq {
-                versions.push(row);
-            }
-        }
-        Ok(versions)
+        Ok(Some(
+            self.scan((Bound::Included(key.clone()), Bound::Included(key)), options),
+        ))
     }
 
     /// Rows with keys in `range`, in table order.

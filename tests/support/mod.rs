@@ -348,3 +348,49 @@ impl Gen {
         bytes::Bytes::from(format!("key{:04}", self.next(300)))
     }
 }
+
+/// Runs `test` under a fresh simulator seeded with `seed`, on an in-memory
+/// store.
+pub fn on_sim(seed: u64, test: impl AsyncFnOnce(Runtime, Arc<dyn Store>)) {
+    let sim = talusdb::actors::runtime::Sim::new(seed);
+    let runtime = sim.runtime();
+    sim.block_on(async move {
+        let store: Arc<dyn Store> = Arc::new(ObjectStoreAdapter::in_memory());
+        test(runtime, store).await;
+    });
+}
+
+/// Default scan options, in key order or (with `reverse`) backwards.
+pub fn scan_order(reverse: bool) -> talusdb::ScanOptions {
+    let order = if reverse {
+        talusdb::ScanOrder::Reverse
+    } else {
+        talusdb::ScanOrder::Forward
+    };
+    talusdb::ScanOptions {
+        order,
+        ..talusdb::ScanOptions::default()
+    }
+}
+
+/// A list-append merge operator: operands are joined onto the value,
+/// comma-separated.
+#[derive(Debug)]
+pub struct Append;
+
+impl talusdb::MergeOperator for Append {
+    fn name(&self) -> &str {
+        "list-append"
+    }
+
+    fn full_merge(
+        &self,
+        _key: &[u8],
+        base: Option<&[u8]>,
+        operands: &[&[u8]],
+    ) -> Result<bytes::Bytes, talusdb::MergeError> {
+        let mut items: Vec<&[u8]> = base.into_iter().collect();
+        items.extend(operands.iter().copied());
+        Ok(bytes::Bytes::from(items.join(&b","[..])))
+    }
+}
