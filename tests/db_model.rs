@@ -4,6 +4,8 @@
 //! a `BTreeMap`, on InMemory under the simulator and on the local file
 //! system under smol. Under the simulator, puts with a TTL too, with
 //! virtual time moving on: the model drops a key once its TTL has run out.
+//! Merges (a list-append operator) and range deletes (alone, in batches
+//! and in transactions) throughout.
 
 mod support;
 
@@ -45,6 +47,22 @@ async fn settle(runtime: &Runtime, deadlines: &mut Vec<u64>) -> u64 {
         }
         return now;
     }
+}
+
+/// A short random key range, `start..end`: up to 30 keys from a random one.
+fn key_range(generator: &mut Gen) -> (Bytes, Bytes) {
+    let start = generator.next(300);
+    let end = start + generator.next(30);
+    (
+        Bytes::from(format!("key{start:04}")),
+        Bytes::from(format!("key{end:04}")),
+    )
+}
+
+/// Deletes `start..end` from `model` (and the expiry of what it held).
+fn delete_range(model: &mut Model, expires: &mut Expires, (start, end): &(Bytes, Bytes)) {
+    model.retain(|key, _| !(key >= start && key < end));
+    expires.retain(|key, _| !(key >= start && key < end));
 }
 
 /// What [`support::Append`] makes of `operand` merged into `key` of `model`.
@@ -151,9 +169,16 @@ async fn run_transaction(
     let mut txn = db.begin(isolation);
     let mut own = model.clone();
     let mut written = Vec::new();
+    let mut deleted_ranges = Vec::new();
     for n in 0..1 + generator.next(6) {
         let key = generator.key();
-        match generator.next(5) {
+        match generator.next(6) {
+            5 => {
+                let range = key_range(generator);
+                txn.delete_range(range.0.clone()..range.1.clone());
+                own.retain(|key, _| !(*key >= range.0 && *key < range.1));
+                deleted_ranges.push(range);
+            }
             0 => {
                 txn.delete(key.clone());
                 own.remove(&key);
@@ -206,6 +231,9 @@ async fn run_transaction(
     let receipt = txn.commit().await.expect("commit");
     let changed = own != *model;
     *model = own;
+    for (start, end) in &deleted_ranges {
+        expires.retain(|key, _| !(key >= start && key < end));
+    }
     for key in written {
         expires.remove(&key);
     }
@@ -295,7 +323,17 @@ async fn run_model(store: Arc<dyn Store>, runtime: Runtime, seed: u64, steps: us
                 model.insert(key, value);
                 remember(&mut history, seq, &model, &expires);
             }
-            30..=37 => {
+            35..=37 => {
+                let range = key_range(&mut generator);
+                let seq = db
+                    .delete_range_with_options(range.0.clone()..range.1.clone(), durable)
+                    .await
+                    .expect("delete range")
+                    .seq;
+                delete_range(&mut model, &mut expires, &range);
+                remember(&mut history, seq, &model, &expires);
+            }
+            30..=34 => {
                 let key = generator.key();
                 let seq = db.delete_with_options(key.clone(), durable).await.expect("delete").seq;
                 model.remove(&key);
@@ -306,6 +344,12 @@ async fn run_model(store: Arc<dyn Store>, runtime: Runtime, seed: u64, steps: us
                 let mut batch = WriteBatch::new();
                 for n in 0..generator.next(8) {
                     let key = generator.key();
+                    if generator.next(6) == 0 {
+                        let range = key_range(&mut generator);
+                        batch.delete_range(range.0.clone()..range.1.clone());
+                        delete_range(&mut model, &mut expires, &range);
+                        continue;
+                    }
                     expires.remove(&key);
                     if generator.next(3) == 0 {
                         batch.delete(key.clone());

@@ -127,6 +127,7 @@ fn table(n: u8) -> TableHandle {
         max_seq: 10 * u64::from(n) + 9,
         rows: 10,
         tombstones: 1,
+        range_deletes: 0,
     }
 }
 

@@ -2,7 +2,10 @@
 //! (WAL writer, uploaders, L0 writer, compactor, garbage collector) against
 //! an in-memory store with seeded latency, request errors and process
 //! crashes, driven by several concurrent clients, with the invariants of
-//! `docs/testing.md` checked as it runs.
+//! `docs/testing.md` checked as it runs. Clients put (some with a TTL
+//! longer than the run), merge (an operator whose answer is the last
+//! operand, so a merge reads as a put while exercising every fold), delete
+//! keys one by one and in ranges.
 //!
 //! - `TALUS_SIM_SEED=<n>` runs seed `n` alone (and prints its trace if it
 //!   fails);
@@ -66,6 +69,28 @@ fn options() -> DbOptions {
     options.tables.multipart_threshold_bytes = 8 << 10;
     options.tables.multipart_part_bytes = 2 << 10;
     options
+}
+
+/// A merge operator whose answer is the newest operand: a merge reads as a
+/// put of its operand, so the model needs nothing new, while reads and
+/// compaction still fold operands over values, tombstones and range
+/// deletes.
+#[derive(Debug)]
+struct LastWins;
+
+impl talusdb::MergeOperator for LastWins {
+    fn name(&self) -> &str {
+        "last-wins"
+    }
+
+    fn full_merge(&self, _key: &[u8], base: Option<&[u8]>, operands: &[&[u8]]) -> Result<Bytes, talusdb::MergeError> {
+        let newest = operands.last().copied().or(base).unwrap_or_default();
+        Ok(Bytes::copy_from_slice(newest))
+    }
+
+    fn partial_merge(&self, key: &[u8], operands: &[&[u8]]) -> Option<Result<Bytes, talusdb::MergeError>> {
+        Some(self.full_merge(key, None, operands))
+    }
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -326,7 +351,8 @@ impl Client {
         match self.dice.next(100) {
             0..=29 => self.put(true).await,
             30..=44 => self.put(false).await,
-            45..=52 => self.delete().await,
+            45..=48 => self.delete().await,
+            49..=52 => self.delete_range().await,
             53..=60 => self.batch().await,
             61..=74 => self.get().await,
             75..=80 => self.scan().await,
@@ -403,9 +429,45 @@ impl Client {
         let key = self.own_key();
         let padding = self.dice.next(120) as usize;
         let (index, value) = self.model().issue_put(&key, padding);
+        let mut options = self.write_options(durable);
+        let (result, what) = match self.dice.next(4) {
+            0 => {
+                let result = self.db.merge_with_options(key.clone(), value, options).await;
+                (result, "merge")
+            }
+            1 => {
+                // Longer than any run: the row carries an expiry through the
+                // WAL, L0, compaction and recovery without reaching it.
+                options.ttl = talusdb::Ttl::After(Duration::from_secs(30 * 24 * 3600));
+                let result = self.db.put_with_options(key.clone(), value, options).await;
+                (result, "put with ttl")
+            }
+            _ => (self.db.put_with_options(key.clone(), value, options).await, "put"),
+        };
+        let result = result.map(drop);
+        self.acked(&[(key, index)], durable, &result, what);
+        going(&result)
+    }
+
+    /// A range delete of a few of its own keys: for the model, a delete of
+    /// each.
+    async fn delete_range(&mut self) -> Going {
+        let first = self.dice.next(KEYS_PER_CLIENT);
+        let past = (first + 1 + self.dice.next(6)).min(KEYS_PER_CLIENT);
+        let durable = self.dice.next(2) == 0;
+        let written: Vec<(Bytes, usize)> = (first..past)
+            .map(|n| {
+                let key = key_of(self.id, n);
+                let index = self.model().issue_delete(&key);
+                (key, index)
+            })
+            .collect();
         let options = self.write_options(durable);
-        let result = self.db.put_with_options(key.clone(), value, options).await.map(drop);
-        self.acked(&[(key, index)], durable, &result, "put");
+        // `past` may be one beyond the last key: the range ends at the
+        // client's own prefix either way.
+        let range = key_of(self.id, first)..key_of(self.id, past);
+        let result = self.db.delete_range_with_options(range, options).await.map(drop);
+        self.acked(&written, durable, &result, "delete range");
         going(&result)
     }
 
@@ -429,6 +491,11 @@ impl Client {
             let index = if self.dice.next(4) == 0 {
                 batch.delete(key.clone());
                 self.model().issue_delete(&key)
+            } else if self.dice.next(5) == 0 {
+                let padding = self.dice.next(60) as usize;
+                let (index, value) = self.model().issue_put(&key, padding);
+                batch.merge(key.clone(), value);
+                index
             } else {
                 let padding = self.dice.next(60) as usize;
                 let (index, value) = self.model().issue_put(&key, padding);
@@ -606,6 +673,7 @@ async fn open(
         let opened = Db::builder(ROOT, Arc::new(store.clone()) as Arc<dyn Store>)
             .runtime(runtime.clone())
             .options(options())
+            .merge_operator(Arc::new(LastWins))
             .recorder(recorder.clone())
             .open()
             .await;

@@ -1,6 +1,7 @@
 //! Any bytes as a table object, read through the whole-table reader and the
-//! table store's reader (open, point lookups, a full scan): errors or rows,
-//! never a panic.
+//! table store's reader (open, point lookups, a full scan, the range
+//! tombstones of a version 5 table fragmented and looked up): errors or
+//! rows, never a panic.
 #![no_main]
 
 use std::ops::Bound;
@@ -47,6 +48,11 @@ fuzz_target!(|data: &[u8]| {
             return;
         };
         let _ = reader.get(b"key", u64::MAX).await;
+        let deletes = reader.range_deletes();
+        for tombstone in &reader.meta().range_tombstones {
+            let _ = deletes.cover(&tombstone.start, tombstone.seq);
+            let _ = deletes.covering(b"key");
+        }
         let options = TableScanOptions {
             read_ahead_blocks: 8,
             fill_cache: false,

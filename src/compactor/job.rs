@@ -10,6 +10,13 @@
 //!   is dropped too when the output is the oldest run (`bottom`): nothing
 //!   older can exist beneath it. Elsewhere it stays, to hide older data.
 //!
+//! A range tombstone of an input acts on each key it covers as a tombstone
+//! at its sequence number among the key's versions: the versions it
+//! shadows for every reader go. The range tombstone itself stays in the
+//! output (in its last table) unless the output is the bottom run and
+//! every reader sees it (`seq <= retain_seq`): then nothing it covers can
+//! remain below it.
+//!
 //! Output tables are cut at `target_table_bytes`, only between keys: every
 //! version of a key lands in one table, so a lookup reads one table per run.
 
@@ -19,7 +26,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::error::{Error, ErrorKind};
 use crate::format::sst::TableKind;
-use crate::format::{Row, RowValue};
+use crate::format::{RangeDeletes, RangeTombstone, Row, RowValue};
 use crate::manifest::TableHandle;
 use crate::read::LazyTable;
 use crate::read::merge::{Merge, RowSource, ScanBounds, merge_sources};
@@ -202,7 +209,10 @@ pub async fn run(tables: &TableStore, input: &JobInput, hooks: &JobHooks) -> Res
     };
     let mut merge = merge_sources(tables.clone(), bounds, sources);
     let mut writer = RunWriter::new(tables, input.target_table_bytes, hooks);
-    let result = merge_into(&mut merge, &mut writer, input, &mut output).await;
+    let result = match input_range_tombstones(tables, input).await {
+        Ok(range_tombstones) => merge_into(&mut merge, &mut writer, input, &range_tombstones, &mut output).await,
+        Err(error) => Err(error),
+    };
     if result.is_err() {
         // What a failed job wrote is garbage: let the collector have it.
         for table in &writer.written {
@@ -212,15 +222,52 @@ pub async fn run(tables: &TableStore, input: &JobInput, hooks: &JobHooks) -> Res
     result.map(|()| output)
 }
 
-/// Feeds every key's surviving versions from `merge` to `writer`.
+/// Every range tombstone of the job's input tables.
+async fn input_range_tombstones(tables: &TableStore, input: &JobInput) -> Result<Vec<RangeTombstone>, Error> {
+    let mut tombstones = Vec::new();
+    for handle in input.sources.iter().flatten().filter(|handle| handle.range_deletes > 0) {
+        let reader = tables.open(handle.table_id(), Some(handle.size)).await?;
+        tombstones.extend(reader.meta().range_tombstones.iter().cloned());
+    }
+    Ok(tombstones)
+}
+
+/// The surviving versions of one key (newest first) under the input's
+/// range tombstones: each covering tombstone stands among the versions as
+/// a tombstone row at its sequence number while [`surviving`] decides, and
+/// is left out of what is written (the range tombstone itself carries it).
+fn surviving_under(versions: &[Row], deletes: &RangeDeletes, input: &JobInput) -> Vec<Row> {
+    let covering = match versions.first() {
+        Some(first) if !deletes.is_empty() => deletes.covering(&first.key),
+        _ => &[],
+    };
+    if covering.is_empty() {
+        return surviving(versions, input.retain_seq, input.bottom, &input.merge_operator);
+    }
+    let key = versions[0].key.clone();
+    let mut rows: Vec<Row> = versions.to_vec();
+    rows.extend(covering.iter().map(|seq| Row::tombstone(key.clone(), *seq)));
+    rows.sort_by_key(|row| std::cmp::Reverse(row.seq));
+    // No row shares a sequence number with a range tombstone: each write
+    // of a batch has its own.
+    surviving(&rows, input.retain_seq, input.bottom, &input.merge_operator)
+        .into_iter()
+        .filter(|row| !(row.value == RowValue::Tombstone && covering.contains(&row.seq)))
+        .collect()
+}
+
+/// Feeds every key's surviving versions from `merge` to `writer`, then the
+/// range tombstones that survive.
 async fn merge_into(
     merge: &mut Merge,
     writer: &mut RunWriter<'_>,
     input: &JobInput,
+    range_tombstones: &[RangeTombstone],
     output: &mut JobOutput,
 ) -> Result<(), Error> {
     let runtime = writer.tables.runtime().clone();
     let mut pacer = Pacer::new(writer.tables.pace(), input.busy_share, runtime.now());
+    let deletes = RangeDeletes::new(range_tombstones);
     let mut versions: Vec<Row> = Vec::new();
     while let Some(row) = merge.next_version().await? {
         output.rows_in += 1;
@@ -240,26 +287,16 @@ async fn merge_into(
                     "the compaction was cancelled",
                 ));
             }
-            output.rows_out += writer
-                .add_key(&surviving(
-                    &versions,
-                    input.retain_seq,
-                    input.bottom,
-                    &input.merge_operator,
-                ))
-                .await?;
+            output.rows_out += writer.add_key(&surviving_under(&versions, &deletes, input)).await?;
             versions.clear();
         }
         versions.push(expire(row, input.expire_before_ms));
     }
-    output.rows_out += writer
-        .add_key(&surviving(
-            &versions,
-            input.retain_seq,
-            input.bottom,
-            &input.merge_operator,
-        ))
-        .await?;
+    output.rows_out += writer.add_key(&surviving_under(&versions, &deletes, input)).await?;
+    let kept = range_tombstones
+        .iter()
+        .filter(|tombstone| !(input.bottom && tombstone.seq <= input.retain_seq));
+    writer.add_range_tombstones(kept.cloned());
     writer.cut().await?;
     output.tables = writer.written.clone();
     output.bytes_out = output.tables.iter().map(|table| table.size).sum();
@@ -293,10 +330,19 @@ impl<'a> RunWriter<'a> {
         }
     }
 
-    /// Adds every surviving version of one key; returns how many.
+    /// Adds every surviving version of one key; returns how many. A table
+    /// that reached the target is cut before the key goes in, so the last
+    /// table stays open for the range tombstones.
     async fn add_key(&mut self, versions: &[Row]) -> Result<u64, Error> {
         if versions.is_empty() {
             return Ok(0);
+        }
+        if self
+            .builder
+            .as_ref()
+            .is_some_and(|builder| builder.estimated_size() >= self.target)
+        {
+            self.cut().await?;
         }
         let builder = self
             .builder
@@ -304,10 +350,23 @@ impl<'a> RunWriter<'a> {
         for row in versions {
             builder.add(row);
         }
-        if builder.estimated_size() >= self.target {
-            self.cut().await?;
-        }
         Ok(versions.len() as u64)
+    }
+
+    /// Adds the surviving range tombstones to the last table (a table of
+    /// nothing else if no row survived), in key order.
+    fn add_range_tombstones(&mut self, tombstones: impl Iterator<Item = RangeTombstone>) {
+        let mut tombstones: Vec<RangeTombstone> = tombstones.collect();
+        if tombstones.is_empty() {
+            return;
+        }
+        tombstones.sort_by(|a, b| a.start.cmp(&b.start).then(b.seq.cmp(&a.seq)));
+        let builder = self
+            .builder
+            .get_or_insert_with(|| self.tables.builder(TableKind::Sorted));
+        for tombstone in tombstones {
+            builder.add_range_tombstone(tombstone);
+        }
     }
 
     async fn cut(&mut self) -> Result<(), Error> {
@@ -392,6 +451,40 @@ mod tests {
             vec![60],
             "the tombstone under a newer value"
         );
+    }
+
+    /// A range tombstone at 45 over a key's versions: what no reader at
+    /// `retain_seq` or above can see goes, what a reader between them sees
+    /// stays, and the tombstone itself never becomes a row.
+    #[test]
+    fn a_covering_range_tombstone_shadows_versions_like_a_tombstone() {
+        let deletes = RangeDeletes::new(&[RangeTombstone {
+            start: Bytes::from_static(b"a"),
+            end: Some(Bytes::from_static(b"m")),
+            seq: 45,
+        }]);
+        let input = |retain_seq: u64, bottom: bool| JobInput {
+            sources: Vec::new(),
+            retain_seq,
+            expire_before_ms: 0,
+            merge_operator: None,
+            bottom,
+            target_table_bytes: 1 << 20,
+            read_ahead_blocks: 1,
+            busy_share: 1.0,
+        };
+        let rows = versions("k", &[(50, false), (40, false), (30, false)]);
+        assert_eq!(seqs(&surviving_under(&rows, &deletes, &input(100, false))), vec![50]);
+        assert_eq!(
+            seqs(&surviving_under(&rows, &deletes, &input(42, false))),
+            vec![50, 40],
+            "a reader at 42 reads 40, under the range tombstone"
+        );
+        let old = versions("k", &[(40, false), (30, false)]);
+        assert!(surviving_under(&old, &deletes, &input(100, true)).is_empty());
+        assert!(surviving_under(&old, &deletes, &input(100, false)).is_empty());
+        let outside = versions("x", &[(40, false), (30, false)]);
+        assert_eq!(seqs(&surviving_under(&outside, &deletes, &input(100, false))), vec![40]);
     }
 
     /// Appends operands; partial merges join them (unless told not to).

@@ -354,6 +354,7 @@ mod tests {
             max_seq: 2,
             rows: 1,
             tombstones: 0,
+            range_deletes: 0,
         }
     }
 

@@ -20,6 +20,7 @@ use bytes::Bytes;
 use object_store::path::Path;
 use talus_actors::System;
 
+use batch::BatchOp;
 pub use batch::WriteBatch;
 pub use builder::DbBuilder;
 pub use iterator::DbIterator;
@@ -35,7 +36,7 @@ use crate::shared::snapshots::Snapshots;
 use crate::compactor::actor::CompactorClient;
 use crate::compactor::{COMPACTOR, CompactionSummary, SubmitSpec};
 use crate::error::Error;
-use crate::format::RowValue;
+use crate::format::{RangeTombstone, RowValue};
 use crate::gc::{Collector, GcMode, GcMsg, GcReport};
 use crate::l0::l0_writer::L0Msg;
 use crate::manifest::{Checkpoint, CheckpointOptions, WalLoss};
@@ -247,7 +248,7 @@ impl Db {
         options: WriteOptions,
     ) -> Result<WriteReceipt, Error> {
         self.apply(
-            vec![(key.into(), RowValue::Value(value.into()), Ttl::Default)],
+            vec![BatchOp::Row(key.into(), RowValue::Value(value.into()), Ttl::Default)],
             options,
             None,
         )
@@ -314,7 +315,7 @@ impl Db {
         options: WriteOptions,
     ) -> Result<WriteReceipt, Error> {
         self.apply(
-            vec![(key.into(), RowValue::Merge(operand.into()), Ttl::Never)],
+            vec![BatchOp::Row(key.into(), RowValue::Merge(operand.into()), Ttl::Never)],
             options,
             None,
         )
@@ -341,8 +342,12 @@ impl Db {
         key: impl Into<Bytes>,
         options: WriteOptions,
     ) -> Result<WriteReceipt, Error> {
-        self.apply(vec![(key.into(), RowValue::Tombstone, Ttl::Never)], options, None)
-            .await
+        self.apply(
+            vec![BatchOp::Row(key.into(), RowValue::Tombstone, Ttl::Never)],
+            options,
+            None,
+        )
+        .await
     }
 
     /// Applies every operation of `batch` atomically: a read, a snapshot or
@@ -385,14 +390,20 @@ impl Db {
     /// are durable or, without `await_durable`, in the memtable.
     async fn apply(
         &self,
-        ops: Vec<(Bytes, RowValue, Ttl)>,
+        ops: Vec<BatchOp>,
         options: WriteOptions,
         check: Option<ConflictCheck>,
     ) -> Result<WriteReceipt, Error> {
-        if ops.iter().any(|(key, _, _)| key.is_empty()) {
+        let empty_key = ops
+            .iter()
+            .any(|op| matches!(op, BatchOp::Row(key, _, _) if key.is_empty()));
+        if empty_key {
             return Err(Error::invalid("keys must not be empty"));
         }
-        if self.inner.merge_operator.is_none() && ops.iter().any(|(_, value, _)| matches!(value, RowValue::Merge(_))) {
+        let merge = ops
+            .iter()
+            .any(|op| matches!(op, BatchOp::Row(_, RowValue::Merge(_), _)));
+        if self.inner.merge_operator.is_none() && merge {
             return Err(Error::invalid(
                 "a merge needs a merge operator: open the database with DbBuilder::merge_operator",
             ));
@@ -400,13 +411,16 @@ impl Db {
         let default_ttl = self.inner.default_ttl;
         let ops = ops
             .into_iter()
-            .map(|(key, value, ttl)| WriteOp {
-                ttl: match value {
-                    RowValue::Value(_) => ttl.or(options.ttl).resolve(default_ttl),
-                    RowValue::Tombstone | RowValue::Merge(_) => None,
+            .map(|op| match op {
+                BatchOp::Row(key, value, ttl) => WriteOp::Row {
+                    ttl: match value {
+                        RowValue::Value(_) => ttl.or(options.ttl).resolve(default_ttl),
+                        RowValue::Tombstone | RowValue::Merge(_) => None,
+                    },
+                    key,
+                    value,
                 },
-                key,
-                value,
+                BatchOp::DeleteRange(start, end) => WriteOp::DeleteRange { start, end },
             })
             .collect();
         let seq = self
@@ -555,8 +569,11 @@ impl Db {
         options: ScanOptions,
         max_seq: u64,
         own: Vec<(Bytes, iterator::OwnWrite)>,
+        own_range_deletes: Vec<RangeTombstone>,
     ) -> DbIterator {
-        let merge = self.merge_at(range, options, max_seq);
+        let merge = self
+            .merge_at(range, options, max_seq)
+            .map(|merge| merge.with_range_tombstones(own_range_deletes));
         DbIterator::overlaid(merge, own, self.inner.merge_operator.clone())
     }
 

@@ -8,10 +8,11 @@ use std::ops::{Bound, RangeBounds};
 
 use bytes::Bytes;
 
+use super::batch::{BatchOp, half_open};
 use super::iterator::OwnWrite;
 use super::{Db, DbIterator, ScanOptions, ScanOrder, Ttl, WriteBatch, WriteOptions, bytes_bounds};
 use crate::error::Error;
-use crate::format::RowValue;
+use crate::format::{RangeTombstone, RowValue};
 use crate::read::operator::merge_over;
 use crate::shared::snapshots::TransactionPin;
 use crate::wal::conflicts::ConflictCheck;
@@ -81,6 +82,9 @@ pub struct Transaction {
     reads: Vec<Bytes>,
     /// Ranges scanned (`Serializable` only).
     ranges: Vec<(Bound<Bytes>, Bound<Bytes>)>,
+    /// Ranges deleted, as half-open `start..end` (`None`: no end). Every
+    /// own write in `writes` inside one of them was made after it.
+    deleted_ranges: Vec<RangeTombstone>,
 }
 
 impl Db {
@@ -95,6 +99,7 @@ impl Db {
             writes: BTreeMap::new(),
             reads: Vec::new(),
             ranges: Vec::new(),
+            deleted_ranges: Vec::new(),
         }
     }
 }
@@ -122,6 +127,7 @@ impl Transaction {
         let base = match own.as_ref().and_then(|own| own.base.as_ref()) {
             Some(RowValue::Value(value)) => Some(value.clone()),
             Some(_) => None,
+            None if self.deleted_ranges.iter().any(|range| range.contains(key)) => None,
             None => {
                 if self.isolation == IsolationLevel::Serializable {
                     self.reads.push(Bytes::copy_from_slice(key));
@@ -177,7 +183,8 @@ impl Transaction {
             own.reverse();
         }
         let max_seq = self.seq();
-        self.db.overlay_at(bounds, options, max_seq, own)
+        self.db
+            .overlay_at(bounds, options, max_seq, own, self.deleted_ranges.clone())
     }
 
     /// Live keys that start with `prefix`, with this transaction's writes on
@@ -227,10 +234,42 @@ impl Transaction {
         self.set(key.into(), RowValue::Tombstone, Ttl::Never);
     }
 
+    /// Deletes every key in `range` when the transaction commits (see
+    /// [`Db::delete_range`]): its own earlier writes there are dropped,
+    /// its later ones kept, and its reads no longer see the snapshot's keys
+    /// there. A commit conflicts with any key written into the range after
+    /// the snapshot.
+    pub fn delete_range<K: AsRef<[u8]>>(&mut self, range: impl RangeBounds<K>) {
+        if let Some((start, end)) = half_open(range) {
+            self.delete_half_open(start, end);
+        }
+    }
+
+    fn delete_half_open(&mut self, start: Bytes, end: Option<Bytes>) {
+        let bounds = (
+            Bound::Included(start.clone()),
+            end.clone().map_or(Bound::Unbounded, Bound::Excluded),
+        );
+        let doomed: Vec<Bytes> = self.writes.range(bounds).map(|(key, _)| key.clone()).collect();
+        for key in doomed {
+            self.writes.remove(&key);
+        }
+        // Own tombstones cover every version of the snapshot: the highest
+        // sequence number stands for "after all of it".
+        self.deleted_ranges.push(RangeTombstone {
+            start,
+            end,
+            seq: u64::MAX,
+        });
+    }
+
     /// Adds every operation of `batch` (later ones win).
     pub fn write(&mut self, batch: WriteBatch) {
-        for (key, value, ttl) in batch.ops {
-            self.set(key, value, ttl);
+        for op in batch.ops {
+            match op {
+                BatchOp::Row(key, value, ttl) => self.set(key, value, ttl),
+                BatchOp::DeleteRange(start, end) => self.delete_half_open(start, end),
+            }
         }
     }
 
@@ -253,7 +292,7 @@ impl Transaction {
     ///
     /// As [`Transaction::commit`].
     pub async fn commit_with_options(self, options: WriteOptions) -> Result<WriteReceipt, Error> {
-        if self.writes.is_empty() {
+        if self.writes.is_empty() && self.deleted_ranges.is_empty() {
             return Ok(WriteReceipt { seq: self.seq() });
         }
         let check = ConflictCheck {
@@ -261,16 +300,32 @@ impl Transaction {
             writes: self.writes.keys().cloned().collect(),
             reads: self.reads,
             ranges: self.ranges,
+            deleted_ranges: self
+                .deleted_ranges
+                .iter()
+                .map(|range| {
+                    (
+                        Bound::Included(range.start.clone()),
+                        range.end.clone().map_or(Bound::Unbounded, Bound::Excluded),
+                    )
+                })
+                .collect(),
             _open: self.pin,
         };
-        // A key's put or delete, then its operands: one batch, in order.
-        let mut ops = Vec::new();
+        // Range deletes first (every own write inside one came after it),
+        // then each key's put or delete and its operands: one batch, in
+        // order.
+        let mut ops: Vec<BatchOp> = self
+            .deleted_ranges
+            .into_iter()
+            .map(|range| BatchOp::DeleteRange(range.start, range.end))
+            .collect();
         for (key, (write, ttl)) in self.writes {
             if let Some(value) = write.base {
-                ops.push((key.clone(), value, ttl));
+                ops.push(BatchOp::Row(key.clone(), value, ttl));
             }
             for operand in write.operands {
-                ops.push((key.clone(), RowValue::Merge(operand), Ttl::Never));
+                ops.push(BatchOp::Row(key.clone(), RowValue::Merge(operand), Ttl::Never));
             }
         }
         self.db.apply(ops, options, Some(check)).await

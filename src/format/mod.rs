@@ -18,11 +18,13 @@ pub(crate) mod block;
 pub(crate) mod bloom;
 pub(crate) mod codec;
 pub(crate) mod compression;
+pub(crate) mod range;
 pub(crate) mod sst;
 
 use std::cmp::Ordering;
 
 use bytes::Bytes;
+pub use range::{RangeDeletes, RangeTombstone};
 
 /// What a decoder found wrong.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]

@@ -83,7 +83,7 @@ impl L0Msg {
                 table,
             } => {
                 let mut bytes = Vec::new();
-                table.encode(&mut bytes);
+                table.encode(&mut bytes, true);
                 format!("Uploaded {first_seq} {last_seq} {last_wal_id} {}", hex(&bytes))
             }
             L0Msg::AwaitFlush { through_seq, .. } => format!("AwaitFlush {through_seq}"),
@@ -114,7 +114,7 @@ impl L0Msg {
             "Uploaded" => {
                 let (first_seq, last_seq, last_wal_id) = (number()?, number()?, number()?);
                 let bytes = unhex(words.next()?)?;
-                let table = TableHandle::decode(&mut Cursor::new(&bytes, "l0 message")).ok()?;
+                let table = TableHandle::decode(&mut Cursor::new(&bytes, "l0 message"), true).ok()?;
                 L0Msg::Uploaded {
                     first_seq,
                     last_seq,
@@ -552,6 +552,7 @@ mod tests {
             max_seq: 9,
             rows: 7,
             tombstones: 1,
+            range_deletes: 0,
         };
         let messages = [
             L0Msg::Uploaded {

@@ -45,6 +45,11 @@ impl Actor for Uploader {
         for row in memtable.iter() {
             builder.add(&row);
         }
+        let mut range_tombstones = memtable.range_tombstones();
+        range_tombstones.sort_by(|a, b| a.start.cmp(&b.start).then(b.seq.cmp(&a.seq)));
+        for tombstone in range_tombstones {
+            builder.add_range_tombstone(tombstone);
+        }
         let written = self.tables.write_sorted(builder).await?;
         let table = TableHandle::from_written(&written).ok_or_else(|| Error::internal("an L0 table got a WAL id"))?;
         tracing::debug!(first_seq, last_seq, table = %table.id, "uploaded L0 table");

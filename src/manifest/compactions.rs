@@ -145,13 +145,35 @@ impl Compactions {
     }
 }
 
+/// The version of a compactions file with an output holding range
+/// tombstones: every output handle carries its range-tombstone count.
+const RANGE_DELETES_VERSION: u32 = 2;
+
+impl Compactions {
+    fn has_range_deletes(&self) -> bool {
+        self.entries
+            .iter()
+            .flat_map(|entry| &entry.outputs)
+            .any(|table| table.range_deletes > 0)
+    }
+}
+
 impl Versioned for Compactions {
     const DIR: &'static str = "compactions";
     const SUFFIX: &'static str = "compactions";
     const MAGIC: [u8; 8] = *b"TALUSCMP";
     const PART: &'static str = PART;
 
+    fn format_version(&self) -> u32 {
+        if self.has_range_deletes() {
+            RANGE_DELETES_VERSION
+        } else {
+            super::versioned::ENVELOPE_VERSION
+        }
+    }
+
     fn encode(&self, out: &mut Vec<u8>) {
+        let range_deletes = self.has_range_deletes();
         put_varint(out, self.compactor_epoch);
         match self.last_finished {
             Some(id) => {
@@ -180,13 +202,13 @@ impl Versioned for Compactions {
             out.push(entry.status as u8);
             put_varint(out, entry.outputs.len() as u64);
             for table in &entry.outputs {
-                table.encode(out);
+                table.encode(out, range_deletes);
             }
         }
     }
 
     fn decode(payload: &[u8], version: u32) -> Result<Compactions, FormatError> {
-        if version != super::versioned::ENVELOPE_VERSION {
+        if version != super::versioned::ENVELOPE_VERSION && version != RANGE_DELETES_VERSION {
             return Err(FormatError::Unsupported {
                 part: PART,
                 detail: format!("compactions format version {version}: upgrade talusdb"),
@@ -228,7 +250,7 @@ impl Versioned for Compactions {
             let output_count = cursor.count(TableHandle::MIN_BYTES)?;
             let mut outputs = Vec::with_capacity(output_count);
             for _ in 0..output_count {
-                outputs.push(TableHandle::decode(&mut cursor)?);
+                outputs.push(TableHandle::decode(&mut cursor, version == RANGE_DELETES_VERSION)?);
             }
             if entries.iter().any(|previous| previous.id == id) {
                 return Err(FormatError::corrupt(PART, format!("compaction {id} appears twice")));

@@ -36,6 +36,9 @@ pub struct TableHandle {
     pub rows: u64,
     /// Tombstones among them.
     pub tombstones: u64,
+    /// Range tombstones in it (format version 5 tables; a read consults
+    /// the table's range tombstones only if this is not 0).
+    pub range_deletes: u64,
 }
 
 impl TableHandle {
@@ -54,6 +57,7 @@ impl TableHandle {
             max_seq: stats.max_seq,
             rows: stats.rows,
             tombstones: stats.tombstones,
+            range_deletes: table.meta.range_tombstones.len() as u64,
         })
     }
 
@@ -62,7 +66,10 @@ impl TableHandle {
         TableId::Compacted(self.id)
     }
 
-    pub(crate) fn encode(&self, out: &mut Vec<u8>) {
+    /// Appends the handle; `range_deletes` says whether the format it goes
+    /// into has the range-tombstone count (manifest envelope version 4,
+    /// compactions version 2).
+    pub(crate) fn encode(&self, out: &mut Vec<u8>, range_deletes: bool) {
         put_u128(out, self.id.0);
         put_varint(out, self.size);
         put_bytes(out, &self.first_key);
@@ -70,18 +77,22 @@ impl TableHandle {
         for value in [self.min_seq, self.max_seq, self.rows, self.tombstones] {
             put_varint(out, value);
         }
+        if range_deletes {
+            put_varint(out, self.range_deletes);
+        }
     }
 
     /// Fewest bytes one handle takes: id, then one byte per other field.
     pub(crate) const MIN_BYTES: usize = 16 + 7;
 
-    pub(crate) fn decode(cursor: &mut Cursor<'_>) -> Result<TableHandle, FormatError> {
+    pub(crate) fn decode(cursor: &mut Cursor<'_>, range_deletes: bool) -> Result<TableHandle, FormatError> {
         let id = Ulid(cursor.u128()?);
         let size = cursor.varint()?;
         let first_key = Bytes::copy_from_slice(cursor.bytes()?);
         let last_key = Bytes::copy_from_slice(cursor.bytes()?);
         let (min_seq, max_seq, rows, tombstones) =
             (cursor.varint()?, cursor.varint()?, cursor.varint()?, cursor.varint()?);
+        let range_deletes = if range_deletes { cursor.varint()? } else { 0 };
         if min_seq > max_seq || (rows > 0 && first_key > last_key) {
             return Err(FormatError::corrupt(
                 cursor.part(),
@@ -97,6 +108,7 @@ impl TableHandle {
             max_seq,
             rows,
             tombstones,
+            range_deletes,
         })
     }
 }
@@ -161,6 +173,10 @@ const LOSSES_VERSION: u32 = 2;
 /// were written or the name of the merge operator (its losses, and either
 /// of those, may then be none).
 const SEQ_TIMES_VERSION: u32 = 3;
+
+/// The envelope version of a manifest with a table holding range
+/// tombstones: every table handle carries its range-tombstone count.
+pub(crate) const RANGE_DELETES_VERSION: u32 = 4;
 
 /// A point of the map from wall-clock time to sequence numbers: every
 /// write up to `seq` had been made by `time_ms`. What
@@ -249,6 +265,12 @@ impl Manifest {
             .chain(self.sorted_runs.iter().flat_map(|run| run.tables.iter()))
     }
 
+    /// Whether a table it references holds range tombstones (then it is
+    /// written as envelope version 4).
+    pub fn has_range_deletes(&self) -> bool {
+        self.tables().any(|table| table.range_deletes > 0)
+    }
+
     /// A run id no run in this version has.
     pub fn next_run_id(&self) -> u64 {
         self.sorted_runs.iter().map(|run| run.id + 1).max().unwrap_or(0)
@@ -272,16 +294,17 @@ impl Versioned for Manifest {
         ] {
             put_varint(out, value);
         }
+        let version_4 = self.has_range_deletes();
         put_varint(out, self.l0.len() as u64);
         for table in &self.l0 {
-            table.encode(out);
+            table.encode(out, version_4);
         }
         put_varint(out, self.sorted_runs.len() as u64);
         for run in &self.sorted_runs {
             put_varint(out, run.id);
             put_varint(out, run.tables.len() as u64);
             for table in &run.tables {
-                table.encode(out);
+                table.encode(out, version_4);
             }
         }
         put_varint(out, self.checkpoints.len() as u64);
@@ -301,7 +324,7 @@ impl Versioned for Manifest {
         // Versions 2 and 3 only: a manifest without losses or times ends
         // here, so that it stays readable by builds that know version 1
         // alone (and one without times by builds that know 2).
-        let version_3 = !self.seq_times.is_empty() || self.merge_operator.is_some();
+        let version_3 = !self.seq_times.is_empty() || self.merge_operator.is_some() || version_4;
         if !self.losses.is_empty() || version_3 {
             put_varint(out, self.losses.len() as u64);
             for loss in &self.losses {
@@ -326,7 +349,9 @@ impl Versioned for Manifest {
     }
 
     fn format_version(&self) -> u32 {
-        if !self.seq_times.is_empty() || self.merge_operator.is_some() {
+        if self.has_range_deletes() {
+            RANGE_DELETES_VERSION
+        } else if !self.seq_times.is_empty() || self.merge_operator.is_some() {
             SEQ_TIMES_VERSION
         } else if !self.losses.is_empty() {
             LOSSES_VERSION
@@ -358,7 +383,7 @@ impl Versioned for Manifest {
         let l0_count = cursor.count(TableHandle::MIN_BYTES)?;
         let mut l0 = Vec::with_capacity(l0_count);
         for _ in 0..l0_count {
-            l0.push(TableHandle::decode(&mut cursor)?);
+            l0.push(TableHandle::decode(&mut cursor, version >= RANGE_DELETES_VERSION)?);
         }
         let run_count = cursor.count(2)?;
         let mut sorted_runs = Vec::with_capacity(run_count);
@@ -367,7 +392,7 @@ impl Versioned for Manifest {
             let table_count = cursor.count(TableHandle::MIN_BYTES)?;
             let mut tables = Vec::with_capacity(table_count);
             for _ in 0..table_count {
-                tables.push(TableHandle::decode(&mut cursor)?);
+                tables.push(TableHandle::decode(&mut cursor, version >= RANGE_DELETES_VERSION)?);
             }
             sorted_runs.push(SortedRun { id, tables });
         }

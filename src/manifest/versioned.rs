@@ -41,8 +41,10 @@ pub const ENVELOPE_VERSION: u32 = 1;
 
 /// The newest envelope version this build reads (a manifest with losses
 /// is written as 2, `model::LOSSES_VERSION`, one with time points as 3,
-/// `model::SEQ_TIMES_VERSION`); a newer one is `Unsupported`, not corrupt.
-pub const NEWEST_ENVELOPE_VERSION: u32 = 3;
+/// `model::SEQ_TIMES_VERSION`, one with range tombstones in a table as 4,
+/// `model::RANGE_DELETES_VERSION`; a compactions file with such an output
+/// as 2); a newer one is `Unsupported`, not corrupt.
+pub const NEWEST_ENVELOPE_VERSION: u32 = 4;
 
 /// A payload kept as numbered versions.
 pub trait Versioned: Clone + fmt::Debug + Send + Sync + 'static {
@@ -353,6 +355,7 @@ mod tests {
             max_seq: seed + 10,
             rows: seed % 100,
             tombstones: seed % 7,
+            range_deletes: if seed % 4 == 3 { seed % 5 + 1 } else { 0 },
         }
     }
 
@@ -496,6 +499,23 @@ mod tests {
         assert_eq!(
             decode_envelope::<Manifest>(&encode_envelope(&with_times, 3)).expect("decodes"),
             with_times
+        );
+        // A table with range tombstones: version 4, whose handles carry
+        // the count, with or without the version 3 fields.
+        let mut with_ranges = plain.clone();
+        with_ranges.l0[0].range_deletes = 2;
+        assert_eq!(with_ranges.format_version(), 4);
+        assert_eq!(
+            decode_envelope::<Manifest>(&encode_envelope(&with_ranges, 3)).expect("decodes"),
+            with_ranges
+        );
+        let mut ranged_compactions = compactions(&[1, 2]);
+        assert_eq!(ranged_compactions.format_version(), 1);
+        ranged_compactions.entries[0].outputs[0].range_deletes = 1;
+        assert_eq!(ranged_compactions.format_version(), 2);
+        assert_eq!(
+            decode_envelope::<Compactions>(&encode_envelope(&ranged_compactions, 3)).expect("decodes"),
+            ranged_compactions
         );
         let mut newer = encode_envelope(&plain, 3).to_vec();
         newer[8..12].copy_from_slice(&(NEWEST_ENVELOPE_VERSION + 1).to_le_bytes());

@@ -10,12 +10,13 @@
 
 use std::cmp::Reverse;
 use std::ops::Bound;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, PoisonError, RwLock};
 
 use bytes::Bytes;
 use crossbeam_skiplist::SkipMap;
 
-use crate::format::{Row, RowValue};
+use crate::format::{RangeDeletes, RangeTombstone, Row, RowValue};
 
 type Key = (Bytes, Reverse<u64>);
 
@@ -27,9 +28,20 @@ const ROW_OVERHEAD: usize = 48;
 pub struct Memtable {
     /// Each row's value and expiry time.
     rows: SkipMap<Key, (RowValue, Option<u64>)>,
+    /// Range tombstones, in sequence order, and their fragmented form
+    /// (built on the first read after an insert).
+    range_tombstones: RwLock<RangeSet>,
+    /// Whether any range tombstone is held: reads skip the lock when not.
+    has_range_tombstones: AtomicBool,
     bytes: AtomicUsize,
     first_seq: AtomicU64,
     last_seq: AtomicU64,
+}
+
+#[derive(Debug, Default)]
+struct RangeSet {
+    tombstones: Vec<RangeTombstone>,
+    fragmented: Option<Arc<RangeDeletes>>,
 }
 
 impl Memtable {
@@ -56,22 +68,62 @@ impl Memtable {
         self.last_seq.fetch_max(row.seq, Ordering::Relaxed);
     }
 
+    /// Adds a range tombstone.
+    pub fn insert_range_tombstone(&self, tombstone: RangeTombstone) {
+        let (size, seq) = (tombstone.size(), tombstone.seq);
+        {
+            let mut set = self.range_tombstones.write().unwrap_or_else(PoisonError::into_inner);
+            set.tombstones.push(tombstone);
+            set.fragmented = None;
+        }
+        self.has_range_tombstones.store(true, Ordering::Release);
+        self.bytes.fetch_add(size, Ordering::Relaxed);
+        self.first_seq.fetch_min(seq, Ordering::Relaxed);
+        self.last_seq.fetch_max(seq, Ordering::Relaxed);
+    }
+
+    /// Its range tombstones, in sequence order (for WAL and L0 tables).
+    pub fn range_tombstones(&self) -> Vec<RangeTombstone> {
+        if !self.has_range_tombstones.load(Ordering::Acquire) {
+            return Vec::new();
+        }
+        let set = self.range_tombstones.read().unwrap_or_else(PoisonError::into_inner);
+        set.tombstones.clone()
+    }
+
+    /// Its range tombstones fragmented for lookups (`None`: it has none).
+    pub fn range_deletes(&self) -> Option<Arc<RangeDeletes>> {
+        if !self.has_range_tombstones.load(Ordering::Acquire) {
+            return None;
+        }
+        {
+            let set = self.range_tombstones.read().unwrap_or_else(PoisonError::into_inner);
+            if let Some(fragmented) = &set.fragmented {
+                return Some(fragmented.clone());
+            }
+        }
+        let mut set = self.range_tombstones.write().unwrap_or_else(PoisonError::into_inner);
+        let fragmented = Arc::new(RangeDeletes::new(&set.tombstones));
+        set.fragmented = Some(fragmented.clone());
+        Some(fragmented)
+    }
+
     /// Approximate bytes held.
     pub fn size(&self) -> usize {
         self.bytes.load(Ordering::Relaxed)
     }
 
-    /// Whether it holds no row.
+    /// Whether it holds no row and no range tombstone.
     pub fn is_empty(&self) -> bool {
-        self.rows.is_empty()
+        self.rows.is_empty() && !self.has_range_tombstones.load(Ordering::Acquire)
     }
 
-    /// Rows in it.
+    /// Rows in it (range tombstones not counted).
     pub fn len(&self) -> usize {
         self.rows.len()
     }
 
-    /// The sequence range held, if any rows are.
+    /// The sequence range held, if any rows or range tombstones are.
     pub fn seq_range(&self) -> Option<(u64, u64)> {
         (!self.is_empty()).then(|| {
             (

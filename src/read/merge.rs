@@ -10,7 +10,7 @@ use bytes::Bytes;
 use super::operator::{Fold, Operator};
 use super::{LazyTable, ReadView};
 use crate::error::Error;
-use crate::format::{Row, RowValue};
+use crate::format::{RangeDeletes, RangeTombstone, Row, RowValue};
 use crate::mem::Memtable;
 use crate::store::{ScanOptions, TableScan, TableStore};
 
@@ -231,6 +231,12 @@ pub struct Merge {
     sources: Vec<RowSource>,
     heads: Vec<Option<Row>>,
     started: bool,
+    /// Range tombstones at or below the scan's sequence number, loaded
+    /// from every source on the first live read (compaction, which reads
+    /// every version, never loads them).
+    range_deletes: Option<Arc<RangeDeletes>>,
+    /// Range tombstones laid over the sources (a transaction's own).
+    extra_range_deletes: Vec<RangeTombstone>,
 }
 
 /// Merges `sources` into live key/value pairs in key order.
@@ -243,6 +249,8 @@ pub fn merge_sources(tables: TableStore, bounds: ScanBounds, sources: Vec<RowSou
         sources,
         heads,
         started: false,
+        range_deletes: None,
+        extra_range_deletes: Vec::new(),
     }
 }
 
@@ -250,11 +258,73 @@ impl Merge {
     async fn start(&mut self) -> Result<(), Error> {
         if !self.started {
             for index in 0..self.sources.len() {
-                self.heads[index] = self.sources[index].next(&self.tables, &self.bounds).await?;
+                self.advance(index).await?;
             }
             self.started = true;
         }
         Ok(())
+    }
+
+    /// Lays `tombstones` over the sources: rows they cover read as deleted.
+    #[must_use]
+    pub fn with_range_tombstones(mut self, tombstones: Vec<RangeTombstone>) -> Merge {
+        self.extra_range_deletes = tombstones;
+        self
+    }
+
+    /// Refills source `index`'s head; a row a range tombstone covers comes
+    /// out as a tombstone.
+    async fn advance(&mut self, index: usize) -> Result<(), Error> {
+        let mut row = self.sources[index].next(&self.tables, &self.bounds).await?;
+        if let (Some(deletes), Some(head)) = (&self.range_deletes, &mut row)
+            && deletes.covers(&head.key, head.seq, u64::MAX)
+        {
+            head.value = RowValue::Tombstone;
+            head.expire_ms = None;
+        }
+        self.heads[index] = row;
+        Ok(())
+    }
+
+    /// Loads the range tombstones of every source visible at the scan's
+    /// sequence number, once (before the first head is read).
+    async fn load_range_deletes(&mut self) -> Result<(), Error> {
+        if self.range_deletes.is_some() {
+            return Ok(());
+        }
+        let max_seq = self.bounds.max_seq;
+        let mut tombstones = self.extra_range_deletes.clone();
+        for source in &self.sources {
+            match source {
+                RowSource::Memtable { table, .. } => tombstones.extend(table.range_tombstones()),
+                RowSource::Tables { tables: list, .. } => {
+                    let holding = list
+                        .iter()
+                        .filter(|table| table.handle.range_deletes > 0 && table.handle.min_seq <= max_seq);
+                    for table in holding {
+                        let reader = table.reader(&self.tables).await?;
+                        tombstones.extend(reader.meta().range_tombstones.iter().cloned());
+                    }
+                }
+            }
+        }
+        tombstones.retain(|tombstone| tombstone.seq <= max_seq || tombstone.seq == u64::MAX);
+        let deletes = RangeDeletes::new(&tombstones);
+        if !deletes.is_empty() && self.started {
+            // Heads read before the load would escape it.
+            self.seek_to_current();
+        }
+        self.range_deletes = Some(Arc::new(deletes));
+        Ok(())
+    }
+
+    /// Starts the sources again where the scan's bounds say.
+    fn seek_to_current(&mut self) {
+        for source in &mut self.sources {
+            source.seek(&self.bounds);
+        }
+        self.heads.iter_mut().for_each(|head| *head = None);
+        self.started = false;
     }
 
     /// Whether keys come in descending order.
@@ -289,11 +359,7 @@ impl Merge {
                 self.range.0.clone()
             };
         }
-        for source in &mut self.sources {
-            source.seek(&self.bounds);
-        }
-        self.heads.iter_mut().for_each(|head| *head = None);
-        self.started = false;
+        self.seek_to_current();
     }
 
     /// The source whose head comes first in table order (smallest key,
@@ -320,13 +386,14 @@ impl Merge {
             return Ok(None);
         };
         let row = self.heads[best].take();
-        self.heads[best] = self.sources[best].next(&self.tables, &self.bounds).await?;
+        self.advance(best).await?;
         Ok(row)
     }
 
     /// The next live key and its newest visible value (the next smaller
     /// key in a reverse scan), merge operands folded.
     pub async fn next(&mut self) -> Result<Option<(Bytes, Bytes)>, Error> {
+        self.load_range_deletes().await?;
         if self.bounds.reverse {
             return self.next_reverse().await;
         }
@@ -339,7 +406,7 @@ impl Merge {
             let Some(row) = self.heads[best].take() else {
                 return Ok(None);
             };
-            self.heads[best] = self.sources[best].next(&self.tables, &self.bounds).await?;
+            self.advance(best).await?;
             let now_ms = self.bounds.now_ms;
             if !matches!(row.value, RowValue::Merge(_)) {
                 self.skip_key(&row.key).await?;
@@ -358,7 +425,7 @@ impl Merge {
                     break;
                 }
                 let version = self.heads[next].take();
-                self.heads[next] = self.sources[next].next(&self.tables, &self.bounds).await?;
+                self.advance(next).await?;
                 let wants_more = version.as_ref().is_some_and(|version| fold.push(version, now_ms));
                 if !wants_more {
                     self.skip_key(&row.key).await?;
@@ -375,7 +442,7 @@ impl Merge {
     async fn skip_key(&mut self, key: &Bytes) -> Result<(), Error> {
         for index in 0..self.sources.len() {
             while self.heads[index].as_ref().is_some_and(|head| head.key == *key) {
-                self.heads[index] = self.sources[index].next(&self.tables, &self.bounds).await?;
+                self.advance(index).await?;
             }
         }
         Ok(())
@@ -396,10 +463,10 @@ impl Merge {
             let mut versions: Vec<Row> = Vec::new();
             for index in 0..self.sources.len() {
                 while self.heads[index].as_ref().is_some_and(|head| head.key == key) {
-                    let next = self.sources[index].next(&self.tables, &self.bounds).await?;
-                    let Some(row) = std::mem::replace(&mut self.heads[index], next) else {
+                    let Some(row) = self.heads[index].take() else {
                         break;
                     };
+                    self.advance(index).await?;
                     operands |= matches!(row.value, RowValue::Merge(_));
                     if operands {
                         versions.push(row);

@@ -154,6 +154,10 @@ impl ReadView {
             .chain(runs)
             .filter(|table| table.may_hold(key, max_seq))
             .map(|table| PointSource::Table(table));
+        // Rows below the newest range tombstone covering the key read as
+        // deleted; sources are newest first, so the first covered row ends
+        // the read.
+        let cover = self.range_cover(tables, key, max_seq).await?;
         let mut fold = Fold::default();
         for source in memtables.chain(tables_in_order) {
             // Most keys have no operands: the newest version is the answer,
@@ -161,6 +165,7 @@ impl ReadView {
             let rows = if fold.is_empty() {
                 match source.newest(tables, key, max_seq).await? {
                     None => continue,
+                    Some(row) if row.seq < cover => return Ok(None),
                     Some(row) if !matches!(row.value, RowValue::Merge(_)) => {
                         return Ok(row.live_value(now_ms).cloned());
                     }
@@ -169,11 +174,42 @@ impl ReadView {
             } else {
                 source.versions(tables, key, max_seq).await?
             };
-            if !rows.iter().all(|row| fold.push(row, now_ms)) {
-                break;
+            for row in &rows {
+                let wants_more = if row.seq < cover {
+                    fold.push(&Row::tombstone(row.key.clone(), row.seq), now_ms)
+                } else {
+                    fold.push(row, now_ms)
+                };
+                if !wants_more {
+                    return fold.finish(key, operator);
+                }
             }
         }
         fold.finish(key, operator)
+    }
+
+    /// The sequence number of the newest range tombstone at or below
+    /// `max_seq` covering `key` in any memtable or table of the view (0:
+    /// none). Only tables the manifest says hold range tombstones are
+    /// opened for it.
+    async fn range_cover(&self, tables: &TableStore, key: &[u8], max_seq: u64) -> Result<u64, Error> {
+        let mut cover = 0;
+        let memtables = std::iter::once(&self.memtable).chain(self.frozen.iter().map(|frozen| &frozen.table));
+        for memtable in memtables {
+            if let Some(deletes) = memtable.range_deletes() {
+                cover = cover.max(deletes.cover(key, max_seq));
+            }
+        }
+        let holding = self
+            .l0
+            .iter()
+            .chain(self.runs.iter().flatten())
+            .filter(|table| table.handle.range_deletes > 0 && table.handle.min_seq <= max_seq);
+        for table in holding {
+            let reader = table.reader(tables).await?;
+            cover = cover.max(reader.range_deletes().cover(key, max_seq));
+        }
+        Ok(cover)
     }
 }
 

@@ -18,10 +18,10 @@ use super::cache::{MetaKind, MetaPart, Opened, TableCaches};
 use super::error::StoreError;
 use super::object::{ByteRange, Fetched, Store};
 use super::paths::TableId;
-use crate::format::Row;
 use crate::format::block::{Block, BlockIter};
 use crate::format::bloom::BloomFilter;
 use crate::format::sst::{Extent, Footer, Index, TableKind, TableMeta};
+use crate::format::{RangeDeletes, Row};
 
 type Result<T> = std::result::Result<T, StoreError>;
 
@@ -67,6 +67,8 @@ struct ReaderInner {
     size: u64,
     footer: Footer,
     meta: TableMeta,
+    /// The table's range tombstones, fragmented once at open.
+    range_deletes: RangeDeletes,
     store: Arc<dyn Store>,
     caches: TableCaches,
 }
@@ -90,6 +92,7 @@ impl TableReader {
                 size: opened.size,
                 footer: opened.footer,
                 meta: opened.meta.clone(),
+                range_deletes: RangeDeletes::new(&opened.meta.range_tombstones),
                 store,
                 caches,
             }),
@@ -119,6 +122,11 @@ impl TableReader {
     /// Its metadata block.
     pub fn meta(&self) -> &TableMeta {
         &self.inner.meta
+    }
+
+    /// Its range tombstones (format version 5), ready for lookups.
+    pub fn range_deletes(&self) -> &RangeDeletes {
+        &self.inner.range_deletes
     }
 
     fn format_error(&self, error: crate::format::FormatError) -> StoreError {

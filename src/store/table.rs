@@ -33,10 +33,10 @@ use super::pace::Pace;
 use super::paths::{COMPACTED_DIR, TableId, Ulid, WAL_DIR, child};
 pub(crate) use super::reader::{ScanOptions, TableReader, TableScan};
 use super::reader::{read_extent, slice_of};
-use crate::format::Row;
 use crate::format::sst::{
     Extent, FOOTER_SIZE, Footer, SstBuilder, SstBytes, SstOptions, TableKind, TableMeta, WalStamp,
 };
+use crate::format::{RangeTombstone, Row};
 
 type Result<T> = std::result::Result<T, StoreError>;
 
@@ -103,6 +103,8 @@ pub struct WalTable {
     pub stamp: WalStamp,
     /// Its rows, in table order.
     pub rows: Vec<Row>,
+    /// Its range tombstones, in sequence order.
+    pub range_tombstones: Vec<RangeTombstone>,
 }
 
 /// What a WAL write does when its id is already taken by someone else's
@@ -208,23 +210,27 @@ impl TableStore {
     /// Writes WAL table `wal_id` holding `rows` (in sequence order). Fails
     /// with [`StoreError::Fenced`] if another writer holds that id.
     pub async fn write_wal<'a>(&self, wal_id: u64, rows: impl IntoIterator<Item = &'a Row>) -> Result<WrittenTable> {
-        self.write_wal_stamped(wal_id, WalStamp::default(), rows, WalConflict::Fenced)
+        self.write_wal_stamped(wal_id, WalStamp::default(), rows, &[], WalConflict::Fenced)
             .await
     }
 
-    /// Writes WAL table `wal_id` with `stamp`; a conflict is handled as
-    /// `conflict` says.
+    /// Writes WAL table `wal_id` with `stamp`, `rows` and `range_tombstones`;
+    /// a conflict is handled as `conflict` says.
     pub async fn write_wal_stamped<'a>(
         &self,
         wal_id: u64,
         stamp: WalStamp,
         rows: impl IntoIterator<Item = &'a Row>,
+        range_tombstones: &[RangeTombstone],
         conflict: WalConflict,
     ) -> Result<WrittenTable> {
         let mut builder = self.builder(TableKind::Wal);
         builder.set_wal_stamp(stamp);
         for row in rows {
             builder.add(row);
+        }
+        for tombstone in range_tombstones {
+            builder.add_range_tombstone(tombstone.clone());
         }
         let (bytes, meta) = builder.finish_with_meta();
         self.put_finished(TableId::Wal(wal_id), bytes, meta, conflict).await
@@ -360,6 +366,7 @@ impl TableStore {
         Ok(WalTable {
             stamp: table.meta.wal_stamp.unwrap_or_default(),
             rows,
+            range_tombstones: table.meta.range_tombstones,
         })
     }
 
@@ -459,8 +466,8 @@ impl TableStore {
             Some(bytes) => bytes,
             None => read_extent(store, &path, footer.meta).await?,
         };
-        let meta =
-            TableMeta::decode(&meta_bytes, footer.meta.offset).map_err(|error| StoreError::format(&path, error))?;
+        let meta = TableMeta::decode(&meta_bytes, footer.meta.offset, footer.version)
+            .map_err(|error| StoreError::format(&path, error))?;
         let opened = Opened {
             size: tail.object_size,
             footer,

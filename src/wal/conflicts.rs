@@ -22,6 +22,7 @@ use std::ops::Bound;
 use bytes::Bytes;
 
 use crate::error::printable;
+use crate::format::RangeTombstone;
 use crate::shared::snapshots::TransactionPin;
 
 /// What a commit is checked against.
@@ -35,6 +36,8 @@ pub(crate) struct ConflictCheck {
     pub(crate) reads: Vec<Bytes>,
     /// Ranges it scanned (empty under `Snapshot` isolation).
     pub(crate) ranges: Vec<(Bound<Bytes>, Bound<Bytes>)>,
+    /// Ranges it deletes (checked like the keys it writes).
+    pub(crate) deleted_ranges: Vec<(Bound<Bytes>, Bound<Bytes>)>,
     /// Keeps the transaction counted as open until the check has run, so
     /// the writes it is checked against are recorded.
     pub(crate) _open: TransactionPin,
@@ -44,9 +47,12 @@ pub(crate) struct ConflictCheck {
 #[derive(Debug)]
 pub(crate) struct ConflictTracker {
     last_write: HashMap<Bytes, u64>,
-    /// `(seq, key)` in sequence order (a key may appear more than once; the
-    /// map has its newest).
-    order: VecDeque<(u64, Bytes)>,
+    /// `(seq, write)` in sequence order (a key may appear more than once;
+    /// the map has its newest).
+    order: VecDeque<(u64, Written)>,
+    /// Range deletes among `order`: while there are none, a commit that
+    /// scanned or deleted no range is checked by map lookups alone.
+    ranges_tracked: usize,
     /// Writes at or below this may have been forgotten.
     floor: u64,
     max_keys: usize,
@@ -57,6 +63,7 @@ impl ConflictTracker {
         ConflictTracker {
             last_write: HashMap::new(),
             order: VecDeque::new(),
+            ranges_tracked: 0,
             floor: 0,
             max_keys: max_keys.max(1),
         }
@@ -65,7 +72,17 @@ impl ConflictTracker {
     /// Records that `key` was written at `seq` (sequence numbers only grow).
     pub(crate) fn record(&mut self, key: &Bytes, seq: u64) {
         self.last_write.insert(key.clone(), seq);
-        self.order.push_back((seq, key.clone()));
+        self.order.push_back((seq, Written::Key(key.clone())));
+    }
+
+    /// Records a range delete: every key in its range was written.
+    pub(crate) fn record_range(&mut self, tombstone: &RangeTombstone) {
+        let end = tombstone.end.clone().map_or(Bound::Unbounded, Bound::Excluded);
+        self.order.push_back((
+            tombstone.seq,
+            Written::Range((Bound::Included(tombstone.start.clone()), end)),
+        ));
+        self.ranges_tracked += 1;
     }
 
     /// Whether more writes are remembered than the bound allows.
@@ -97,13 +114,19 @@ impl ConflictTracker {
         if !self.order.is_empty() {
             self.last_write = HashMap::new();
             self.order = VecDeque::new();
+            self.ranges_tracked = 0;
         }
     }
 
     fn pop_oldest(&mut self) -> Option<u64> {
-        let (seq, key) = self.order.pop_front()?;
-        if self.last_write.get(&key) == Some(&seq) {
-            self.last_write.remove(&key);
+        let (seq, written) = self.order.pop_front()?;
+        match written {
+            Written::Key(key) => {
+                if self.last_write.get(&key) == Some(&seq) {
+                    self.last_write.remove(&key);
+                }
+            }
+            Written::Range(_) => self.ranges_tracked -= 1,
         }
         Some(seq)
     }
@@ -134,19 +157,69 @@ impl ConflictTracker {
                 printable(key)
             ));
         }
-        if !check.ranges.is_empty() {
-            let after_snapshot = self.order.iter().rev().take_while(|(seq, _)| *seq > snapshot);
-            for (_, key) in after_snapshot {
-                if check.ranges.iter().any(|range| contains(range, key)) {
+        if check.ranges.is_empty() && check.deleted_ranges.is_empty() && self.ranges_tracked == 0 {
+            return Ok(());
+        }
+        let after_snapshot = self.order.iter().rev().take_while(|(seq, _)| *seq > snapshot);
+        for (_, written) in after_snapshot {
+            let touches = |range: &(Bound<Bytes>, Bound<Bytes>)| match written {
+                Written::Key(key) => contains(range, key),
+                Written::Range(written) => overlaps(range, written),
+            };
+            let what = match written {
+                Written::Key(key) => format!("key {}", printable(key)),
+                Written::Range((Bound::Included(start), _)) => {
+                    format!("a range delete from key {}", printable(start))
+                }
+                Written::Range(_) => "a range delete".to_string(),
+            };
+            if let Written::Range(range) = written {
+                let hit = check.writes.iter().chain(&check.reads).find(|key| contains(range, key));
+                if let Some(key) = hit {
                     return Err(format!(
-                        "read-write conflict: key {} was written into a range this transaction scanned \
-                         (sequence {snapshot}); retry it",
+                        "conflict on key {}: {what} by another commit after this transaction's snapshot \
+                         (sequence {snapshot}) covers it; retry it",
                         printable(key)
                     ));
                 }
             }
+            if check.deleted_ranges.iter().any(touches) {
+                return Err(format!(
+                    "write-write conflict: {what} was written into a range this transaction deletes \
+                     (sequence {snapshot}); retry it"
+                ));
+            }
+            if check.ranges.iter().any(touches) {
+                return Err(format!(
+                    "read-write conflict: {what} was written into a range this transaction scanned \
+                     (sequence {snapshot}); retry it"
+                ));
+            }
         }
         Ok(())
+    }
+}
+
+/// One recorded write.
+#[derive(Debug)]
+enum Written {
+    Key(Bytes),
+    /// A range delete's range.
+    Range((Bound<Bytes>, Bound<Bytes>)),
+}
+
+/// Whether two ranges share a key.
+fn overlaps(a: &(Bound<Bytes>, Bound<Bytes>), b: &(Bound<Bytes>, Bound<Bytes>)) -> bool {
+    // `a` starts before `b` ends and `b` starts before `a` ends.
+    starts_before_end(&a.0, &b.1) && starts_before_end(&b.0, &a.1)
+}
+
+fn starts_before_end(start: &Bound<Bytes>, end: &Bound<Bytes>) -> bool {
+    match (start, end) {
+        (Bound::Unbounded, _) | (_, Bound::Unbounded) => true,
+        (Bound::Included(start), Bound::Included(end)) => start <= end,
+        (Bound::Included(start) | Bound::Excluded(start), Bound::Excluded(end))
+        | (Bound::Excluded(start), Bound::Included(end)) => start < end,
     }
 }
 
@@ -190,8 +263,64 @@ mod tests {
                     )
                 })
                 .collect(),
+            deleted_ranges: Vec::new(),
             _open: registry.pin_transaction(&Seqs::new(snapshot_seq)),
         }
+    }
+
+    fn range(start: &str, end: Option<&str>) -> (Bound<Bytes>, Bound<Bytes>) {
+        (
+            Bound::Included(Bytes::copy_from_slice(start.as_bytes())),
+            end.map_or(Bound::Unbounded, |end| {
+                Bound::Excluded(Bytes::copy_from_slice(end.as_bytes()))
+            }),
+        )
+    }
+
+    /// A range delete after the snapshot conflicts with a key written or
+    /// read inside it and with a range scanned or deleted across it; a
+    /// transaction's own range delete conflicts with later writes inside
+    /// it. Outside the ranges nothing conflicts.
+    #[test]
+    fn range_deletes_conflict_with_what_they_cover() {
+        let mut tracker = tracker_with(&[("a", 3)], 100);
+        tracker.record_range(&RangeTombstone {
+            start: Bytes::from_static(b"m"),
+            end: Some(Bytes::from_static(b"p")),
+            seq: 5,
+        });
+        assert!(tracker.check(&check(4, &["n"], &[], &[])).is_err(), "a write inside");
+        assert!(
+            tracker.check(&check(5, &["n"], &[], &[])).is_ok(),
+            "the delete is in the snapshot"
+        );
+        assert!(tracker.check(&check(4, &["p"], &[], &[])).is_ok(), "the end is outside");
+        assert!(
+            tracker.check(&check(4, &[], &["m"], &[])).is_err(),
+            "a read of its start"
+        );
+        assert!(
+            tracker.check(&check(4, &[], &[], &[("o", "z")])).is_err(),
+            "a scan across it"
+        );
+        assert!(
+            tracker.check(&check(4, &[], &[], &[("p", "z")])).is_ok(),
+            "a scan past it"
+        );
+        let mut deleting = check(4, &[], &[], &[]);
+        deleting.deleted_ranges = vec![range("a", Some("b"))];
+        assert!(tracker.check(&deleting).is_ok(), "a key written before the snapshot");
+        deleting.snapshot_seq = 2;
+        assert!(tracker.check(&deleting).is_err(), "a key written after the snapshot");
+        deleting.deleted_ranges = vec![range("o", None)];
+        deleting.snapshot_seq = 4;
+        assert!(tracker.check(&deleting).is_err(), "two range deletes overlap");
+        tracker.forget_through(5);
+        assert!(
+            tracker.check(&check(4, &["n"], &[], &[])).is_ok(),
+            "forgotten with its seq"
+        );
+        assert_eq!(tracker.ranges_tracked, 0);
     }
 
     fn tracker_with(writes: &[(&str, u64)], max_keys: usize) -> ConflictTracker {

@@ -213,6 +213,12 @@ impl Log {
                     memtable.insert(row);
                 }
             }
+            for tombstone in &table.range_tombstones {
+                if tombstone.seq > manifest.last_l0_seq {
+                    last_seq = last_seq.max(tombstone.seq);
+                    memtable.insert_range_tombstone(tombstone.clone());
+                }
+            }
             replayed += 1;
         }
         Replayed {
@@ -238,7 +244,7 @@ pub async fn replay(tables: &TableStore, manifest: &Manifest) -> Result<Replayed
 async fn place_fence(tables: &TableStore, first: u64, stamp: WalStamp) -> Result<u64, Error> {
     for attempt in 0..FENCE_ATTEMPTS {
         let id = first + (1u64 << attempt) - 1;
-        match tables.write_wal_stamped(id, stamp, [], WalConflict::Fenced).await {
+        match tables.write_wal_stamped(id, stamp, [], &[], WalConflict::Fenced).await {
             Ok(_) => return Ok(id),
             Err(StoreError::Fenced { path }) => {
                 tracing::info!(%path, "a writer took the fencing id; trying further up");
@@ -339,10 +345,11 @@ async fn fill_gaps(
         if log.tables.contains_key(&id) {
             continue;
         }
-        let table = match tables.write_wal_stamped(id, filler, [], WalConflict::Fenced).await {
+        let table = match tables.write_wal_stamped(id, filler, [], &[], WalConflict::Fenced).await {
             Ok(_) => WalTable {
                 stamp: filler,
                 rows: Vec::new(),
+                range_tombstones: Vec::new(),
             },
             Err(StoreError::Fenced { .. }) => tables.read_wal_table(id).await?,
             Err(error) => return Err(error.into()),
@@ -379,8 +386,15 @@ async fn carry_above_fence(
         writer_epoch: carried.epoch,
         durable_through_wal_id: carried.durable_through_wal_id,
     };
+    let range_tombstones = carried.memtable.range_tombstones();
     tables
-        .write_wal_stamped(fence + 1, stamp, &rows, WalConflict::ReplaceOlderEpoch)
+        .write_wal_stamped(
+            fence + 1,
+            stamp,
+            &rows,
+            &range_tombstones,
+            WalConflict::ReplaceOlderEpoch,
+        )
         .await?;
     fenced
         .update(|manifest, _| {

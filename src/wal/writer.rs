@@ -32,7 +32,7 @@ use talus_actors::{Actor, ActorError, Addr, Context, Reply, Ticker};
 
 use crate::error::{Error, ErrorKind};
 use crate::format::sst::{WalRole, WalStamp};
-use crate::format::{Row, RowValue};
+use crate::format::{RangeTombstone, Row, RowValue};
 use crate::l0::uploader::UploadMsg;
 use crate::manifest::{EpochLease, Manifest, VersionedStore};
 use crate::mem::Memtable;
@@ -43,13 +43,32 @@ use crate::store::{TableStore, WalConflict};
 use crate::waiters::SeqWaiters;
 use crate::wal::conflicts::{ConflictCheck, ConflictTracker};
 
-/// One put or delete of a batch; a put may expire `ttl` after it is
-/// applied.
+/// One operation of a batch, given its own sequence number in batch order.
 #[derive(Clone, Debug)]
-pub struct WriteOp {
-    pub key: Bytes,
-    pub value: RowValue,
-    pub ttl: Option<Duration>,
+pub enum WriteOp {
+    /// A put, delete or merge; a put may expire `ttl` after it is applied.
+    Row {
+        key: Bytes,
+        value: RowValue,
+        ttl: Option<Duration>,
+    },
+    /// A delete of every key in `start..end` (`None`: no end).
+    DeleteRange { start: Bytes, end: Option<Bytes> },
+}
+
+impl WriteOp {
+    /// The bytes it adds to the memtable.
+    fn memtable_bytes(&self) -> usize {
+        match self {
+            WriteOp::Row { key, value, .. } => Memtable::row_size(key, value),
+            WriteOp::DeleteRange { start, end } => RangeTombstone {
+                start: start.clone(),
+                end: end.clone(),
+                seq: 0,
+            }
+            .size(),
+        }
+    }
 }
 
 /// A batch to apply; the reply carries its last sequence number.
@@ -66,7 +85,7 @@ pub struct PendingWrite {
 impl PendingWrite {
     /// The bytes its rows add to the memtable.
     fn memtable_bytes(&self) -> usize {
-        self.ops.iter().map(|op| Memtable::row_size(&op.key, &op.value)).sum()
+        self.ops.iter().map(WriteOp::memtable_bytes).sum()
     }
 }
 
@@ -158,6 +177,7 @@ struct FrozenMemtable {
 struct Sealed {
     id: u64,
     rows: Arc<Vec<Row>>,
+    range_tombstones: Arc<Vec<RangeTombstone>>,
     last_seq: u64,
 }
 
@@ -171,6 +191,8 @@ pub struct WalWriter {
     /// The last sequence number assigned.
     last_seq: u64,
     buffer: Vec<Row>,
+    /// The buffer's range tombstones, in sequence order.
+    buffer_ranges: Vec<RangeTombstone>,
     buffer_bytes: usize,
     next_wal_id: u64,
     sealed: VecDeque<Sealed>,
@@ -242,6 +264,7 @@ impl WalWriter {
             uploader,
             last_seq: start.last_seq,
             buffer: Vec::new(),
+            buffer_ranges: Vec::new(),
             buffer_bytes: 0,
             next_wal_id: start.next_wal_id,
             sealed: VecDeque::new(),
@@ -270,19 +293,43 @@ impl WalWriter {
         self.memtable.size() + self.frozen.iter().map(|frozen| frozen.bytes).sum::<usize>()
     }
 
-    /// Whether a durable writer waits for a row still in the buffer.
+    /// Whether a durable writer waits for a write still in the buffer.
     fn buffer_awaited(&self) -> bool {
-        match (self.buffer.first(), self.waiters.highest()) {
-            (Some(first), Some(highest)) => highest >= first.seq,
+        let first_row = self.buffer.first().map(|row| row.seq);
+        let first_range = self.buffer_ranges.first().map(|tombstone| tombstone.seq);
+        let first = match (first_row, first_range) {
+            (Some(row), Some(range)) => Some(row.min(range)),
+            (row, range) => row.or(range),
+        };
+        match (first, self.waiters.highest()) {
+            (Some(first), Some(highest)) => highest >= first,
             _ => false,
         }
     }
 
+    fn buffer_is_empty(&self) -> bool {
+        self.buffer.is_empty() && self.buffer_ranges.is_empty()
+    }
+
     fn apply(&mut self, ops: Vec<WriteOp>, await_durable: bool, ctx: &mut Context<Self>) -> u64 {
-        let rows = ops.len();
+        let (rows_before, ranges_before) = (self.buffer.len(), self.buffer_ranges.len());
         let now_ms = ctx.runtime().wall_ms();
-        for WriteOp { key, value, ttl } in ops {
+        for op in ops {
             self.last_seq += 1;
+            let (key, value, ttl) = match op {
+                WriteOp::Row { key, value, ttl } => (key, value, ttl),
+                WriteOp::DeleteRange { start, end } => {
+                    let tombstone = RangeTombstone {
+                        start,
+                        end,
+                        seq: self.last_seq,
+                    };
+                    self.buffer_bytes += tombstone.size();
+                    self.memtable.insert_range_tombstone(tombstone.clone());
+                    self.buffer_ranges.push(tombstone);
+                    continue;
+                }
+            };
             let expire_ms = ttl.map(|ttl| now_ms.saturating_add(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX)));
             let row = Row {
                 key,
@@ -302,7 +349,7 @@ impl WalWriter {
         }
         self.seqs.visible.store(self.last_seq, Ordering::Release);
         self.snapshots.record_time(now_ms, self.last_seq);
-        self.track(rows);
+        self.track(rows_before, ranges_before);
         if self.buffer_bytes >= self.options.wal_buffer_bytes {
             self.seal(ctx);
         } else if await_durable && self.upload_slot_free() {
@@ -314,18 +361,21 @@ impl WalWriter {
         self.last_seq
     }
 
-    /// Records the keys of the last `rows` rows (the batch just applied)
-    /// while a transaction is open; forgets everything while none is.
-    /// Called after the batch's sequence is published (see
+    /// Records the keys and ranges the batch just applied wrote (the
+    /// buffer's rows from `rows_before` on, its range tombstones from
+    /// `ranges_before` on) while a transaction is open; forgets everything
+    /// while none is. Called after the batch's sequence is published (see
     /// [`Snapshots::pin_transaction`] for why that order matters).
-    fn track(&mut self, rows: usize) {
+    fn track(&mut self, rows_before: usize, ranges_before: usize) {
         if !self.snapshots.transactions_open() {
             self.conflicts.clear();
             return;
         }
-        let first = self.buffer.len().saturating_sub(rows);
-        for row in &self.buffer[first..] {
+        for row in &self.buffer[rows_before..] {
             self.conflicts.record(&row.key, row.seq);
+        }
+        for tombstone in &self.buffer_ranges[ranges_before..] {
+            self.conflicts.record_range(tombstone);
         }
         if self.conflicts.over_bound() {
             // Writes at or below the oldest snapshot cannot conflict with
@@ -392,14 +442,16 @@ impl WalWriter {
 
     /// Turns the buffer into the next WAL table and starts uploads.
     fn seal(&mut self, ctx: &mut Context<Self>) {
-        if !self.buffer.is_empty() {
+        if !self.buffer_is_empty() {
             let rows = std::mem::take(&mut self.buffer);
+            let range_tombstones = std::mem::take(&mut self.buffer_ranges);
             self.buffer_bytes = 0;
             let id = self.next_wal_id;
             self.next_wal_id += 1;
             self.sealed.push_back(Sealed {
                 id,
                 rows: Arc::new(rows),
+                range_tombstones: Arc::new(range_tombstones),
                 last_seq: self.last_seq,
             });
         }
@@ -428,7 +480,13 @@ impl WalWriter {
                 async move {
                     let started = clock.now();
                     let written = tables
-                        .write_wal_stamped(id, stamp, sealed.rows.iter(), WalConflict::ReplaceOlderEpoch)
+                        .write_wal_stamped(
+                            id,
+                            stamp,
+                            sealed.rows.iter(),
+                            &sealed.range_tombstones,
+                            WalConflict::ReplaceOlderEpoch,
+                        )
                         .await;
                     metrics::histogram!(crate::metrics::WAL_UPLOAD_SECONDS)
                         .record((clock.now() - started).as_secs_f64());
@@ -578,7 +636,7 @@ impl Actor for WalWriter {
                 self.seal_if_awaited(ctx);
             }
             WalMsg::Tick => {
-                if !self.buffer.is_empty() {
+                if !self.buffer_is_empty() {
                     self.seal(ctx);
                 }
             }

@@ -18,20 +18,25 @@ use super::block::{Block, BlockBuilder, DEFAULT_BLOCK_SIZE_BYTES, DEFAULT_RESTAR
 use super::bloom::{self, BloomFilter, DEFAULT_BITS_PER_KEY, DEFAULT_MIN_KEYS, FilterLayout};
 use super::codec::{Cursor, put_u32, put_varint, seal, unseal};
 use super::compression::Compression;
+use super::range::{self, RangeTombstone};
 use super::{FormatError, Row, RowValue};
 
 /// "TALUSSST" in ASCII, the last 8 bytes of every table.
 pub const MAGIC: [u8; 8] = *b"TALUSSST";
 /// The newest table format this build writes and reads. Version 2 added
 /// the WAL stamp to the metadata of WAL tables, version 3 the blocked bloom
-/// filter, version 4 merge operands (row flag bit 3). A table is written
-/// as version 3 unless it holds an operand, so that builds that predate
-/// operands still read it, and refuse (`Unsupported`) one that does. This
-/// build reads versions 1 to 4; a version 1 WAL table reads as
-/// [`WalStamp::default`] (no claims), and the filter of a version 1 or 2
-/// table as [`FilterLayout::Classic`].
-pub const FORMAT_VERSION: u32 = 4;
-/// The version of a table without merge operands.
+/// filter, version 4 merge operands (row flag bit 3), version 5 range
+/// tombstones (a section of the metadata block). A table is written as
+/// the oldest version that can hold what it holds (3 without operands or
+/// range tombstones, 4 with operands only), so that older builds still
+/// read it, and refuse (`Unsupported`) one they cannot. This build reads
+/// versions 1 to 5; a version 1 WAL table reads as [`WalStamp::default`]
+/// (no claims), and the filter of a version 1 or 2 table as
+/// [`FilterLayout::Classic`].
+pub const FORMAT_VERSION: u32 = 5;
+/// The version of a table with merge operands and no range tombstones.
+pub const MERGE_FORMAT_VERSION: u32 = 4;
+/// The version of a table without merge operands or range tombstones.
 pub const PLAIN_FORMAT_VERSION: u32 = 3;
 /// The oldest table format this build reads.
 pub const OLDEST_FORMAT_VERSION: u32 = 1;
@@ -164,6 +169,7 @@ pub struct SstBuilder {
     stats: TableStats,
     put_id: u128,
     wal_stamp: Option<WalStamp>,
+    range_tombstones: Vec<RangeTombstone>,
     /// The format version written: [`FORMAT_VERSION`], or an older one in
     /// compatibility tests.
     version: u32,
@@ -184,6 +190,7 @@ impl SstBuilder {
             stats: TableStats::default(),
             put_id: 0,
             wal_stamp: None,
+            range_tombstones: Vec::new(),
             version: PLAIN_FORMAT_VERSION,
         }
     }
@@ -224,7 +231,7 @@ impl SstBuilder {
             RowValue::Tombstone => stats.tombstones += 1,
             RowValue::Merge(operand) => {
                 stats.value_bytes += operand.len() as u64;
-                self.version = self.version.max(FORMAT_VERSION);
+                self.version = self.version.max(MERGE_FORMAT_VERSION);
             }
         }
         if self.block_first_key.is_none() {
@@ -254,6 +261,18 @@ impl SstBuilder {
         self.out.extend_from_slice(&stored);
         self.index.push((first_key, handle));
         self.stats.blocks += 1;
+    }
+
+    /// Adds a range tombstone (any order: they are not rows). The table
+    /// is then written as version 5.
+    pub fn add_range_tombstone(&mut self, tombstone: RangeTombstone) {
+        self.range_tombstones.push(tombstone);
+        self.version = FORMAT_VERSION;
+    }
+
+    /// Range tombstones added so far.
+    pub fn range_tombstones(&self) -> usize {
+        self.range_tombstones.len()
     }
 
     /// Rows added so far.
@@ -289,14 +308,24 @@ impl SstBuilder {
         let filter = (self.hashes.len() >= self.options.bloom_min_keys)
             .then(|| self.build_filter())
             .map(|filter| self.append_part(filter));
+        let mut stats = std::mem::take(&mut self.stats);
+        // A range tombstone is a write: the table's sequence range covers it.
+        for (number, tombstone) in self.range_tombstones.iter().enumerate() {
+            if stats.rows == 0 && number == 0 {
+                (stats.min_seq, stats.max_seq) = (tombstone.seq, tombstone.seq);
+            }
+            stats.min_seq = stats.min_seq.min(tombstone.seq);
+            stats.max_seq = stats.max_seq.max(tombstone.seq);
+        }
         let table_meta = TableMeta {
             index,
             filter,
-            stats: std::mem::take(&mut self.stats),
+            stats,
             put_id: self.put_id,
             wal_stamp: self.wal_stamp.filter(|_| self.kind == TableKind::Wal),
+            range_tombstones: std::mem::take(&mut self.range_tombstones),
         };
-        let meta = self.append_part(encode_meta(&table_meta));
+        let meta = self.append_part(encode_meta(&table_meta, self.version));
         let mut footer = Vec::with_capacity(FOOTER_SIZE);
         footer.extend_from_slice(&meta.offset.to_le_bytes());
         put_u32(&mut footer, meta.len as u32);
@@ -354,6 +383,12 @@ impl Footer {
 
     /// Decodes the footer from the last bytes of a table of `table_len` bytes.
     pub fn decode(tail: &[u8], table_len: u64) -> Result<Footer, FormatError> {
+        Footer::decode_up_to(tail, table_len, FORMAT_VERSION)
+    }
+
+    /// [`Footer::decode`] as a build whose newest format is `newest` does
+    /// it (what tests of older builds' behaviour need).
+    pub fn decode_up_to(tail: &[u8], table_len: u64, newest: u32) -> Result<Footer, FormatError> {
         const PART: &str = "footer";
         let start = tail
             .len()
@@ -376,11 +411,11 @@ impl Footer {
             return Err(FormatError::corrupt(PART, "reserved bytes are not zero"));
         }
         let version = u32::from_le_bytes(cursor.take(4)?.try_into().unwrap_or_default());
-        if version > FORMAT_VERSION {
+        if version > newest {
             return Err(FormatError::Unsupported {
                 part: PART,
                 detail: format!(
-                    "table format version {version} is newer than this build's ({OLDEST_FORMAT_VERSION} to {FORMAT_VERSION})"
+                    "table format version {version} is newer than this build's ({OLDEST_FORMAT_VERSION} to {newest})"
                 ),
             });
         }
@@ -409,9 +444,12 @@ pub struct TableMeta {
     pub put_id: u128,
     /// WAL tables of format version 2 only.
     pub wal_stamp: Option<WalStamp>,
+    /// Tables of format version 5 only: in key order in a sorted table,
+    /// in sequence order in a WAL table.
+    pub range_tombstones: Vec<RangeTombstone>,
 }
 
-fn encode_meta(meta: &TableMeta) -> Vec<u8> {
+fn encode_meta(meta: &TableMeta, version: u32) -> Vec<u8> {
     let mut out = Vec::new();
     let filter = meta.filter.unwrap_or(Extent { offset: 0, len: 0 });
     for value in [meta.index.offset, meta.index.len, filter.offset, filter.len] {
@@ -434,6 +472,9 @@ fn encode_meta(meta: &TableMeta) -> Vec<u8> {
         out.extend_from_slice(key);
     }
     out.extend_from_slice(&meta.put_id.to_le_bytes());
+    if version >= FORMAT_VERSION {
+        range::encode_section(&meta.range_tombstones, &mut out);
+    }
     if let Some(stamp) = meta.wal_stamp {
         out.push(stamp.role as u8);
         put_varint(&mut out, stamp.writer_epoch);
@@ -444,9 +485,9 @@ fn encode_meta(meta: &TableMeta) -> Vec<u8> {
 }
 
 impl TableMeta {
-    /// Decodes a metadata block of a table whose data, index and filter end
-    /// at `parts_end` (the metadata's own offset).
-    pub fn decode(stored: &[u8], parts_end: u64) -> Result<TableMeta, FormatError> {
+    /// Decodes a metadata block of a table of format `version` whose data,
+    /// index and filter end at `parts_end` (the metadata's own offset).
+    pub fn decode(stored: &[u8], parts_end: u64, version: u32) -> Result<TableMeta, FormatError> {
         const PART: &str = "metadata";
         let mut cursor = Cursor::new(unseal(stored, PART)?, PART);
         let index = Extent {
@@ -472,6 +513,11 @@ impl TableMeta {
         let last_key_len = cursor.length()?;
         let last_key = Bytes::copy_from_slice(cursor.take(last_key_len)?);
         let put_id = u128::from_le_bytes(cursor.take(16)?.try_into().unwrap_or_default());
+        let range_tombstones = if version >= FORMAT_VERSION {
+            range::decode_section(&mut cursor)?
+        } else {
+            Vec::new()
+        };
         // Only WAL tables of version 2 on carry a stamp: it is whatever
         // follows the put id.
         let wal_stamp = if cursor.remaining() > 0 {
@@ -507,6 +553,7 @@ impl TableMeta {
             stats,
             put_id,
             wal_stamp,
+            range_tombstones,
         })
     }
 }
@@ -658,7 +705,7 @@ impl SstBytes {
         let table_len = bytes.len() as u64;
         let footer = Footer::decode(&bytes, table_len)?;
         let meta_range = footer.meta.range_within(table_len, "metadata")?;
-        let meta = TableMeta::decode(&bytes[meta_range], footer.meta.offset)?;
+        let meta = TableMeta::decode(&bytes[meta_range], footer.meta.offset, footer.version)?;
         let index_range = meta.index.range_within(footer.meta.offset, "index")?;
         // Data blocks come first, so they end where the index starts.
         let index = Index::decode(&bytes[index_range], meta.index.offset)?;
