@@ -206,6 +206,7 @@ pub async fn run(tables: &TableStore, input: &JobInput, hooks: &JobHooks) -> Res
             fill_cache: false,
         },
         reverse: false,
+        range_deletes: None,
     };
     let mut merge = merge_sources(tables.clone(), bounds, sources);
     let mut writer = RunWriter::new(tables, input.target_table_bytes, hooks);

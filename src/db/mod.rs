@@ -145,6 +145,7 @@ fn merge_in<K: AsRef<[u8]>>(
             fill_cache: options.fill_cache,
         },
         reverse: options.order == ScanOrder::Reverse,
+        range_deletes: None,
     };
     view.map(|view| merge_sources(tables, bounds, sources_for(&view)))
 }

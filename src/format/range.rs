@@ -172,13 +172,52 @@ impl RangeDeletes {
     /// The sequence numbers of every tombstone covering `key`, highest
     /// first (what compaction weighs against the key's versions).
     pub fn covering(&self, key: &[u8]) -> &[u64] {
-        let at = self
-            .fragments
-            .partition_point(|fragment| fragment.start.as_ref() <= key);
-        match at.checked_sub(1).map(|at| &self.fragments[at]) {
-            Some(fragment) if fragment.end.as_ref().is_none_or(|end| key < end.as_ref()) => &fragment.seqs,
-            _ => &[],
+        let mut hint = 0;
+        self.covering_near(key, &mut hint)
+    }
+
+    /// [`RangeDeletes::covering`] starting from `hint`, where the last
+    /// lookup of the same stream ended (updated): keys that come in order,
+    /// as a scan's do, cost a comparison or two instead of a search.
+    pub fn covering_near(&self, key: &[u8], hint: &mut usize) -> &[u64] {
+        match self.holding(key, hint) {
+            Some(fragment) => &fragment.seqs,
+            None => &[],
         }
+    }
+
+    /// The fragment holding `key`, found from `hint` (see
+    /// [`RangeDeletes::covering_near`]).
+    fn holding(&self, key: &[u8], hint: &mut usize) -> Option<&Fragment> {
+        let count = self.fragments.len();
+        // `at` is right when every fragment before it starts at or below
+        // `key` and none from it on does.
+        let right = |at: usize| {
+            (at == 0 || self.fragments[at - 1].start.as_ref() <= key)
+                && (at == count || key < self.fragments[at].start.as_ref())
+        };
+        let guess = (*hint).min(count);
+        let at = [guess, guess + 1, guess.wrapping_sub(1)]
+            .into_iter()
+            .find(|at| *at <= count && right(*at))
+            .unwrap_or_else(|| {
+                self.fragments
+                    .partition_point(|fragment| fragment.start.as_ref() <= key)
+            });
+        *hint = at;
+        let fragment = &self.fragments[at.checked_sub(1)?];
+        fragment
+            .end
+            .as_ref()
+            .is_none_or(|end| key < end.as_ref())
+            .then_some(fragment)
+    }
+
+    /// The fragment holding `key`: its start and its end (`None`: no end).
+    pub fn fragment(&self, key: &[u8]) -> Option<(&Bytes, Option<&Bytes>)> {
+        let mut hint = 0;
+        self.holding(key, &mut hint)
+            .map(|fragment| (&fragment.start, fragment.end.as_ref()))
     }
 
     /// Whether `row_seq` of `key` is deleted for a read at `max_seq`.
@@ -221,7 +260,23 @@ mod tests {
             "a row of the same write is not covered"
         );
         assert!(RangeDeletes::new(&[]).is_empty());
+        // From any hint, in any order, the same answers as a search.
+        let keys: Vec<&[u8]> = vec![b"a", b"b", b"c", b"d", b"e", b"f", b"g", b"h", b"x", b"zz"];
+        for start in 0..6 {
+            let mut hint = start;
+            for key in keys.iter().chain(keys.iter().rev()) {
+                let mut fresh = 0;
+                assert_eq!(
+                    deletes.covering_near(key, &mut hint),
+                    deletes.covering_near(key, &mut fresh)
+                );
+            }
+        }
         assert_eq!(deletes.covering(b"e"), [20, 10]);
+        let fragment = deletes.fragment(b"e").map(|(start, end)| (start.clone(), end.cloned()));
+        assert_eq!(fragment, Some((Bytes::from("d"), Some(Bytes::from("f")))));
+        assert_eq!(deletes.fragment(b"a"), None);
+        assert_eq!(deletes.fragment(b"zz").map(|(_, end)| end), Some(None));
         assert!(deletes.covering(b"h").is_empty());
     }
 

@@ -16,6 +16,11 @@ use crate::store::{ScanOptions, TableScan, TableStore};
 
 const MEMTABLE_BATCH: usize = 256;
 
+/// Covered rows in a row from one table after which a scan jumps to the
+/// end of the deleted range instead of reading on (a jump drops the
+/// blocks read ahead, so short ranges are read through).
+const COVERED_BEFORE_SKIP: u32 = 256;
+
 /// One ordered stream of rows: key ascending, newest version first; or, for
 /// a reverse scan, the exact reverse (key descending, oldest first).
 pub enum RowSource {
@@ -58,6 +63,9 @@ pub struct ScanBounds {
     pub options: ScanOptions,
     /// Keys descending.
     pub reverse: bool,
+    /// The range tombstones a live scan honours (set by the merge once it
+    /// has loaded them; compaction, which reads every version, has none).
+    pub range_deletes: Option<Arc<RangeDeletes>>,
 }
 
 impl RowSource {
@@ -102,7 +110,7 @@ impl RowSource {
                             return Ok(None);
                         };
                         *next += 1;
-                        if table.handle.min_seq > bounds.max_seq || !overlaps(table, bounds) {
+                        if table.handle.min_seq > bounds.max_seq || !overlaps(table, bounds) || buried(table, bounds) {
                             continue;
                         }
                         let reader = table.reader(tables).await?;
@@ -183,6 +191,51 @@ impl RowSource {
     }
 }
 
+impl RowSource {
+    /// Moves the table being read past the deleted range `start..end`, if
+    /// the table holds nothing a tombstone at `cover` leaves standing (all
+    /// of its rows there are below it). Only the current table: the next
+    /// one of a run may hold newer rows in the range, and is read as usual.
+    fn skip_covered(&mut self, cover: u64, start: &Bytes, end: Option<&Bytes>, bounds: &ScanBounds) {
+        let RowSource::Tables { tables, current, .. } = self else {
+            return;
+        };
+        let Some((position, scan)) = current else {
+            return;
+        };
+        if tables.get(*position).is_none_or(|table| table.handle.max_seq >= cover) {
+            return;
+        }
+        if bounds.reverse {
+            scan.restart((bounds.start.clone(), Bound::Excluded(start.clone())));
+        } else {
+            match end {
+                Some(end) => scan.restart((Bound::Included(end.clone()), bounds.end.clone())),
+                // Covered to the end: nothing more of this table is read.
+                None => *current = None,
+            }
+        }
+    }
+}
+
+/// Whether every row of `table` lies under one deleted range whose
+/// tombstone is newer than all of them: then the table is not even opened.
+fn buried(table: &LazyTable, bounds: &ScanBounds) -> bool {
+    let Some(deletes) = &bounds.range_deletes else {
+        return false;
+    };
+    let handle = &table.handle;
+    if handle.rows == 0 {
+        return false;
+    }
+    let mut hint = 0;
+    let cover = deletes.covering_near(&handle.first_key, &mut hint).first().copied();
+    let reaches = deletes
+        .fragment(&handle.first_key)
+        .is_some_and(|(_, end)| end.is_none_or(|end| handle.last_key < *end));
+    reaches && cover.is_some_and(|cover| handle.max_seq < cover)
+}
+
 fn overlaps(table: &LazyTable, bounds: &ScanBounds) -> bool {
     let after_end = match &bounds.end {
         Bound::Included(end) => table.handle.first_key > *end,
@@ -231,12 +284,17 @@ pub struct Merge {
     sources: Vec<RowSource>,
     heads: Vec<Option<Row>>,
     started: bool,
-    /// Range tombstones at or below the scan's sequence number, loaded
-    /// from every source on the first live read (compaction, which reads
-    /// every version, never loads them).
-    range_deletes: Option<Arc<RangeDeletes>>,
+    /// Whether the range tombstones at or below the scan's sequence number
+    /// are loaded (into `bounds`, on the first live read; compaction, which
+    /// reads every version, never loads them).
+    range_deletes_loaded: bool,
     /// Range tombstones laid over the sources (a transaction's own).
     extra_range_deletes: Vec<RangeTombstone>,
+    /// Per source, covered rows read in a row.
+    covered_in_a_row: Vec<u32>,
+    /// Per source, where its last row was among the range deletes'
+    /// fragments.
+    fragment_hints: Vec<usize>,
 }
 
 /// Merges `sources` into live key/value pairs in key order.
@@ -249,8 +307,10 @@ pub fn merge_sources(tables: TableStore, bounds: ScanBounds, sources: Vec<RowSou
         sources,
         heads,
         started: false,
-        range_deletes: None,
+        range_deletes_loaded: false,
         extra_range_deletes: Vec::new(),
+        covered_in_a_row: Vec::new(),
+        fragment_hints: Vec::new(),
     }
 }
 
@@ -273,14 +333,32 @@ impl Merge {
     }
 
     /// Refills source `index`'s head; a row a range tombstone covers comes
-    /// out as a tombstone.
+    /// out as a tombstone. After many covered rows in a row from a table
+    /// holding nothing newer than the tombstone, the source jumps past the
+    /// deleted range.
     async fn advance(&mut self, index: usize) -> Result<(), Error> {
         let mut row = self.sources[index].next(&self.tables, &self.bounds).await?;
-        if let (Some(deletes), Some(head)) = (&self.range_deletes, &mut row)
-            && deletes.covers(&head.key, head.seq, u64::MAX)
+        if let (Some(deletes), Some(head)) = (&self.bounds.range_deletes, &mut row)
+            && !deletes.is_empty()
         {
-            head.value = RowValue::Tombstone;
-            head.expire_ms = None;
+            // Loaded at or below the scan's sequence number: the highest
+            // covering tombstone is the one that counts.
+            let hint = &mut self.fragment_hints[index];
+            let cover = deletes.covering_near(&head.key, hint).first().copied().unwrap_or(0);
+            let in_a_row = &mut self.covered_in_a_row[index];
+            if head.seq < cover {
+                head.value = RowValue::Tombstone;
+                head.expire_ms = None;
+                *in_a_row += 1;
+                if *in_a_row >= COVERED_BEFORE_SKIP {
+                    *in_a_row = 0;
+                    if let Some((start, end)) = deletes.fragment(&head.key) {
+                        self.sources[index].skip_covered(cover, start, end, &self.bounds);
+                    }
+                }
+            } else {
+                *in_a_row = 0;
+            }
         }
         self.heads[index] = row;
         Ok(())
@@ -289,7 +367,7 @@ impl Merge {
     /// Loads the range tombstones of every source visible at the scan's
     /// sequence number, once (before the first head is read).
     async fn load_range_deletes(&mut self) -> Result<(), Error> {
-        if self.range_deletes.is_some() {
+        if self.range_deletes_loaded {
             return Ok(());
         }
         let max_seq = self.bounds.max_seq;
@@ -310,11 +388,14 @@ impl Merge {
         }
         tombstones.retain(|tombstone| tombstone.seq <= max_seq || tombstone.seq == u64::MAX);
         let deletes = RangeDeletes::new(&tombstones);
+        self.covered_in_a_row = vec![0; self.sources.len()];
+        self.fragment_hints = vec![0; self.sources.len()];
         if !deletes.is_empty() && self.started {
             // Heads read before the load would escape it.
             self.seek_to_current();
         }
-        self.range_deletes = Some(Arc::new(deletes));
+        self.range_deletes_loaded = true;
+        self.bounds.range_deletes = (!deletes.is_empty()).then(|| Arc::new(deletes));
         Ok(())
     }
 

@@ -139,10 +139,15 @@ impl ReadView {
         now_ms: u64,
         operator: &Operator,
     ) -> Result<Option<Bytes>, Error> {
+        // Rows below the newest range tombstone covering the key read as
+        // deleted: a source holding nothing newer is not searched, and in
+        // the others the first covered row ends the read.
+        let cover = self.range_cover(tables, key, max_seq).await?;
         // Sources newest first: memtables, then each L0 table, then the one
         // table of each run that can hold the key.
         let memtables = std::iter::once(&self.memtable)
             .chain(self.frozen.iter().map(|frozen| &frozen.table))
+            .filter(|memtable| memtable.seq_range().is_some_and(|(_, last)| last >= cover))
             .map(|memtable| PointSource::Memtable(memtable));
         let runs = self.runs.iter().filter_map(|run| {
             let at = run.partition_point(|table| table.handle.last_key.as_ref() < key);
@@ -152,12 +157,8 @@ impl ReadView {
             .l0
             .iter()
             .chain(runs)
-            .filter(|table| table.may_hold(key, max_seq))
+            .filter(|table| table.may_hold(key, max_seq) && table.handle.max_seq >= cover)
             .map(|table| PointSource::Table(table));
-        // Rows below the newest range tombstone covering the key read as
-        // deleted; sources are newest first, so the first covered row ends
-        // the read.
-        let cover = self.range_cover(tables, key, max_seq).await?;
         let mut fold = Fold::default();
         for source in memtables.chain(tables_in_order) {
             // Most keys have no operands: the newest version is the answer,

@@ -25,6 +25,7 @@ use talusdb::{Db, Error, ErrorKind, ScanOptions, ScanOrder, WriteOptions};
 
 use crate::{CliError, stores};
 
+mod ranges;
 mod report;
 mod rows;
 mod store_after;
@@ -53,6 +54,10 @@ pub enum Workload {
     /// and reads that fold them, over `--hot-keys` counters, for
     /// `--duration-s`.
     Merge,
+    /// Deletes a tenth of the rows in ranges of `--range-len` (one range
+    /// delete each; with `--per-key-deletes` one delete per row), then one
+    /// cold full scan and `--ops` gets across them.
+    RangeDelete,
 }
 
 #[derive(Debug, Args)]
@@ -120,6 +125,13 @@ pub struct BenchArgs {
     /// `--seed`, instead of loading a new one. Implies `--keep`.
     #[arg(long, value_name = "PATH")]
     existing: Option<String>,
+    /// Rows per deleted range in `range-delete`.
+    #[arg(long, default_value_t = 100)]
+    range_len: u64,
+    /// `range-delete` deletes the same rows one by one instead, for the
+    /// comparison.
+    #[arg(long)]
+    per_key_deletes: bool,
     /// Keep the benchmark's database (its path is printed) instead of
     /// deleting it at the end.
     #[arg(long)]
@@ -641,7 +653,8 @@ fn check_args(args: &BenchArgs) -> Result<(), CliError> {
     if !(args.latency_ms >= 0.0 && args.latency_ms.is_finite()) {
         return bad("--latency-ms must be a non-negative number");
     }
-    if args.existing.is_some() && matches!(args.workload, None | Some(Workload::Fill | Workload::DurablePut)) {
+    let writes = |workload| matches!(workload, Workload::Fill | Workload::DurablePut | Workload::RangeDelete);
+    if args.existing.is_some() && args.workload.is_none_or(writes) {
         return bad("--existing needs a read workload (get, scan or mixed)");
     }
     if args.hot_keys == 0 {
@@ -699,6 +712,7 @@ pub async fn run(
                 Workload::Mixed => bench.mixed().await?,
                 Workload::Txn => bench.txn().await?,
                 Workload::Merge => bench.merge().await?,
+                Workload::RangeDelete => bench.range_delete().await?,
             };
             // A read workload's load phase is reported apart, as `load`,
             // unless no workload was named (then `fill` is one of the two
