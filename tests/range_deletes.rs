@@ -391,3 +391,30 @@ fn a_scan_skips_the_tables_and_blocks_under_a_deleted_range() {
         );
     });
 }
+
+/// A read-only opening sees range deletes from the WAL and from tables.
+#[test]
+fn a_reader_sees_range_deletes_in_the_wal_and_in_tables() {
+    support::on_sim(17, async |runtime, store| {
+        let db = open(&store, &runtime).await;
+        for n in 0..20 {
+            db.put(key(n), "v").await.expect("put");
+        }
+        db.delete_range(key(2)..key(5)).await.expect("delete range");
+        db.flush_memtable().await.expect("flush");
+        db.delete_range(key(10)..).await.expect("delete range in the WAL");
+        db.flush().await.expect("flush");
+        let reader = Db::builder("db", store.clone())
+            .runtime(runtime.clone())
+            .open_read_only()
+            .await
+            .expect("open read-only");
+        let seen = keys_of(reader.scan::<&str>(..)).await;
+        let want: Vec<Bytes> = [0, 1, 5, 6, 7, 8, 9].into_iter().map(key).collect();
+        assert_eq!(seen, want);
+        assert_eq!(reader.get(key(3)).await.expect("get"), None);
+        assert_eq!(reader.get(key(12)).await.expect("get"), None);
+        assert_eq!(reader.get(key(6)).await.expect("get").as_deref(), Some(&b"v"[..]));
+        db.close().await.expect("close");
+    });
+}
