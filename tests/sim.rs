@@ -3,9 +3,9 @@
 //! an in-memory store with seeded latency, request errors and process
 //! crashes, driven by several concurrent clients, with the invariants of
 //! `docs/testing.md` checked as it runs. Clients put (some with a TTL
-//! longer than the run), merge (an operator whose answer is the last
-//! operand, so a merge reads as a put while exercising every fold), delete
-//! keys one by one and in ranges.
+//! longer than the run), merge (a list-append operator: a read names every
+//! operand folded since the last put or delete, and each is checked),
+//! delete keys one by one and in ranges.
 //!
 //! - `TALUS_SIM_SEED=<n>` runs seed `n` alone (and prints its trace if it
 //!   fails);
@@ -71,21 +71,20 @@ fn options() -> DbOptions {
     options
 }
 
-/// A merge operator whose answer is the newest operand: a merge reads as a
-/// put of its operand, so the model needs nothing new, while reads and
-/// compaction still fold operands over values, tombstones and range
-/// deletes.
+/// The list-append operator, with partial merges (joining operands), so
+/// that compaction folds operands with and without a base below them.
 #[derive(Debug)]
-struct LastWins;
+struct AppendList;
 
-impl talusdb::MergeOperator for LastWins {
+impl talusdb::MergeOperator for AppendList {
     fn name(&self) -> &str {
-        "last-wins"
+        "sim-append"
     }
 
     fn full_merge(&self, _key: &[u8], base: Option<&[u8]>, operands: &[&[u8]]) -> Result<Bytes, talusdb::MergeError> {
-        let newest = operands.last().copied().or(base).unwrap_or_default();
-        Ok(Bytes::copy_from_slice(newest))
+        let mut items: Vec<&[u8]> = base.into_iter().collect();
+        items.extend(operands.iter().copied());
+        Ok(Bytes::from(items.join(&b","[..])))
     }
 
     fn partial_merge(&self, key: &[u8], operands: &[&[u8]]) -> Option<Result<Bytes, talusdb::MergeError>> {
@@ -108,6 +107,8 @@ struct KeyHistory {
     /// Index 0 is the initial absence; index i ≥ 1 is the i-th write
     /// issued (`None` for a delete).
     ops: Vec<Option<Bytes>>,
+    /// Which writes are merge operands (appended to what is below them).
+    merges: Vec<bool>,
     /// Writes lost in a crash: they may never be read again.
     lost: Vec<bool>,
     /// The last write acknowledged in the current process.
@@ -120,8 +121,36 @@ struct KeyHistory {
 }
 
 impl KeyHistory {
-    fn issue(&mut self, value: Option<Bytes>) -> usize {
+    /// What a read returns right after write `index`: its value, or the
+    /// operands from the last put or delete before it (skipping writes lost
+    /// in a crash) up to it, appended.
+    fn folded(&self, index: usize) -> Option<Bytes> {
+        let mut operands: Vec<&[u8]> = Vec::new();
+        let mut at = index;
+        let base = loop {
+            if !self.lost[at] {
+                match &self.ops[at] {
+                    Some(value) if self.merges[at] => operands.push(value),
+                    Some(value) => break Some(value.as_ref()),
+                    None => break None,
+                }
+            }
+            if at == 0 {
+                break None;
+            }
+            at -= 1;
+        };
+        if base.is_none() && operands.is_empty() {
+            return None;
+        }
+        let mut items: Vec<&[u8]> = base.into_iter().collect();
+        items.extend(operands.iter().rev());
+        Some(Bytes::from(items.join(&b","[..])))
+    }
+
+    fn issue(&mut self, value: Option<Bytes>, merge: bool) -> usize {
         self.ops.push(value);
+        self.merges.push(merge);
         self.lost.push(false);
         self.pending = true;
         self.ops.len() - 1
@@ -161,6 +190,7 @@ impl Model {
                     KeyHistory {
                         owner: client,
                         ops: vec![None],
+                        merges: vec![false],
                         lost: vec![false],
                         acked: 0,
                         durable: 0,
@@ -192,6 +222,15 @@ impl Model {
     /// Registers a write before it is issued: its value may be read from
     /// now on.
     fn issue_put(&mut self, key: &Bytes, padding: usize) -> (usize, Bytes) {
+        self.issue_value(key, padding, false)
+    }
+
+    /// Registers a merge of an operand made like a put's value.
+    fn issue_merge(&mut self, key: &Bytes, padding: usize) -> (usize, Bytes) {
+        self.issue_value(key, padding, true)
+    }
+
+    fn issue_value(&mut self, key: &Bytes, padding: usize, merge: bool) -> (usize, Bytes) {
         let history = self.history(key);
         let index = history.ops.len();
         let value = Bytes::from(format!(
@@ -199,12 +238,12 @@ impl Model {
             String::from_utf8_lossy(key),
             "x".repeat(padding)
         ));
-        history.issue(Some(value.clone()));
+        history.issue(Some(value.clone()), merge);
         (index, value)
     }
 
     fn issue_delete(&mut self, key: &Bytes) -> usize {
-        self.history(key).issue(None)
+        self.history(key).issue(None, false)
     }
 
     /// Everything `client` had acknowledged is durable now (a flush, a
@@ -228,15 +267,24 @@ impl Model {
         let history = &self.keys[key];
         match got {
             Some(value) => {
-                let text = String::from_utf8_lossy(value);
+                let whole = String::from_utf8_lossy(value);
+                // The newest operand (or the put) names the write read.
+                let text = whole.rsplit(',').next().unwrap_or_default().to_owned();
                 let mut parts = text.splitn(3, '=');
                 let (owner_key, index) = (parts.next(), parts.next().and_then(|n| n.parse::<usize>().ok()));
                 let index = match (owner_key, index) {
                     (Some(owner_key), Some(index)) if owner_key.as_bytes() == &key[..] => index,
                     _ => return Err(format!("{key:?} read {text:?}, a value never written to it")),
                 };
-                if history.ops.get(index).and_then(Option::as_ref) != Some(value) {
+                if history.ops.get(index).and_then(Option::as_ref).map(|op| op.as_ref()) != Some(text.as_bytes()) {
                     return Err(format!("{key:?} read {text:?}, a value never written to it"));
+                }
+                let folded = history.folded(index);
+                if folded.as_ref() != Some(value) {
+                    return Err(format!(
+                        "{key:?} read {whole:?}, but the writes up to {index} fold to {:?}",
+                        folded.map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
+                    ));
                 }
                 if history.lost[index] {
                     return Err(format!("{key:?} read write {index}, lost in an earlier crash"));
@@ -428,21 +476,26 @@ impl Client {
     async fn put(&mut self, durable: bool) -> Going {
         let key = self.own_key();
         let padding = self.dice.next(120) as usize;
-        let (index, value) = self.model().issue_put(&key, padding);
         let mut options = self.write_options(durable);
-        let (result, what) = match self.dice.next(4) {
+        let (index, result, what) = match self.dice.next(4) {
             0 => {
-                let result = self.db.merge_with_options(key.clone(), value, options).await;
-                (result, "merge")
+                let (index, operand) = self.model().issue_merge(&key, padding);
+                let result = self.db.merge_with_options(key.clone(), operand, options).await;
+                (index, result, "merge")
             }
             1 => {
                 // Longer than any run: the row carries an expiry through the
                 // WAL, L0, compaction and recovery without reaching it.
+                let (index, value) = self.model().issue_put(&key, padding);
                 options.ttl = talusdb::Ttl::After(Duration::from_secs(30 * 24 * 3600));
                 let result = self.db.put_with_options(key.clone(), value, options).await;
-                (result, "put with ttl")
+                (index, result, "put with ttl")
             }
-            _ => (self.db.put_with_options(key.clone(), value, options).await, "put"),
+            _ => {
+                let (index, value) = self.model().issue_put(&key, padding);
+                let result = self.db.put_with_options(key.clone(), value, options).await;
+                (index, result, "put")
+            }
         };
         let result = result.map(drop);
         self.acked(&[(key, index)], durable, &result, what);
@@ -493,7 +546,7 @@ impl Client {
                 self.model().issue_delete(&key)
             } else if self.dice.next(5) == 0 {
                 let padding = self.dice.next(60) as usize;
-                let (index, value) = self.model().issue_put(&key, padding);
+                let (index, value) = self.model().issue_merge(&key, padding);
                 batch.merge(key.clone(), value);
                 index
             } else {
@@ -673,7 +726,7 @@ async fn open(
         let opened = Db::builder(ROOT, Arc::new(store.clone()) as Arc<dyn Store>)
             .runtime(runtime.clone())
             .options(options())
-            .merge_operator(Arc::new(LastWins))
+            .merge_operator(Arc::new(AppendList))
             .recorder(recorder.clone())
             .open()
             .await;
