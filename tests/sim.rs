@@ -28,7 +28,7 @@ use talusdb::actors::runtime::{JoinHandle, Sim};
 use talusdb::actors::{Recorder, Runtime};
 use talusdb::manifest::CheckpointOptions;
 use talusdb::store::Store;
-use talusdb::{Db, DbOptions, Error, Snapshot, WriteBatch, WriteOptions};
+use talusdb::{Db, DbOptions, Error, MergeOperator, Snapshot, WriteBatch, WriteOptions};
 
 use support::Gen;
 use support::sim_world::{FaultDial, Faults, ProcessStore, ROOT, World};
@@ -71,20 +71,18 @@ fn options() -> DbOptions {
     options
 }
 
-/// The list-append operator, with partial merges (joining operands), so
-/// that compaction folds operands with and without a base below them.
+/// [`support::Append`] with partial merges (joining operands), so that
+/// compaction folds operands with and without a base below them.
 #[derive(Debug)]
 struct AppendList;
 
-impl talusdb::MergeOperator for AppendList {
+impl MergeOperator for AppendList {
     fn name(&self) -> &str {
         "sim-append"
     }
 
-    fn full_merge(&self, _key: &[u8], base: Option<&[u8]>, operands: &[&[u8]]) -> Result<Bytes, talusdb::MergeError> {
-        let mut items: Vec<&[u8]> = base.into_iter().collect();
-        items.extend(operands.iter().copied());
-        Ok(Bytes::from(items.join(&b","[..])))
+    fn full_merge(&self, key: &[u8], base: Option<&[u8]>, operands: &[&[u8]]) -> Result<Bytes, talusdb::MergeError> {
+        support::Append.full_merge(key, base, operands)
     }
 
     fn partial_merge(&self, key: &[u8], operands: &[&[u8]]) -> Option<Result<Bytes, talusdb::MergeError>> {

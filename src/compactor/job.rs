@@ -355,13 +355,12 @@ impl<'a> RunWriter<'a> {
     }
 
     /// Adds the surviving range tombstones to the last table (a table of
-    /// nothing else if no row survived), in key order.
+    /// nothing else if no row survived).
     fn add_range_tombstones(&mut self, tombstones: impl Iterator<Item = RangeTombstone>) {
-        let mut tombstones: Vec<RangeTombstone> = tombstones.collect();
-        if tombstones.is_empty() {
+        let mut tombstones = tombstones.peekable();
+        if tombstones.peek().is_none() {
             return;
         }
-        tombstones.sort_by(|a, b| a.start.cmp(&b.start).then(b.seq.cmp(&a.seq)));
         let builder = self
             .builder
             .get_or_insert_with(|| self.tables.builder(TableKind::Sorted));

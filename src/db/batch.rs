@@ -1,5 +1,6 @@
-//! Write batches: several puts and deletes applied atomically, with one
-//! contiguous range of sequence numbers.
+//! Write batches: several puts, deletes, merges and range deletes applied
+//! atomically, with one contiguous range of sequence numbers; range
+//! deletes; and handing every write to the WAL writer.
 
 use std::ops::{Bound, RangeBounds};
 use std::time::Duration;
@@ -9,6 +10,8 @@ use bytes::Bytes;
 use super::{Db, Ttl, WriteOptions, WriteReceipt};
 use crate::error::Error;
 use crate::format::RowValue;
+use crate::wal::conflicts::ConflictCheck;
+use crate::wal::writer::{PendingWrite, WalMsg, WriteOp};
 
 /// Puts, deletes, merges and range deletes applied all together or not
 /// at all, each after the ones added before it.
@@ -133,6 +136,59 @@ impl Db {
         let mut batch = WriteBatch::new();
         batch.delete_range(range);
         self.write_with_options(batch, options).await
+    }
+
+    /// Hands `ops` to the WAL writer, which applies them as one batch (if
+    /// `check` passes, for a transaction's commit) and answers once they
+    /// are durable or, without `await_durable`, in the memtable.
+    pub(super) async fn apply(
+        &self,
+        ops: Vec<BatchOp>,
+        options: WriteOptions,
+        check: Option<ConflictCheck>,
+    ) -> Result<WriteReceipt, Error> {
+        let empty_key = ops
+            .iter()
+            .any(|op| matches!(op, BatchOp::Row(key, _, _) if key.is_empty()));
+        if empty_key {
+            return Err(Error::invalid("keys must not be empty"));
+        }
+        let merge = ops
+            .iter()
+            .any(|op| matches!(op, BatchOp::Row(_, RowValue::Merge(_), _)));
+        if self.inner.merge_operator.is_none() && merge {
+            return Err(Error::invalid(
+                "a merge needs a merge operator: open the database with DbBuilder::merge_operator",
+            ));
+        }
+        let default_ttl = self.inner.default_ttl;
+        let ops = ops
+            .into_iter()
+            .map(|op| match op {
+                BatchOp::Row(key, value, ttl) => WriteOp::Row {
+                    ttl: match value {
+                        RowValue::Value(_) => ttl.or(options.ttl).resolve(default_ttl),
+                        RowValue::Tombstone | RowValue::Merge(_) => None,
+                    },
+                    key,
+                    value,
+                },
+                BatchOp::DeleteRange(start, end) => WriteOp::DeleteRange { start, end },
+            })
+            .collect();
+        let seq = self
+            .inner
+            .wal
+            .ask(|reply| {
+                WalMsg::Write(PendingWrite {
+                    ops,
+                    await_durable: options.await_durable,
+                    reply,
+                    check,
+                })
+            })
+            .await??;
+        Ok(WriteReceipt { seq })
     }
 }
 

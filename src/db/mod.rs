@@ -44,8 +44,7 @@ use crate::read::merge::{Merge, ScanBounds, merge_sources};
 use crate::read::operator::Operator;
 use crate::read::{ReadView, Seqs, sources_for};
 use crate::store::{Store, TableStore};
-use crate::wal::conflicts::ConflictCheck;
-use crate::wal::writer::{PendingWrite, WalMsg, WriteOp};
+use crate::wal::writer::WalMsg;
 
 const WAL_WRITER: &str = "wal_writer";
 const UPLOADER: &str = "uploader";
@@ -384,59 +383,6 @@ impl Db {
     /// As [`Db::write`].
     pub async fn write_with_options(&self, batch: WriteBatch, options: WriteOptions) -> Result<WriteReceipt, Error> {
         self.apply(batch.ops, options, None).await
-    }
-
-    /// Hands `ops` to the WAL writer, which applies them as one batch (if
-    /// `check` passes, for a transaction's commit) and answers once they
-    /// are durable or, without `await_durable`, in the memtable.
-    async fn apply(
-        &self,
-        ops: Vec<BatchOp>,
-        options: WriteOptions,
-        check: Option<ConflictCheck>,
-    ) -> Result<WriteReceipt, Error> {
-        let empty_key = ops
-            .iter()
-            .any(|op| matches!(op, BatchOp::Row(key, _, _) if key.is_empty()));
-        if empty_key {
-            return Err(Error::invalid("keys must not be empty"));
-        }
-        let merge = ops
-            .iter()
-            .any(|op| matches!(op, BatchOp::Row(_, RowValue::Merge(_), _)));
-        if self.inner.merge_operator.is_none() && merge {
-            return Err(Error::invalid(
-                "a merge needs a merge operator: open the database with DbBuilder::merge_operator",
-            ));
-        }
-        let default_ttl = self.inner.default_ttl;
-        let ops = ops
-            .into_iter()
-            .map(|op| match op {
-                BatchOp::Row(key, value, ttl) => WriteOp::Row {
-                    ttl: match value {
-                        RowValue::Value(_) => ttl.or(options.ttl).resolve(default_ttl),
-                        RowValue::Tombstone | RowValue::Merge(_) => None,
-                    },
-                    key,
-                    value,
-                },
-                BatchOp::DeleteRange(start, end) => WriteOp::DeleteRange { start, end },
-            })
-            .collect();
-        let seq = self
-            .inner
-            .wal
-            .ask(|reply| {
-                WalMsg::Write(PendingWrite {
-                    ops,
-                    await_durable: options.await_durable,
-                    reply,
-                    check,
-                })
-            })
-            .await??;
-        Ok(WriteReceipt { seq })
     }
 
     fn read_seq(&self, durability: Durability) -> u64 {

@@ -15,7 +15,7 @@ use crate::error::Error;
 use crate::format::{RangeTombstone, RowValue};
 use crate::read::operator::merge_over;
 use crate::shared::snapshots::TransactionPin;
-use crate::wal::conflicts::ConflictCheck;
+use crate::wal::conflicts::{ConflictCheck, starts_before_end};
 
 /// What a transaction's commit is checked for.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -246,21 +246,22 @@ impl Transaction {
     }
 
     fn delete_half_open(&mut self, start: Bytes, end: Option<Bytes>) {
-        let bounds = (
-            Bound::Included(start.clone()),
-            end.clone().map_or(Bound::Unbounded, Bound::Excluded),
-        );
-        let doomed: Vec<Bytes> = self.writes.range(bounds).map(|(key, _)| key.clone()).collect();
-        for key in doomed {
-            self.writes.remove(&key);
-        }
         // Own tombstones cover every version of the snapshot: the highest
         // sequence number stands for "after all of it".
-        self.deleted_ranges.push(RangeTombstone {
+        let tombstone = RangeTombstone {
             start,
             end,
             seq: u64::MAX,
-        });
+        };
+        let doomed: Vec<Bytes> = self
+            .writes
+            .range(tombstone.bounds())
+            .map(|(key, _)| key.clone())
+            .collect();
+        for key in doomed {
+            self.writes.remove(&key);
+        }
+        self.deleted_ranges.push(tombstone);
     }
 
     /// Adds every operation of `batch` (later ones win).
@@ -300,16 +301,7 @@ impl Transaction {
             writes: self.writes.keys().cloned().collect(),
             reads: self.reads,
             ranges: self.ranges,
-            deleted_ranges: self
-                .deleted_ranges
-                .iter()
-                .map(|range| {
-                    (
-                        Bound::Included(range.start.clone()),
-                        range.end.clone().map_or(Bound::Unbounded, Bound::Excluded),
-                    )
-                })
-                .collect(),
+            deleted_ranges: self.deleted_ranges.iter().map(RangeTombstone::bounds).collect(),
             _open: self.pin,
         };
         // Range deletes first (every own write inside one came after it),
@@ -338,10 +330,5 @@ impl Transaction {
 /// Whether no key lies between the bounds (`BTreeMap::range` would panic
 /// on some of these).
 fn is_empty((start, end): &(Bound<Bytes>, Bound<Bytes>)) -> bool {
-    match (start, end) {
-        (Bound::Included(start), Bound::Included(end)) => start > end,
-        (Bound::Included(start) | Bound::Excluded(start), Bound::Excluded(end))
-        | (Bound::Excluded(start), Bound::Included(end)) => start >= end,
-        _ => false,
-    }
+    !starts_before_end(start, end)
 }

@@ -12,6 +12,8 @@
 //! number is below the tombstone's (a write batch gives each operation its
 //! own number, so a put after a range delete in one batch survives it).
 
+use std::ops::Bound;
+
 use bytes::Bytes;
 
 use super::FormatError;
@@ -34,14 +36,22 @@ impl RangeTombstone {
         self.start.as_ref() <= key && self.end.as_ref().is_none_or(|end| key < end.as_ref())
     }
 
-    /// Whether the range shares a key with `first..=last`.
-    pub fn overlaps(&self, first: &[u8], last: &[u8]) -> bool {
-        self.start.as_ref() <= last && self.end.as_ref().is_none_or(|end| first < end.as_ref())
+    /// The range as bounds: `start` included, `end` excluded.
+    pub fn bounds(&self) -> (Bound<Bytes>, Bound<Bytes>) {
+        (
+            Bound::Included(self.start.clone()),
+            self.end.clone().map_or(Bound::Unbounded, Bound::Excluded),
+        )
     }
 
     /// The bytes it adds to a memtable's size.
     pub fn size(&self) -> usize {
-        self.start.len() + self.end.as_ref().map_or(0, Bytes::len) + 48
+        RangeTombstone::size_of(&self.start, self.end.as_deref())
+    }
+
+    /// The bytes a range tombstone of `start..end` adds to a memtable.
+    pub fn size_of(start: &[u8], end: Option<&[u8]>) -> usize {
+        start.len() + end.map_or(0, <[u8]>::len) + 48
     }
 }
 
@@ -219,11 +229,6 @@ impl RangeDeletes {
         self.holding(key, &mut hint)
             .map(|fragment| (&fragment.start, fragment.end.as_ref()))
     }
-
-    /// Whether `row_seq` of `key` is deleted for a read at `max_seq`.
-    pub fn covers(&self, key: &[u8], row_seq: u64, max_seq: u64) -> bool {
-        row_seq < self.cover(key, max_seq)
-    }
 }
 
 #[cfg(test)]
@@ -254,9 +259,9 @@ mod tests {
         assert_eq!(deletes.cover(b"f", u64::MAX), 20, "the end of one is inside the other");
         assert_eq!(deletes.cover(b"h", u64::MAX), 0, "the end is outside");
         assert_eq!(deletes.cover(b"zzz", u64::MAX), 5, "an unbounded end");
-        assert!(deletes.covers(b"c", 9, u64::MAX));
+        assert!(9 < deletes.cover(b"c", u64::MAX));
         assert!(
-            !deletes.covers(b"c", 10, u64::MAX),
+            10 >= deletes.cover(b"c", u64::MAX),
             "a row of the same write is not covered"
         );
         assert!(RangeDeletes::new(&[]).is_empty());

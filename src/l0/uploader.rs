@@ -45,9 +45,7 @@ impl Actor for Uploader {
         for row in memtable.iter() {
             builder.add(&row);
         }
-        let mut range_tombstones = memtable.range_tombstones();
-        range_tombstones.sort_by(|a, b| a.start.cmp(&b.start).then(b.seq.cmp(&a.seq)));
-        for tombstone in range_tombstones {
+        for tombstone in memtable.range_tombstones() {
             builder.add_range_tombstone(tombstone);
         }
         let written = self.tables.write_sorted(builder).await?;

@@ -338,9 +338,7 @@ impl Merge {
     /// deleted range.
     async fn advance(&mut self, index: usize) -> Result<(), Error> {
         let mut row = self.sources[index].next(&self.tables, &self.bounds).await?;
-        if let (Some(deletes), Some(head)) = (&self.bounds.range_deletes, &mut row)
-            && !deletes.is_empty()
-        {
+        if let (Some(deletes), Some(head)) = (&self.bounds.range_deletes, &mut row) {
             // Loaded at or below the scan's sequence number: the highest
             // covering tombstone is the one that counts.
             let hint = &mut self.fragment_hints[index];
@@ -371,7 +369,7 @@ impl Merge {
             return Ok(());
         }
         let max_seq = self.bounds.max_seq;
-        let mut tombstones = self.extra_range_deletes.clone();
+        let mut tombstones = Vec::new();
         for source in &self.sources {
             match source {
                 RowSource::Memtable { table, .. } => tombstones.extend(table.range_tombstones()),
@@ -386,7 +384,9 @@ impl Merge {
                 }
             }
         }
-        tombstones.retain(|tombstone| tombstone.seq <= max_seq || tombstone.seq == u64::MAX);
+        tombstones.retain(|tombstone| tombstone.seq <= max_seq);
+        // Laid over the snapshot whatever their sequence numbers.
+        tombstones.extend(self.extra_range_deletes.iter().cloned());
         let deletes = RangeDeletes::new(&tombstones);
         self.covered_in_a_row = vec![0; self.sources.len()];
         self.fragment_hints = vec![0; self.sources.len()];

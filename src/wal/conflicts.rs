@@ -77,11 +77,8 @@ impl ConflictTracker {
 
     /// Records a range delete: every key in its range was written.
     pub(crate) fn record_range(&mut self, tombstone: &RangeTombstone) {
-        let end = tombstone.end.clone().map_or(Bound::Unbounded, Bound::Excluded);
-        self.order.push_back((
-            tombstone.seq,
-            Written::Range((Bound::Included(tombstone.start.clone()), end)),
-        ));
+        self.order
+            .push_back((tombstone.seq, Written::Range(tombstone.bounds())));
         self.ranges_tracked += 1;
     }
 
@@ -166,7 +163,8 @@ impl ConflictTracker {
                 Written::Key(key) => contains(range, key),
                 Written::Range(written) => overlaps(range, written),
             };
-            let what = match written {
+            // Only a conflict's message needs it.
+            let what = || match written {
                 Written::Key(key) => format!("key {}", printable(key)),
                 Written::Range((Bound::Included(start), _)) => {
                     format!("a range delete from key {}", printable(start))
@@ -177,22 +175,25 @@ impl ConflictTracker {
                 let hit = check.writes.iter().chain(&check.reads).find(|key| contains(range, key));
                 if let Some(key) = hit {
                     return Err(format!(
-                        "conflict on key {}: {what} by another commit after this transaction's snapshot \
+                        "conflict on key {}: {} by another commit after this transaction's snapshot \
                          (sequence {snapshot}) covers it; retry it",
-                        printable(key)
+                        printable(key),
+                        what()
                     ));
                 }
             }
             if check.deleted_ranges.iter().any(touches) {
                 return Err(format!(
-                    "write-write conflict: {what} was written into a range this transaction deletes \
-                     (sequence {snapshot}); retry it"
+                    "write-write conflict: {} was written into a range this transaction deletes \
+                     (sequence {snapshot}); retry it",
+                    what()
                 ));
             }
             if check.ranges.iter().any(touches) {
                 return Err(format!(
-                    "read-write conflict: {what} was written into a range this transaction scanned \
-                     (sequence {snapshot}); retry it"
+                    "read-write conflict: {} was written into a range this transaction scanned \
+                     (sequence {snapshot}); retry it",
+                    what()
                 ));
             }
         }
@@ -214,7 +215,8 @@ fn overlaps(a: &(Bound<Bytes>, Bound<Bytes>), b: &(Bound<Bytes>, Bound<Bytes>)) 
     starts_before_end(&a.0, &b.1) && starts_before_end(&b.0, &a.1)
 }
 
-fn starts_before_end(start: &Bound<Bytes>, end: &Bound<Bytes>) -> bool {
+/// Whether a key can lie at or after `start` and before (at) `end`.
+pub(crate) fn starts_before_end(start: &Bound<Bytes>, end: &Bound<Bytes>) -> bool {
     match (start, end) {
         (Bound::Unbounded, _) | (_, Bound::Unbounded) => true,
         (Bound::Included(start), Bound::Included(end)) => start <= end,

@@ -61,12 +61,7 @@ impl WriteOp {
     fn memtable_bytes(&self) -> usize {
         match self {
             WriteOp::Row { key, value, .. } => Memtable::row_size(key, value),
-            WriteOp::DeleteRange { start, end } => RangeTombstone {
-                start: start.clone(),
-                end: end.clone(),
-                seq: 0,
-            }
-            .size(),
+            WriteOp::DeleteRange { start, end } => RangeTombstone::size_of(start, end.as_deref()),
         }
     }
 }

@@ -263,8 +263,9 @@ impl SstBuilder {
         self.stats.blocks += 1;
     }
 
-    /// Adds a range tombstone (any order: they are not rows). The table
-    /// is then written as version 5.
+    /// Adds a range tombstone (any order: they are not rows; a sorted
+    /// table lists them by start key). The table is then written as
+    /// version 5.
     pub fn add_range_tombstone(&mut self, tombstone: RangeTombstone) {
         self.range_tombstones.push(tombstone);
         self.version = FORMAT_VERSION;
@@ -310,12 +311,17 @@ impl SstBuilder {
             .map(|filter| self.append_part(filter));
         let mut stats = std::mem::take(&mut self.stats);
         // A range tombstone is a write: the table's sequence range covers it.
-        for (number, tombstone) in self.range_tombstones.iter().enumerate() {
-            if stats.rows == 0 && number == 0 {
-                (stats.min_seq, stats.max_seq) = (tombstone.seq, tombstone.seq);
-            }
-            stats.min_seq = stats.min_seq.min(tombstone.seq);
-            stats.max_seq = stats.max_seq.max(tombstone.seq);
+        let seqs = self.range_tombstones.iter().map(|tombstone| tombstone.seq);
+        if let (Some(min), Some(max)) = (seqs.clone().min(), seqs.max()) {
+            (stats.min_seq, stats.max_seq) = if stats.rows == 0 {
+                (min, max)
+            } else {
+                (stats.min_seq.min(min), stats.max_seq.max(max))
+            };
+        }
+        if self.kind == TableKind::Sorted {
+            self.range_tombstones
+                .sort_by(|a, b| a.start.cmp(&b.start).then(b.seq.cmp(&a.seq)));
         }
         let table_meta = TableMeta {
             index,
