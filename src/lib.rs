@@ -69,7 +69,8 @@ pub mod internals;
 pub use compactor::{Compactor, CompactorOptions};
 pub use db::{
     CloseOptions, Db, DbBuilder, DbIterator, DbOptions, DbReader, DbStats, Durability, IsolationLevel, MemoryStats,
-    ReadOptions, ScanOptions, ScanOrder, Snapshot, Transaction, TreeShape, Ttl, WriteBatch, WriteOptions, WriteReceipt,
+    ReadOptions, ReaderOptions, ScanOptions, ScanOrder, Snapshot, Transaction, TreeShape, Ttl, WriteBatch,
+    WriteOptions, WriteReceipt,
 };
 pub use error::{Error, ErrorKind};
 pub use format::compression::Compression;

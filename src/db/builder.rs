@@ -30,7 +30,7 @@ use crate::wal::writer::{WalMsg, WalSettings, WalShared, WalStart, WalWriter};
 /// A builder's settings made ready to open with.
 pub(super) struct Prepared {
     root: Path,
-    runtime: Runtime,
+    pub(super) runtime: Runtime,
     options: DbOptions,
     pub(super) tables: TableStore,
     pub(super) manifests: VersionedStore<Manifest>,
@@ -179,6 +179,53 @@ impl DbBuilder {
     /// if there is no database there.
     pub async fn open_read_only(self) -> Result<DbReader, Error> {
         DbReader::open(self).await
+    }
+
+    /// Opens a reader that follows the writer (or, with
+    /// [`ReaderOptions::at_checkpoint`], stays at a checkpoint), in this
+    /// process or any other, on any machine sharing the store. It fences
+    /// no one; its only writes are checkpoints of its own, which keep the
+    /// writer's garbage collector off every table it reads until it closes
+    /// (or, if it dies, until they expire). It sees each durable write
+    /// within about [`ReaderOptions::refresh_interval`].
+    ///
+    /// ```
+    /// # smol::block_on(async {
+    /// use std::sync::Arc;
+    /// use talusdb::store::ObjectStoreAdapter;
+    /// use talusdb::{Db, ReaderOptions};
+    ///
+    /// let store = Arc::new(ObjectStoreAdapter::in_memory());
+    /// let writer = Db::builder("db", store.clone()).open().await?;
+    /// writer.put("k", "v1").await?;
+    /// let reader = Db::builder("db", store.clone())
+    ///     .open_reader(ReaderOptions::default())
+    ///     .await?;
+    /// assert_eq!(reader.get("k").await?.as_deref(), Some(&b"v1"[..]));
+    ///
+    /// // A checkpoint, and a reader that stays there.
+    /// let checkpoint = writer.create_checkpoint(Default::default()).await?;
+    /// writer.put("k", "v2").await?;
+    /// let at = Db::builder("db", store)
+    ///     .open_reader(ReaderOptions {
+    ///         at_checkpoint: Some(checkpoint.id),
+    ///         ..ReaderOptions::default()
+    ///     })
+    ///     .await?;
+    /// assert_eq!(at.get("k").await?.as_deref(), Some(&b"v1"[..]));
+    /// reader.close().await?;
+    /// writer.close().await?;
+    /// # Ok::<(), talusdb::Error>(())
+    /// # }).unwrap();
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`DbBuilder::open_read_only`]; `InvalidArgument` if `options`
+    /// are unusable (the message names the option) or name a checkpoint
+    /// that is not live.
+    pub async fn open_reader(self, options: super::ReaderOptions) -> Result<DbReader, Error> {
+        DbReader::open_with(self, options).await
     }
 
     /// What opening a writer and opening a reader share: checked options,

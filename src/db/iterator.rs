@@ -52,6 +52,9 @@ pub struct DbIterator {
     seek_to: Option<Bytes>,
     /// An error to yield before anything else (the scan could not start).
     failed: Option<Error>,
+    /// The view a reader's scan reads, held so that the reader keeps the
+    /// checkpoint protecting its tables until the scan is dropped.
+    held: Option<std::sync::Arc<crate::read::ReadView>>,
 }
 
 type Stepped = (Box<Core>, Result<Option<KeyValue>, Error>);
@@ -103,6 +106,7 @@ impl DbIterator {
                 step: None,
                 seek_to: None,
                 failed: Some(error),
+                held: None,
             },
         }
     }
@@ -132,7 +136,14 @@ impl DbIterator {
             step: None,
             seek_to: None,
             failed: None,
+            held: None,
         }
+    }
+
+    /// This scan, holding `view` until it is dropped.
+    pub(crate) fn holding(mut self, view: std::sync::Arc<crate::read::ReadView>) -> DbIterator {
+        self.held = Some(view);
+        self
     }
 
     /// Moves the scan so that the next pair it yields is the first whose

@@ -4,6 +4,7 @@
 
 mod batch;
 mod builder;
+mod follow;
 mod iterator;
 mod options;
 mod reader;
@@ -24,7 +25,9 @@ use batch::BatchOp;
 pub use batch::WriteBatch;
 pub use builder::DbBuilder;
 pub use iterator::DbIterator;
-pub use options::{CloseOptions, DbOptions, Durability, ReadOptions, ScanOptions, ScanOrder, Ttl, WriteOptions};
+pub use options::{
+    CloseOptions, DbOptions, Durability, ReadOptions, ReaderOptions, ScanOptions, ScanOrder, Ttl, WriteOptions,
+};
 pub use reader::DbReader;
 pub use snapshot::Snapshot;
 pub use stats::{DbStats, MemoryStats, TreeShape};

@@ -282,3 +282,63 @@ pub enum ScanOrder {
     /// decoded once: as cheap per row as a forward scan.
     Reverse,
 }
+
+/// How a [`crate::DbReader`] opened with [`crate::DbBuilder::open_reader`]
+/// follows the writer. `Default` gives the documented defaults.
+#[derive(Clone, Debug)]
+pub struct ReaderOptions {
+    /// How often the reader looks for the writer's new WAL tables (default
+    /// 1 s): one GET of the next WAL id when nothing was written. An
+    /// acknowledged durable write is visible within about one interval.
+    /// `None`: only [`crate::DbReader::refresh`] looks.
+    pub refresh_interval: Option<Duration>,
+    /// How often at most the reader moves to a newer manifest version
+    /// while the WAL shows new writes (default 10 s): the move picks up
+    /// memtables the writer moved to L0 and compaction results, and lets
+    /// the reader drop the WAL rows it no longer needs.
+    pub manifest_interval: Duration,
+    /// Lifetime of the checkpoints that protect the tables the reader
+    /// reads from the writer's garbage collector (default 2 min). The
+    /// reader renews them at half their lifetime and deletes them at
+    /// [`crate::DbReader::close`]; those of a reader that died expire on
+    /// their own.
+    pub checkpoint_lifetime: Duration,
+    /// Open at this checkpoint and stay there: the reader reads what the
+    /// checkpoint's manifest version describes (its tables and the WAL
+    /// tables below its `next_wal_id`), never refreshes, and writes
+    /// nothing (the named checkpoint protects what it reads; deleting it
+    /// lets the collector remove those tables).
+    pub at_checkpoint: Option<crate::store::Ulid>,
+}
+
+impl Default for ReaderOptions {
+    fn default() -> Self {
+        ReaderOptions {
+            refresh_interval: Some(Duration::from_secs(1)),
+            manifest_interval: Duration::from_secs(10),
+            checkpoint_lifetime: Duration::from_secs(120),
+            at_checkpoint: None,
+        }
+    }
+}
+
+impl ReaderOptions {
+    /// `Err(why)` if a setting is unusable.
+    ///
+    /// # Errors
+    ///
+    /// `Err(why)` names the unusable setting.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.refresh_interval.is_some_and(|interval| interval.is_zero()) {
+            return Err("reader refresh_interval must be positive (None turns refreshing off)".into());
+        }
+        if self.checkpoint_lifetime < Duration::from_secs(2) {
+            return Err(format!(
+                "reader checkpoint_lifetime must be at least 2 s, not {:?}: the reader renews its \
+                 checkpoints at half their lifetime",
+                self.checkpoint_lifetime
+            ));
+        }
+        Ok(())
+    }
+}

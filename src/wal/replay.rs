@@ -230,9 +230,13 @@ impl Log {
 }
 
 /// Replays the WAL tables above `replay_after_wal_id` up to the first hole
-/// (see the module rules). Writes nothing: readers use it as is.
-pub async fn replay(tables: &TableStore, manifest: &Manifest) -> Result<Replayed, Error> {
-    let ids = tables.list_wal_ids().await?;
+/// (see the module rules), and not above `end` if given. Writes nothing:
+/// readers use it as is.
+pub async fn replay_through(tables: &TableStore, manifest: &Manifest, end: Option<u64>) -> Result<Replayed, Error> {
+    let mut ids = tables.list_wal_ids().await?;
+    if let Some(end) = end {
+        ids.retain(|id| *id <= end);
+    }
     let log = Log::read(tables, manifest.replay_after_wal_id, &ids, OnDamage::Fail).await?;
     let end = log.highest();
     log.check_losses(tables, end)?;

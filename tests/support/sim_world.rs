@@ -257,7 +257,8 @@ impl fmt::Debug for SimClock {
 }
 
 impl SimClock {
-    fn new(inner: Arc<dyn Store>, runtime: Runtime) -> Self {
+    /// `inner`, its objects stamped with `runtime`'s wall clock.
+    pub fn new(inner: Arc<dyn Store>, runtime: Runtime) -> Self {
         SimClock {
             inner,
             runtime,
