@@ -44,32 +44,9 @@ fn versioned(store: Arc<dyn Store>, runtime: &Runtime) -> VersionedStore<Manifes
     )
 }
 
-/// The store a `TALUS_STRESS_STORE` value names: `local:<dir>` or
-/// `s3:<endpoint>`.
+/// The store a `TALUS_STRESS_STORE` value names.
 fn open_store(spec: &str, runtime: &Runtime) -> Arc<dyn Store> {
-    if let Some(dir) = spec.strip_prefix("local:") {
-        return Arc::new(ObjectStoreAdapter::local_dir(dir, runtime.clone()).expect("local store"));
-    }
-    open_s3(spec.strip_prefix("s3:").expect("local: or s3:"))
-}
-
-#[cfg(feature = "aws")]
-fn open_s3(endpoint: &str) -> Arc<dyn Store> {
-    let options = talusdb::store::S3Options {
-        bucket: "talus-test".into(),
-        prefix: Some("stress".into()),
-        endpoint: Some(endpoint.into()),
-        allow_http: true,
-        region: Some("us-east-1".into()),
-        access_key_id: Some("testing".into()),
-        secret_access_key: Some("testing".into()),
-    };
-    Arc::new(ObjectStoreAdapter::s3(&options).expect("an S3 adapter"))
-}
-
-#[cfg(not(feature = "aws"))]
-fn open_s3(_endpoint: &str) -> Arc<dyn Store> {
-    panic!("S3 stores need the `aws` feature")
+    support::store_from_spec(spec, "stress", runtime)
 }
 
 /// One child's work: race for every object, then update the manifest.

@@ -47,15 +47,6 @@ const MAX_WINDOW: u64 = 32;
 /// whether it stays.
 const SETTLE_LOOKAHEAD: u64 = 16;
 
-/// How old the reader's knowledge of the newest manifest version may be
-/// when it writes one. A conditional create of `known + 1` also lands when
-/// that version existed and a collector with a tiny minimum age has
-/// deleted it since (versions `known + 2, ...` remain): the write would be
-/// an orphan, not the newest version, and the renewal lost. Reading the
-/// newest version first rules that out unless versions are created and
-/// collected within this long.
-const FRESH_FOR: Duration = Duration::from_secs(1);
-
 /// What reads load: a view, the sequence number it is read at, the
 /// manifest version it was built from and the checkpoint protecting it.
 #[derive(Debug)]
@@ -316,7 +307,7 @@ impl Follower {
             polled_at: runtime.now(),
             closed: false,
         };
-        follower.repin().await?;
+        follower.repin(true).await?;
         follower.read_tail().await?;
         Ok((follower, published))
     }
@@ -353,7 +344,9 @@ impl Follower {
     /// of views no read holds and renews the others. If that version's
     /// data differs from the view's (or the view's checkpoint is gone), it
     /// also pins itself with a new checkpoint and the reader moves to it.
-    async fn repin(&mut self) -> Result<(), Error> {
+    ///
+    /// `fresh`: the newest version was read just before.
+    async fn repin(&mut self, fresh: bool) -> Result<(), Error> {
         let runtime = self.tables.runtime().clone();
         let now_ms = runtime.wall_ms();
         let lifetime_ms = u64::try_from(self.options.checkpoint_lifetime.as_millis()).unwrap_or(u64::MAX);
@@ -367,9 +360,7 @@ impl Follower {
             .map(|pin| pin.id)
             .collect();
         let current = self.pins.last().map(|pin| pin.id);
-        if self.now().saturating_sub(self.polled_at) >= FRESH_FOR {
-            self.manifest.refresh().await?;
-        }
+        self.catch_up(fresh).await?;
         let (name, pinned) = (self.name.clone(), &self.pinned);
         let mut moved = false;
         self.manifest
@@ -424,6 +415,21 @@ impl Follower {
         Ok(())
     }
 
+    /// Reads the newest manifest version unless `fresh`. A conditional
+    /// create of `known + 1` also lands when that version existed and a
+    /// collector with a tiny minimum age has deleted it since (while
+    /// `known + 2, ...` remain): the write would be an orphan below the
+    /// newest version, and its checkpoint change lost. Reading the newest
+    /// version just before writing rules that out unless versions are
+    /// created and collected within that one request.
+    async fn catch_up(&mut self, fresh: bool) -> Result<(), Error> {
+        if !fresh {
+            self.manifest.refresh().await?;
+            self.polled_at = self.now();
+        }
+        Ok(())
+    }
+
     /// Reads the newest manifest version and moves to it if its data
     /// differs from the view's (or the view's checkpoint is gone); `true`
     /// if it moved.
@@ -440,7 +446,7 @@ impl Follower {
         if pinned && same_tables(self.manifest.current(), &self.pinned) {
             return Ok(false);
         }
-        self.repin().await?;
+        self.repin(true).await?;
         Ok(true)
     }
 
@@ -449,7 +455,7 @@ impl Follower {
     /// manifest when the tail is stuck or has moved for a while.
     async fn tick(&mut self) -> Result<(), Error> {
         if self.renewal_due() {
-            return self.repin().await;
+            return self.repin(false).await;
         }
         let applied = self.read_tail().await;
         let stale = self.now().saturating_sub(self.polled_at) >= self.options.manifest_interval;
@@ -472,6 +478,7 @@ impl Follower {
     /// Deletes every checkpoint of the reader.
     async fn release(&mut self) -> Result<(), Error> {
         let ours: HashSet<Ulid> = self.pins.iter().map(|pin| pin.id).collect();
+        self.catch_up(false).await?;
         self.manifest
             .update(|manifest, _| {
                 manifest.checkpoints.retain(|checkpoint| !ours.contains(&checkpoint.id));
@@ -504,7 +511,7 @@ impl Actor for Follower {
             }
             FollowMsg::Upkeep => {
                 if self.renewal_due()
-                    && let Err(error) = self.repin().await
+                    && let Err(error) = self.repin(false).await
                 {
                     tracing::warn!(%error, "the reader could not renew its checkpoint; trying again soon");
                 }

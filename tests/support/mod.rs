@@ -289,6 +289,37 @@ impl Drop for S3Server {
     }
 }
 
+/// The store a child process is told to use: `local:<dir>`, or
+/// `s3:<endpoint>` (the test bucket of [`S3Server`], under `prefix`).
+pub fn store_from_spec(spec: &str, prefix: &str, runtime: &Runtime) -> Arc<dyn Store> {
+    if let Some(dir) = spec.strip_prefix("local:") {
+        return Arc::new(ObjectStoreAdapter::local_dir(dir, runtime.clone()).expect("local store"));
+    }
+    let endpoint = spec
+        .strip_prefix("s3:")
+        .expect("a store spec: local:<dir> or s3:<endpoint>");
+    s3_at(endpoint, prefix)
+}
+
+#[cfg(feature = "aws")]
+fn s3_at(endpoint: &str, prefix: &str) -> Arc<dyn Store> {
+    let options = talusdb::store::S3Options {
+        bucket: "talus-test".into(),
+        prefix: Some(prefix.into()),
+        endpoint: Some(endpoint.into()),
+        allow_http: true,
+        region: Some("us-east-1".into()),
+        access_key_id: Some("testing".into()),
+        secret_access_key: Some("testing".into()),
+    };
+    Arc::new(ObjectStoreAdapter::s3(&options).expect("an S3 adapter"))
+}
+
+#[cfg(not(feature = "aws"))]
+fn s3_at(_endpoint: &str, _prefix: &str) -> Arc<dyn Store> {
+    panic!("S3 stores need the `aws` feature")
+}
+
 /// Starts `db.flush_memtable()` with its L0 upload held at `gate`, and
 /// returns once the upload is held; the task ends after `gate.release()`.
 pub async fn flush_with_held_upload(
