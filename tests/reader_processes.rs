@@ -40,16 +40,6 @@ const ROWS: u64 = 16;
 /// generous, for a busy machine (the figure itself is a benchmark's job).
 const BOUND_INTERVALS: u32 = 100;
 
-fn wall_ms() -> u64 {
-    u64::try_from(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .expect("after 1970")
-            .as_millis(),
-    )
-    .expect("a wall clock in range")
-}
-
 /// The reader: follows until it has seen the last batch, checking every
 /// scan holds one whole batch. Prints `@@ready <checkpoint>`, `@@seen
 /// <batch> <wall ms>` for each new batch, `@@bad <why>` for anything wrong,
@@ -80,7 +70,7 @@ fn reader_process_entry() {
                     let batch: u64 = std::str::from_utf8(&value).expect("utf8").parse().expect("a number");
                     if batch > seen {
                         seen = batch;
-                        println!("@@seen {batch} {}", wall_ms());
+                        println!("@@seen {batch} {}", runtime.wall_ms());
                     }
                 }
                 Ok(None) => {}
@@ -177,7 +167,7 @@ fn follow_on(spec: &str, store: Arc<dyn Store>, runtime: &Runtime) {
             }
             rows.put("counter", batch.to_string());
             writer.write(rows).await.expect("a durable batch");
-            acked.insert(batch, wall_ms());
+            acked.insert(batch, runtime.wall_ms());
             if batch % 50 == 25 {
                 writer.compact().await.expect("compact");
             }
