@@ -25,6 +25,7 @@ use talusdb::{Db, Error, ErrorKind, ScanOptions, ScanOrder, WriteOptions};
 
 use crate::{CliError, stores};
 
+mod follow;
 mod ranges;
 mod report;
 mod rows;
@@ -58,6 +59,11 @@ pub enum Workload {
     /// delete each; with `--per-key-deletes` one delete per row), then one
     /// cold full scan and `--ops` gets across them.
     RangeDelete,
+    /// Durable puts from `--writers` tasks for `--duration-s` while a
+    /// reader that follows the writer polls their keys: how long each
+    /// acknowledged put takes to be seen; then the reader idles for
+    /// `--idle-s` (its requests per second).
+    Follow,
 }
 
 #[derive(Debug, Args)]
@@ -92,9 +98,12 @@ pub struct BenchArgs {
     /// Percent of `mixed` operations that are puts.
     #[arg(long, default_value_t = 50)]
     put_percent: u8,
-    /// How long `mixed` and `txn` run.
+    /// How long `mixed`, `txn`, `merge` and `follow` run.
     #[arg(long, default_value_t = 10.0)]
     duration_s: f64,
+    /// How long the `follow` workload's reader idles after the writes.
+    #[arg(long, default_value_t = 10.0)]
+    idle_s: f64,
     /// Keys `txn` transactions pick from (the hot set; fewer means more
     /// conflicts).
     #[arg(long, default_value_t = 1000)]
@@ -653,7 +662,12 @@ fn check_args(args: &BenchArgs) -> Result<(), CliError> {
     if !(args.latency_ms >= 0.0 && args.latency_ms.is_finite()) {
         return bad("--latency-ms must be a non-negative number");
     }
-    let writes = |workload| matches!(workload, Workload::Fill | Workload::DurablePut | Workload::RangeDelete);
+    let writes = |workload| {
+        matches!(
+            workload,
+            Workload::Fill | Workload::DurablePut | Workload::RangeDelete | Workload::Follow
+        )
+    };
     if args.existing.is_some() && args.workload.is_none_or(writes) {
         return bad("--existing needs a read workload (get, scan or mixed)");
     }
@@ -662,6 +676,9 @@ fn check_args(args: &BenchArgs) -> Result<(), CliError> {
     }
     if !(args.duration_s >= 0.0 && args.duration_s.is_finite()) {
         return bad("--duration-s must be a non-negative number");
+    }
+    if !(args.idle_s >= 0.0 && args.idle_s.is_finite()) {
+        return bad("--idle-s must be a non-negative number");
     }
     Ok(())
 }
@@ -692,7 +709,7 @@ pub async fn run(
     };
     let workloads = match bench.args.workload {
         None => vec![Workload::Fill, Workload::Get],
-        Some(alone @ (Workload::Fill | Workload::DurablePut)) => vec![alone],
+        Some(alone @ (Workload::Fill | Workload::DurablePut | Workload::Follow)) => vec![alone],
         Some(read) if bench.args.existing.is_some() => vec![read],
         Some(read) => vec![Workload::Fill, read],
     };
@@ -713,6 +730,7 @@ pub async fn run(
                 Workload::Txn => bench.txn().await?,
                 Workload::Merge => bench.merge().await?,
                 Workload::RangeDelete => bench.range_delete().await?,
+                Workload::Follow => bench.follow().await?,
             };
             // A read workload's load phase is reported apart, as `load`,
             // unless no workload was named (then `fill` is one of the two
