@@ -182,12 +182,12 @@ impl DbBuilder {
     }
 
     /// Opens a reader that follows the writer (or, with
-    /// [`ReaderOptions::at_checkpoint`], stays at a checkpoint), in this
+    /// [`ReaderOptions::at_checkpoint`](crate::ReaderOptions::at_checkpoint), stays at a checkpoint), in this
     /// process or any other, on any machine sharing the store. It fences
     /// no one; its only writes are checkpoints of its own, which keep the
     /// writer's garbage collector off every table it reads until it closes
     /// (or, if it dies, until they expire). It sees each durable write
-    /// within about [`ReaderOptions::refresh_interval`].
+    /// within about [`ReaderOptions::refresh_interval`](crate::ReaderOptions::refresh_interval).
     ///
     /// ```
     /// # smol::block_on(async {
