@@ -230,6 +230,17 @@ fn same_tables(a: &Manifest, b: &Manifest) -> bool {
     unpinned(a) == unpinned(b)
 }
 
+/// Whether `manifest` still holds the reader's checkpoint `current` and
+/// describes the data of `pinned` (the view's version): then the view
+/// need not move.
+fn still_pinned(manifest: &Manifest, current: Option<Ulid>, pinned: &Manifest) -> bool {
+    manifest
+        .checkpoints
+        .iter()
+        .any(|checkpoint| Some(checkpoint.id) == current)
+        && same_tables(manifest, pinned)
+}
+
 /// One of the reader's checkpoints and the view it protects.
 #[derive(Debug)]
 struct Pin {
@@ -373,11 +384,7 @@ impl Follower {
                         checkpoint.expire_ms = Some(expire_ms);
                     }
                 }
-                let kept = manifest
-                    .checkpoints
-                    .iter()
-                    .any(|checkpoint| Some(checkpoint.id) == current);
-                moved = !kept || !same_tables(manifest, pinned);
+                moved = !still_pinned(manifest, current, pinned);
                 if moved {
                     manifest.checkpoints.push(Checkpoint {
                         id: new_id,
@@ -434,24 +441,17 @@ impl Follower {
     /// differs from the view's (or the view's checkpoint is gone); `true`
     /// if it moved.
     async fn poll_manifest(&mut self) -> Result<bool, Error> {
-        self.manifest.refresh().await?;
-        self.polled_at = self.now();
+        self.catch_up(false).await?;
         let current = self.pins.last().map(|pin| pin.id);
-        let pinned = self
-            .manifest
-            .current()
-            .checkpoints
-            .iter()
-            .any(|checkpoint| Some(checkpoint.id) == current);
-        if pinned && same_tables(self.manifest.current(), &self.pinned) {
+        if still_pinned(self.manifest.current(), current, &self.pinned) {
             return Ok(false);
         }
         self.repin(true).await?;
         Ok(true)
     }
 
-    /// One refresh interval: renew the checkpoints if due (that write is
-    /// the interval's request), else read the WAL, and look at the
+    /// One refresh interval: renew the checkpoints if due (in place of the
+    /// interval's WAL read), else read the WAL, and look at the
     /// manifest when the tail is stuck or has moved for a while.
     async fn tick(&mut self) -> Result<(), Error> {
         if self.renewal_due() {
