@@ -173,7 +173,9 @@ fn manifest_kind(error: &ManifestError) -> ErrorKind {
     match error {
         ManifestError::Store(store) => store_kind(store),
         ManifestError::Fenced { .. } => ErrorKind::Fenced,
-        ManifestError::Missing { .. } | ManifestError::CheckpointNotFound { .. } => ErrorKind::InvalidArgument,
+        ManifestError::Missing { .. }
+        | ManifestError::CheckpointNotFound { .. }
+        | ManifestError::CheckpointHeld { .. } => ErrorKind::InvalidArgument,
         ManifestError::Timeout { .. } => ErrorKind::Unavailable,
         ManifestError::InvalidChange { .. } => ErrorKind::Internal,
         ManifestError::Lost { .. } => ErrorKind::Corruption,

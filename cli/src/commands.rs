@@ -214,6 +214,51 @@ impl Target {
         Ok(ExitCode::SUCCESS)
     }
 
+    /// Creates the database at our path as a clone of `from` (see
+    /// `DbBuilder::clone_from`); refuses a path that holds a database.
+    pub async fn clone_from(&self, from: String, checkpoint: Option<String>) -> Result<ExitCode, CliError> {
+        let checkpoint = checkpoint.as_deref().map(parse_ulid).transpose()?;
+        if self.has_manifest().await? {
+            return Err(CliError::Usage(format!(
+                "{} already holds a database: a clone needs a path with none",
+                self.path
+            )));
+        }
+        let db = self
+            .builder()
+            .options(DbOptions {
+                compactor: None,
+                gc: None,
+                ..DbOptions::default()
+            })
+            .clone_from(from.as_str(), checkpoint)
+            .open()
+            .await?;
+        db.close().await?;
+        let manifest = self.admin().await?;
+        let sources = &manifest.current().sources;
+        let tables: usize = sources.iter().map(|source| source.tables.len()).sum();
+        let held: Vec<String> = sources.iter().map(|source| source.checkpoint.to_string()).collect();
+        print(
+            self.json,
+            json!({
+                "clone": self.path,
+                "source": from,
+                "checkpoint": checkpoint.map(|id| id.to_string()),
+                "source_tables": tables,
+                "held_checkpoints": held,
+            }),
+            || {
+                format!(
+                    "cloned {from} into {}: {tables} tables shared, holding checkpoint {} in the source",
+                    self.path,
+                    held.join(", ")
+                )
+            },
+        );
+        Ok(ExitCode::SUCCESS)
+    }
+
     pub async fn delete(&self, key: String) -> Result<ExitCode, CliError> {
         self.write(async |db| db.delete(key.clone()).await.map(drop)).await?;
         print(self.json, json!({ "deleted": key }), String::new);
@@ -291,6 +336,11 @@ impl Target {
                         "tables": run.tables.iter().map(table_json).collect::<Vec<_>>(),
                     })).collect::<Vec<_>>(),
                     "checkpoints": manifest.checkpoints.iter().map(checkpoint_json).collect::<Vec<_>>(),
+                    "sources": manifest.sources.iter().map(|source| json!({
+                        "root": source.root,
+                        "checkpoint": source.checkpoint.to_string(),
+                        "tables": source.tables.iter().map(Ulid::to_string).collect::<Vec<_>>(),
+                    })).collect::<Vec<_>>(),
                 });
                 print(self.json, value, || {
                     let mut text = format!(
@@ -316,6 +366,15 @@ impl Target {
                     text += &format!("checkpoints: {}", manifest.checkpoints.len());
                     for checkpoint in &manifest.checkpoints {
                         text += &format!("\n  {}", checkpoint_line(checkpoint));
+                    }
+                    for source in &manifest.sources {
+                        text += &format!(
+                            "\ncloned from {}: lists {} of its tables, held by checkpoint {}{}",
+                            source.root,
+                            source.tables.len(),
+                            source.checkpoint,
+                            if source.tables.is_empty() { " (released)" } else { "" }
+                        );
                     }
                     text
                 });
@@ -409,18 +468,31 @@ impl Target {
                 "manifests": report.manifests,
                 "compactions": report.compactions,
                 "checkpoints": ids(&report.checkpoints),
+                "released": report.released.iter().map(|released| json!({
+                    "source": released.source,
+                    "checkpoint": released.checkpoint.to_string(),
+                })).collect::<Vec<_>>(),
             }),
             || {
-                format!(
+                let mut line = format!(
                     "{} {} objects: {} WAL tables, {} tables, {} manifest versions, {} compactions versions; {} expired checkpoints",
                     if report.dry_run { "would delete" } else { "deleted" },
-                    report.total() - report.checkpoints.len(),
+                    report.total() - report.checkpoints.len() - report.released.len(),
                     report.wal.len(),
                     report.tables.len(),
                     report.manifests.len(),
                     report.compactions.len(),
                     report.checkpoints.len()
-                )
+                );
+                for released in &report.released {
+                    line.push_str(&format!(
+                        "; {} the checkpoint {} held in the source {}",
+                        if report.dry_run { "would release" } else { "released" },
+                        released.checkpoint,
+                        released.source
+                    ));
+                }
+                line
             },
         );
         Ok(ExitCode::SUCCESS)

@@ -92,6 +92,19 @@ enum DbCommand {
         #[arg(long)]
         limit: Option<usize>,
     },
+    /// Creates the database at `--path` as a clone of the database at
+    /// FROM in the same store: it lists FROM's tables without copying
+    /// them, and holds a checkpoint in FROM (named `clone <path>`) until
+    /// its own compaction has replaced them. Writes to either never change
+    /// the other.
+    Clone {
+        /// The source database's path in the store.
+        from: String,
+        /// Clone at this live checkpoint of FROM (default: FROM's newest
+        /// state, including WAL tables not yet in L0).
+        #[arg(long)]
+        checkpoint: Option<String>,
+    },
     /// Inspects manifest versions.
     Manifest {
         #[command(subcommand)]
@@ -198,6 +211,7 @@ fn main() -> ExitCode {
                     DbCommand::Get { key } => db.get(key).await,
                     DbCommand::Delete { key } => db.delete(key).await,
                     DbCommand::Scan { start, end, limit } => db.scan(start, end, limit).await,
+                    DbCommand::Clone { from, checkpoint } => db.clone_from(from, checkpoint).await,
                     DbCommand::Manifest { command } => db.manifest(command).await,
                     DbCommand::Checkpoint { command } => db.checkpoint(command).await,
                     DbCommand::Compactions { command } => db.compactions(command).await,

@@ -107,6 +107,62 @@ fn checkpoints_are_created_listed_refreshed_and_deleted() {
     assert_eq!(bad.status.code(), Some(2));
 }
 
+#[test]
+fn clone_makes_a_copy_that_diverges_from_its_source() {
+    fn on<'a>(path: &'a str, args: &[&'a str]) -> Vec<&'a str> {
+        [&["--path", path][..], args].concat()
+    }
+    let dir = TempDir::new("cli-clone");
+    ok(dir.path(), &on("src", &["put", "k", "v1"]));
+    ok(dir.path(), &on("src", &["put", "gone", "soon"]));
+    // The newest state: with the writes still in the source's WAL (the
+    // clone writes them into its own first table).
+    let cloned = json(&ok(dir.path(), &on("copy", &["clone", "src", "--json"])));
+    assert_eq!(cloned["source"], "src");
+    assert_eq!(cloned["clone"], "copy");
+    assert_eq!(ok(dir.path(), &on("copy", &["get", "k"])).trim(), "v1");
+    ok(dir.path(), &on("src", &["put", "k", "v2"]));
+    ok(dir.path(), &on("copy", &["put", "k", "in the copy"]));
+    ok(dir.path(), &on("copy", &["delete", "gone"]));
+    assert_eq!(ok(dir.path(), &on("copy", &["get", "k"])).trim(), "in the copy");
+    assert_eq!(talus(dir.path(), &on("copy", &["get", "gone"])).status.code(), Some(1));
+    assert_eq!(
+        ok(dir.path(), &on("src", &["get", "k"])).trim(),
+        "v2",
+        "the source is unchanged"
+    );
+    assert_eq!(ok(dir.path(), &on("src", &["get", "gone"])).trim(), "soon");
+    let shown = json(&ok(dir.path(), &on("copy", &["manifest", "show", "--json"])));
+    assert_eq!(shown["sources"][0]["root"], "src", "{shown}");
+
+    let again = talus(dir.path(), &on("copy", &["clone", "src"]));
+    assert_eq!(again.status.code(), Some(2));
+    assert!(
+        stderr(&again).contains("already holds a database"),
+        "{}",
+        stderr(&again)
+    );
+    let nowhere = talus(dir.path(), &on("other", &["clone", "missing"]));
+    assert_eq!(nowhere.status.code(), Some(2));
+    assert!(
+        stderr(&nowhere).contains("no database at missing"),
+        "{}",
+        stderr(&nowhere)
+    );
+    let unknown = talus(
+        dir.path(),
+        &on("other", &["clone", "src", "--checkpoint", "01ARZ3NDEKTSV4RRFFQ69G5FAV"]),
+    );
+    assert_eq!(unknown.status.code(), Some(2));
+    assert!(stderr(&unknown).contains("no live checkpoint"), "{}", stderr(&unknown));
+    let listed = json(&ok(dir.path(), &on("src", &["checkpoint", "list", "--json"])));
+    assert_eq!(
+        listed["checkpoints"].as_array().map(Vec::len),
+        Some(0),
+        "the source had no table to share: no checkpoint is held, none left by the failures"
+    );
+}
+
 /// One line on stderr, starting with `error:`.
 fn one_error_line(output: &Output) -> String {
     let text = stderr(output);

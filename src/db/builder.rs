@@ -60,6 +60,9 @@ pub struct DbBuilder {
     recorder: Option<Recorder>,
     salvage: bool,
     merge_operator: Operator,
+    /// The database to clone from, and at which checkpoint, when this one
+    /// does not exist yet.
+    clone_from: Option<(Path, Option<crate::store::Ulid>)>,
 }
 
 impl Compactor {
@@ -92,7 +95,47 @@ impl DbBuilder {
             recorder: None,
             salvage: false,
             merge_operator: None,
+            clone_from: None,
         }
+    }
+
+    /// Makes the database, if there is none at this path yet, a clone of
+    /// the one at `source` in the same store: at the live checkpoint
+    /// `checkpoint`, or (`None`) at the source's newest version and every
+    /// WAL table written above it. The clone lists the source's tables
+    /// without copying them and holds a checkpoint in the source (named
+    /// `clone <path>`, without expiry) so that the source's collector keeps
+    /// them; its own collector releases that checkpoint once compaction has
+    /// replaced every source table the clone listed. Writing to the clone
+    /// never changes the source. If the path already holds a clone of
+    /// `source`, [`open`](DbBuilder::open) opens it; any other database
+    /// there is an error. See `docs/scale-out.md`, "Clones".
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// # use talusdb::store::{ObjectStoreAdapter, Store};
+    /// # use talusdb::{Db, manifest::CheckpointOptions};
+    /// # smol::block_on(async {
+    /// let store: Arc<dyn Store> = Arc::new(ObjectStoreAdapter::in_memory());
+    /// let source = Db::open("prod", store.clone()).await?;
+    /// source.put("k", "from prod").await?;
+    /// let checkpoint = source.create_checkpoint(CheckpointOptions::default()).await?;
+    ///
+    /// let clone = Db::builder("test-copy", store.clone())
+    ///     .clone_from("prod", Some(checkpoint.id))
+    ///     .open()
+    ///     .await?;
+    /// clone.put("k", "changed in the copy").await?;
+    /// assert_eq!(source.get("k").await?.as_deref(), Some(&b"from prod"[..]));
+    /// assert_eq!(clone.get("k").await?.as_deref(), Some(&b"changed in the copy"[..]));
+    /// clone.close().await?;
+    /// source.close().await?;
+    /// # Ok::<_, talusdb::Error>(())
+    /// # }).unwrap();
+    /// ```
+    pub fn clone_from(mut self, source: impl Into<Path>, checkpoint: Option<crate::store::Ulid>) -> Self {
+        self.clone_from = Some((source.into(), checkpoint));
+        self
     }
 
     /// The merge operator that folds [`Db::merge`] operands (see
@@ -285,6 +328,7 @@ impl DbBuilder {
         );
         if let Some((_, manifest)) = prepared.manifests.read_latest().await? {
             check_merge_operator(&manifest, &options.merge_operator)?;
+            super::clone::adopt_sources(&prepared.tables, &manifest);
         }
         let state = CompactorState::open(prepared.manifests.clone(), prepared.compactions.clone()).await?;
         let system = System::new(prepared.runtime.clone());
@@ -342,7 +386,20 @@ impl DbBuilder {
         } else {
             OnDamage::Fail
         };
+        let clone_from = self.clone_from.clone();
         let prepared = self.prepare()?;
+        if let Some((source, checkpoint)) = &clone_from {
+            match prepared.manifests.read_latest().await? {
+                None => super::clone::create(&prepared, source, *checkpoint).await?,
+                Some((_, existing)) if existing.sources.iter().any(|entry| entry.root == source.as_ref()) => {}
+                Some(_) => {
+                    return Err(Error::invalid(format!(
+                        "{} already holds a database that is not a clone of {source}",
+                        prepared.root
+                    )));
+                }
+            }
+        }
         let collector = prepared.collector(prepared.options.gc.clone().unwrap_or_default());
         let Prepared {
             root,
@@ -358,6 +415,7 @@ impl DbBuilder {
         let lease = Arc::new(EpochLease::new(runtime.now()));
         crate::manifest::refuse_lost_manifest(&manifests, &tables).await?;
         let mut manifest = Fenced::open(manifests.clone(), Role::Writer, IfMissing::Create).await?;
+        super::clone::adopt_sources(&tables, manifest.current());
         check_merge_operator(manifest.current(), &merge_operator)?;
         if let Some(operator) = &merge_operator
             && manifest.current().merge_operator.is_none()

@@ -4,6 +4,7 @@
 
 mod batch;
 mod builder;
+mod clone;
 mod follow;
 mod iterator;
 mod options;

@@ -60,7 +60,10 @@ impl std::fmt::Debug for DbReader {
 /// that holds no database (or a lost manifest).
 async fn latest_manifest(manifests: &VersionedStore<Manifest>, tables: &TableStore) -> Result<(u64, Manifest), Error> {
     match manifests.read_latest().await? {
-        Some(latest) => Ok(latest),
+        Some(latest) => {
+            super::clone::adopt_sources(tables, &latest.1);
+            Ok(latest)
+        }
         None => {
             // Tables without a manifest are a lost manifest, not "no
             // database here".
@@ -144,6 +147,7 @@ impl DbReader {
         };
         let manifest_id = checkpoint.manifest_id;
         let manifest = prepared.manifests.read(manifest_id).await?;
+        super::clone::adopt_sources(&prepared.tables, &manifest);
         let end = manifest.next_wal_id.saturating_sub(1);
         let replayed = replay_through(&prepared.tables, &manifest, Some(end)).await?;
         let view = ReadView::new(Arc::new(replayed.memtable), &manifest);

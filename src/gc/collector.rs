@@ -14,7 +14,9 @@
 //!   manifest, nor an active compaction (its outputs so far) lists it;
 //! - a manifest version: older than the latest and pinned by no live
 //!   checkpoint;
-//! - a compactions version: older than the latest.
+//! - a compactions version: older than the latest;
+//! - a clone's checkpoint in a source (not an object): no version kept by
+//!   the rules above lists any table of that source.
 //!
 //! Expired checkpoints are removed from the manifest by an ordinary
 //! conditional update. The view is read compactions first, then the
@@ -31,7 +33,7 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use super::{Class, GcMode, GcOptions, GcReport};
+use super::{Class, GcMode, GcOptions, GcReport, Released};
 use crate::error::{Error, ErrorKind};
 use crate::manifest::compactor_state::{StateView, read_view};
 use crate::manifest::lease::{FENCE_MARKER_MAX_BYTES, FENCE_MARKER_RETENTION};
@@ -264,6 +266,20 @@ impl Collector {
                 report.tables.push(ulid);
             }
         }
+        if classes.contains(&Class::Tables) {
+            // A clone's sources: once no version it keeps lists any of a
+            // source's tables, none ever will again (a clone adds only
+            // tables of its own), and the checkpoint holding them can go.
+            let newest = held.iter().max_by_key(|(id, _)| *id).map(|(_, version)| version);
+            for source in newest.into_iter().flat_map(|version| &version.sources) {
+                if !source.tables.is_empty() && !source.tables.iter().any(|id| referenced.contains(id)) {
+                    report.released.push(Released {
+                        source: source.root.clone(),
+                        checkpoint: source.checkpoint,
+                    });
+                }
+            }
+        }
         Ok(())
     }
 
@@ -289,6 +305,9 @@ impl Collector {
             self.compactions.delete(*id).await?;
         }
         metrics::counter!(m::GC_DELETED, "class" => "compactions").increment(plan.compactions.len() as u64);
+        for released in &plan.released {
+            self.release(released).await?;
+        }
         if !plan.checkpoints.is_empty() {
             let expired: HashSet<Ulid> = plan.checkpoints.iter().copied().collect();
             let now_ms = self.manifests.runtime().wall_ms();
@@ -311,9 +330,44 @@ impl Collector {
                 manifests = plan.manifests.len(),
                 compactions = plan.compactions.len(),
                 checkpoints = plan.checkpoints.len(),
+                released = plan.released.len(),
                 "garbage collected"
             );
         }
+        Ok(())
+    }
+
+    /// Deletes the checkpoint a clone held in a source, then records in
+    /// the clone's manifest that it lists nothing from there any more (in
+    /// this order: a crash between leaves an entry whose checkpoint is
+    /// gone, which the next run releases again, never a checkpoint no one
+    /// will release).
+    async fn release(&self, released: &Released) -> Result<(), Error> {
+        let source = VersionedStore::<Manifest>::new(
+            self.manifests.object_store().clone(),
+            object_store::path::Path::from(released.source.as_str()),
+            self.manifests.runtime().clone(),
+            self.manifests.options().clone(),
+        );
+        match Fenced::load(source, Role::Admin).await {
+            Ok(mut source) => source.release_checkpoint(released.checkpoint).await?,
+            // The source is gone: nothing holds anything there.
+            Err(ManifestError::Missing { .. }) => {}
+            Err(error) => return Err(error.into()),
+        }
+        let mut manifest = Fenced::load(self.manifests.clone(), Role::Admin).await?;
+        manifest
+            .update(|current, _| {
+                for source in &mut current.sources {
+                    if source.checkpoint == released.checkpoint {
+                        source.tables.clear();
+                    }
+                }
+                Ok(())
+            })
+            .await?;
+        metrics::counter!(m::GC_DELETED, "class" => "clone_checkpoint").increment(1);
+        tracing::info!(source = %released.source, checkpoint = %released.checkpoint, "released a clone's checkpoint in its source");
         Ok(())
     }
 }

@@ -163,12 +163,29 @@ pub struct GcReport {
     pub compactions: Vec<u64>,
     /// Expired checkpoints removed from the manifest.
     pub checkpoints: Vec<Ulid>,
+    /// Checkpoints this database, a clone, held in its sources and let go:
+    /// no version it keeps lists the source's tables any more.
+    pub released: Vec<Released>,
+}
+
+/// A checkpoint a clone held in a source database and let go.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Released {
+    /// The source database's root.
+    pub source: String,
+    /// The checkpoint (there).
+    pub checkpoint: Ulid,
 }
 
 impl GcReport {
     /// Objects and checkpoints in the report.
     pub fn total(&self) -> usize {
-        self.wal.len() + self.tables.len() + self.manifests.len() + self.compactions.len() + self.checkpoints.len()
+        self.wal.len()
+            + self.tables.len()
+            + self.manifests.len()
+            + self.compactions.len()
+            + self.checkpoints.len()
+            + self.released.len()
     }
 }
 

@@ -5,9 +5,12 @@
 
 use std::time::Duration;
 
+use object_store::path::Path;
+
 use super::ManifestError;
 use super::fenced::Fenced;
-use super::model::{Checkpoint, Manifest};
+use super::model::{CLONE_CHECKPOINT_PREFIX, Checkpoint, Manifest};
+use super::versioned::VersionedStore;
 use crate::store::Ulid;
 
 /// How to create a checkpoint.
@@ -89,13 +92,57 @@ impl Fenced<Manifest> {
         refreshed.ok_or(ManifestError::CheckpointNotFound { id })
     }
 
-    /// Removes a checkpoint.
+    /// Removes a checkpoint. One a clone holds in this database (named
+    /// `clone <root>`) is refused while that clone still lists tables
+    /// through it: its collector releases it once it no longer does. If
+    /// the clone is gone, or lists nothing through it, it is deleted.
     ///
     /// # Errors
     ///
     /// A [`ManifestError`]: `Store` if the store failed or a version is corrupt;
-    /// `Fenced` if a newer handle of the same role took over; `CheckpointNotFound` for an unknown id.
+    /// `Fenced` if a newer handle of the same role took over; `CheckpointNotFound` for an unknown id;
+    /// `CheckpointHeld` for a checkpoint a clone still needs.
     pub async fn delete_checkpoint(&mut self, id: Ulid) -> Result<(), ManifestError> {
+        let clone = self
+            .current()
+            .checkpoint(id)
+            .and_then(|checkpoint| checkpoint.name.as_deref())
+            .and_then(|name| name.strip_prefix(CLONE_CHECKPOINT_PREFIX))
+            .map(str::to_string);
+        if let Some(clone) = clone {
+            let ours = self.store();
+            let clone_manifests = VersionedStore::<Manifest>::new(
+                ours.object_store().clone(),
+                Path::from(clone.as_str()),
+                ours.runtime().clone(),
+                ours.options().clone(),
+            );
+            if let Some((_, manifest)) = clone_manifests.read_latest().await?
+                && manifest.sources.iter().any(|source| {
+                    source.checkpoint == id && !source.tables.is_empty() && source.root == ours.root().as_ref()
+                })
+            {
+                return Err(ManifestError::CheckpointHeld { id, clone });
+            }
+        }
+        self.remove_checkpoint(id).await
+    }
+
+    /// Removes a checkpoint with no questions asked; one already gone is
+    /// not an error (a clone's collector releasing what it holds).
+    ///
+    /// # Errors
+    ///
+    /// A [`ManifestError`]: `Store` if the store failed or a version is corrupt;
+    /// `Fenced` if a newer handle of the same role took over.
+    pub async fn release_checkpoint(&mut self, id: Ulid) -> Result<(), ManifestError> {
+        match self.remove_checkpoint(id).await {
+            Err(ManifestError::CheckpointNotFound { .. }) => Ok(()),
+            result => result,
+        }
+    }
+
+    async fn remove_checkpoint(&mut self, id: Ulid) -> Result<(), ManifestError> {
         self.update(|manifest, _| {
             let before = manifest.checkpoints.len();
             manifest.checkpoints.retain(|checkpoint| checkpoint.id != id);

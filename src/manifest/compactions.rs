@@ -163,6 +163,7 @@ impl Versioned for Compactions {
     const SUFFIX: &'static str = "compactions";
     const MAGIC: [u8; 8] = *b"TALUSCMP";
     const PART: &'static str = PART;
+    const NEWEST_VERSION: u32 = RANGE_DELETES_VERSION;
 
     fn format_version(&self) -> u32 {
         if self.has_range_deletes() {

@@ -21,7 +21,7 @@ pub use compactions::{Compaction, CompactionSpec, CompactionStatus, Compactions,
 pub(crate) use compactor_state::CompactorState;
 pub use fenced::{Fenceable, Fenced, IfMissing, Role};
 pub use lease::EpochLease;
-pub use model::{Checkpoint, Manifest, SeqTime, SortedRun, TableHandle, WalLoss};
+pub use model::{CLONE_CHECKPOINT_PREFIX, Checkpoint, CloneSource, Manifest, SeqTime, SortedRun, TableHandle, WalLoss};
 pub use versioned::{Created, Versioned, VersionedOptions, VersionedStore};
 
 use crate::store::{StoreError, Ulid};
@@ -76,6 +76,18 @@ pub enum ManifestError {
     CheckpointNotFound {
         /// The id asked for.
         id: Ulid,
+    },
+    /// The checkpoint is held by a clone that still lists this database's
+    /// tables through it (see `docs/scale-out.md`, "Clones").
+    #[error(
+        "checkpoint {id} keeps the tables the clone at {clone} lists from this database: the clone's garbage \
+         collector releases it once compaction there no longer lists them (or delete the clone first)"
+    )]
+    CheckpointHeld {
+        /// The checkpoint.
+        id: Ulid,
+        /// The clone's root.
+        clone: String,
     },
     /// Tables or WAL objects are there but no manifest version is: the
     /// manifest was moved or deleted. Nothing may write or collect there.

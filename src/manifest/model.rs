@@ -146,6 +146,28 @@ impl Checkpoint {
     }
 }
 
+/// Tables of another database that a clone's manifest lists without
+/// copying them (see `docs/scale-out.md`, "Clones"). The clone holds a
+/// checkpoint in that database pinning a version that lists them all, so
+/// that database's collector keeps them; the clone's collector never
+/// deletes them (they are not under its root) and releases the checkpoint
+/// once no version it keeps lists any of them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CloneSource {
+    /// The other database's root in the same store.
+    pub root: String,
+    /// The checkpoint the clone holds in it (named `clone <clone root>`).
+    pub checkpoint: Ulid,
+    /// The sorted tables of that database the clone may still list; empty
+    /// once the checkpoint is released (the entry stays as the clone's
+    /// record of where it came from).
+    pub tables: Vec<Ulid>,
+}
+
+/// The prefix of the name of a checkpoint a clone holds in its source;
+/// the clone's root follows it.
+pub const CLONE_CHECKPOINT_PREFIX: &str = "clone ";
+
 /// A WAL table that could not be read and was moved aside by a salvaging
 /// open (`DbBuilder::salvage`): what it may have held is lost for good.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -177,6 +199,10 @@ const SEQ_TIMES_VERSION: u32 = 3;
 /// The envelope version of a manifest with a table holding range
 /// tombstones: every table handle carries its range-tombstone count.
 pub(crate) const RANGE_DELETES_VERSION: u32 = 4;
+
+/// The envelope version of a clone's manifest: it ends with the databases
+/// whose tables it lists ([`CloneSource`]), and is otherwise version 4.
+pub(crate) const CLONE_VERSION: u32 = 5;
 
 /// A point of the map from wall-clock time to sequence numbers: every
 /// write up to `seq` had been made by `time_ms`. What
@@ -223,6 +249,9 @@ pub struct Manifest {
     /// The name of the merge operator the database's operands are for,
     /// recorded by the first writer opened with one.
     pub merge_operator: Option<String>,
+    /// The databases this one was cloned from, whose tables it may list
+    /// (empty unless it is a clone).
+    pub sources: Vec<CloneSource>,
 }
 
 impl Default for Manifest {
@@ -240,6 +269,7 @@ impl Default for Manifest {
             losses: Vec::new(),
             seq_times: Vec::new(),
             merge_operator: None,
+            sources: Vec::new(),
         }
     }
 }
@@ -271,6 +301,15 @@ impl Manifest {
         self.tables().any(|table| table.range_deletes > 0)
     }
 
+    /// The root of the database whose object table `id` is, if that is
+    /// not this one (a clone's table from its source).
+    pub fn source_of(&self, id: Ulid) -> Option<&str> {
+        self.sources
+            .iter()
+            .find(|source| source.tables.contains(&id))
+            .map(|source| source.root.as_str())
+    }
+
     /// A run id no run in this version has.
     pub fn next_run_id(&self) -> u64 {
         self.sorted_runs.iter().map(|run| run.id + 1).max().unwrap_or(0)
@@ -282,6 +321,7 @@ impl Versioned for Manifest {
     const SUFFIX: &'static str = "manifest";
     const MAGIC: [u8; 8] = *b"TALUSMAN";
     const PART: &'static str = PART;
+    const NEWEST_VERSION: u32 = super::versioned::NEWEST_ENVELOPE_VERSION;
 
     fn encode(&self, out: &mut Vec<u8>) {
         for value in [
@@ -294,7 +334,8 @@ impl Versioned for Manifest {
         ] {
             put_varint(out, value);
         }
-        let version_4 = self.has_range_deletes();
+        // Version 5 (a clone's) holds everything version 4 does.
+        let version_4 = self.has_range_deletes() || !self.sources.is_empty();
         put_varint(out, self.l0.len() as u64);
         for table in &self.l0 {
             table.encode(out, version_4);
@@ -344,12 +385,25 @@ impl Versioned for Manifest {
                 if let Some(name) = &self.merge_operator {
                     put_bytes(out, name.as_bytes());
                 }
+                if !self.sources.is_empty() {
+                    put_varint(out, self.sources.len() as u64);
+                    for source in &self.sources {
+                        put_bytes(out, source.root.as_bytes());
+                        put_u128(out, source.checkpoint.0);
+                        put_varint(out, source.tables.len() as u64);
+                        for table in &source.tables {
+                            put_u128(out, table.0);
+                        }
+                    }
+                }
             }
         }
     }
 
     fn format_version(&self) -> u32 {
-        if self.has_range_deletes() {
+        if !self.sources.is_empty() {
+            CLONE_VERSION
+        } else if self.has_range_deletes() {
             RANGE_DELETES_VERSION
         } else if !self.seq_times.is_empty() || self.merge_operator.is_some() {
             SEQ_TIMES_VERSION
@@ -420,6 +474,11 @@ impl Versioned for Manifest {
         } else {
             (Vec::new(), None)
         };
+        let sources = if version >= CLONE_VERSION {
+            decode_sources(&mut cursor)?
+        } else {
+            Vec::new()
+        };
         cursor.finish()?;
         Ok(Manifest {
             writer_epoch,
@@ -434,8 +493,34 @@ impl Versioned for Manifest {
             losses,
             seq_times,
             merge_operator,
+            sources,
         })
     }
+}
+
+/// The clone sources of a version 5 manifest payload (at least one).
+fn decode_sources(cursor: &mut Cursor<'_>) -> Result<Vec<CloneSource>, FormatError> {
+    let count = cursor.count(1 + 16 + 1)?;
+    if count == 0 {
+        return Err(FormatError::corrupt(PART, "a version 5 manifest with no clone source"));
+    }
+    let mut sources = Vec::with_capacity(count);
+    for _ in 0..count {
+        let root = String::from_utf8(cursor.bytes()?.to_vec())
+            .map_err(|_| FormatError::corrupt(PART, "a clone source's root is not UTF-8"))?;
+        let checkpoint = Ulid(cursor.u128()?);
+        let table_count = cursor.count(16)?;
+        let mut tables = Vec::with_capacity(table_count);
+        for _ in 0..table_count {
+            tables.push(Ulid(cursor.u128()?));
+        }
+        sources.push(CloneSource {
+            root,
+            checkpoint,
+            tables,
+        });
+    }
+    Ok(sources)
 }
 
 /// One checkpoint of a manifest payload (`docs/format.md`).

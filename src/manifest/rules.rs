@@ -9,13 +9,14 @@
 //! | L0 tables | add | remove | – |
 //! | sorted runs | – | yes | – |
 //! | checkpoints, retain seq | yes | yes | yes |
+//! | clone sources | release | release | release |
 //! | compactions: entries | submit | yes | submit |
 
 use std::collections::HashSet;
 
 use super::compactions::{CompactionStatus, Compactions};
 use super::fenced::{Fenceable, Role};
-use super::model::Manifest;
+use super::model::{CloneSource, Manifest};
 
 fn unchanged<T: PartialEq>(field: &str, before: &T, after: &T) -> Result<(), String> {
     if before == after {
@@ -87,6 +88,16 @@ impl Fenceable for Manifest {
         }
         if after.replay_after_wal_id >= after.next_wal_id {
             return Err("replay_after_wal_id must stay below next_wal_id".into());
+        }
+        // A clone's first version names its sources; later ones may only
+        // release one (clear its tables).
+        let released = |(before, after): (&CloneSource, &CloneSource)| {
+            before.root == after.root
+                && before.checkpoint == after.checkpoint
+                && (after.tables == before.tables || after.tables.is_empty())
+        };
+        if before.sources.len() != after.sources.len() || !before.sources.iter().zip(&after.sources).all(released) {
+            return Err("a clone's sources are never added or changed, only released".into());
         }
         Ok(())
     }

@@ -39,12 +39,13 @@ const MAX_READ_BACKOFF: Duration = Duration::from_secs(1);
 /// The envelope format version of every payload without newer parts.
 pub const ENVELOPE_VERSION: u32 = 1;
 
-/// The newest envelope version this build reads (a manifest with losses
+/// The newest manifest envelope version this build reads (one with losses
 /// is written as 2, `model::LOSSES_VERSION`, one with time points as 3,
 /// `model::SEQ_TIMES_VERSION`, one with range tombstones in a table as 4,
-/// `model::RANGE_DELETES_VERSION`; a compactions file with such an output
-/// as 2); a newer one is `Unsupported`, not corrupt.
-pub const NEWEST_ENVELOPE_VERSION: u32 = 4;
+/// `model::RANGE_DELETES_VERSION`, a clone's as 5, `model::CLONE_VERSION`);
+/// a newer one is `Unsupported`, not corrupt. Each payload says its own
+/// newest in [`Versioned::NEWEST_VERSION`] (a compactions file's is 2).
+pub const NEWEST_ENVELOPE_VERSION: u32 = 5;
 
 /// A payload kept as numbered versions.
 pub trait Versioned: Clone + fmt::Debug + Send + Sync + 'static {
@@ -56,6 +57,9 @@ pub trait Versioned: Clone + fmt::Debug + Send + Sync + 'static {
     const MAGIC: [u8; 8];
     /// Name of the part in corruption errors.
     const PART: &'static str;
+    /// The newest envelope version this build reads of it; a newer one is
+    /// `Unsupported`.
+    const NEWEST_VERSION: u32;
 
     /// Appends the payload in the current envelope version.
     fn encode(&self, out: &mut Vec<u8>);
@@ -97,12 +101,12 @@ pub fn decode_envelope<P: Versioned>(stored: &[u8]) -> Result<P, FormatError> {
         return Err(FormatError::corrupt(P::PART, "wrong magic"));
     }
     let version = u32::from_le_bytes(cursor.take(4)?.try_into().unwrap_or_default());
-    if version > NEWEST_ENVELOPE_VERSION {
+    if version > P::NEWEST_VERSION {
         return Err(FormatError::Unsupported {
             part: P::PART,
             detail: format!(
-                "format version {version} is newer than this build reads (up to {NEWEST_ENVELOPE_VERSION}): \
-                 upgrade talusdb"
+                "format version {version} is newer than this build reads (up to {}): upgrade talusdb",
+                P::NEWEST_VERSION
             ),
         });
     }
@@ -173,6 +177,11 @@ impl<P: Versioned> VersionedStore<P> {
             options,
             payload: PhantomData,
         }
+    }
+
+    /// The object store the versions are in.
+    pub fn object_store(&self) -> &Arc<dyn Store> {
+        &self.store
     }
 
     /// The runtime whose clock times its retries.
@@ -402,6 +411,7 @@ mod tests {
                 })
                 .collect(),
             merge_operator: (seeds.len() % 3 == 1).then(|| "counter é".to_string()),
+            sources: Vec::new(),
         }
     }
 
@@ -517,14 +527,49 @@ mod tests {
             decode_envelope::<Compactions>(&encode_envelope(&ranged_compactions, 3)).expect("decodes"),
             ranged_compactions
         );
-        let mut newer = encode_envelope(&plain, 3).to_vec();
-        newer[8..12].copy_from_slice(&(NEWEST_ENVELOPE_VERSION + 1).to_le_bytes());
-        let body = newer.len() - 4;
-        let crc = crc32fast::hash(&newer[..body]);
-        newer[body..].copy_from_slice(&crc.to_le_bytes());
+        // A clone's manifest: version 5, with version 4's handles and
+        // the version 3 fields, ending with its sources.
+        let clone = Manifest {
+            sources: vec![
+                super::super::model::CloneSource {
+                    root: "prod/db".into(),
+                    checkpoint: Ulid(77),
+                    tables: vec![Ulid(1), Ulid(2)],
+                },
+                super::super::model::CloneSource {
+                    root: "older".into(),
+                    checkpoint: Ulid(78),
+                    tables: Vec::new(),
+                },
+            ],
+            ..plain.clone()
+        };
+        assert_eq!(clone.format_version(), 5);
+        assert_eq!(
+            decode_envelope::<Manifest>(&encode_envelope(&clone, 3)).expect("decodes"),
+            clone
+        );
+        let with_version = |payload: Bytes, version: u32| {
+            let mut stored = payload.to_vec();
+            stored[8..12].copy_from_slice(&version.to_le_bytes());
+            let body = stored.len() - 4;
+            let crc = crc32fast::hash(&stored[..body]);
+            stored[body..].copy_from_slice(&crc.to_le_bytes());
+            stored
+        };
+        // A build that reads up to version 4 sees a clone as newer.
+        assert_eq!(NEWEST_ENVELOPE_VERSION, 5);
+        let newer = with_version(encode_envelope(&plain, 3), NEWEST_ENVELOPE_VERSION + 1);
         match decode_envelope::<Manifest>(&newer) {
             Err(FormatError::Unsupported { detail, .. }) => assert!(detail.contains("upgrade"), "{detail}"),
             other => panic!("a newer version must be unsupported, not {other:?}"),
+        }
+        // Each payload has its own newest version: a compactions file
+        // stops at 2.
+        let newer = with_version(encode_envelope(&ranged_compactions, 3), 3);
+        match decode_envelope::<Compactions>(&newer) {
+            Err(FormatError::Unsupported { detail, .. }) => assert!(detail.contains("up to 2"), "{detail}"),
+            other => panic!("a compactions version 3 must be unsupported, not {other:?}"),
         }
     }
 

@@ -17,15 +17,18 @@
 // callers (fuzz targets, benches, white-box tests) need no error sections.
 #![allow(clippy::missing_errors_doc)]
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
+
+use arc_swap::ArcSwap;
 
 use bytes::Bytes;
 use object_store::path::Path;
 use talus_actors::Runtime;
 
 use super::cache::{DEFAULT_BLOCK_CACHE_BYTES, DEFAULT_META_CACHE_BYTES, MetaKind, MetaPart, Opened, TableCaches};
-use super::error::StoreError;
+use super::error::{Op, StoreError};
 use super::in_flight::InFlight;
 use super::object::PutMode;
 use super::object::{ByteRange, Created, Fetched, ObjectInfo, Store, create_once};
@@ -135,6 +138,9 @@ struct StoreInner {
     caches: TableCaches,
     in_flight: InFlight,
     pace: Pace,
+    /// Sorted tables of other databases (a clone's sources), by id, with
+    /// the root each is under.
+    foreign: ArcSwap<HashMap<Ulid, Path>>,
 }
 
 impl TableStore {
@@ -150,6 +156,7 @@ impl TableStore {
                 caches,
                 in_flight: InFlight::default(),
                 pace: Pace::default(),
+                foreign: ArcSwap::default(),
             }),
         }
     }
@@ -190,9 +197,34 @@ impl TableStore {
         &self.inner.runtime
     }
 
-    /// The object of table `id`.
+    /// The object of table `id`: under the root of the database it
+    /// belongs to ([`TableStore::add_foreign`]), by default this one.
     pub fn path(&self, id: TableId) -> Path {
+        if let TableId::Compacted(ulid) = id {
+            let foreign = self.inner.foreign.load();
+            if let Some(root) = foreign.get(&ulid) {
+                return id.path(root);
+            }
+        }
         id.path(&self.inner.root)
+    }
+
+    /// Records that the sorted tables `ids` belong to the database under
+    /// `root` in the same store (a clone lists its source's tables): they
+    /// are read from there and never deleted through this store.
+    pub fn add_foreign(&self, root: &Path, ids: impl IntoIterator<Item = Ulid>) {
+        let mut ids = ids.into_iter().peekable();
+        if ids.peek().is_none() {
+            return;
+        }
+        let mut foreign = HashMap::clone(&self.inner.foreign.load());
+        foreign.extend(ids.map(|id| (id, root.clone())));
+        self.inner.foreign.store(Arc::new(foreign));
+    }
+
+    /// Whether sorted table `id` belongs to another database.
+    pub fn is_foreign(&self, id: Ulid) -> bool {
+        self.inner.foreign.load().contains_key(&id)
     }
 
     /// A fresh id for a sorted table, from the runtime's clock and RNG.
@@ -426,8 +458,18 @@ impl TableStore {
             .collect())
     }
 
-    /// Deletes a table and forgets its cached metadata.
+    /// Deletes a table and forgets its cached metadata. A table of another
+    /// database ([`TableStore::add_foreign`]) is refused: it is not ours.
     pub async fn delete(&self, id: TableId) -> Result<()> {
+        if let TableId::Compacted(ulid) = id
+            && self.is_foreign(ulid)
+        {
+            return Err(StoreError::InvalidRequest {
+                op: Op::Delete,
+                path: self.path(id),
+                detail: format!("table {ulid} belongs to the database this one was cloned from"),
+            });
+        }
         self.inner.caches.forget(id);
         self.inner.store.delete(&self.path(id)).await
     }
