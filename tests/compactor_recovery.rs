@@ -225,3 +225,63 @@ fn an_older_compactor_is_fenced_and_never_commits_twice() {
         newer.close().await.expect("close");
     });
 }
+
+#[test]
+fn a_compactor_with_a_collector_serves_until_stopped_reports_progress_and_is_fenced_by_the_next() {
+    let sim = Sim::new(21);
+    let runtime = sim.runtime();
+    let memory: Arc<dyn Store> = Arc::new(ObjectStoreAdapter::in_memory());
+    sim.block_on(async move {
+        // Object ages in simulated time, so that the zero minimum age
+        // collects at once.
+        let store: Arc<dyn Store> = Arc::new(support::sim_world::SimClock::new(memory, runtime.clone()));
+        fill(&store, &runtime).await;
+        let before = latest_manifest(&store, &runtime).await.l0.len();
+        assert!(before >= 4, "{before} L0 tables");
+        let first = builder(&store, &runtime)
+            .open_compactor_and_collector()
+            .await
+            .expect("open");
+        let (stop, stopped) = futures::channel::oneshot::channel::<()>();
+        let serve_runtime = runtime.clone();
+        let serving = runtime.spawn(async move {
+            let served = first
+                .run_until(async {
+                    let _ = stopped.await;
+                })
+                .await;
+            (served, first.stats())
+        });
+        // Past the compactor's 15 min protection of its inputs, with
+        // collections every minute meanwhile.
+        serve_runtime.sleep(Duration::from_secs(17 * 60)).await;
+        let manifest = latest_manifest(&store, &runtime).await;
+        assert!(
+            manifest.l0.len() < before,
+            "it compacted L0: {} tables",
+            manifest.l0.len()
+        );
+        let listed: HashSet<Ulid> = manifest.tables().map(|table| table.id).collect();
+        assert_eq!(present_tables(&store).await, listed, "it collected the inputs");
+        check_intact(&store, &runtime).await;
+
+        // A second one fences the first, whose serving ends with the cause.
+        let second = builder(&store, &runtime)
+            .open_compactor_and_collector()
+            .await
+            .expect("open");
+        let (served, stats) = serving.await.expect("the serving task");
+        let error = served.expect_err("fenced");
+        assert!(error.is_fenced(), "{error}");
+        drop(stop);
+        assert!(stats.compactions >= 1, "{stats:?}");
+        assert!(stats.collections >= 1 && stats.collected >= 1, "{stats:?}");
+        assert_eq!(stats.l0_tables, manifest.l0.len() as u64, "{stats:?}");
+        assert_eq!(stats.sorted_runs, manifest.sorted_runs.len() as u64, "{stats:?}");
+
+        // The second stops when asked.
+        second.run_until(async {}).await.expect("a clean stop");
+        assert!(second.closed().await.is_ok());
+        check_intact(&store, &runtime).await;
+    });
+}

@@ -9,7 +9,7 @@ use clap::Subcommand;
 use futures::StreamExt;
 use serde_json::{Value, json};
 use talusdb::actors::Runtime;
-use talusdb::compactor::SubmitSpec;
+use talusdb::compactor::{CompactorStats, SubmitSpec};
 use talusdb::gc::{Class, GcMode};
 use talusdb::manifest::{
     Checkpoint, CheckpointOptions, Compactions, Fenced, Manifest, Role, Source, TableHandle, Versioned,
@@ -72,6 +72,71 @@ pub enum GcCommand {
         #[arg(long)]
         min_age_s: Option<u64>,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CompactorCommand {
+    /// Compacts and collects garbage until SIGINT or SIGTERM, printing
+    /// progress on stderr; a running job is abandoned at the signal (the
+    /// next compactor redoes it). Opening it fences every other compactor,
+    /// and another one opened later fences it (exit code 3).
+    Run {
+        /// Seconds between progress lines on stderr (0: none).
+        #[arg(long, default_value_t = 10)]
+        progress_s: u64,
+        /// Seconds between collections of each class (default: each
+        /// class's own interval, 5 minutes for tables and metadata, a
+        /// minute for WAL tables and checkpoints).
+        #[arg(long)]
+        gc_interval_s: Option<u64>,
+        /// Collects only objects at least this many seconds old (default:
+        /// each class's own minimum age, an hour for tables and metadata,
+        /// a minute for WAL tables). Keep it well above the longest a
+        /// writer goes without reading the manifest.
+        #[arg(long)]
+        gc_min_age_s: Option<u64>,
+        /// Cut output tables at this many MiB (default 64).
+        #[arg(long)]
+        target_table_mib: Option<usize>,
+    },
+}
+
+/// Collector options: the defaults, with every class's interval and
+/// minimum age replaced where given.
+fn gc_options(interval_s: Option<u64>, min_age_s: Option<u64>) -> GcOptions {
+    let mut options = GcOptions::default();
+    for class in [
+        &mut options.wal,
+        &mut options.tables,
+        &mut options.manifests,
+        &mut options.compactions,
+    ] {
+        if let Some(seconds) = min_age_s {
+            class.min_age = Duration::from_secs(seconds);
+        }
+        if let Some(seconds) = interval_s {
+            class.interval = Duration::from_secs(seconds.max(1));
+        }
+    }
+    if let Some(seconds) = interval_s {
+        options.checkpoints.interval = Duration::from_secs(seconds.max(1));
+    }
+    options
+}
+
+/// A compactor's progress on one line.
+fn progress_line(stats: &CompactorStats) -> String {
+    format!(
+        "compactor: {} compactions ({} failed, {} running), {} bytes read, {} bytes written; L0 {} tables, {} sorted runs; {} objects collected",
+        stats.compactions,
+        stats.failed_jobs,
+        stats.running_jobs,
+        stats.bytes_read,
+        stats.bytes_written,
+        stats.l0_tables,
+        stats.sorted_runs,
+        stats.collected
+    )
 }
 
 /// The database a command works on.
@@ -430,20 +495,84 @@ impl Target {
         Ok(ExitCode::SUCCESS)
     }
 
+    /// `compactor run`: serves until a signal, then prints what it did.
+    pub async fn compactor(&self, command: CompactorCommand) -> Result<ExitCode, CliError> {
+        use async_signal::{Signal, Signals};
+
+        let CompactorCommand::Run {
+            progress_s,
+            gc_interval_s,
+            gc_min_age_s,
+            target_table_mib,
+        } = command;
+        let mut compactor_options = talusdb::CompactorOptions::default();
+        if let Some(mib) = target_table_mib {
+            if mib == 0 {
+                return Err(CliError::Usage("--target-table-mib must be at least 1".into()));
+            }
+            compactor_options.target_table_bytes = mib << 20;
+        }
+        if !self.has_manifest().await? {
+            return Err(CliError::Usage(format!("no database at {} (no manifest)", self.path)));
+        }
+        let mut signals = Signals::new([Signal::Int, Signal::Term])
+            .map_err(|error| CliError::Usage(format!("cannot listen for SIGINT and SIGTERM: {error}")))?;
+        let compactor = self
+            .builder()
+            .options(DbOptions {
+                compactor: Some(compactor_options),
+                gc: Some(gc_options(gc_interval_s, gc_min_age_s)),
+                ..DbOptions::default()
+            })
+            .open_compactor_and_collector()
+            .await?;
+        eprintln!("compactor running on {} (SIGINT or SIGTERM stops it)", self.path);
+        let mut stopped_by = None;
+        let signal = async {
+            if let Some(Ok(signal)) = signals.next().await {
+                stopped_by = Some(signal);
+            }
+        };
+        let progress = async {
+            if progress_s == 0 {
+                return futures::future::pending().await;
+            }
+            loop {
+                self.runtime.sleep(Duration::from_secs(progress_s)).await;
+                eprintln!("{}", progress_line(&compactor.stats()));
+            }
+        };
+        let stop = async {
+            futures::future::select(std::pin::pin!(signal), std::pin::pin!(progress)).await;
+        };
+        let served = compactor.run_until(stop).await;
+        let stats = compactor.stats();
+        let by = stopped_by.map(|signal| format!("{signal:?}").to_uppercase());
+        print(
+            self.json,
+            json!({
+                "stopped_by": by.as_ref().map(|name| format!("SIG{name}")),
+                "compactions": stats.compactions,
+                "failed_jobs": stats.failed_jobs,
+                "bytes_read": stats.bytes_read,
+                "bytes_written": stats.bytes_written,
+                "l0_tables": stats.l0_tables,
+                "sorted_runs": stats.sorted_runs,
+                "collections": stats.collections,
+                "collected": stats.collected,
+            }),
+            || match &by {
+                Some(name) => format!("stopped by SIG{name}; {}", progress_line(&stats)),
+                None => progress_line(&stats),
+            },
+        );
+        served?;
+        Ok(ExitCode::SUCCESS)
+    }
+
     pub async fn gc(&self, command: GcCommand) -> Result<ExitCode, CliError> {
         let GcCommand::Run { dry_run, min_age_s } = command;
-        let mut options = GcOptions::default();
-        if let Some(seconds) = min_age_s {
-            let age = Duration::from_secs(seconds);
-            for class in [
-                &mut options.wal,
-                &mut options.tables,
-                &mut options.manifests,
-                &mut options.compactions,
-            ] {
-                class.min_age = age;
-            }
-        }
+        let options = gc_options(None, min_age_s);
         let collector = self
             .builder()
             .options(DbOptions {

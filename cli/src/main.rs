@@ -126,6 +126,13 @@ enum DbCommand {
         #[command(subcommand)]
         command: commands::GcCommand,
     },
+    /// Runs a compactor and a garbage collector for the database until
+    /// SIGINT or SIGTERM (the long-running compaction process beside a
+    /// writer opened with `compactor: None`).
+    Compactor {
+        #[command(subcommand)]
+        command: commands::CompactorCommand,
+    },
     /// Compacts all of L0 and every sorted run into one run, as a
     /// standalone compactor (it fences any running compactor, including
     /// one embedded in a running database, which then stops compacting).
@@ -217,6 +224,7 @@ fn main() -> ExitCode {
                     DbCommand::Compactions { command } => db.compactions(command).await,
                     DbCommand::Gc { command } => db.gc(command).await,
                     DbCommand::Compact => db.compact().await,
+                    DbCommand::Compactor { command } => db.compactor(command).await,
                     DbCommand::Repair => db.repair().await,
                 }
             }

@@ -116,6 +116,15 @@ pub struct CompactorStats {
     pub job_micros: u64,
     /// Jobs running now.
     pub running_jobs: u64,
+    /// L0 tables in the manifest the compactor last read.
+    pub l0_tables: u64,
+    /// Sorted runs in it.
+    pub sorted_runs: u64,
+    /// Collections its garbage collector ran (a compactor opened with
+    /// [`DbBuilder::open_compactor_and_collector`](crate::DbBuilder::open_compactor_and_collector); 0 otherwise).
+    pub collections: u64,
+    /// Objects and checkpoints those collections deleted.
+    pub collected: u64,
 }
 
 impl CompactorStats {
@@ -139,6 +148,8 @@ pub struct CompactorCounters {
     rows_out: AtomicU64,
     job_micros: AtomicU64,
     running_jobs: AtomicU64,
+    l0_tables: AtomicU64,
+    sorted_runs: AtomicU64,
 }
 
 impl CompactorCounters {
@@ -163,6 +174,12 @@ impl CompactorCounters {
         self.running_jobs.store(jobs as u64, Ordering::Relaxed);
     }
 
+    fn set_shape(&self, manifest: &crate::manifest::Manifest) {
+        self.l0_tables.store(manifest.l0.len() as u64, Ordering::Relaxed);
+        self.sorted_runs
+            .store(manifest.sorted_runs.len() as u64, Ordering::Relaxed);
+    }
+
     pub fn snapshot(&self) -> CompactorStats {
         let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
         CompactorStats {
@@ -174,6 +191,10 @@ impl CompactorCounters {
             rows_out: load(&self.rows_out),
             job_micros: load(&self.job_micros),
             running_jobs: load(&self.running_jobs),
+            l0_tables: load(&self.l0_tables),
+            sorted_runs: load(&self.sorted_runs),
+            collections: 0,
+            collected: 0,
         }
     }
 }
@@ -329,6 +350,7 @@ impl CompactorActor {
     /// Starts submitted entries, then whatever the strategy proposes, up to
     /// the job limit.
     async fn schedule(&mut self, ctx: &mut Context<Self>) -> Result<(), ManifestError> {
+        self.counters.set_shape(self.state.manifest());
         let submitted: Vec<Ulid> = self
             .state
             .compactions()

@@ -17,6 +17,9 @@ pub(crate) mod job;
 pub(crate) mod options;
 pub(crate) mod scheduler;
 
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
 use talus_actors::{Capacity, System};
 
 pub use actor::{CompactionSummary, CompactorStats, SubmitSpec};
@@ -27,14 +30,19 @@ pub use options::CompactorOptions;
 pub use scheduler::{Busy, SizeTiered, Strategy};
 
 use crate::error::Error;
+use crate::gc::{Collector, GC, GcActor, GcCounters, GcMsg};
 
 /// The actor's name in its system.
 pub(crate) const COMPACTOR: &str = "compactor";
 
-/// A compactor running on its own.
+/// A compactor running on its own (and, when opened with
+/// [`DbBuilder::open_compactor_and_collector`](crate::DbBuilder::open_compactor_and_collector),
+/// a garbage collector beside it).
 pub struct Compactor {
     system: System<Error>,
     handle: CompactorClient,
+    /// The collector's counters, if one runs beside it.
+    collector: Option<Arc<GcCounters>>,
 }
 
 impl std::fmt::Debug for Compactor {
@@ -46,10 +54,64 @@ impl std::fmt::Debug for Compactor {
 }
 
 impl Compactor {
-    pub(crate) fn start(system: System<Error>, parts: CompactorParts) -> Compactor {
+    pub(crate) fn start(system: System<Error>, parts: CompactorParts, collector: Option<Collector>) -> Compactor {
         let (_, mailbox) = system.mailbox(COMPACTOR, Capacity::Unbounded);
         let handle = CompactorClient::run(&system, mailbox, parts);
-        Compactor { system, handle }
+        let collector = collector.map(|collector| {
+            let counters = Arc::new(GcCounters::default());
+            let (_, gc_box) = system.mailbox::<GcMsg>(GC, Capacity::Unbounded);
+            system.run(gc_box, GcActor::new(collector, counters.clone()));
+            counters
+        });
+        Compactor {
+            system,
+            handle,
+            collector,
+        }
+    }
+
+    /// Serves until `stop` completes, then closes (running jobs are
+    /// abandoned at their next key; their outputs so far are recorded,
+    /// and the next compactor redoes them and collects what they left).
+    /// What `talus compactor run` does between its start and a SIGINT or
+    /// SIGTERM.
+    ///
+    /// # Errors
+    ///
+    /// What stopped the compactor before `stop` did: `Fenced` when a newer
+    /// compactor took over, or the fatal error it met; otherwise the first
+    /// error of the close.
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// # use talusdb::store::{ObjectStoreAdapter, Store};
+    /// # use talusdb::{Db, DbOptions};
+    /// # smol::block_on(async {
+    /// let store: Arc<dyn Store> = Arc::new(ObjectStoreAdapter::in_memory());
+    /// // The writer leaves compaction and collection to another process.
+    /// let options = DbOptions { compactor: None, gc: None, ..DbOptions::default() };
+    /// let db = Db::builder("db", store.clone()).options(options).open().await?;
+    /// db.put("k", "v").await?;
+    ///
+    /// let compactor = Db::builder("db", store.clone()).open_compactor_and_collector().await?;
+    /// let (stop, stopped) = futures::channel::oneshot::channel::<()>();
+    /// drop(stop); // a signal handler would send instead
+    /// compactor.run_until(async { let _ = stopped.await; }).await?;
+    /// println!("{:?}", compactor.stats());
+    /// db.close().await?;
+    /// # Ok::<_, talusdb::Error>(())
+    /// # }).unwrap();
+    /// ```
+    pub async fn run_until(&self, stop: impl Future<Output = ()>) -> Result<(), Error> {
+        let stop = std::pin::pin!(stop);
+        let closed = std::pin::pin!(self.closed());
+        match futures::future::select(stop, closed).await {
+            futures::future::Either::Left(((), _)) => self.close().await,
+            futures::future::Either::Right((result, _)) => match result {
+                Ok(()) => Ok(()),
+                Err(error) => Err(error),
+            },
+        }
     }
 
     /// Runs a compaction now and waits until it is committed; `None` if
@@ -75,9 +137,14 @@ impl Compactor {
         self.handle.await_idle().await
     }
 
-    /// What this compactor has done since it started.
+    /// What this compactor (and its collector) has done since it started.
     pub fn stats(&self) -> CompactorStats {
-        self.handle.stats()
+        let mut stats = self.handle.stats();
+        if let Some(collector) = &self.collector {
+            stats.collections = collector.runs.load(Ordering::Relaxed);
+            stats.collected = collector.deleted.load(Ordering::Relaxed);
+        }
+        stats
     }
 
     /// Stops: running jobs are cancelled (the next compactor redoes them).

@@ -321,6 +321,28 @@ impl DbBuilder {
     /// manifest (a lost manifest: nothing is created over it); `InvalidArgument`
     /// if there is no database there.
     pub async fn open_compactor(self) -> Result<Compactor, Error> {
+        self.start_compactor(false).await
+    }
+
+    /// Starts a compactor on its own as [`DbBuilder::open_compactor`]
+    /// does, and a garbage collector beside it on the options' `gc`
+    /// settings (their defaults if `None`): the long-running compaction
+    /// process of a deployment whose writer is opened with `compactor:
+    /// None` and `gc: None` (`talus compactor run`). Run it with
+    /// [`Compactor::run_until`]; [`Compactor::stats`] reports its
+    /// progress. Opening a second one fences this one; restarted, it
+    /// resumes the jobs the compactions file lists. See
+    /// `docs/scale-out.md`, "A compactor process".
+    ///
+    /// # Errors
+    ///
+    /// As [`DbBuilder::open_compactor`]; `InvalidArgument` also if the `gc`
+    /// options are unusable.
+    pub async fn open_compactor_and_collector(self) -> Result<Compactor, Error> {
+        self.start_compactor(true).await
+    }
+
+    async fn start_compactor(self, with_collector: bool) -> Result<Compactor, Error> {
         let prepared = self.prepare()?;
         let options = with_operator(
             prepared.options.compactor.clone().unwrap_or_default(),
@@ -330,6 +352,7 @@ impl DbBuilder {
             check_merge_operator(&manifest, &options.merge_operator)?;
             super::clone::adopt_sources(&prepared.tables, &manifest);
         }
+        let collector = with_collector.then(|| prepared.collector(prepared.options.gc.clone().unwrap_or_default()));
         let state = CompactorState::open(prepared.manifests.clone(), prepared.compactions.clone()).await?;
         let system = System::new(prepared.runtime.clone());
         Ok(Compactor::start(
@@ -341,6 +364,7 @@ impl DbBuilder {
                 on_commit: None,
                 fenced_is_fatal: true,
             },
+            collector,
         ))
     }
 
@@ -554,7 +578,7 @@ impl Recovery {
         });
         let gc = self.options.gc.as_ref().map(|_| {
             let (gc, gc_box) = system.mailbox::<GcMsg>(GC, Capacity::Unbounded);
-            system.run(gc_box, GcActor::new(self.collector.clone()));
+            system.run(gc_box, GcActor::new(self.collector.clone(), Arc::default()));
             gc
         });
         Db {

@@ -53,7 +53,7 @@ use crate::wal::writer::WalMsg;
 const WAL_WRITER: &str = "wal_writer";
 const UPLOADER: &str = "uploader";
 const L0_WRITER: &str = crate::l0::l0_writer::NAME;
-const GC: &str = "gc";
+use crate::gc::GC;
 
 /// An open database. Cheap to clone; every clone is the same database.
 #[derive(Clone, Debug)]

@@ -14,6 +14,8 @@
 
 pub(crate) mod collector;
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use talus_actors::{Actor, ActorError, Context, Reply, Ticker};
@@ -198,15 +200,28 @@ pub(crate) enum GcMsg {
     },
 }
 
+/// The collector actor's name in its system.
+pub(crate) const GC: &str = "gc";
+
+/// What a collector on its tickers has done.
+#[derive(Debug, Default)]
+pub(crate) struct GcCounters {
+    /// Collections that finished (one class each).
+    pub runs: AtomicU64,
+    /// Objects and checkpoints they deleted.
+    pub deleted: AtomicU64,
+}
+
 /// The collector on its tickers.
 #[derive(Debug)]
 pub(crate) struct GcActor {
     collector: Collector,
+    counters: Arc<GcCounters>,
 }
 
 impl GcActor {
-    pub fn new(collector: Collector) -> Self {
-        GcActor { collector }
+    pub fn new(collector: Collector, counters: Arc<GcCounters>) -> Self {
+        GcActor { collector, counters }
     }
 }
 
@@ -216,11 +231,17 @@ impl Actor for GcActor {
 
     async fn handle(&mut self, msg: GcMsg, _ctx: &mut Context<Self>) -> Result<(), Error> {
         match msg {
-            GcMsg::Poll(class) => {
-                if let Err(error) = self.collector.run(&[class], GcMode::Delete).await {
+            GcMsg::Poll(class) => match self.collector.run(&[class], GcMode::Delete).await {
+                Ok(report) => {
+                    self.counters.runs.fetch_add(1, Ordering::Relaxed);
+                    self.counters
+                        .deleted
+                        .fetch_add(report.total() as u64, Ordering::Relaxed);
+                }
+                Err(error) => {
                     tracing::warn!(?class, %error, "garbage collection failed; trying again at the next tick");
                 }
-            }
+            },
             GcMsg::RunOnce { mode, reply } => {
                 reply.send(self.collector.run(&Class::ALL, mode).await);
             }
