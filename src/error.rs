@@ -175,7 +175,8 @@ fn manifest_kind(error: &ManifestError) -> ErrorKind {
         ManifestError::Fenced { .. } => ErrorKind::Fenced,
         ManifestError::Missing { .. }
         | ManifestError::CheckpointNotFound { .. }
-        | ManifestError::CheckpointHeld { .. } => ErrorKind::InvalidArgument,
+        | ManifestError::CheckpointHeld { .. }
+        | ManifestError::WalStore { .. } => ErrorKind::InvalidArgument,
         ManifestError::Timeout { .. } => ErrorKind::Unavailable,
         ManifestError::InvalidChange { .. } => ErrorKind::Internal,
         ManifestError::Lost { .. } => ErrorKind::Corruption,

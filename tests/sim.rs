@@ -5,7 +5,11 @@
 //! `docs/testing.md` checked as it runs. Clients put (some with a TTL
 //! longer than the run), merge (a list-append operator: a read names every
 //! operand folded since the last put or delete, and each is checked),
-//! delete keys one by one and in ranges.
+//! delete keys one by one and in ranges. A following reader in a process
+//! of its own checks every read it makes against the model and, at the
+//! end, reads exactly what the writer does; even seeds keep the WAL tables
+//! in a store of their own (`DbBuilder::wal_store`), with its own faults
+//! and audit.
 //!
 //! - `TALUS_SIM_SEED=<n>` runs seed `n` alone (and prints its trace if it
 //!   fails);
@@ -28,7 +32,7 @@ use talusdb::actors::runtime::{JoinHandle, Sim};
 use talusdb::actors::{Recorder, Runtime};
 use talusdb::manifest::CheckpointOptions;
 use talusdb::store::Store;
-use talusdb::{Db, DbOptions, Error, MergeOperator, Snapshot, WriteBatch, WriteOptions};
+use talusdb::{Db, DbOptions, DbReader, Error, MergeOperator, Snapshot, WriteBatch, WriteOptions};
 
 use support::Gen;
 use support::sim_world::{FaultDial, Faults, ProcessStore, ROOT, World};
@@ -68,6 +72,16 @@ fn options() -> DbOptions {
     };
     options.tables.multipart_threshold_bytes = 8 << 10;
     options.tables.multipart_part_bytes = 2 << 10;
+    // Except for manifest versions: a handle that read version `n` and
+    // creates `n + 1` must not find `n + 1` collected meanwhile (its write
+    // would land as an orphan below the newest version, and its change be
+    // lost: `docs/protocol.md`, "Manifest versions and the collector").
+    // Every handle reads the manifest at least once a second (the writer's
+    // and the compactor's polls) or right before it writes (a following
+    // reader), so versions live 10 s after they were written.
+    if let Some(gc) = options.gc.as_mut() {
+        gc.manifests.min_age = Duration::from_secs(10);
+    }
     options
 }
 
@@ -700,6 +714,87 @@ fn note(runtime: &Runtime, event: std::fmt::Arguments<'_>) {
     }
 }
 
+// ---------------------------------------------------------------- reader
+
+/// How often the following reader refreshes.
+const READER_INTERVAL: Duration = Duration::from_millis(100);
+
+/// A following reader in a process of its own (never crashed), shared with
+/// the end of the run for its last check.
+type SharedReader = Arc<Mutex<Option<DbReader>>>;
+
+async fn open_reader(store: &ProcessStore, wal: &Option<ProcessStore>, runtime: &Runtime) -> Result<DbReader, Error> {
+    let mut builder = Db::builder(ROOT, Arc::new(store.clone()) as Arc<dyn Store>);
+    if let Some(wal) = wal {
+        builder = builder.wal_store(Arc::new(wal.clone()));
+    }
+    builder
+        .runtime(runtime.clone())
+        .options(options())
+        .merge_operator(Arc::new(AppendList))
+        .open_reader(talusdb::ReaderOptions {
+            refresh_interval: Some(READER_INTERVAL),
+            manifest_interval: Duration::from_secs(1),
+            checkpoint_lifetime: Duration::from_secs(20),
+            at_checkpoint: None,
+        })
+        .await
+}
+
+/// Follows the writers until `stop`: every value read must be one the
+/// model allows (written, not lost, never older than what this reader
+/// read of the key before); a read may fail while the store fails, but a
+/// table never goes missing under it.
+async fn follow(
+    store: ProcessStore,
+    wal: Option<ProcessStore>,
+    model: Shared,
+    runtime: Runtime,
+    mut dice: Gen,
+    shared: SharedReader,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+) {
+    let keys: Vec<Bytes> = lock(&model).keys.keys().cloned().collect();
+    let mut seen: HashMap<Bytes, usize> = HashMap::new();
+    while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+        let reader = lock(&shared).clone();
+        let Some(reader) = reader else {
+            // No database yet, or the last reader closed: (re)open.
+            match open_reader(&store, &wal, &runtime).await {
+                Ok(reader) => *lock(&shared) = Some(reader),
+                Err(_) => runtime.sleep(READER_INTERVAL).await,
+            }
+            continue;
+        };
+        for _ in 0..4 {
+            let key = &keys[dice.next(keys.len() as u64) as usize];
+            let floor = seen.get(key).copied().unwrap_or(0);
+            match reader.get(key).await {
+                Ok(got) => {
+                    let mut model = lock(&model);
+                    match model.place(key, got.as_ref(), floor) {
+                        Ok(index) => {
+                            model.count("reader read");
+                            seen.insert(key.clone(), index);
+                        }
+                        Err(message) => model.violation(format!("the following reader: {message}")),
+                    }
+                }
+                Err(error) if error.to_string().contains("does not exist") => {
+                    lock(&model).violation(format!("the following reader lost a table: {error}"));
+                }
+                Err(error) if error.is_closed() => {
+                    lock(&model).count("reader closed");
+                    *lock(&shared) = None;
+                    break;
+                }
+                Err(_) => lock(&model).count("reader read failed"),
+            }
+        }
+        runtime.sleep(READER_INTERVAL).await;
+    }
+}
+
 /// What one seed's run leaves behind.
 struct Outcome {
     trace: String,
@@ -721,7 +816,11 @@ async fn open(
         if let Some(current) = current {
             *lock(current) = Some(store.clone());
         }
-        let opened = Db::builder(ROOT, Arc::new(store.clone()) as Arc<dyn Store>)
+        let mut builder = Db::builder(ROOT, Arc::new(store.clone()) as Arc<dyn Store>);
+        if let Some(wal) = world.wal_for(&store) {
+            builder = builder.wal_store(Arc::new(wal));
+        }
+        let opened = builder
             .runtime(runtime.clone())
             .options(options())
             .merge_operator(Arc::new(AppendList))
@@ -833,7 +932,23 @@ fn run_seed(seed: u64, recorder: &Recorder) -> Outcome {
             max_latency: Duration::from_millis([0, 5, 20, 50][dice.next(4) as usize]),
         };
         let mut world = World::new(runtime.clone(), seed, faults);
+        if seed.is_multiple_of(2) {
+            world = world.with_wal_store();
+        }
         let model: Shared = Arc::new(Mutex::new(Model::new()));
+        let reader_store = world.process();
+        let reader_wal = world.wal_for(&reader_store);
+        let reader: SharedReader = Arc::default();
+        let stop_reader = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let following = runtime.spawn(follow(
+            reader_store,
+            reader_wal,
+            model.clone(),
+            runtime.clone(),
+            Gen(seed.wrapping_mul(31).wrapping_add(5)),
+            reader.clone(),
+            stop_reader.clone(),
+        ));
         let crashes = 1 + dice.next(4);
         let ops = OPS_PER_CLIENT / (crashes + 1);
         let mut crashed = 0;
@@ -877,7 +992,10 @@ fn run_seed(seed: u64, recorder: &Recorder) -> Outcome {
                 for zombie in zombies {
                     zombie.await.expect("a paused process");
                 }
-                return finish(world, db, &model, &runtime, &recorder, seed, crashes).await;
+                stop_reader.store(true, std::sync::atomic::Ordering::SeqCst);
+                following.await.expect("the reader's task");
+                let reader = lock(&reader).take();
+                return finish(world, db, reader, &model, &runtime, &recorder, seed, crashes).await;
             }
             // Kill: the store stops answering first, then every task of the
             // process goes. Or pause: the store stops answering for a while,
@@ -1012,9 +1130,11 @@ async fn zombie_writes(db: Db, model: Shared, owner: usize, half: u64, mut dice:
 
 /// Heals the store, checks every acknowledged write exactly (after a flush
 /// all are durable), closes, reopens, checks again, and collects garbage.
+#[allow(clippy::too_many_arguments, reason = "the pieces of one run, each used once")]
 async fn finish(
     mut world: World,
     db: Db,
+    reader: Option<DbReader>,
     model: &Shared,
     runtime: &Runtime,
     recorder: &Recorder,
@@ -1029,6 +1149,29 @@ async fn finish(
     drop(db);
     let db = open(&mut world, runtime, recorder, None).await;
     exact_check(&db, model, "after reopening").await;
+    // The reader, caught up, reads what the writer does.
+    let reader = match reader {
+        Some(reader) => reader,
+        None => {
+            let store = world.process();
+            let wal = world.wal_for(&store);
+            open_reader(&store, &wal, runtime)
+                .await
+                .expect("open a reader on a healed store")
+        }
+    };
+    reader.refresh().await.expect("the reader catches up");
+    let keys: Vec<Bytes> = lock(model).keys.keys().cloned().collect();
+    for key in &keys {
+        let written = db.get(key).await.expect("get with a healed store");
+        let read = reader.get(key).await.expect("a reader's get with a healed store");
+        if read != written {
+            lock(model).violation(format!(
+                "the following reader reads {read:?} for {key:?}, the writer {written:?}"
+            ));
+        }
+    }
+    reader.close().await.expect("close the reader");
     db.collect_garbage(talusdb::gc::GcMode::Delete)
         .await
         .expect("collect garbage");
@@ -1049,7 +1192,7 @@ async fn finish(
          {} manifest versions, epochs {:?}, ops {:?}",
         world.injected(),
         stats.compactor.compactions,
-        world.audit.deletes(),
+        world.deletes(),
         world.epochs.versions(),
         world.epochs.latest(),
         model.counts
@@ -1189,7 +1332,7 @@ fn transient_faults_alone_never_close_the_database() {
             .await;
             assert_eq!(db.status(), None, "seed {seed}: the database closed itself");
             drop(running);
-            let outcome = finish(world, db, &model, &runtime, &recorder, seed, 0).await;
+            let outcome = finish(world, db, None, &model, &runtime, &recorder, seed, 0).await;
             assert!(
                 outcome.summary.contains("\"put\""),
                 "seed {seed}: a real run: {}",

@@ -142,6 +142,8 @@ fn progress_line(stats: &CompactorStats) -> String {
 /// The database a command works on.
 pub struct Target {
     pub store: Arc<dyn Store>,
+    /// The WAL's own store (`--wal-store`).
+    pub wal_store: Option<Arc<dyn Store>>,
     pub path: String,
     pub runtime: Runtime,
     pub json: bool,
@@ -210,7 +212,11 @@ fn checkpoint_line(checkpoint: &Checkpoint) -> String {
 
 impl Target {
     fn builder(&self) -> DbBuilder {
-        Db::builder(self.path.as_str(), self.store.clone()).runtime(self.runtime.clone())
+        let builder = Db::builder(self.path.as_str(), self.store.clone()).runtime(self.runtime.clone());
+        match &self.wal_store {
+            Some(wal_store) => builder.wal_store(wal_store.clone()),
+            None => builder,
+        }
     }
 
     /// A writer for one command: no compactor or collector of its own (it
@@ -241,10 +247,7 @@ impl Target {
     }
 
     async fn reader(&self) -> Result<DbReader, CliError> {
-        Ok(Db::builder(self.path.as_str(), self.store.clone())
-            .runtime(self.runtime.clone())
-            .open_read_only()
-            .await?)
+        Ok(self.builder().open_read_only().await?)
     }
 
     /// The stored versions of the manifest or the compactions file.
@@ -401,6 +404,7 @@ impl Target {
                         "tables": run.tables.iter().map(table_json).collect::<Vec<_>>(),
                     })).collect::<Vec<_>>(),
                     "checkpoints": manifest.checkpoints.iter().map(checkpoint_json).collect::<Vec<_>>(),
+                    "separate_wal": manifest.separate_wal,
                     "sources": manifest.sources.iter().map(|source| json!({
                         "root": source.root,
                         "checkpoint": source.checkpoint.to_string(),
@@ -416,6 +420,9 @@ impl Target {
                         manifest.replay_after_wal_id,
                         manifest.last_l0_seq
                     );
+                    if manifest.separate_wal {
+                        text += "WAL tables in a store of their own (--wal-store)\n";
+                    }
                     text += &format!("L0: {} tables\n", manifest.l0.len());
                     for table in &manifest.l0 {
                         text += &format!(

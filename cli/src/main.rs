@@ -23,6 +23,11 @@ struct Cli {
     /// The database inside the store.
     #[arg(long, global = true, default_value = "db")]
     path: String,
+    /// A store of its own for the database's WAL tables (same URL forms as
+    /// `--store`); the database's first writer records that its WAL is
+    /// there, and every later command on it needs the same flag.
+    #[arg(long, global = true)]
+    wal_store: Option<String>,
     /// Print one JSON object instead of human-readable text.
     #[arg(long, global = true)]
     json: bool,
@@ -204,11 +209,16 @@ fn main() -> ExitCode {
     };
     let outcome = futures::executor::block_on(async {
         match cli.command {
-            Command::Bench(args) => bench::run(args, &cli.store, &s3, runtime, json).await,
+            Command::Bench(args) => bench::run(args, &cli.store, cli.wal_store.as_deref(), &s3, runtime, json).await,
             Command::Db(command) => {
                 let store = stores::open(&cli.store, &s3, &runtime)?;
+                let wal_store = match &cli.wal_store {
+                    Some(url) => Some(stores::open(url, &s3, &runtime)?),
+                    None => None,
+                };
                 let db = commands::Target {
                     store,
+                    wal_store,
                     path: cli.path,
                     runtime,
                     json,

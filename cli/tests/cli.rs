@@ -163,6 +163,40 @@ fn clone_makes_a_copy_that_diverges_from_its_source() {
     );
 }
 
+#[test]
+fn a_wal_store_of_its_own_is_used_by_every_command_that_is_given_it() {
+    let dir = TempDir::new("cli-wal-store");
+    let wal_dir = TempDir::new("cli-wal-store-wal");
+    let wal = format!("file://{}", wal_dir.path().display());
+    let with = |args: &[&'static str]| -> Vec<String> {
+        ["--wal-store", wal.as_str()]
+            .iter()
+            .chain(args)
+            .map(|arg| arg.to_string())
+            .collect()
+    };
+    let ok_with = |args: &[&'static str]| {
+        let owned = with(args);
+        let args: Vec<&str> = owned.iter().map(String::as_str).collect();
+        ok(dir.path(), &args)
+    };
+    ok_with(&["put", "k", "v"]);
+    assert_eq!(ok_with(&["get", "k"]).trim(), "v");
+    let shown = json(&ok_with(&["manifest", "show", "--json"]));
+    assert_eq!(shown["separate_wal"], true);
+    let wal_objects = std::fs::read_dir(wal_dir.path().join("db").join("wal"))
+        .expect("the WAL store holds the WAL")
+        .count();
+    assert!(wal_objects >= 1);
+    assert!(!dir.path().join("db").join("wal").exists(), "no WAL in the main store");
+    for args in [&["get", "k"][..], &["put", "k", "w"], &["gc", "run"]] {
+        let refused = talus(dir.path(), args);
+        assert_eq!(refused.status.code(), Some(2), "{args:?}: {}", stderr(&refused));
+        assert!(stderr(&refused).contains("--wal-store"), "{}", stderr(&refused));
+    }
+    assert_eq!(ok_with(&["get", "k"]).trim(), "v", "nothing changed");
+}
+
 /// One line on stderr, starting with `error:`.
 fn one_error_line(output: &Output) -> String {
     let text = stderr(output);

@@ -63,6 +63,8 @@ pub struct DbBuilder {
     /// The database to clone from, and at which checkpoint, when this one
     /// does not exist yet.
     clone_from: Option<(Path, Option<crate::store::Ulid>)>,
+    /// Where the WAL tables go, if not in `store`.
+    wal_store: Option<Arc<dyn Store>>,
 }
 
 impl Compactor {
@@ -96,7 +98,43 @@ impl DbBuilder {
             salvage: false,
             merge_operator: None,
             clone_from: None,
+            wal_store: None,
         }
+    }
+
+    /// Keeps the WAL tables in `store` (at the same path) instead of the
+    /// main store, where sorted tables, manifests and the compactions file
+    /// stay: for example a low-latency bucket class for the WAL, whose
+    /// writes every durable put waits for, and a cheaper one for the rest.
+    /// A new database records in its first manifest version that its WAL
+    /// is separate;
+    /// from then on every writer, reader and collector of the database must
+    /// be opened with the same WAL store (opening without it, or opening a
+    /// database whose WAL is in its main store with one, fails with
+    /// `InvalidArgument` before anything is written). A compactor needs no
+    /// WAL store. See `docs/scale-out.md`, "A separate WAL store".
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// # use talusdb::store::{ObjectStoreAdapter, Store};
+    /// # use talusdb::Db;
+    /// # smol::block_on(async {
+    /// let tables: Arc<dyn Store> = Arc::new(ObjectStoreAdapter::in_memory());
+    /// let wal: Arc<dyn Store> = Arc::new(ObjectStoreAdapter::in_memory());
+    /// let db = Db::builder("db", tables.clone()).wal_store(wal.clone()).open().await?;
+    /// db.put("k", "v").await?;
+    /// db.close().await?;
+    ///
+    /// let reader = Db::builder("db", tables.clone()).wal_store(wal).open_read_only().await?;
+    /// assert_eq!(reader.get("k").await?.as_deref(), Some(&b"v"[..]));
+    /// let refused = Db::builder("db", tables).open().await.unwrap_err();
+    /// assert_eq!(refused.kind(), &talusdb::ErrorKind::InvalidArgument);
+    /// # Ok::<_, talusdb::Error>(())
+    /// # }).unwrap();
+    /// ```
+    pub fn wal_store(mut self, store: Arc<dyn Store>) -> Self {
+        self.wal_store = Some(store);
+        self
     }
 
     /// Makes the database, if there is none at this path yet, a clone of
@@ -286,8 +324,12 @@ impl DbBuilder {
         };
         let options = self.options;
         let store: Arc<dyn Store> = Arc::new(TimeoutStore::new(self.store, runtime.clone(), options.request_timeout));
-        let tables = TableStore::new(
+        let wal_store = self.wal_store.map(|wal_store| {
+            Arc::new(TimeoutStore::new(wal_store, runtime.clone(), options.request_timeout)) as Arc<dyn Store>
+        });
+        let tables = TableStore::with_wal_store(
             store.clone(),
+            wal_store,
             self.root.clone(),
             runtime.clone(),
             options.tables.clone(),
@@ -438,7 +480,24 @@ impl DbBuilder {
         // opened before it.
         let lease = Arc::new(EpochLease::new(runtime.now()));
         crate::manifest::refuse_lost_manifest(&manifests, &tables).await?;
+        // Refused before our epoch fences anyone.
+        match manifests.read_latest().await? {
+            Some((_, latest)) => check_wal_store(&latest, &tables)?,
+            // A new database records where its WAL is in its first version,
+            // so that no crash leaves it recorded wrong.
+            None if tables.has_wal_store() => {
+                let first = Manifest {
+                    separate_wal: true,
+                    ..Manifest::default()
+                };
+                let deadline = runtime.now() + options.manifest_update_timeout;
+                // A conflict is a writer that created it first: checked below.
+                manifests.create(1, &first, deadline).await?;
+            }
+            None => {}
+        }
         let mut manifest = Fenced::open(manifests.clone(), Role::Writer, IfMissing::Create).await?;
+        check_wal_store(manifest.current(), &tables)?;
         super::clone::adopt_sources(&tables, manifest.current());
         check_merge_operator(manifest.current(), &merge_operator)?;
         if let Some(operator) = &merge_operator
@@ -505,6 +564,11 @@ fn with_operator(mut options: CompactorOptions, operator: &Operator) -> Compacto
         options.merge_operator = operator.clone();
     }
     options
+}
+
+/// Fails unless `tables` keeps WAL tables where `manifest` says they are.
+pub(super) fn check_wal_store(manifest: &Manifest, tables: &TableStore) -> Result<(), Error> {
+    crate::manifest::check_wal_store(manifest, tables).map_err(Error::from)
 }
 
 /// Fails if `manifest` records a merge operator other than `operator`

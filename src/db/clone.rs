@@ -67,20 +67,35 @@ pub(super) async fn create(prepared: &Prepared, source_root: &Path, checkpoint: 
         runtime.clone(),
         prepared.manifests.options().clone(),
     );
-    let source_tables = TableStore::new(
-        store.clone(),
-        source_root.clone(),
-        runtime.clone(),
-        prepared.tables.options().clone(),
-    );
+    let tables_at = |wal_store: Option<_>| {
+        TableStore::with_wal_store(
+            store.clone(),
+            wal_store,
+            source_root.clone(),
+            runtime.clone(),
+            prepared.tables.options().clone(),
+        )
+    };
     let mut source = match Fenced::load(source_manifests.clone(), Role::Admin).await {
         Ok(source) => source,
         Err(crate::manifest::ManifestError::Missing { .. }) => {
-            crate::manifest::refuse_lost_manifest(&source_manifests, &source_tables).await?;
+            crate::manifest::refuse_lost_manifest(&source_manifests, &tables_at(None)).await?;
             return Err(Error::invalid(format!("no database at {source_root} to clone")));
         }
         Err(error) => return Err(error.into()),
     };
+    // The source's WAL is read from the WAL store the clone is given.
+    let source_wal = match (source.current().separate_wal, prepared.tables.wal_store()) {
+        (false, _) => None,
+        (true, Some(wal_store)) => Some(wal_store.clone()),
+        (true, None) => {
+            return Err(Error::invalid(format!(
+                "the database at {source_root} keeps its WAL tables in a store of their own: \
+                 give the clone that store (DbBuilder::wal_store)"
+            )));
+        }
+    };
+    let source_tables = tables_at(source_wal);
     let pin = match checkpoint {
         Some(id) => {
             let now_ms = runtime.wall_ms();
@@ -222,6 +237,7 @@ async fn build(
         seq_times: version.seq_times.clone(),
         merge_operator: version.merge_operator.clone(),
         sources,
+        separate_wal: prepared.tables.has_wal_store(),
         ..Manifest::default()
     };
     Ok((first, fresh, replayed.memtable.len()))

@@ -163,6 +163,7 @@ impl Collector {
             return Ok(report);
         };
         self.check_owner(manifest)?;
+        crate::manifest::check_wal_store(manifest, &self.tables)?;
         let now_ms = self.manifests.runtime().wall_ms();
         let mut pinned_ids: HashSet<u64> = manifest
             .live_checkpoints(now_ms)

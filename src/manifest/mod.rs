@@ -89,6 +89,22 @@ pub enum ManifestError {
         /// The clone's root.
         clone: String,
     },
+    /// The database keeps its WAL tables elsewhere than this handle was
+    /// opened to look (see `DbBuilder::wal_store`).
+    #[error(
+        "the database at {root} keeps its WAL tables {}",
+        if *separate {
+            "in a store of their own: open it with that store (DbBuilder::wal_store, talus --wal-store URL)"
+        } else {
+            "in its main store: open it without a WAL store"
+        }
+    )]
+    WalStore {
+        /// The database root.
+        root: Path,
+        /// Whether the manifest says the WAL is in a store of its own.
+        separate: bool,
+    },
     /// Tables or WAL objects are there but no manifest version is: the
     /// manifest was moved or deleted. Nothing may write or collect there.
     #[error(
@@ -126,6 +142,19 @@ pub(crate) async fn refuse_lost_manifest(
         root: manifests.root().clone(),
         wal,
         sorted,
+    })
+}
+
+/// Fails with [`ManifestError::WalStore`] unless `tables` keeps WAL
+/// tables where `manifest` says they are (in a store of their own, or in
+/// the main store).
+pub(crate) fn check_wal_store(manifest: &Manifest, tables: &crate::store::TableStore) -> Result<(), ManifestError> {
+    if manifest.separate_wal == tables.has_wal_store() {
+        return Ok(());
+    }
+    Err(ManifestError::WalStore {
+        root: tables.root().clone(),
+        separate: manifest.separate_wal,
     })
 }
 

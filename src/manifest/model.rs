@@ -204,6 +204,10 @@ pub(crate) const RANGE_DELETES_VERSION: u32 = 4;
 /// whose tables it lists ([`CloneSource`]), and is otherwise version 4.
 pub(crate) const CLONE_VERSION: u32 = 5;
 
+/// The envelope version of a manifest whose WAL tables are in a store of
+/// their own: version 5's layout (with maybe no clone source), then a flag.
+pub(crate) const WAL_STORE_VERSION: u32 = 6;
+
 /// A point of the map from wall-clock time to sequence numbers: every
 /// write up to `seq` had been made by `time_ms`. What
 /// [`Db::snapshot_at_time`](crate::Db::snapshot_at_time) reads, and how
@@ -252,6 +256,11 @@ pub struct Manifest {
     /// The databases this one was cloned from, whose tables it may list
     /// (empty unless it is a clone).
     pub sources: Vec<CloneSource>,
+    /// Whether the WAL tables are in a store of their own
+    /// ([`DbBuilder::wal_store`](crate::DbBuilder::wal_store)), recorded
+    /// by the database's first writer: every process must then open it
+    /// with that store.
+    pub separate_wal: bool,
 }
 
 impl Default for Manifest {
@@ -270,6 +279,7 @@ impl Default for Manifest {
             seq_times: Vec::new(),
             merge_operator: None,
             sources: Vec::new(),
+            separate_wal: false,
         }
     }
 }
@@ -334,8 +344,9 @@ impl Versioned for Manifest {
         ] {
             put_varint(out, value);
         }
-        // Version 5 (a clone's) holds everything version 4 does.
-        let version_4 = self.has_range_deletes() || !self.sources.is_empty();
+        // Versions 5 and 6 hold everything version 4 does.
+        let version_5 = !self.sources.is_empty() || self.separate_wal;
+        let version_4 = self.has_range_deletes() || version_5;
         put_varint(out, self.l0.len() as u64);
         for table in &self.l0 {
             table.encode(out, version_4);
@@ -385,7 +396,7 @@ impl Versioned for Manifest {
                 if let Some(name) = &self.merge_operator {
                     put_bytes(out, name.as_bytes());
                 }
-                if !self.sources.is_empty() {
+                if version_5 {
                     put_varint(out, self.sources.len() as u64);
                     for source in &self.sources {
                         put_bytes(out, source.root.as_bytes());
@@ -395,13 +406,18 @@ impl Versioned for Manifest {
                             put_u128(out, table.0);
                         }
                     }
+                    if self.separate_wal {
+                        out.push(1);
+                    }
                 }
             }
         }
     }
 
     fn format_version(&self) -> u32 {
-        if !self.sources.is_empty() {
+        if self.separate_wal {
+            WAL_STORE_VERSION
+        } else if !self.sources.is_empty() {
             CLONE_VERSION
         } else if self.has_range_deletes() {
             RANGE_DELETES_VERSION
@@ -475,9 +491,17 @@ impl Versioned for Manifest {
             (Vec::new(), None)
         };
         let sources = if version >= CLONE_VERSION {
-            decode_sources(&mut cursor)?
+            decode_sources(&mut cursor, version)?
         } else {
             Vec::new()
+        };
+        let separate_wal = if version >= WAL_STORE_VERSION {
+            match cursor.u8()? {
+                1 => true,
+                flag => return Err(FormatError::corrupt(PART, format!("WAL store flag {flag}"))),
+            }
+        } else {
+            false
         };
         cursor.finish()?;
         Ok(Manifest {
@@ -494,14 +518,16 @@ impl Versioned for Manifest {
             seq_times,
             merge_operator,
             sources,
+            separate_wal,
         })
     }
 }
 
-/// The clone sources of a version 5 manifest payload (at least one).
-fn decode_sources(cursor: &mut Cursor<'_>) -> Result<Vec<CloneSource>, FormatError> {
+/// The clone sources of a version 5 manifest payload (at least one) or a
+/// version 6 one (maybe none).
+fn decode_sources(cursor: &mut Cursor<'_>, version: u32) -> Result<Vec<CloneSource>, FormatError> {
     let count = cursor.count(1 + 16 + 1)?;
-    if count == 0 {
+    if count == 0 && version == CLONE_VERSION {
         return Err(FormatError::corrupt(PART, "a version 5 manifest with no clone source"));
     }
     let mut sources = Vec::with_capacity(count);

@@ -10,6 +10,7 @@
 //! | sorted runs | – | yes | – |
 //! | checkpoints, retain seq | yes | yes | yes |
 //! | clone sources | release | release | release |
+//! | separate WAL | – (recorded in version 1) | – | – |
 //! | compactions: entries | submit | yes | submit |
 
 use std::collections::HashSet;
@@ -89,6 +90,8 @@ impl Fenceable for Manifest {
         if after.replay_after_wal_id >= after.next_wal_id {
             return Err("replay_after_wal_id must stay below next_wal_id".into());
         }
+        // Recorded in a database's first version, never changed.
+        unchanged("where the WAL tables are", &before.separate_wal, &after.separate_wal)?;
         // A clone's first version names its sources; later ones may only
         // release one (clear its tables).
         let released = |(before, after): (&CloneSource, &CloneSource)| {

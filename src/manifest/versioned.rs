@@ -42,10 +42,11 @@ pub const ENVELOPE_VERSION: u32 = 1;
 /// The newest manifest envelope version this build reads (one with losses
 /// is written as 2, `model::LOSSES_VERSION`, one with time points as 3,
 /// `model::SEQ_TIMES_VERSION`, one with range tombstones in a table as 4,
-/// `model::RANGE_DELETES_VERSION`, a clone's as 5, `model::CLONE_VERSION`);
+/// `model::RANGE_DELETES_VERSION`, a clone's as 5, `model::CLONE_VERSION`,
+/// one with a WAL store of its own as 6, `model::WAL_STORE_VERSION`);
 /// a newer one is `Unsupported`, not corrupt. Each payload says its own
 /// newest in [`Versioned::NEWEST_VERSION`] (a compactions file's is 2).
-pub const NEWEST_ENVELOPE_VERSION: u32 = 5;
+pub const NEWEST_ENVELOPE_VERSION: u32 = 6;
 
 /// A payload kept as numbered versions.
 pub trait Versioned: Clone + fmt::Debug + Send + Sync + 'static {
@@ -412,6 +413,7 @@ mod tests {
                 .collect(),
             merge_operator: (seeds.len() % 3 == 1).then(|| "counter é".to_string()),
             sources: Vec::new(),
+            separate_wal: false,
         }
     }
 
@@ -557,8 +559,22 @@ mod tests {
             stored[body..].copy_from_slice(&crc.to_le_bytes());
             stored
         };
-        // A build that reads up to version 4 sees a clone as newer.
-        assert_eq!(NEWEST_ENVELOPE_VERSION, 5);
+        // A WAL store of its own: version 6, with or without sources.
+        for sources in [Vec::new(), clone.sources.clone()] {
+            let separate = Manifest {
+                separate_wal: true,
+                sources,
+                ..plain.clone()
+            };
+            assert_eq!(separate.format_version(), 6);
+            assert_eq!(
+                decode_envelope::<Manifest>(&encode_envelope(&separate, 3)).expect("decodes"),
+                separate
+            );
+        }
+        // A build that reads up to version 4 sees a clone as newer, one
+        // that reads up to 5 a separate WAL.
+        assert_eq!(NEWEST_ENVELOPE_VERSION, 6);
         let newer = with_version(encode_envelope(&plain, 3), NEWEST_ENVELOPE_VERSION + 1);
         match decode_envelope::<Manifest>(&newer) {
             Err(FormatError::Unsupported { detail, .. }) => assert!(detail.contains("upgrade"), "{detail}"),

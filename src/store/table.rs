@@ -132,6 +132,8 @@ pub struct TableStore {
 #[derive(Debug)]
 struct StoreInner {
     store: Arc<dyn Store>,
+    /// Where WAL tables are, when not in `store`.
+    wal_store: Option<Arc<dyn Store>>,
     root: Path,
     runtime: Runtime,
     options: TableStoreOptions,
@@ -146,10 +148,24 @@ struct StoreInner {
 impl TableStore {
     /// The tables of the database under `root` in `store`.
     pub fn new(store: Arc<dyn Store>, root: Path, runtime: Runtime, options: TableStoreOptions) -> Self {
+        TableStore::with_wal_store(store, None, root, runtime, options)
+    }
+
+    /// The tables of the database under `root`: sorted tables in `store`,
+    /// WAL tables in `wal_store` (at the same root) if given, else in
+    /// `store` too.
+    pub fn with_wal_store(
+        store: Arc<dyn Store>,
+        wal_store: Option<Arc<dyn Store>>,
+        root: Path,
+        runtime: Runtime,
+        options: TableStoreOptions,
+    ) -> Self {
         let caches = TableCaches::new(options.block_cache_bytes, options.meta_cache_bytes);
         TableStore {
             inner: Arc::new(StoreInner {
                 store,
+                wal_store,
                 root,
                 runtime,
                 options,
@@ -164,6 +180,24 @@ impl TableStore {
     /// The store they are in.
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.inner.store
+    }
+
+    /// Whether WAL tables are in a store of their own.
+    pub fn has_wal_store(&self) -> bool {
+        self.inner.wal_store.is_some()
+    }
+
+    /// The store of their own WAL tables are in, if they are.
+    pub fn wal_store(&self) -> Option<&Arc<dyn Store>> {
+        self.inner.wal_store.as_ref()
+    }
+
+    /// The store table `id` is in.
+    fn store_for(&self, id: TableId) -> &Arc<dyn Store> {
+        match (id, &self.inner.wal_store) {
+            (TableId::Wal(_), Some(wal_store)) => wal_store,
+            _ => &self.inner.store,
+        }
     }
 
     /// The database root.
@@ -307,7 +341,8 @@ impl TableStore {
                 }
                 tracing::info!(%path, theirs = theirs.writer_epoch, ours = ours.writer_epoch,
                     "replacing a fenced writer's WAL table above our fence");
-                self.with_retries(&path, || self.inner.store.put(&path, bytes.clone(), PutMode::Overwrite))
+                let store = self.store_for(id);
+                self.with_retries(&path, || store.put(&path, bytes.clone(), PutMode::Overwrite))
                     .await?;
             }
             (outcome, _) => outcome?,
@@ -323,18 +358,15 @@ impl TableStore {
     async fn put_table(&self, id: TableId, path: &Path, bytes: Bytes) -> Result<()> {
         let options = &self.inner.options;
         let multipart = matches!(id, TableId::Compacted(_)) && bytes.len() >= options.multipart_threshold_bytes;
+        let store = self.store_for(id);
         let created = self
             .with_retries(path, || async {
                 if multipart {
                     let parts = split_parts(&bytes, options.multipart_part_bytes);
-                    self.inner
-                        .store
-                        .put_multipart(path, parts)
-                        .await
-                        .map(|()| Created::Written)
+                    store.put_multipart(path, parts).await.map(|()| Created::Written)
                 } else {
                     // The put id in the metadata makes our bytes unique.
-                    create_once(&*self.inner.store, path, bytes.clone()).await
+                    create_once(&**store, path, bytes.clone()).await
                 }
             })
             .await?;
@@ -381,7 +413,9 @@ impl TableStore {
         // Recovery reads every WAL table above the replay point: one failed
         // request must not fail the open.
         let fetched = self
-            .with_retries(&path, || self.inner.store.get(&path, ByteRange::All))
+            .with_retries(&path, || {
+                self.store_for(TableId::Wal(wal_id)).get(&path, ByteRange::All)
+            })
             .await?;
         let table = SstBytes::open(fetched.bytes).map_err(|error| StoreError::format(&path, error))?;
         if table.footer.kind != TableKind::Wal {
@@ -409,7 +443,7 @@ impl TableStore {
         let id = TableId::Wal(wal_id);
         let from = self.path(id);
         let to = child(&self.inner.root, &format!("lost/{WAL_DIR}/{wal_id:020}-{label}.sst"));
-        let store = &self.inner.store;
+        let store = self.store_for(id);
         let fetched = self.with_retries(&from, || store.get(&from, ByteRange::All)).await?;
         self.with_retries(&to, || store.put(&to, fetched.bytes.clone(), PutMode::Overwrite))
             .await?;
@@ -451,7 +485,11 @@ impl TableStore {
 
     async fn list_dir(&self, dir: &str) -> Result<Vec<(TableId, ObjectInfo)>> {
         let prefix = child(&self.inner.root, dir);
-        let objects = self.with_retries(&prefix, || self.inner.store.list(&prefix)).await?;
+        let store = match (dir, &self.inner.wal_store) {
+            (WAL_DIR, Some(wal_store)) => wal_store,
+            _ => &self.inner.store,
+        };
+        let objects = self.with_retries(&prefix, || store.list(&prefix)).await?;
         Ok(objects
             .into_iter()
             .filter_map(|info| TableId::parse(&self.inner.root, &info.path).map(|id| (id, info)))
@@ -471,7 +509,7 @@ impl TableStore {
             });
         }
         self.inner.caches.forget(id);
-        self.inner.store.delete(&self.path(id)).await
+        self.store_for(id).delete(&self.path(id)).await
     }
 
     /// Opens table `id` (of `size` bytes, when the caller knows): footer
@@ -487,7 +525,7 @@ impl TableStore {
         {
             return Ok(self.reader(id, path, &opened));
         }
-        let store = &self.inner.store;
+        let store = self.store_for(id);
         let want = self.inner.options.open_read_bytes.max(FOOTER_SIZE as u64);
         let range = match size {
             Some(size) if size > want => ByteRange::Range(size - want..size),
@@ -545,7 +583,7 @@ impl TableStore {
     }
 
     fn reader(&self, id: TableId, path: Path, opened: &Opened) -> TableReader {
-        TableReader::new(id, path, opened, self.inner.store.clone(), self.inner.caches.clone())
+        TableReader::new(id, path, opened, self.store_for(id).clone(), self.inner.caches.clone())
     }
 
     /// Puts the metadata of sorted table `id`, just written as `bytes`

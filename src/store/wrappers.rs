@@ -193,6 +193,18 @@ impl LatencyStore {
         }
     }
 
+    /// `inner` with `latency` added before each request, counted in
+    /// `counts` (which another store may share: a database's WAL store and
+    /// main store counted together).
+    pub fn with_counts(inner: Arc<dyn Store>, runtime: Runtime, latency: Duration, counts: Arc<RequestCounts>) -> Self {
+        LatencyStore {
+            inner,
+            runtime,
+            latency,
+            counts,
+        }
+    }
+
     /// The request counts, shared (they keep counting).
     pub fn counts(&self) -> Arc<RequestCounts> {
         self.counts.clone()

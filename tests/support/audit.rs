@@ -16,6 +16,9 @@ use talusdb::store::{Layer, Op, Payload, Requests, Store, StoreResult, TableId};
 #[derive(Clone)]
 pub struct AuditStore {
     inner: Arc<dyn Store>,
+    /// Where the manifest and compactions file are (`inner` itself, unless
+    /// it is a WAL store of its own).
+    metadata: Arc<dyn Store>,
     root: Path,
     runtime: Runtime,
     violations: Arc<Mutex<Vec<String>>>,
@@ -30,8 +33,15 @@ impl fmt::Debug for AuditStore {
 
 impl AuditStore {
     pub fn new(inner: Arc<dyn Store>, root: &str, runtime: Runtime) -> Self {
+        AuditStore::watching(inner.clone(), inner, root, runtime)
+    }
+
+    /// Audits deletes from `inner` (a WAL store of its own) against the
+    /// metadata in `metadata`.
+    pub fn watching(inner: Arc<dyn Store>, metadata: Arc<dyn Store>, root: &str, runtime: Runtime) -> Self {
         AuditStore {
             inner,
+            metadata,
             root: Path::from(root),
             runtime,
             violations: Arc::default(),
@@ -52,13 +62,13 @@ impl AuditStore {
     async fn check(&self, path: &Path) -> Option<String> {
         let options = VersionedOptions::default();
         let manifests = VersionedStore::<Manifest>::new(
-            self.inner.clone(),
+            self.metadata.clone(),
             self.root.clone(),
             self.runtime.clone(),
             options.clone(),
         );
         let compactions =
-            VersionedStore::<Compactions>::new(self.inner.clone(), self.root.clone(), self.runtime.clone(), options);
+            VersionedStore::<Compactions>::new(self.metadata.clone(), self.root.clone(), self.runtime.clone(), options);
         let (manifest_id, manifest) = match manifests.read_latest().await {
             Ok(Some(latest)) => latest,
             Ok(None) => return None,

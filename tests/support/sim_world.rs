@@ -72,6 +72,16 @@ impl fmt::Debug for ProcessStore {
 }
 
 impl ProcessStore {
+    /// The same process's view of another store (its WAL store): the same
+    /// faults, latency, pauses and death.
+    fn over(&self, inner: Arc<dyn Store>, stream: u64) -> ProcessStore {
+        ProcessStore {
+            inner,
+            rng: Arc::new(SeededRng::new(self.rng.next_u64() ^ stream)),
+            ..self.clone()
+        }
+    }
+
     /// The process dies: every request not yet carried out fails.
     pub fn kill(&self) {
         self.dead.store(true, Ordering::SeqCst);
@@ -343,6 +353,9 @@ impl FaultDial {
 pub struct World {
     runtime: Runtime,
     memory: Arc<dyn Store>,
+    /// A store of their own for the WAL tables, if the world has one: its
+    /// memory, and the audited view processes reach it through.
+    wal: Option<(Arc<dyn Store>, AuditStore)>,
     pub audit: AuditStore,
     pub epochs: EpochWatch,
     faults: Arc<Mutex<Faults>>,
@@ -360,6 +373,7 @@ impl World {
         World {
             runtime,
             memory,
+            wal: None,
             audit,
             epochs,
             faults: Arc::new(Mutex::new(faults)),
@@ -367,6 +381,28 @@ impl World {
             processes: 0,
             injected: Arc::default(),
         }
+    }
+
+    /// The world with a second store for the WAL tables, audited against
+    /// the main store's metadata.
+    pub fn with_wal_store(mut self) -> World {
+        let memory: Arc<dyn Store> = Arc::new(ObjectStoreAdapter::in_memory());
+        let clock = Arc::new(SimClock::new(memory.clone(), self.runtime.clone()));
+        let audit = AuditStore::watching(clock, Arc::new(self.audit.clone()), ROOT, self.runtime.clone());
+        self.wal = Some((memory, audit));
+        self
+    }
+
+    /// The WAL store as `process` sees it, if the world has one.
+    pub fn wal_for(&self, process: &ProcessStore) -> Option<ProcessStore> {
+        self.wal
+            .as_ref()
+            .map(|(_, audit)| process.over(Arc::new(audit.clone()), 0x5741_4c00))
+    }
+
+    /// Deletes audited so far, in both stores.
+    pub fn deletes(&self) -> u64 {
+        self.audit.deletes() + self.wal.as_ref().map_or(0, |(_, audit)| audit.deletes())
     }
 
     /// The store as the next process sees it.
@@ -399,17 +435,21 @@ impl World {
         self.injected.load(Ordering::Relaxed)
     }
 
-    /// Every object of the database: path and size, in path order.
+    /// Every object of the database: path and size, in path order (those
+    /// of a WAL store of its own after the rest, prefixed `wal-store:`).
     pub async fn listing(&self) -> Vec<(String, u64)> {
-        let objects = self
-            .memory
-            .list(&Path::from(ROOT))
-            .await
-            .expect("list the memory store");
-        objects
-            .into_iter()
-            .map(|object| (object.path.to_string(), object.size))
-            .collect()
+        let mut listing = Vec::new();
+        let stores =
+            std::iter::once(("", &self.memory)).chain(self.wal.iter().map(|(memory, _)| ("wal-store:", memory)));
+        for (prefix, memory) in stores {
+            let objects = memory.list(&Path::from(ROOT)).await.expect("list the memory store");
+            listing.extend(
+                objects
+                    .into_iter()
+                    .map(|object| (format!("{prefix}{}", object.path), object.size)),
+            );
+        }
+        listing
     }
 
     /// The latest manifest's replay point, last L0 sequence and table
@@ -450,9 +490,12 @@ impl World {
         }
     }
 
-    /// What the delete audit and the epoch watch found wrong.
+    /// What the delete audits and the epoch watch found wrong.
     pub fn violations(&self) -> Vec<String> {
         let mut found = self.audit.violations();
+        if let Some((_, audit)) = &self.wal {
+            found.extend(audit.violations());
+        }
         found.extend(lock(&self.epochs.violations).iter().cloned());
         found
     }

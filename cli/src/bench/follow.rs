@@ -49,8 +49,16 @@ impl Bench {
             Duration::ZERO,
         ));
         let reader_counts = counted.counts();
-        let reader = talusdb::Db::builder(self.path.as_str(), counted)
-            .runtime(self.runtime.clone())
+        let counted_wal = self.wal_store.clone().map(|wal_store| {
+            Arc::new(LatencyStore::with_counts(
+                wal_store,
+                self.runtime.clone(),
+                Duration::ZERO,
+                reader_counts.clone(),
+            )) as Arc<dyn talusdb::store::Store>
+        });
+        let reader = self
+            .builder_on(counted, counted_wal)
             .open_reader(ReaderOptions::default())
             .await?;
         self.reset_counts();

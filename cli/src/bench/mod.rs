@@ -111,6 +111,10 @@ pub struct BenchArgs {
     /// Added to every object-store request.
     #[arg(long, default_value_t = 0.0)]
     latency_ms: f64,
+    /// Added to every request to the WAL's own store (`--wal-store`;
+    /// default: `--latency-ms`), e.g. a low-latency bucket class.
+    #[arg(long)]
+    wal_latency_ms: Option<f64>,
     /// Seeds key order, values and choices.
     #[arg(long, default_value_t = 1)]
     seed: u64,
@@ -195,6 +199,8 @@ struct Worker {
 struct Bench {
     args: BenchArgs,
     store: Arc<dyn Store>,
+    /// The WAL's own store (`--wal-store`), counted with `store`.
+    wal_store: Option<Arc<dyn Store>>,
     counts: Arc<RequestCounts>,
     /// Bytes uploaded by the workloads before the last count reset.
     written_before: std::sync::atomic::AtomicU64,
@@ -238,6 +244,20 @@ impl Bench {
         self.open_with(None).await
     }
 
+    /// A builder for the benchmark's database on its stores.
+    fn builder(&self) -> talusdb::DbBuilder {
+        self.builder_on(self.store.clone(), self.wal_store.clone())
+    }
+
+    /// A builder for the benchmark's database on `store` (and `wal_store`).
+    fn builder_on(&self, store: Arc<dyn Store>, wal_store: Option<Arc<dyn Store>>) -> talusdb::DbBuilder {
+        let builder = Db::builder(self.path.as_str(), store).runtime(self.runtime.clone());
+        match wal_store {
+            Some(wal_store) => builder.wal_store(wal_store),
+            None => builder,
+        }
+    }
+
     /// Opens the database with `operator` (only the `merge` workload
     /// records one in the manifest).
     async fn open_with(&self, operator: Option<Arc<dyn talusdb::MergeOperator>>) -> Result<Db, Error> {
@@ -251,10 +271,7 @@ impl Bench {
         if let (Some(share), Some(compactor)) = (self.args.compaction_busy_share, options.compactor.as_mut()) {
             compactor.busy_share = share;
         }
-        let builder = Db::builder(self.path.as_str(), self.store.clone())
-            .runtime(self.runtime.clone())
-            .seed(self.args.seed)
-            .options(options);
+        let builder = self.builder().seed(self.args.seed).options(options);
         match operator {
             Some(operator) => builder.merge_operator(operator).open().await,
             None => builder.open().await,
@@ -638,8 +655,10 @@ impl Bench {
     /// Removes every object the benchmark wrote under its path.
     async fn clean_up(&self) -> Result<(), Error> {
         let prefix = self.path.as_str().into();
-        for object in self.store.list(&prefix).await.map_err(Error::from)? {
-            self.store.delete(&object.path).await.map_err(Error::from)?;
+        for store in std::iter::once(&self.store).chain(&self.wal_store) {
+            for object in store.list(&prefix).await.map_err(Error::from)? {
+                store.delete(&object.path).await.map_err(Error::from)?;
+            }
         }
         Ok(())
     }
@@ -658,6 +677,11 @@ fn check_args(args: &BenchArgs) -> Result<(), CliError> {
     }
     if args.keys == 0 {
         return bad("--keys must be at least 1");
+    }
+    if let Some(wal) = args.wal_latency_ms
+        && !(wal >= 0.0 && wal.is_finite())
+    {
+        return bad("--wal-latency-ms must be a finite number of milliseconds, at least 0");
     }
     if !(args.latency_ms >= 0.0 && args.latency_ms.is_finite()) {
         return bad("--latency-ms must be a non-negative number");
@@ -686,6 +710,7 @@ fn check_args(args: &BenchArgs) -> Result<(), CliError> {
 pub async fn run(
     args: BenchArgs,
     store_url: &str,
+    wal_store_url: Option<&str>,
     s3: &stores::S3Flags,
     runtime: Runtime,
     json: bool,
@@ -694,7 +719,21 @@ pub async fn run(
     let base = stores::open(store_url, s3, &runtime)?;
     let latency = LatencyStore::new(base, runtime.clone(), Duration::from_secs_f64(args.latency_ms / 1000.0));
     let counts = latency.counts();
+    let wal_store = match wal_store_url {
+        Some(url) => {
+            let wal_latency = args.wal_latency_ms.unwrap_or(args.latency_ms);
+            let wal = LatencyStore::with_counts(
+                stores::open(url, s3, &runtime)?,
+                runtime.clone(),
+                Duration::from_secs_f64(wal_latency / 1000.0),
+                counts.clone(),
+            );
+            Some(Arc::new(wal) as Arc<dyn Store>)
+        }
+        None => None,
+    };
     let bench = Bench {
+        wal_store,
         path: match &args.existing {
             Some(path) => path.clone(),
             None => format!("bench-{}", talusdb::store::Ulid::generate(&runtime)),

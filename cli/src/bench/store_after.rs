@@ -5,18 +5,23 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use serde_json::{Value, json};
+use talusdb::Error;
 use talusdb::manifest::{Fenced, Manifest, Role, VersionedOptions, VersionedStore};
-use talusdb::{Db, Error};
 
 use super::Bench;
 use crate::CliError;
 
 impl Bench {
-    /// Objects and bytes under the benchmark's path.
+    /// Objects and bytes under the benchmark's path (in its WAL store too).
     async fn store_usage(&self) -> Result<(u64, u64), Error> {
         let prefix = self.path.as_str().into();
-        let objects = self.store.list(&prefix).await.map_err(Error::from)?;
-        Ok((objects.len() as u64, objects.iter().map(|object| object.size).sum()))
+        let (mut count, mut bytes) = (0, 0);
+        for store in std::iter::once(&self.store).chain(&self.wal_store) {
+            let objects = store.list(&prefix).await.map_err(Error::from)?;
+            count += objects.len() as u64;
+            bytes += objects.iter().map(|object| object.size).sum::<u64>();
+        }
+        Ok((count, bytes))
     }
 
     /// What the store holds once the workloads are done (the database is
@@ -26,8 +31,8 @@ impl Bench {
         let (objects, bytes) = self.store_usage().await?;
         // Run once here, so the interval is never used.
         let gc = talusdb::GcOptions::uniform(Duration::from_secs(60), Duration::ZERO);
-        let collector = Db::builder(self.path.as_str(), self.store.clone())
-            .runtime(self.runtime.clone())
+        let collector = self
+            .builder()
             .options(talusdb::DbOptions {
                 gc: Some(gc),
                 ..talusdb::DbOptions::default()
@@ -64,10 +69,7 @@ impl Bench {
             .run(&talusdb::gc::Class::ALL, talusdb::gc::GcMode::Delete)
             .await?;
         let (objects_at_rest, bytes_at_rest) = self.store_usage().await?;
-        let reader = Db::builder(self.path.as_str(), self.store.clone())
-            .runtime(self.runtime.clone())
-            .open_read_only()
-            .await?;
+        let reader = self.builder().open_read_only().await?;
         let shape = reader.shape();
         let user = self.user_bytes().max(1) as f64;
         let written = self.total_written();
