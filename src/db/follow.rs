@@ -318,7 +318,7 @@ impl Follower {
             polled_at: runtime.now(),
             closed: false,
         };
-        follower.repin(true).await?;
+        follower.repin().await?;
         follower.read_tail().await?;
         Ok((follower, published))
     }
@@ -355,9 +355,8 @@ impl Follower {
     /// of views no read holds and renews the others. If that version's
     /// data differs from the view's (or the view's checkpoint is gone), it
     /// also pins itself with a new checkpoint and the reader moves to it.
-    ///
-    /// `fresh`: the newest version was read just before.
-    async fn repin(&mut self, fresh: bool) -> Result<(), Error> {
+    /// The update reads the newest version first (`Fenced::update`).
+    async fn repin(&mut self) -> Result<(), Error> {
         let runtime = self.tables.runtime().clone();
         let now_ms = runtime.wall_ms();
         let lifetime_ms = u64::try_from(self.options.checkpoint_lifetime.as_millis()).unwrap_or(u64::MAX);
@@ -371,7 +370,6 @@ impl Follower {
             .map(|pin| pin.id)
             .collect();
         let current = self.pins.last().map(|pin| pin.id);
-        self.catch_up(fresh).await?;
         let (name, pinned) = (self.name.clone(), &self.pinned);
         let mut moved = false;
         self.manifest
@@ -422,18 +420,10 @@ impl Follower {
         Ok(())
     }
 
-    /// Reads the newest manifest version unless `fresh`. A conditional
-    /// create of `known + 1` also lands when that version existed and a
-    /// collector with a tiny minimum age has deleted it since (while
-    /// `known + 2, ...` remain): the write would be an orphan below the
-    /// newest version, and its checkpoint change lost. Reading the newest
-    /// version just before writing rules that out unless versions are
-    /// created and collected within that one request.
-    async fn catch_up(&mut self, fresh: bool) -> Result<(), Error> {
-        if !fresh {
-            self.manifest.refresh().await?;
-            self.polled_at = self.now();
-        }
+    /// Reads the newest manifest version.
+    async fn catch_up(&mut self) -> Result<(), Error> {
+        self.manifest.refresh().await?;
+        self.polled_at = self.now();
         Ok(())
     }
 
@@ -441,12 +431,12 @@ impl Follower {
     /// differs from the view's (or the view's checkpoint is gone); `true`
     /// if it moved.
     async fn poll_manifest(&mut self) -> Result<bool, Error> {
-        self.catch_up(false).await?;
+        self.catch_up().await?;
         let current = self.pins.last().map(|pin| pin.id);
         if still_pinned(self.manifest.current(), current, &self.pinned) {
             return Ok(false);
         }
-        self.repin(true).await?;
+        self.repin().await?;
         Ok(true)
     }
 
@@ -455,7 +445,7 @@ impl Follower {
     /// manifest when the tail is stuck or has moved for a while.
     async fn tick(&mut self) -> Result<(), Error> {
         if self.renewal_due() {
-            return self.repin(false).await;
+            return self.repin().await;
         }
         let applied = self.read_tail().await;
         let stale = self.now().saturating_sub(self.polled_at) >= self.options.manifest_interval;
@@ -478,7 +468,6 @@ impl Follower {
     /// Deletes every checkpoint of the reader.
     async fn release(&mut self) -> Result<(), Error> {
         let ours: HashSet<Ulid> = self.pins.iter().map(|pin| pin.id).collect();
-        self.catch_up(false).await?;
         self.manifest
             .update(|manifest, _| {
                 manifest.checkpoints.retain(|checkpoint| !ours.contains(&checkpoint.id));
@@ -511,7 +500,7 @@ impl Actor for Follower {
             }
             FollowMsg::Upkeep => {
                 if self.renewal_due()
-                    && let Err(error) = self.repin(false).await
+                    && let Err(error) = self.repin().await
                 {
                     tracing::warn!(%error, "the reader could not renew its checkpoint; trying again soon");
                 }

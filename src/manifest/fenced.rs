@@ -255,9 +255,7 @@ impl<P: Fenceable> Fenced<P> {
         self.check_fence()?;
         // A listing, not a probe of id + 1, id + 2, ...: versions in between
         // may have been collected while older, pinned ones remain.
-        if let Some((id, current)) = self.store.read_latest().await?
-            && id > self.id
-        {
+        if let Some((id, current)) = self.store.read_newer_than(Some(self.id)).await? {
             self.id = id;
             self.current = current;
         }
@@ -281,7 +279,14 @@ impl<P: Fenceable> Fenced<P> {
     {
         let deadline = self.store.runtime().now() + self.store.options().update_timeout;
         loop {
-            self.check_fence()?;
+            // Read the newest version first (one listing, and a read only if
+            // someone wrote): a create of `id + 1` by a stale handle would
+            // land even if `id + 1` had been written and collected since,
+            // as an orphan below the newest version, and its change would
+            // be lost. Listed just before the create, such an orphan needs
+            // a version collected younger than the collector's minimum age
+            // (`docs/protocol.md`, "Manifest versions and the collector").
+            self.refresh().await?;
             let next_id = self.id + 1;
             let mut next = self.current.clone();
             change(&mut next, next_id)?;
@@ -298,10 +303,7 @@ impl<P: Fenceable> Fenced<P> {
                     self.current = next;
                     return Ok(next_id);
                 }
-                Created::Conflict => {
-                    Self::conflict_pause(&self.store, next_id, deadline).await?;
-                    self.refresh().await?;
-                }
+                Created::Conflict => Self::conflict_pause(&self.store, next_id, deadline).await?,
             }
         }
     }

@@ -261,10 +261,24 @@ impl<P: Versioned> VersionedStore<P> {
     ///
     /// `Store` if the store failed or a version is corrupt.
     pub async fn read_latest(&self) -> Result<Option<(u64, P)>, ManifestError> {
+        self.read_newer_than(None).await
+    }
+
+    /// The newest version if its id is above `known` (`None` also when
+    /// there is no version): one listing, and a read only when someone
+    /// wrote since.
+    ///
+    /// # Errors
+    ///
+    /// As [`VersionedStore::read_latest`].
+    pub async fn read_newer_than(&self, known: Option<u64>) -> Result<Option<(u64, P)>, ManifestError> {
         for _ in 0..8 {
             let Some(&latest) = self.ids().await?.last() else {
                 return Ok(None);
             };
+            if known.is_some_and(|known| latest <= known) {
+                return Ok(None);
+            }
             match self.read(latest).await {
                 Ok(payload) => return Ok(Some((latest, payload))),
                 Err(ManifestError::Store(StoreError::NotFound { .. })) => continue,
