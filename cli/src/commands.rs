@@ -91,8 +91,8 @@ pub enum CompactorCommand {
         gc_interval_s: Option<u64>,
         /// Collects only objects at least this many seconds old (default:
         /// each class's own minimum age, an hour for tables and metadata,
-        /// a minute for WAL tables). Keep it well above the longest a
-        /// writer goes without reading the manifest.
+        /// a minute for WAL tables). With a live writer, keep it well
+        /// above its longest upload or compaction.
         #[arg(long)]
         gc_min_age_s: Option<u64>,
         /// Cut output tables at this many MiB (default 64).
@@ -151,11 +151,11 @@ pub struct Target {
 
 fn print(json: bool, value: Value, human: impl FnOnce() -> String) {
     if json {
-        println!("{value}");
+        outln!("{value}");
     } else {
         let text = human();
         if !text.is_empty() {
-            println!("{text}");
+            outln!("{text}");
         }
     }
 }
@@ -362,12 +362,12 @@ impl Target {
             if self.json {
                 out.push(json!({ "key": show(&key), "value": show(&value) }));
             } else {
-                println!("{}\t{}", show(&key), show(&value));
+                outln!("{}\t{}", show(&key), show(&value));
                 out.push(Value::Null);
             }
         }
         if self.json {
-            println!("{}", json!({ "rows": out }));
+            outln!("{}", json!({ "rows": out }));
         }
         Ok(ExitCode::SUCCESS)
     }

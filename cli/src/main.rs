@@ -2,8 +2,17 @@
 //! keys, inspect the manifest, manage checkpoints, and run the load
 //! benchmark. See `docs/cli.md`.
 
+/// Writes one line to stdout, handling a closed pipe and write errors
+/// (`out::line`).
+macro_rules! outln {
+    ($($arg:tt)*) => {
+        $crate::out::line(format_args!($($arg)*))
+    };
+}
+
 mod bench;
 mod commands;
+mod out;
 mod stores;
 
 use std::process::ExitCode;
@@ -240,6 +249,7 @@ fn main() -> ExitCode {
             }
         }
     });
+    out::flush();
     match outcome {
         Ok(code) => code,
         Err(error) => {

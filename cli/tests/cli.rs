@@ -197,6 +197,67 @@ fn a_wal_store_of_its_own_is_used_by_every_command_that_is_given_it() {
     assert_eq!(ok_with(&["get", "k"]).trim(), "v", "nothing changed");
 }
 
+#[test]
+fn a_closed_pipe_ends_quietly_and_a_full_disk_gives_one_error_line() {
+    use std::io::{BufRead, BufReader};
+    let dir = TempDir::new("cli-pipes");
+    // More rows than a pipe buffers, written through the library.
+    support::on_smol(|runtime| {
+        let root = dir.path().to_path_buf();
+        async move {
+            let store: std::sync::Arc<dyn talusdb::store::Store> = std::sync::Arc::new(
+                talusdb::store::ObjectStoreAdapter::local_dir(&root, runtime.clone()).expect("a store"),
+            );
+            let db = talusdb::Db::builder("db", store)
+                .runtime(runtime)
+                .open()
+                .await
+                .expect("open");
+            for chunk in 0..20u32 {
+                let mut batch = talusdb::WriteBatch::new();
+                for n in 0..500u32 {
+                    batch.put(format!("key{chunk:02}-{n:04}"), "v".repeat(100));
+                }
+                db.write(batch).await.expect("write");
+            }
+            db.close().await.expect("close");
+        }
+    });
+    let mut scan = Command::new(env!("CARGO_BIN_EXE_talus"))
+        .arg("--store")
+        .arg(format!("file://{}", dir.path().display()))
+        .arg("scan")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run talus scan");
+    let mut first = String::new();
+    BufReader::new(scan.stdout.take().expect("stdout"))
+        .read_line(&mut first)
+        .expect("the first row");
+    assert!(first.starts_with("key00-0000\t"), "{first:?}");
+    // The pipe closes here, as `| head -1` does.
+    let ended = scan.wait_with_output().expect("wait");
+    assert_eq!(ended.status.code(), Some(141), "128 + SIGPIPE");
+    assert_eq!(stderr(&ended), "", "quietly");
+
+    let full = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .expect("/dev/full");
+    let written = Command::new(env!("CARGO_BIN_EXE_talus"))
+        .arg("--store")
+        .arg(format!("file://{}", dir.path().display()))
+        .args(["get", "key00-0000"])
+        .stdout(full)
+        .output()
+        .expect("run talus get");
+    assert_eq!(written.status.code(), Some(1));
+    let message = stderr(&written);
+    assert_eq!(message.lines().count(), 1, "{message}");
+    assert!(message.starts_with("error: cannot write the output"), "{message}");
+}
+
 /// One line on stderr, starting with `error:`.
 fn one_error_line(output: &Output) -> String {
     let text = stderr(output);

@@ -811,27 +811,30 @@ pub async fn run(
             "store_after": store_report,
             "peak_rss_bytes": peak_rss,
         });
-        println!("{value}");
+        outln!("{value}");
     } else {
-        println!(
+        outln!(
             "talus bench: {} keys, {}-byte values, store {}, +{} ms per request",
-            bench.args.keys, bench.args.value_size, store_url, bench.args.latency_ms
+            bench.args.keys,
+            bench.args.value_size,
+            store_url,
+            bench.args.latency_ms
         );
         if let Some(load) = &load {
-            println!("load phase:");
+            outln!("load phase:");
             load.print();
         }
         for report in &reports {
             report.print();
         }
         if let Some(Value::Object(fields)) = &store_report {
-            println!("store after the run");
+            outln!("store after the run");
             for (name, value) in fields {
-                println!("  {name:<24}{value}");
+                outln!("  {name:<24}{value}");
             }
         }
         if let Some(bytes) = peak_rss {
-            println!("peak RSS {:.1} MiB", bytes as f64 / (1 << 20) as f64);
+            outln!("peak RSS {:.1} MiB", bytes as f64 / (1 << 20) as f64);
         }
     }
     Ok(ExitCode::SUCCESS)

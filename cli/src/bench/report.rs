@@ -60,7 +60,7 @@ impl Latencies {
     }
 
     pub fn print(&self, label: &str) {
-        println!(
+        outln!(
             "  {:<24}p50 {}  p99 {}  p999 {}  max {}  ({} ops)",
             label,
             self.percentile(0.50),
@@ -114,10 +114,10 @@ impl Report {
     }
 
     pub fn print(&self) {
-        println!("{}", self.workload);
-        println!("  {:<24}{}", "operations", self.ops);
-        println!("  {:<24}{:.2}", "seconds", self.seconds);
-        println!("  {:<24}{:.0}", "ops/s", rate(self.ops, self.seconds));
+        outln!("{}", self.workload);
+        outln!("  {:<24}{}", "operations", self.ops);
+        outln!("  {:<24}{:.2}", "seconds", self.seconds);
+        outln!("  {:<24}{:.0}", "ops/s", rate(self.ops, self.seconds));
         if let Some(latency) = &self.latency {
             latency.print("latency (µs)");
             if let Some((during, quiet)) = latency.split() {
@@ -126,7 +126,7 @@ impl Report {
             }
         }
         for (name, value) in &self.extra {
-            println!("  {name:<24}{value}");
+            outln!("  {name:<24}{value}");
         }
         let requests = self
             .requests
@@ -139,7 +139,7 @@ impl Report {
                     .join(", ")
             })
             .unwrap_or_default();
-        println!(
+        outln!(
             "  {:<24}{}",
             "store requests",
             if requests.is_empty() { "none".into() } else { requests }
