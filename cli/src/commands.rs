@@ -306,7 +306,12 @@ impl Target {
         let manifest = self.admin().await?;
         let sources = &manifest.current().sources;
         let tables: usize = sources.iter().map(|source| source.tables.len()).sum();
-        let held: Vec<String> = sources.iter().map(|source| source.checkpoint.to_string()).collect();
+        // A source with no table to share holds no checkpoint.
+        let held: Vec<String> = sources
+            .iter()
+            .filter(|source| !source.tables.is_empty())
+            .map(|source| source.checkpoint.to_string())
+            .collect();
         print(
             self.json,
             json!({
@@ -317,11 +322,15 @@ impl Target {
                 "held_checkpoints": held,
             }),
             || {
-                format!(
-                    "cloned {from} into {}: {tables} tables shared, holding checkpoint {} in the source",
-                    self.path,
-                    held.join(", ")
-                )
+                if held.is_empty() {
+                    format!("cloned {from} into {}: no table shared, no checkpoint held", self.path)
+                } else {
+                    format!(
+                        "cloned {from} into {}: {tables} tables shared, holding checkpoint {} in the source",
+                        self.path,
+                        held.join(", ")
+                    )
+                }
             },
         );
         Ok(ExitCode::SUCCESS)

@@ -120,6 +120,8 @@ fn clone_makes_a_copy_that_diverges_from_its_source() {
     let cloned = json(&ok(dir.path(), &on("copy", &["clone", "src", "--json"])));
     assert_eq!(cloned["source"], "src");
     assert_eq!(cloned["clone"], "copy");
+    assert_eq!(cloned["source_tables"], 0, "the source's rows were all in its WAL");
+    assert_eq!(cloned["held_checkpoints"], serde_json::json!([]), "{cloned}");
     assert_eq!(ok(dir.path(), &on("copy", &["get", "k"])).trim(), "v1");
     ok(dir.path(), &on("src", &["put", "k", "v2"]));
     ok(dir.path(), &on("copy", &["put", "k", "in the copy"]));
