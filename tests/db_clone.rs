@@ -11,7 +11,6 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::TryStreamExt;
 use object_store::path::Path;
 use talusdb::actors::Runtime;
 use talusdb::manifest::{CheckpointOptions, Fenced, Manifest, Role, VersionedOptions, VersionedStore};
@@ -56,15 +55,7 @@ async fn open(store: &Arc<dyn Store>, runtime: &Runtime, root: &str, clone_of: O
 }
 
 async fn check(db: &Db, model: &Model, what: &str) {
-    let rows: Model = db
-        .scan::<&str>(..)
-        .map_ok(|(key, value)| {
-            (
-                String::from_utf8(key.to_vec()).expect("utf8"),
-                String::from_utf8(value.to_vec()).expect("utf8"),
-            )
-        })
-        .try_collect()
+    let rows: Model = support::text_rows(db.scan::<&str>(..))
         .await
         .unwrap_or_else(|error| panic!("{what}: a scan failed: {error}"));
     assert_eq!(&rows, model, "{what}: a whole scan");

@@ -79,21 +79,8 @@ async fn reader_checkpoints(store: &Arc<dyn Store>, runtime: &Runtime) -> Vec<Ch
         .collect()
 }
 
-/// A scanned pair as text.
-fn text((key, value): (bytes::Bytes, bytes::Bytes)) -> (String, String) {
-    (
-        String::from_utf8(key.to_vec()).expect("utf8"),
-        String::from_utf8(value.to_vec()).expect("utf8"),
-    )
-}
-
 async fn all_rows(reader: &DbReader) -> BTreeMap<String, String> {
-    reader
-        .scan::<&str>(..)
-        .map_ok(text)
-        .try_collect()
-        .await
-        .expect("a scan")
+    support::text_rows(reader.scan::<&str>(..)).await.expect("a scan")
 }
 
 #[test]
@@ -180,7 +167,7 @@ fn a_following_reader_sees_every_acknowledged_write_while_the_writer_compacts_an
                 }
             }
             let rest: Vec<_> = early.try_collect().await.expect("the early scan reads to its end");
-            let early_rows: BTreeMap<String, String> = std::iter::once(first).chain(rest).map(text).collect();
+            let early_rows: BTreeMap<String, String> = std::iter::once(first).chain(rest).map(support::text).collect();
             assert_eq!(
                 early_rows, early_model,
                 "seed {seed}: the early scan reads the view it started on"

@@ -9,7 +9,6 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::TryStreamExt;
 use object_store::path::Path;
 use talusdb::actors::Runtime;
 use talusdb::manifest::{Manifest, VersionedOptions, VersionedStore};
@@ -109,17 +108,7 @@ fn wal_tables_live_in_their_own_store_through_recovery_readers_and_collection() 
 
         // Recovery reads the WAL from its store; so does a pinned reader.
         let reopened = builder(&main, Some(&wal), &runtime).open().await.expect("reopen");
-        let rows: BTreeMap<String, String> = reopened
-            .scan::<&str>(..)
-            .map_ok(|(key, value)| {
-                (
-                    String::from_utf8(key.to_vec()).expect("utf8"),
-                    String::from_utf8(value.to_vec()).expect("utf8"),
-                )
-            })
-            .try_collect()
-            .await
-            .expect("scan");
+        let rows: BTreeMap<String, String> = support::text_rows(reopened.scan::<&str>(..)).await.expect("scan");
         assert_eq!(rows, model);
         let pinned = builder(&main, Some(&wal), &runtime)
             .open_read_only()

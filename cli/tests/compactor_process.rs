@@ -13,7 +13,6 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::TryStreamExt;
 use support::TempDir;
 use talusdb::actors::Runtime;
 use talusdb::manifest::{CompactionStatus, Compactions, Manifest, VersionedOptions, VersionedStore};
@@ -242,17 +241,7 @@ fn a_compactor_process_killed_mid_job_is_redone_and_two_of_them_fence_each_other
             .open_read_only()
             .await
             .expect("open read-only");
-        let rows: BTreeMap<String, String> = reader
-            .scan::<&str>(..)
-            .map_ok(|(key, value)| {
-                (
-                    String::from_utf8(key.to_vec()).expect("utf8"),
-                    String::from_utf8(value.to_vec()).expect("utf8"),
-                )
-            })
-            .try_collect()
-            .await
-            .expect("scan");
+        let rows: BTreeMap<String, String> = support::text_rows(reader.scan::<&str>(..)).await.expect("scan");
         assert_eq!(rows.len(), model.len());
         assert!(rows == model, "every row reads back as written");
     });

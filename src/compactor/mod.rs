@@ -107,10 +107,7 @@ impl Compactor {
         let closed = std::pin::pin!(self.closed());
         match futures::future::select(stop, closed).await {
             futures::future::Either::Left(((), _)) => self.close().await,
-            futures::future::Either::Right((result, _)) => match result {
-                Ok(()) => Ok(()),
-                Err(error) => Err(error),
-            },
+            futures::future::Either::Right((result, _)) => result,
         }
     }
 

@@ -61,7 +61,7 @@ impl std::fmt::Debug for DbReader {
 async fn latest_manifest(manifests: &VersionedStore<Manifest>, tables: &TableStore) -> Result<(u64, Manifest), Error> {
     match manifests.read_latest().await? {
         Some(latest) => {
-            super::builder::check_wal_store(&latest.1, tables)?;
+            crate::manifest::check_wal_store(&latest.1, tables)?;
             super::clone::adopt_sources(tables, &latest.1);
             Ok(latest)
         }

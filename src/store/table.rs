@@ -485,9 +485,11 @@ impl TableStore {
 
     async fn list_dir(&self, dir: &str) -> Result<Vec<(TableId, ObjectInfo)>> {
         let prefix = child(&self.inner.root, dir);
-        let store = match (dir, &self.inner.wal_store) {
-            (WAL_DIR, Some(wal_store)) => wal_store,
-            _ => &self.inner.store,
+        // Listing a kind of table is a request to where that kind is.
+        let store = if dir == WAL_DIR {
+            self.store_for(TableId::Wal(0))
+        } else {
+            &self.inner.store
         };
         let objects = self.with_retries(&prefix, || store.list(&prefix)).await?;
         Ok(objects

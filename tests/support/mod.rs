@@ -425,3 +425,19 @@ impl talusdb::MergeOperator for Append {
         Ok(bytes::Bytes::from(items.join(&b","[..])))
     }
 }
+
+/// A scanned pair as text (the tests' keys and values are UTF-8).
+pub fn text((key, value): (bytes::Bytes, bytes::Bytes)) -> (String, String) {
+    (
+        String::from_utf8(key.to_vec()).expect("utf8"),
+        String::from_utf8(value.to_vec()).expect("utf8"),
+    )
+}
+
+/// Every row `scan` yields, as text.
+pub async fn text_rows(
+    scan: talusdb::DbIterator,
+) -> Result<std::collections::BTreeMap<String, String>, talusdb::Error> {
+    use futures::TryStreamExt;
+    scan.map_ok(text).try_collect().await
+}
