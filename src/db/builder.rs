@@ -454,13 +454,9 @@ impl DbBuilder {
         };
         let clone_from = self.clone_from.clone();
         let prepared = self.prepare()?;
-        let mut latest = prepared.manifests.read_latest().await?;
         if let Some((source, checkpoint)) = &clone_from {
-            match &latest {
-                None => {
-                    super::clone::create(&prepared, source, *checkpoint).await?;
-                    latest = prepared.manifests.read_latest().await?;
-                }
+            match prepared.manifests.read_latest().await? {
+                None => super::clone::create(&prepared, source, *checkpoint).await?,
                 Some((_, existing)) if existing.sources.iter().any(|entry| entry.root == source.as_ref()) => {}
                 Some(_) => {
                     return Err(Error::invalid(format!(
@@ -483,12 +479,10 @@ impl DbBuilder {
         // Our epoch bump lands after this instant: no newer writer had
         // opened before it.
         let lease = Arc::new(EpochLease::new(runtime.now()));
-        if latest.is_none() {
-            crate::manifest::refuse_lost_manifest(&manifests, &tables).await?;
-        }
+        crate::manifest::refuse_lost_manifest(&manifests, &tables).await?;
         // Refused before our epoch fences anyone.
-        match latest {
-            Some((_, latest)) => crate::manifest::check_wal_store(&latest, &tables)?,
+        match manifests.read_latest().await? {
+            Some((_, latest)) => check_wal_store(&latest, &tables)?,
             // A new database records where its WAL is in its first version,
             // so that no crash leaves it recorded wrong.
             None if tables.has_wal_store() => {
@@ -503,7 +497,7 @@ impl DbBuilder {
             None => {}
         }
         let mut manifest = Fenced::open(manifests.clone(), Role::Writer, IfMissing::Create).await?;
-        crate::manifest::check_wal_store(manifest.current(), &tables)?;
+        check_wal_store(manifest.current(), &tables)?;
         super::clone::adopt_sources(&tables, manifest.current());
         check_merge_operator(manifest.current(), &merge_operator)?;
         if let Some(operator) = &merge_operator
@@ -570,6 +564,11 @@ fn with_operator(mut options: CompactorOptions, operator: &Operator) -> Compacto
         options.merge_operator = operator.clone();
     }
     options
+}
+
+/// Fails unless `tables` keeps WAL tables where `manifest` says they are.
+pub(super) fn check_wal_store(manifest: &Manifest, tables: &TableStore) -> Result<(), Error> {
+    crate::manifest::check_wal_store(manifest, tables).map_err(Error::from)
 }
 
 /// Fails if `manifest` records a merge operator other than `operator`
