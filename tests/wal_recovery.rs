@@ -317,6 +317,260 @@ fn a_writer_paused_past_the_fence_retention_rechecks_its_epoch() {
     a_paused_writer_resuming_after_gc_acknowledges_nothing(Duration::from_secs(200));
 }
 
+/// Regression (found by the simulation, seed 7 of `tests/sim.rs` once the
+/// open's requests moved): a fenced writer's upload had landed just above
+/// writer B's fence. B paused with its first WAL upload, at that id,
+/// pending; writer C opened, skipped the older table and fenced above it.
+/// B resumed within its epoch lease, replaced the older table as a fenced
+/// writer's leftover, and acknowledged a write that no replay reads. A
+/// replacement must be confirmed by a manifest read after it landed.
+#[test]
+fn a_paused_writer_replacing_a_table_newer_writers_passed_acknowledges_nothing() {
+    let sim = Sim::with_wall_origin(5, support::FAR_FUTURE_MS);
+    let runtime = sim.runtime();
+    sim.block_on(async move {
+        let store: Arc<dyn Store> = Arc::new(ObjectStoreAdapter::in_memory());
+        let plain = |options: DbOptions| {
+            Db::builder("db", store.clone())
+                .runtime(runtime.clone())
+                .options(options)
+                .open()
+        };
+        let first = plain(wal_only_options()).await.expect("writer A opens");
+        first.put("old", "acknowledged by A").await.expect("put");
+        let a_table = wal_ids(&store).await.pop().expect("A's WAL table");
+        first.close().await.expect("close");
+
+        let paused = Arc::new(AtomicBool::new(false));
+        let b_store = PausableStore {
+            inner: store.clone(),
+            runtime: runtime.clone(),
+            paused: paused.clone(),
+        };
+        let b = Db::builder("db", Arc::new(b_store))
+            .runtime(runtime.clone())
+            .options(DbOptions {
+                request_timeout: Duration::from_secs(3600),
+                manifest_poll_interval: Duration::from_secs(3600),
+                ..wal_only_options()
+            })
+            .open()
+            .await
+            .expect("writer B opens");
+        // A's leftover (epoch 1) just above B's fence, where B writes next.
+        let fence: u64 = wal_ids(&store)
+            .await
+            .iter()
+            .filter_map(|path| path.rsplit('/').next()?.strip_suffix(".sst")?.parse().ok())
+            .max()
+            .expect("B's fence");
+        let leftover = store.get(&Path::from(a_table), ByteRange::All).await.expect("get");
+        store
+            .put(
+                &Path::from(format!("db/wal/{:020}.sst", fence + 1)),
+                leftover.bytes,
+                PutMode::Create,
+            )
+            .await
+            .expect("the leftover lands");
+
+        paused.store(true, Ordering::SeqCst);
+        let stalled = runtime.spawn({
+            let b = b.clone();
+            async move { b.put("zombie", "must never be acknowledged").await }
+        });
+        runtime.sleep(Duration::from_millis(50)).await;
+        let c = plain(wal_only_options()).await.expect("writer C opens");
+        c.put("after", "acknowledged by C").await.expect("put");
+        // B runs again well within its epoch lease.
+        paused.store(false, Ordering::SeqCst);
+        let outcome = support::within(&runtime, Duration::from_secs(600), "the stalled write", stalled)
+            .await
+            .expect("task");
+        let error = outcome.expect_err("a fenced writer's write is never acknowledged");
+        assert!(error.is_fenced(), "{error}");
+        c.close().await.expect("close");
+
+        let last = plain(wal_only_options()).await.expect("reopen");
+        assert_eq!(last.get("zombie").await.expect("get"), None);
+        assert_eq!(
+            last.get("old").await.expect("get"),
+            Some(Bytes::from("acknowledged by A"))
+        );
+        assert_eq!(
+            last.get("after").await.expect("get"),
+            Some(Bytes::from("acknowledged by C"))
+        );
+        last.close().await.expect("close");
+    });
+}
+
+/// A store whose writes to one path wait while it is held: a writer's
+/// upload that never lands while its later ones do.
+#[derive(Debug, Clone)]
+struct HeldPath {
+    inner: Arc<dyn Store>,
+    runtime: Runtime,
+    path: Arc<Mutex<Option<Path>>>,
+}
+
+impl Layer for HeldPath {
+    fn around<T: Payload>(
+        &self,
+        op: Op,
+        path: &Path,
+        _requests: Requests,
+        request: impl FnOnce(&dyn Store) -> BoxFuture<'static, StoreResult<T>>,
+    ) -> BoxFuture<'static, StoreResult<T>> {
+        let request = request(&*self.inner);
+        let held = self.path.clone();
+        let (path, runtime) = (path.clone(), self.runtime.clone());
+        async move {
+            // Polling in simulated time: the held upload simply never lands.
+            while op == Op::Put && held.lock().expect("lock").as_ref() == Some(&path) {
+                runtime.sleep(Duration::from_millis(100)).await;
+            }
+            request.await
+        }
+        .boxed()
+    }
+}
+
+/// Regression (found by the simulation, seed 186): writer B's first data
+/// upload met a fenced writer's table and B stopped before replacing it;
+/// B's next upload landed. The next writer skipped the fenced writer's
+/// table but replayed B's later one: a later write came back without the
+/// earlier one, and the first memtable's rows started one sequence number
+/// late, so the L0 writer waited for the missing one forever and every
+/// flush hung.
+#[test]
+fn a_writer_whose_upload_met_a_fenced_writers_table_is_not_replayed_past_it() {
+    let sim = Sim::with_wall_origin(6, support::FAR_FUTURE_MS);
+    let runtime = sim.runtime();
+    sim.block_on(async move {
+        let store: Arc<dyn Store> = Arc::new(ObjectStoreAdapter::in_memory());
+        let plain = || {
+            Db::builder("db", store.clone())
+                .runtime(runtime.clone())
+                .options(wal_only_options())
+                .open()
+        };
+        let first = plain().await.expect("writer A opens");
+        first.put("a", "acknowledged by A").await.expect("put");
+        let a_table = wal_ids(&store).await.pop().expect("A's WAL table");
+        first.close().await.expect("close");
+
+        let held = Arc::new(Mutex::new(None));
+        let b_store = HeldPath {
+            inner: store.clone(),
+            runtime: runtime.clone(),
+            path: held.clone(),
+        };
+        let b = Db::builder("db", Arc::new(b_store))
+            .runtime(runtime.clone())
+            .options(wal_only_options())
+            .open()
+            .await
+            .expect("writer B opens");
+        let fence: u64 = wal_ids(&store)
+            .await
+            .iter()
+            .filter_map(|path| path.rsplit('/').next()?.strip_suffix(".sst")?.parse().ok())
+            .max()
+            .expect("B's fence");
+        // A's leftover where B writes next, and B's replacement held back.
+        let next = Path::from(format!("db/wal/{:020}.sst", fence + 1));
+        let leftover = store.get(&Path::from(a_table), ByteRange::All).await.expect("get");
+        store
+            .put(&next, leftover.bytes, PutMode::Create)
+            .await
+            .expect("the leftover lands");
+        *held.lock().expect("lock") = Some(next);
+        let quick = talusdb::WriteOptions {
+            await_durable: false,
+            ..talusdb::WriteOptions::default()
+        };
+        b.put_with_options("b1", "first", quick).await.expect("put");
+        runtime.sleep(Duration::from_millis(300)).await;
+        b.put_with_options("b2", "second", quick).await.expect("put");
+        let after = Path::from(format!("db/wal/{:020}.sst", fence + 2));
+        support::within(&runtime, Duration::from_secs(60), "B's second upload", async {
+            while store.head(&after).await.is_err() {
+                runtime.sleep(Duration::from_millis(50)).await;
+            }
+        })
+        .await;
+
+        // B stops there; C takes over.
+        let c = plain().await.expect("writer C opens");
+        assert_eq!(
+            c.get("b2").await.expect("get"),
+            None,
+            "no later write without the earlier one"
+        );
+        assert_eq!(c.get("b1").await.expect("get"), None);
+        assert_eq!(c.get("a").await.expect("get"), Some(Bytes::from("acknowledged by A")));
+        c.put("c", "acknowledged by C").await.expect("put");
+        support::within(&runtime, Duration::from_secs(600), "a flush", c.flush_memtable())
+            .await
+            .expect("flush");
+        c.close().await.expect("close");
+        let last = plain().await.expect("reopen");
+        assert_eq!(last.get("b2").await.expect("get"), None);
+        assert_eq!(
+            last.get("c").await.expect("get"),
+            Some(Bytes::from("acknowledged by C"))
+        );
+        last.close().await.expect("close");
+    });
+}
+
+/// Regression: a salvaging open that gave up the first WAL table above L0
+/// replayed rows starting a few sequence numbers late; the L0 writer,
+/// which adds memtables in sequence order, waited for the lost ones and
+/// every flush of that process hung.
+#[test]
+fn a_flush_after_salvaging_the_first_wal_table_completes() {
+    let sim = Sim::with_wall_origin(7, support::FAR_FUTURE_MS);
+    let runtime = sim.runtime();
+    sim.block_on(async move {
+        let store: Arc<dyn Store> = Arc::new(ObjectStoreAdapter::in_memory());
+        let open = |salvage: bool| {
+            Db::builder("db", store.clone())
+                .runtime(runtime.clone())
+                .options(wal_only_options())
+                .salvage(salvage)
+                .open()
+        };
+        let db = open(false).await.expect("open");
+        for n in 0..5 {
+            db.put(format!("key-{n}"), format!("value-{n}")).await.expect("put");
+        }
+        db.close().await.expect("close");
+        // The first table is the open's fence; the next holds key-0.
+        let victim = Path::from(wal_ids(&store).await[1].as_str());
+        let bytes = store.get(&victim, ByteRange::All).await.expect("get").bytes;
+        store
+            .put(&victim, bytes.slice(..bytes.len() / 2), PutMode::Overwrite)
+            .await
+            .expect("truncate");
+
+        let db = open(true).await.expect("a salvaging open opens");
+        assert_eq!(db.salvaged().len(), 1);
+        assert_eq!(db.get("key-0").await.expect("get"), None, "given up");
+        support::within(&runtime, Duration::from_secs(600), "a flush", db.flush_memtable())
+            .await
+            .expect("flush");
+        db.close().await.expect("close");
+        let db = open(false).await.expect("reopen");
+        for n in 1..5 {
+            let got = db.get(format!("key-{n}")).await.expect("get");
+            assert_eq!(got, Some(Bytes::from(format!("value-{n}"))), "key-{n}");
+        }
+        db.close().await.expect("close");
+    });
+}
+
 /// A writer fenced by a newer one collects no garbage: the newer writer's
 /// tables in flight are protected from other processes only by the minimum
 /// age, and a paused writer waking up must not judge them.

@@ -454,9 +454,13 @@ impl DbBuilder {
         };
         let clone_from = self.clone_from.clone();
         let prepared = self.prepare()?;
+        let mut latest = prepared.manifests.read_latest().await?;
         if let Some((source, checkpoint)) = &clone_from {
-            match prepared.manifests.read_latest().await? {
-                None => super::clone::create(&prepared, source, *checkpoint).await?,
+            match &latest {
+                None => {
+                    super::clone::create(&prepared, source, *checkpoint).await?;
+                    latest = prepared.manifests.read_latest().await?;
+                }
                 Some((_, existing)) if existing.sources.iter().any(|entry| entry.root == source.as_ref()) => {}
                 Some(_) => {
                     return Err(Error::invalid(format!(
@@ -479,10 +483,12 @@ impl DbBuilder {
         // Our epoch bump lands after this instant: no newer writer had
         // opened before it.
         let lease = Arc::new(EpochLease::new(runtime.now()));
-        crate::manifest::refuse_lost_manifest(&manifests, &tables).await?;
+        if latest.is_none() {
+            crate::manifest::refuse_lost_manifest(&manifests, &tables).await?;
+        }
         // Refused before our epoch fences anyone.
-        match manifests.read_latest().await? {
-            Some((_, latest)) => check_wal_store(&latest, &tables)?,
+        match latest {
+            Some((_, latest)) => crate::manifest::check_wal_store(&latest, &tables)?,
             // A new database records where its WAL is in its first version,
             // so that no crash leaves it recorded wrong.
             None if tables.has_wal_store() => {
@@ -497,7 +503,7 @@ impl DbBuilder {
             None => {}
         }
         let mut manifest = Fenced::open(manifests.clone(), Role::Writer, IfMissing::Create).await?;
-        check_wal_store(manifest.current(), &tables)?;
+        crate::manifest::check_wal_store(manifest.current(), &tables)?;
         super::clone::adopt_sources(&tables, manifest.current());
         check_merge_operator(manifest.current(), &merge_operator)?;
         if let Some(operator) = &merge_operator
@@ -564,11 +570,6 @@ fn with_operator(mut options: CompactorOptions, operator: &Operator) -> Compacto
         options.merge_operator = operator.clone();
     }
     options
-}
-
-/// Fails unless `tables` keeps WAL tables where `manifest` says they are.
-pub(super) fn check_wal_store(manifest: &Manifest, tables: &TableStore) -> Result<(), Error> {
-    crate::manifest::check_wal_store(manifest, tables).map_err(Error::from)
 }
 
 /// Fails if `manifest` records a merge operator other than `operator`
@@ -701,6 +702,7 @@ impl Recovery {
             uploader,
             WalStart {
                 last_seq: self.recovered.last_seq,
+                flushed_seq: self.manifest.current().last_l0_seq,
                 next_wal_id: self.recovered.next_wal_id,
                 writer_epoch: self.manifest.epoch().unwrap_or(0),
                 lease: self.lease.clone(),

@@ -16,8 +16,17 @@ use crate::store::TableStore;
 #[derive(Debug)]
 pub enum UploadMsg {
     /// Build and upload this frozen memtable; its rows are all in WAL
-    /// tables up to `last_wal_id`.
-    Upload { memtable: Arc<Memtable>, last_wal_id: u64 },
+    /// tables up to `last_wal_id`. It stands for sequence numbers
+    /// `seqs.0 ..= seqs.1`, which the WAL writer assigns back to back from
+    /// one memtable to the next: a sequence number that left no row (a
+    /// replay that skipped a fenced writer's table) still belongs to one
+    /// memtable, so that the L0 writer, which adds them in sequence order,
+    /// never waits for a range nobody uploads.
+    Upload {
+        memtable: Arc<Memtable>,
+        seqs: (u64, u64),
+        last_wal_id: u64,
+    },
 }
 
 #[derive(Debug)]
@@ -37,10 +46,11 @@ impl Actor for Uploader {
     type Error = Error;
 
     async fn handle(&mut self, msg: UploadMsg, _ctx: &mut Context<Self>) -> Result<(), Error> {
-        let UploadMsg::Upload { memtable, last_wal_id } = msg;
-        let Some((first_seq, last_seq)) = memtable.seq_range() else {
-            return Ok(());
-        };
+        let UploadMsg::Upload {
+            memtable,
+            seqs: (first_seq, last_seq),
+            last_wal_id,
+        } = msg;
         let mut builder = self.tables.builder(TableKind::Sorted);
         for row in memtable.iter() {
             builder.add(&row);

@@ -54,6 +54,11 @@ impl EpochLease {
         self.confirmed_ns.fetch_max(nanos(at), Ordering::AcqRel);
     }
 
+    /// Whether a confirmation started at or after `at`.
+    pub fn confirmed_since(&self, at: Duration) -> bool {
+        self.confirmed_ns.load(Ordering::Acquire) >= nanos(at)
+    }
+
     /// Whether uploads observed at `now` may be acknowledged without a new
     /// confirmation.
     pub fn is_fresh(&self, now: Duration) -> bool {
@@ -78,6 +83,11 @@ mod tests {
         lease.confirm(Duration::from_secs(20));
         assert!(lease.is_fresh(Duration::from_secs(50) + WRITER_LEASE));
         assert!(!lease.is_fresh(Duration::from_secs(51) + WRITER_LEASE));
+        assert!(lease.confirmed_since(Duration::from_secs(50)));
+        assert!(
+            !lease.confirmed_since(Duration::from_secs(51)),
+            "a replacement after it needs another"
+        );
         assert!(FENCE_MARKER_RETENTION > WRITER_LEASE * 2, "room for clock skew");
     }
 }

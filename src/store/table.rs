@@ -97,6 +97,12 @@ pub struct WrittenTable {
     pub size: u64,
     /// Its metadata block.
     pub meta: TableMeta,
+    /// Whether it replaced a fenced writer's WAL table of a lower epoch
+    /// ([`WalConflict::ReplaceOlderEpoch`]). A writer paused since its last
+    /// epoch confirmation may have replaced a table that newer writers
+    /// already replayed past: it must read the manifest again, after the
+    /// replacement landed, before it acknowledges anything in this table.
+    pub replaced: bool,
 }
 
 /// A WAL table as read back: its stamp and its rows.
@@ -330,6 +336,7 @@ impl TableStore {
     ) -> Result<WrittenTable> {
         let size = bytes.len() as u64;
         let path = self.path(id);
+        let mut replaced = false;
         match (self.put_table(id, &path, bytes.clone()).await, id) {
             (Err(StoreError::Fenced { path }), TableId::Wal(wal_id)) if conflict == WalConflict::ReplaceOlderEpoch => {
                 let (theirs, ours) = (
@@ -344,13 +351,19 @@ impl TableStore {
                 let store = self.store_for(id);
                 self.with_retries(&path, || store.put(&path, bytes.clone(), PutMode::Overwrite))
                     .await?;
+                replaced = true;
             }
             (outcome, _) => outcome?,
         }
         if let TableId::Compacted(_) = id {
             self.seed_written(id, &bytes, &meta);
         }
-        Ok(WrittenTable { id, size, meta })
+        Ok(WrittenTable {
+            id,
+            size,
+            meta,
+            replaced,
+        })
     }
 
     /// Uploads `bytes` with retries: a conditional create, or a multipart

@@ -16,7 +16,11 @@
 //!   recovery fails with `Corruption` instead of reading past it.
 //! - A table whose writer epoch is below the epoch of a table at a lower id
 //!   is a fenced writer's upload that landed above the new writer's fence:
-//!   it holds nothing anyone acknowledged and is skipped.
+//!   it holds nothing anyone acknowledged and is skipped, and so are the
+//!   new writer's own tables above it (its log has a hole there). A
+//!   recovery that skipped a table moves the replay point above its fence,
+//!   like one that met a hole: a paused writer may still replace the
+//!   skipped table, and no later replay may read it.
 //! - The fence goes above everything listed; when that id is taken the next
 //!   attempts jump ahead (1, 2, 4, 8, ... ids further), so a new writer
 //!   takes over in a few requests however fast the old one writes. Every id
@@ -60,6 +64,8 @@ pub struct Replayed {
     pub last_seq: u64,
     /// WAL tables replayed.
     pub replayed: usize,
+    /// Fenced writers' tables skipped (a lower epoch above a higher one).
+    pub skipped: usize,
 }
 
 /// The WAL tables above the replay point, as far as they have been read.
@@ -195,7 +201,10 @@ impl Log {
         let memtable = Memtable::new();
         let mut last_seq = manifest.last_l0_seq;
         let mut replayed = 0;
+        let mut skipped = 0;
         let mut epoch = 0;
+        // The epoch whose log a skipped table broke.
+        let mut broken: Option<u64> = None;
         let stop = self.first_hole(end).unwrap_or(end + 1);
         for (id, table) in self.tables.range(self.after + 1..stop) {
             // A salvaged table's id holds our filler now: no rows, and its
@@ -203,9 +212,18 @@ impl Log {
             if self.damaged.contains_key(id) {
                 continue;
             }
-            if table.stamp.writer_epoch < epoch {
+            // A fenced writer's table landed where the writer of `epoch`
+            // meant to write next: that writer's log has a hole there, and
+            // nothing of its own above it was acknowledged (it acknowledges
+            // a contiguous prefix). Replaying its later tables would bring
+            // back later writes without an earlier one. A newer writer's
+            // tables (its fence first) go on.
+            if table.stamp.writer_epoch < epoch || Some(table.stamp.writer_epoch) == broken {
+                broken = Some(epoch);
+                skipped += 1;
                 continue;
             }
+            broken = None;
             epoch = table.stamp.writer_epoch;
             for row in &table.rows {
                 if row.seq > manifest.last_l0_seq {
@@ -225,6 +243,7 @@ impl Log {
             memtable,
             last_seq,
             replayed,
+            skipped,
         }
     }
 }
@@ -308,10 +327,13 @@ pub async fn recover(
     fenced.refresh().await?;
     let replayed = log.replay(&manifest, fence - 1);
     // A hole, or a salvaged table (now a filler), would stop the next
-    // replay short of this writer's tables.
+    // replay short of this writer's tables. A skipped fenced writer's table
+    // would be read again by the next replay, and the writer whose fence
+    // lies below it may still replace it (see `WrittenTable::replaced`):
+    // the next replay must not see what this one skipped.
     let stop = match log.first_hole(fence - 1) {
         Some(hole) => Some(hole),
-        None if !salvaged.is_empty() => Some(fence),
+        None if !salvaged.is_empty() || replayed.skipped > 0 => Some(fence),
         None => None,
     };
     let next_wal_id = match stop {
@@ -416,7 +438,7 @@ async fn carry_above_fence(
         replayed_through = carried.durable_through_wal_id,
         fence,
         salvaged = salvaged.len(),
-        "WAL hole or salvaged tables: replayed rows move above the fence"
+        "WAL hole, salvaged or skipped tables: replayed rows move above the fence"
     );
     Ok(fence + 2)
 }

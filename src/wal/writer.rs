@@ -101,9 +101,10 @@ pub enum WalMsg {
     /// The group-commit window after a durable write ended: seal now if
     /// a slot is free.
     SealDue,
+    /// An upload ended; `Ok(true)`: it replaced a fenced writer's table.
     WalUploaded {
         id: u64,
-        result: Result<(), Error>,
+        result: Result<bool, Error>,
     },
     /// A manifest read that started at `started` found this writer epoch
     /// (`None`: no manifest).
@@ -185,6 +186,8 @@ pub struct WalWriter {
     uploader: Addr<UploadMsg, Error>,
     /// The last sequence number assigned.
     last_seq: u64,
+    /// The last sequence number a frozen memtable (or L0) holds.
+    frozen_through_seq: u64,
     buffer: Vec<Row>,
     /// The buffer's range tombstones, in sequence order.
     buffer_ranges: Vec<RangeTombstone>,
@@ -203,6 +206,10 @@ pub struct WalWriter {
     manifests: VersionedStore<Manifest>,
     /// A manifest read confirming the epoch is under way.
     lease_check_running: bool,
+    /// An upload replaced a fenced writer's WAL table at this instant:
+    /// nothing is acknowledged until a manifest read that started later
+    /// confirms the epoch (see [`crate::store::WrittenTable::replaced`]).
+    confirm_after: Option<Duration>,
     /// Durable writes and flushes, by the sequence they wait for.
     waiters: SeqWaiters<u64>,
     memtable: Arc<Memtable>,
@@ -231,6 +238,9 @@ impl std::fmt::Debug for WalWriter {
 #[derive(Debug)]
 pub struct WalStart {
     pub last_seq: u64,
+    /// The highest sequence number already in L0: the first memtable frozen
+    /// holds the ones after it.
+    pub flushed_seq: u64,
     pub next_wal_id: u64,
     pub writer_epoch: u64,
     /// When the writer last confirmed its epoch (see [`EpochLease`]).
@@ -258,6 +268,7 @@ impl WalWriter {
             options,
             uploader,
             last_seq: start.last_seq,
+            frozen_through_seq: start.flushed_seq,
             buffer: Vec::new(),
             buffer_ranges: Vec::new(),
             buffer_bytes: 0,
@@ -270,6 +281,7 @@ impl WalWriter {
             lease: start.lease,
             manifests: start.manifests,
             lease_check_running: false,
+            confirm_after: None,
             waiters: SeqWaiters::default(),
             memtable: start.memtable,
             frozen: VecDeque::new(),
@@ -485,7 +497,7 @@ impl WalWriter {
                         .await;
                     metrics::histogram!(crate::metrics::WAL_UPLOAD_SECONDS)
                         .record((clock.now() - started).as_secs_f64());
-                    written.map(drop).map_err(Error::from)
+                    written.map(|written| written.replaced).map_err(Error::from)
                 },
                 move |result| WalMsg::WalUploaded { id, result },
             );
@@ -501,10 +513,16 @@ impl WalWriter {
     }
 
     /// Moves the durable sequence over the uploaded prefix and answers its
-    /// waiters, once the epoch lease is fresh (else confirms it first).
+    /// waiters, once the epoch lease is fresh and confirmed since any
+    /// replacement (else confirms it first).
     fn release_durable(&mut self, ctx: &mut Context<Self>) {
         let releasable = self.in_flight.values().next().is_some_and(|upload| upload.done);
-        if releasable && !self.lease.is_fresh(ctx.now()) {
+        if let Some(at) = self.confirm_after
+            && self.lease.confirmed_since(at)
+        {
+            self.confirm_after = None;
+        }
+        if releasable && (self.confirm_after.is_some() || !self.lease.is_fresh(ctx.now())) {
             self.check_lease(ctx);
             self.seal_if_awaited(ctx);
             return;
@@ -552,6 +570,8 @@ impl WalWriter {
         let frozen = std::mem::replace(&mut self.memtable, Arc::new(Memtable::new()));
         let last_wal_id = self.next_wal_id - 1;
         let last_seq = self.last_seq;
+        let seqs = (self.frozen_through_seq + 1, last_seq);
+        self.frozen_through_seq = last_seq;
         self.frozen.push_back(FrozenMemtable {
             last_seq,
             bytes: frozen.size(),
@@ -571,6 +591,7 @@ impl WalWriter {
         // The pool's mailbox is unbounded: this never waits.
         let _ = self.uploader.try_send(UploadMsg::Upload {
             memtable: frozen,
+            seqs,
             last_wal_id,
         });
     }
@@ -636,7 +657,12 @@ impl Actor for WalWriter {
                 }
             }
             WalMsg::WalUploaded { id, result } => {
-                result?;
+                if result? {
+                    // A paused writer's lease may still look fresh, but the
+                    // table it replaced may be one that newer writers
+                    // already replayed past: no fence stops it there.
+                    self.confirm_after = Some(ctx.now());
+                }
                 self.uploaded(id, ctx);
             }
             WalMsg::LeaseChecked { started, result } => {

@@ -58,6 +58,9 @@ pub struct ProcessStore {
     dead: Arc<AtomicBool>,
     paused: Arc<AtomicBool>,
     injected: Arc<AtomicU64>,
+    /// Which process store of the world this is (1 for the first made),
+    /// as `TALUS_SIM_VERBOSE` prints it.
+    id: u64,
 }
 
 /// How often a paused process's requests look whether it runs again.
@@ -121,6 +124,12 @@ impl Layer for ProcessStore {
             path.clone(),
         );
         let runtime = self.runtime.clone();
+        // With `TALUS_SIM_VERBOSE`, every write or delete of a WAL table or
+        // a manifest is printed with what came of it.
+        let id = self.id;
+        let verbose = std::env::var_os("TALUS_SIM_VERBOSE").is_some()
+            && matches!(op, Op::Put | Op::Delete | Op::MultipartPart)
+            && (path.as_ref().contains("wal/") || path.as_ref().contains("manifest/"));
         async move {
             if let Some(sleep) = sleep {
                 sleep.await;
@@ -137,9 +146,23 @@ impl Layer for ProcessStore {
                 if reply_lost {
                     let _ = request.await;
                 }
+                if verbose {
+                    eprintln!(
+                        "[{:>10?}] process store {id}: {op:?} {path}: injected fault, reply lost {reply_lost}",
+                        runtime.now()
+                    );
+                }
                 return Err(StoreError::unavailable(op, &path, "injected fault"));
             }
-            request.await
+            let result = request.await;
+            if verbose {
+                eprintln!(
+                    "[{:>10?}] process store {id}: {op:?} {path}: ok {}",
+                    runtime.now(),
+                    result.is_ok()
+                );
+            }
+            result
         }
         .boxed()
     }
@@ -418,6 +441,7 @@ impl World {
             dead: Arc::default(),
             paused: Arc::default(),
             injected: self.injected.clone(),
+            id: self.processes,
         }
     }
 
