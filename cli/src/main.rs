@@ -12,9 +12,11 @@ macro_rules! outln {
 
 mod bench;
 mod commands;
+mod encoding;
 mod out;
 mod stores;
 
+use std::ffi::OsString;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -88,24 +90,33 @@ enum Command {
 /// Commands on one database.
 #[derive(Debug, Subcommand)]
 enum DbCommand {
-    /// Writes KEY = VALUE (durably) and exits.
-    Put { key: String, value: String },
-    /// Prints KEY's value; exits with 1 if it is absent.
-    Get { key: String },
-    /// Deletes KEY (durably).
-    Delete { key: String },
-    /// Prints live keys in order.
-    Scan {
-        /// First key (inclusive).
-        #[arg(long)]
-        start: Option<String>,
-        /// End key (exclusive).
-        #[arg(long)]
-        end: Option<String>,
-        /// At most this many rows.
-        #[arg(long)]
-        limit: Option<usize>,
+    /// Writes KEY = VALUE (durably) and exits. VALUE `-` reads the value
+    /// from stdin and `@FILE` from a file, byte for byte (whatever
+    /// `--value-format` says; give a value that is literally `-` or starts
+    /// with `@` in hex or base64).
+    Put {
+        key: OsString,
+        value: OsString,
+        #[command(flatten)]
+        formats: commands::Formats,
     },
+    /// Prints KEY's value; exits with 1 if it is absent.
+    Get {
+        key: OsString,
+        #[command(flatten)]
+        formats: commands::Formats,
+        /// Read at this live checkpoint instead of the newest state.
+        #[arg(long)]
+        at_checkpoint: Option<String>,
+    },
+    /// Deletes KEY (durably).
+    Delete {
+        key: OsString,
+        #[command(flatten)]
+        formats: commands::Formats,
+    },
+    /// Prints live keys in order, one row per line.
+    Scan(commands::ScanArgs),
     /// Creates the database at `--path` as a clone of the database at
     /// FROM in the same store: it lists FROM's tables without copying
     /// them, and holds a checkpoint in FROM (named `clone <path>`) until
@@ -233,10 +244,14 @@ fn main() -> ExitCode {
                     json,
                 };
                 match command {
-                    DbCommand::Put { key, value } => db.put(key, value).await,
-                    DbCommand::Get { key } => db.get(key).await,
-                    DbCommand::Delete { key } => db.delete(key).await,
-                    DbCommand::Scan { start, end, limit } => db.scan(start, end, limit).await,
+                    DbCommand::Put { key, value, formats } => db.put(&key, &value, formats).await,
+                    DbCommand::Get {
+                        key,
+                        formats,
+                        at_checkpoint,
+                    } => db.get(&key, formats, at_checkpoint).await,
+                    DbCommand::Delete { key, formats } => db.delete(&key, formats).await,
+                    DbCommand::Scan(args) => db.scan(args).await,
                     DbCommand::Clone { from, checkpoint } => db.clone_from(from, checkpoint).await,
                     DbCommand::Manifest { command } => db.manifest(command).await,
                     DbCommand::Checkpoint { command } => db.checkpoint(command).await,

@@ -17,6 +17,13 @@ pub fn line(args: fmt::Arguments<'_>) {
     }
 }
 
+/// Writes `bytes` to stdout as they are, with no newline (see the module).
+pub fn bytes(bytes: &[u8]) {
+    if let Err(error) = io::stdout().lock().write_all(bytes) {
+        fail(&error);
+    }
+}
+
 /// Sends whatever is buffered (see the module).
 pub fn flush() {
     if let Err(error) = io::stdout().flush() {

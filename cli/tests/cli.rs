@@ -539,3 +539,238 @@ fn commands_run_on_the_tokio_executor_too() {
     let output = talus(dir.path(), &["--executor", "rayon", "get", "k"]);
     assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
 }
+
+/// Runs with `input` on stdin.
+fn talus_with_stdin(store: &Path, args: &[&str], input: &[u8]) -> Output {
+    use std::io::Write;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_talus"))
+        .arg("--store")
+        .arg(format!("file://{}", store.display()))
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run talus");
+    let mut stdin = child.stdin.take().expect("stdin");
+    stdin.write_all(input).expect("write stdin");
+    drop(stdin);
+    child.wait_with_output().expect("talus ends")
+}
+
+/// Bytes of every value 0..=255, in a shuffled but fixed order.
+fn binary_bytes(len: usize) -> Vec<u8> {
+    let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 24) as u8
+        })
+        .collect()
+}
+
+#[test]
+fn a_large_binary_value_from_stdin_or_a_file_round_trips_byte_for_byte() {
+    let dir = TempDir::new("cli-large-value");
+    let value = binary_bytes(10 << 20);
+    let put = talus_with_stdin(dir.path(), &["put", "big", "-"], &value);
+    assert!(put.status.success(), "{}", stderr(&put));
+    let got = talus(dir.path(), &["get", "big", "--value-format", "raw"]);
+    assert!(got.status.success(), "{}", stderr(&got));
+    assert!(got.stdout == value, "10 MiB from stdin read back exactly");
+
+    let file = dir.path().join("value.bin");
+    std::fs::write(&file, &value[..1000]).expect("write");
+    ok(dir.path(), &["put", "small", &format!("@{}", file.display())]);
+    let got = talus(dir.path(), &["get", "small", "--value-format", "raw"]);
+    assert_eq!(got.stdout, &value[..1000], "@file read byte for byte");
+    let listed = ok(dir.path(), &["scan", "--values", "len"]);
+    assert_eq!(listed, format!("big\t{}\nsmall\t1000\n", 10 << 20));
+    let missing = talus(dir.path(), &["put", "k", "@/no/such/file"]);
+    assert_eq!(missing.status.code(), Some(2), "{}", stderr(&missing));
+    assert!(one_error_line(&missing).contains("/no/such/file"));
+}
+
+#[test]
+fn binary_keys_round_trip_in_hex_and_base64() {
+    let dir = TempDir::new("cli-binary-keys");
+    // 00 ff 0a 09: not UTF-8, with a newline and a tab in it.
+    ok(dir.path(), &["put", "--key-format", "hex", "0x00ff0a09", "v1"]);
+    ok(
+        dir.path(),
+        &[
+            "put",
+            "--key-format",
+            "base64",
+            "AP8KCQE=",
+            "--value-format",
+            "hex",
+            "cafe",
+        ],
+    );
+    assert_eq!(
+        ok(dir.path(), &["get", "--key-format", "base64", "AP8KCQ=="]).trim(),
+        "v1"
+    );
+    assert_eq!(
+        ok(
+            dir.path(),
+            &["get", "--key-format", "hex", "00ff0a0901", "--value-format", "base64"]
+        )
+        .trim(),
+        "yv4="
+    );
+    let rows = ok(dir.path(), &["scan", "--key-format", "hex", "--value-format", "hex"]);
+    assert_eq!(rows, "00ff0a09\t7631\n00ff0a0901\tcafe\n");
+    // In UTF-8 form, JSON carries bytes that are not UTF-8 as base64.
+    let lines = ok(dir.path(), &["scan", "--format", "jsonl"]);
+    let rows: Vec<Value> = lines.lines().map(json).collect();
+    assert_eq!(rows[0]["key_base64"], "AP8KCQ==");
+    assert_eq!(rows[0]["value"], "v1");
+    assert_eq!(rows[1]["value_base64"], "yv4=");
+    ok(dir.path(), &["delete", "--key-format", "hex", "00ff0a09"]);
+    assert_eq!(
+        talus(dir.path(), &["get", "--key-format", "hex", "00ff0a09"])
+            .status
+            .code(),
+        Some(1)
+    );
+    let bad = talus(dir.path(), &["get", "--key-format", "hex", "abc"]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(one_error_line(&bad).contains("not hex"), "{}", stderr(&bad));
+}
+
+/// The bytes a TSV field of `talus scan` stands for (its documented
+/// escapes).
+fn tsv_unescape(field: &str) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut bytes = field.bytes();
+    while let Some(byte) = bytes.next() {
+        if byte != b'\\' {
+            out.push(byte);
+            continue;
+        }
+        match bytes.next().expect("an escape") {
+            b't' => out.push(b'\t'),
+            b'n' => out.push(b'\n'),
+            b'r' => out.push(b'\r'),
+            b'\\' => out.push(b'\\'),
+            b'x' => {
+                let digits = [bytes.next().expect("digit"), bytes.next().expect("digit")];
+                let digits = std::str::from_utf8(&digits).expect("ascii");
+                out.push(u8::from_str_radix(digits, 16).expect("hex"));
+            }
+            other => panic!("unknown escape \\{}", other as char),
+        }
+    }
+    out
+}
+
+#[test]
+fn scan_tsv_escapes_tabs_newlines_and_bytes_so_every_line_parses_back() {
+    let dir = TempDir::new("cli-tsv");
+    let rows: [(&[u8], &[u8]); 4] = [
+        (b"a\tb", b"line1\nline2"),
+        (b"back\\slash", b"\\t is not a tab"),
+        (b"c\r\n", &[0xff, 0x00, b'x']),
+        (b"plain", "caf\u{e9}".as_bytes()),
+    ];
+    let hex = |bytes: &[u8]| bytes.iter().map(|byte| format!("{byte:02x}")).collect::<String>();
+    for (key, value) in rows {
+        ok(
+            dir.path(),
+            &[
+                "put",
+                "--key-format",
+                "hex",
+                &hex(key),
+                "--value-format",
+                "hex",
+                &hex(value),
+            ],
+        );
+    }
+    let listed = ok(dir.path(), &["scan"]);
+    let mut parsed: Vec<(Vec<u8>, Vec<u8>)> = listed
+        .lines()
+        .map(|line| {
+            let (key, value) = line.split_once('\t').expect("one tab per line");
+            assert!(!value.contains('\t'), "{line}");
+            (tsv_unescape(key), tsv_unescape(value))
+        })
+        .collect();
+    parsed.sort();
+    let mut expected: Vec<(Vec<u8>, Vec<u8>)> =
+        rows.iter().map(|(key, value)| (key.to_vec(), value.to_vec())).collect();
+    expected.sort();
+    assert_eq!(parsed, expected, "{listed}");
+}
+
+#[test]
+fn scan_selects_a_prefix_counts_reverses_and_reads_at_a_checkpoint() {
+    let dir = TempDir::new("cli-scan-options");
+    for key in ["app", "apple", "apricot", "banana", "b"] {
+        ok(dir.path(), &["put", key, &format!("{key}-1")]);
+    }
+    assert_eq!(
+        ok(dir.path(), &["scan", "--prefix", "ap", "--values", "none"]),
+        "app\napple\napricot\n"
+    );
+    assert_eq!(
+        ok(
+            dir.path(),
+            &[
+                "scan",
+                "--prefix",
+                "ap",
+                "--reverse",
+                "--limit",
+                "2",
+                "--values",
+                "none"
+            ]
+        ),
+        "apricot\napple\n"
+    );
+    assert_eq!(ok(dir.path(), &["scan", "--prefix", "b", "--count"]).trim(), "2");
+    assert_eq!(json(&ok(dir.path(), &["scan", "--count", "--json"]))["count"], 5);
+    assert_eq!(
+        ok(dir.path(), &["scan", "--start", "b", "--values", "len"]),
+        "b\t3\nbanana\t8\n"
+    );
+
+    // A writer's checkpoint (it moves what the WAL holds to L0 first).
+    let made = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    support::on_smol(|runtime| {
+        let (root, made) = (dir.path().to_path_buf(), made.clone());
+        async move {
+            let store: std::sync::Arc<dyn talusdb::store::Store> = std::sync::Arc::new(
+                talusdb::store::ObjectStoreAdapter::local_dir(&root, runtime.clone()).expect("a store"),
+            );
+            let db = talusdb::Db::builder("db", store)
+                .runtime(runtime)
+                .open()
+                .await
+                .expect("open");
+            let checkpoint = db.create_checkpoint(Default::default()).await.expect("checkpoint");
+            db.close().await.expect("close");
+            *made.lock().expect("lock") = checkpoint.id.to_string();
+        }
+    });
+    let id = made.lock().expect("lock").clone();
+    ok(dir.path(), &["put", "apple", "apple-2"]);
+    ok(dir.path(), &["delete", "banana"]);
+    assert_eq!(ok(dir.path(), &["get", "apple"]).trim(), "apple-2");
+    assert_eq!(
+        ok(dir.path(), &["get", "apple", "--at-checkpoint", &id]).trim(),
+        "apple-1"
+    );
+    assert_eq!(
+        ok(dir.path(), &["scan", "--start", "b", "--at-checkpoint", &id]),
+        "b\tb-1\nbanana\tbanana-1\n"
+    );
+    let unknown = talus(dir.path(), &["scan", "--at-checkpoint", "01ARZ3NDEKTSV4RRFFQ69G5FAV"]);
+    assert_eq!(unknown.status.code(), Some(2), "{}", stderr(&unknown));
+}
