@@ -366,6 +366,17 @@ impl Target {
         Ok(latest.is_some())
     }
 
+    /// Fails unless a database is at our path: `no database at <path>`
+    /// (exit 2), or a lost manifest (exit 4) when its tables are there
+    /// without one.
+    async fn require_database(&self) -> Result<(), CliError> {
+        if !self.has_manifest().await? {
+            // Opening a reader tells a lost manifest from no database.
+            self.reader().await?.close().await?;
+        }
+        Ok(())
+    }
+
     async fn reader(&self) -> Result<DbReader, CliError> {
         Ok(self.builder().open_read_only().await?)
     }
@@ -614,6 +625,7 @@ impl Target {
         let versions = self.versions::<Manifest>();
         match command {
             ManifestCommand::List => {
+                self.require_database().await?;
                 let ids = versions.ids().await.map_err(Error::from)?;
                 print(self.json, json!({ "versions": ids }), || {
                     ids.iter().map(u64::to_string).collect::<Vec<_>>().join("\n")
@@ -621,7 +633,19 @@ impl Target {
             }
             ManifestCommand::Show { id } => {
                 let (id, manifest) = match id {
-                    Some(id) => (id, versions.read(id).await.map_err(Error::from)?),
+                    Some(id) => match versions.read(id).await {
+                        Ok(manifest) => (id, manifest),
+                        Err(talusdb::manifest::ManifestError::Store(talusdb::store::StoreError::NotFound {
+                            ..
+                        })) => {
+                            self.require_database().await?;
+                            return Err(CliError::Usage(format!(
+                                "no manifest version {id} at {} (`manifest list` lists them)",
+                                self.path
+                            )));
+                        }
+                        Err(error) => return Err(Error::from(error).into()),
+                    },
                     None => versions
                         .read_latest()
                         .await
@@ -695,6 +719,7 @@ impl Target {
 
     pub async fn compactions(&self, command: CompactionsCommand) -> Result<ExitCode, CliError> {
         let CompactionsCommand::List = command;
+        self.require_database().await?;
         let versions = self.versions::<Compactions>();
         let latest = versions.read_latest().await.map_err(Error::from)?;
         let (id, compactions) = latest.unwrap_or_default();

@@ -169,6 +169,17 @@ enum DbCommand {
     Repair,
 }
 
+impl DbCommand {
+    /// Whether the command may create the database (and its directory);
+    /// every other command needs one and creates nothing.
+    fn may_create(&self) -> bool {
+        matches!(
+            self,
+            DbCommand::Put { .. } | DbCommand::Delete { .. } | DbCommand::Clone { .. }
+        )
+    }
+}
+
 /// A failure, and the exit code it gets.
 #[derive(Debug)]
 pub enum CliError {
@@ -186,12 +197,49 @@ impl From<Error> for CliError {
     }
 }
 
+/// The first error of type `T` in `error`'s chain of sources.
+fn find_source<T: std::error::Error + 'static>(error: &Error) -> Option<&T> {
+    let mut current: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(error) = current {
+        if let Some(found) = error.downcast_ref::<T>() {
+            return Some(found);
+        }
+        current = error.source();
+    }
+    None
+}
+
 impl CliError {
+    /// `no database at <path>` for an error that says there is none.
+    fn naming_the_database(self, path: &str) -> CliError {
+        match &self {
+            CliError::Db(error)
+                if matches!(
+                    find_source::<talusdb::manifest::ManifestError>(error),
+                    Some(talusdb::manifest::ManifestError::Missing { .. })
+                ) =>
+            {
+                CliError::Usage(format!("no database at {path}"))
+            }
+            _ => self,
+        }
+    }
+
     fn exit_code(&self) -> u8 {
         match self {
             CliError::Usage(_) => 2,
             CliError::WrongAnswer(_) => 6,
             CliError::Db(error) if error.is_fenced() => 3,
+            // An object the database lists is gone: as damaged as a
+            // corrupt one, and no retry brings it back.
+            CliError::Db(error)
+                if matches!(
+                    find_source::<talusdb::store::StoreError>(error),
+                    Some(talusdb::store::StoreError::NotFound { .. })
+                ) =>
+            {
+                4
+            }
             CliError::Db(error) => match error.kind() {
                 ErrorKind::InvalidArgument => 2,
                 ErrorKind::Corruption | ErrorKind::Unsupported => 4,
@@ -231,6 +279,14 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Bench(args) => bench::run(args, &cli.store, cli.wal_store.as_deref(), &s3, runtime, json).await,
             Command::Db(command) => {
+                let path = cli.path.clone();
+                if !command.may_create()
+                    && let Some(dir) = stores::missing_dir(&cli.store)
+                {
+                    return Err(CliError::Usage(format!(
+                        "no database at {path}: the directory {dir} does not exist"
+                    )));
+                }
                 let store = stores::open(&cli.store, &s3, &runtime)?;
                 let wal_store = match &cli.wal_store {
                     Some(url) => Some(stores::open(url, &s3, &runtime)?),
@@ -261,6 +317,7 @@ fn main() -> ExitCode {
                     DbCommand::Compactor { command } => db.compactor(command).await,
                     DbCommand::Repair => db.repair().await,
                 }
+                .map_err(|error| error.naming_the_database(&path))
             }
         }
     });

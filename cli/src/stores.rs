@@ -40,6 +40,12 @@ pub fn open(url: &str, s3: &S3Flags, runtime: &Runtime) -> Result<Arc<dyn Store>
     )))
 }
 
+/// The directory a local store URL names, if it does not exist.
+pub fn missing_dir(url: &str) -> Option<&str> {
+    let dir = url.strip_prefix("local:").or_else(|| url.strip_prefix("file://"))?;
+    (!dir.is_empty() && !std::path::Path::new(dir).exists()).then_some(dir)
+}
+
 /// The `s3://bucket/prefix` store at `location` (the URL without its scheme).
 #[cfg(feature = "aws")]
 fn s3_store(url: &str, location: &str, s3: &S3Flags) -> Result<Arc<dyn Store>, CliError> {

@@ -774,3 +774,84 @@ fn scan_selects_a_prefix_counts_reverses_and_reads_at_a_checkpoint() {
     let unknown = talus(dir.path(), &["scan", "--at-checkpoint", "01ARZ3NDEKTSV4RRFFQ69G5FAV"]);
     assert_eq!(unknown.status.code(), Some(2), "{}", stderr(&unknown));
 }
+
+#[test]
+fn a_missing_or_truncated_table_and_a_path_with_no_database_get_their_exit_codes() {
+    let dir = TempDir::new("cli-exit-codes");
+    // One L0 table, written through the library.
+    support::on_smol(|runtime| {
+        let root = dir.path().to_path_buf();
+        async move {
+            let store: std::sync::Arc<dyn talusdb::store::Store> = std::sync::Arc::new(
+                talusdb::store::ObjectStoreAdapter::local_dir(&root, runtime.clone()).expect("a store"),
+            );
+            let db = talusdb::Db::builder("db", store)
+                .runtime(runtime)
+                .open()
+                .await
+                .expect("open");
+            for n in 0..200u32 {
+                db.put(format!("key{n:03}"), "v".repeat(50)).await.expect("put");
+            }
+            db.flush_memtable().await.expect("to L0");
+            db.close().await.expect("close");
+        }
+    });
+    let tables: Vec<std::path::PathBuf> = std::fs::read_dir(dir.path().join("db"))
+        .expect("db dir")
+        .map(|entry| entry.expect("entry").path())
+        .filter(|path| {
+            !["manifest", "wal", "compactions"]
+                .iter()
+                .any(|name| path.ends_with(name))
+        })
+        .flat_map(|sub| {
+            std::fs::read_dir(sub)
+                .expect("a table dir")
+                .map(|entry| entry.expect("entry").path())
+        })
+        .filter(|path| path.extension().is_some_and(|ext| ext == "sst"))
+        .collect();
+    assert_eq!(tables.len(), 1, "{tables:?}");
+    let table = &tables[0];
+    let name = table
+        .file_name()
+        .and_then(|name| name.to_str())
+        .expect("name")
+        .to_owned();
+    assert_eq!(ok(dir.path(), &["get", "key007"]).trim(), "v".repeat(50));
+
+    let bytes = std::fs::read(table).expect("read");
+    std::fs::write(table, &bytes[..bytes.len() / 3]).expect("truncate");
+    let truncated = talus(dir.path(), &["get", "key007"]);
+    assert_eq!(truncated.status.code(), Some(4), "{}", stderr(&truncated));
+    assert!(one_error_line(&truncated).contains(&name));
+    std::fs::remove_file(table).expect("remove");
+    let missing = talus(dir.path(), &["scan"]);
+    assert_eq!(missing.status.code(), Some(4), "{}", stderr(&missing));
+    assert!(one_error_line(&missing).contains(&name));
+
+    let unknown = talus(dir.path(), &["manifest", "show", "--id", "9999"]);
+    assert_eq!(unknown.status.code(), Some(2));
+    assert!(one_error_line(&unknown).contains("9999"));
+    for command in [
+        &["manifest", "list"][..],
+        &["compactions", "list"],
+        &["checkpoint", "list"],
+        &["scan"],
+    ] {
+        let args: Vec<&str> = ["--path", "nothing"].iter().chain(command).copied().collect();
+        let output = talus(dir.path(), &args);
+        assert_eq!(output.status.code(), Some(2), "{command:?}: {}", stderr(&output));
+        assert!(
+            one_error_line(&output).contains("no database at nothing"),
+            "{command:?}"
+        );
+    }
+    assert!(!dir.path().join("nothing").exists(), "read commands create nothing");
+    let absent = dir.path().join("absent");
+    let output = talus(&absent, &["get", "k"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(one_error_line(&output).contains("no database at db"));
+    assert!(!absent.exists(), "a read command creates no directory");
+}
