@@ -283,6 +283,12 @@ fn bad_arguments_and_damaged_objects_fail_with_one_clear_line() {
     assert_eq!(output.status.code(), Some(2));
     assert!(one_error_line(&output).contains("nothing-here"));
 
+    for flag in ["--readers", "--writers"] {
+        let output = talus(dir.path(), &["bench", "--store", "memory://", flag, "0"]);
+        assert_eq!(output.status.code(), Some(2), "{flag} 0 is refused");
+        assert!(stderr(&output).contains("at least 1"), "{}", stderr(&output));
+    }
+
     ok(dir.path(), &["put", "k", "v"]);
     // Damage the newest manifest version.
     let manifests = dir.path().join("db").join("manifest");

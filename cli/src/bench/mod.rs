@@ -81,11 +81,11 @@ pub struct BenchArgs {
     /// Bytes per value (at least 12, so values carry their key and version).
     #[arg(long, default_value_t = 100)]
     value_size: usize,
-    /// Concurrent writers.
-    #[arg(long, default_value_t = 4)]
+    /// Concurrent writers (at least 1).
+    #[arg(long, default_value_t = 4, value_parser = at_least_one)]
     writers: usize,
-    /// Concurrent readers.
-    #[arg(long, default_value_t = 4)]
+    /// Concurrent readers (at least 1).
+    #[arg(long, default_value_t = 4, value_parser = at_least_one)]
     readers: usize,
     /// Fraction of gets that ask for an absent key.
     #[arg(long, default_value_t = 0.0)]
@@ -728,4 +728,14 @@ pub async fn run(
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A count of tasks: a whole number of at least 1 (a bench with no writer
+/// or reader would report figures it never measured).
+fn at_least_one(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(count) => Ok(count),
+        Err(error) => Err(error.to_string()),
+    }
 }
