@@ -98,7 +98,7 @@ pub struct WrittenTable {
     /// Its metadata block.
     pub meta: TableMeta,
     /// Whether it replaced a fenced writer's WAL table of a lower epoch
-    /// ([`WalConflict::ReplaceOlderEpoch`]). A writer paused since its last
+    /// (`WalConflict::ReplaceOlderEpoch`). A writer paused since its last
     /// epoch confirmation may have replaced a table that newer writers
     /// already replayed past: it must read the manifest again, after the
     /// replacement landed, before it acknowledges anything in this table.
