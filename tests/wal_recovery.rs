@@ -41,6 +41,39 @@ async fn wal_ids(store: &Arc<dyn Store>) -> Vec<String> {
         .collect()
 }
 
+/// The WAL table writer A leaves after writing `key` and closing: a table
+/// of A's epoch, to plant as a fenced writer's upload.
+async fn first_writers_table(store: &Arc<dyn Store>, runtime: &Runtime, key: &str, value: &str) -> Bytes {
+    let first = Db::builder("db", store.clone())
+        .runtime(runtime.clone())
+        .options(wal_only_options())
+        .open()
+        .await
+        .expect("writer A opens");
+    first.put(key.to_owned(), value.to_owned()).await.expect("put");
+    let table = wal_ids(store).await.pop().expect("A's WAL table");
+    first.close().await.expect("close");
+    store.get(&Path::from(table), ByteRange::All).await.expect("get").bytes
+}
+
+/// Plants `leftover` just above the highest WAL id (the fence of the
+/// writer that opened last), where that writer writes next; returns its
+/// path and the fence.
+async fn plant_above_fence(store: &Arc<dyn Store>, leftover: Bytes) -> (Path, u64) {
+    let fence: u64 = wal_ids(store)
+        .await
+        .iter()
+        .filter_map(|path| path.rsplit('/').next()?.strip_suffix(".sst")?.parse().ok())
+        .max()
+        .expect("a fence");
+    let next = Path::from(format!("db/wal/{:020}.sst", fence + 1));
+    store
+        .put(&next, leftover, PutMode::Create)
+        .await
+        .expect("the leftover lands");
+    (next, fence)
+}
+
 /// Regression: deleting WAL table 40 of 43 (not yet in L0) opened without
 /// error; reads then answered older values and the writer's open filled the
 /// gap, making the loss permanent.
@@ -336,10 +369,7 @@ fn a_paused_writer_replacing_a_table_newer_writers_passed_acknowledges_nothing()
                 .options(options)
                 .open()
         };
-        let first = plain(wal_only_options()).await.expect("writer A opens");
-        first.put("old", "acknowledged by A").await.expect("put");
-        let a_table = wal_ids(&store).await.pop().expect("A's WAL table");
-        first.close().await.expect("close");
+        let leftover = first_writers_table(&store, &runtime, "old", "acknowledged by A").await;
 
         let paused = Arc::new(AtomicBool::new(false));
         let b_store = PausableStore {
@@ -357,22 +387,7 @@ fn a_paused_writer_replacing_a_table_newer_writers_passed_acknowledges_nothing()
             .open()
             .await
             .expect("writer B opens");
-        // A's leftover (epoch 1) just above B's fence, where B writes next.
-        let fence: u64 = wal_ids(&store)
-            .await
-            .iter()
-            .filter_map(|path| path.rsplit('/').next()?.strip_suffix(".sst")?.parse().ok())
-            .max()
-            .expect("B's fence");
-        let leftover = store.get(&Path::from(a_table), ByteRange::All).await.expect("get");
-        store
-            .put(
-                &Path::from(format!("db/wal/{:020}.sst", fence + 1)),
-                leftover.bytes,
-                PutMode::Create,
-            )
-            .await
-            .expect("the leftover lands");
+        plant_above_fence(&store, leftover).await;
 
         paused.store(true, Ordering::SeqCst);
         let stalled = runtime.spawn({
@@ -455,10 +470,7 @@ fn a_writer_whose_upload_met_a_fenced_writers_table_is_not_replayed_past_it() {
                 .options(wal_only_options())
                 .open()
         };
-        let first = plain().await.expect("writer A opens");
-        first.put("a", "acknowledged by A").await.expect("put");
-        let a_table = wal_ids(&store).await.pop().expect("A's WAL table");
-        first.close().await.expect("close");
+        let leftover = first_writers_table(&store, &runtime, "a", "acknowledged by A").await;
 
         let held = Arc::new(Mutex::new(None));
         let b_store = HeldPath {
@@ -472,19 +484,8 @@ fn a_writer_whose_upload_met_a_fenced_writers_table_is_not_replayed_past_it() {
             .open()
             .await
             .expect("writer B opens");
-        let fence: u64 = wal_ids(&store)
-            .await
-            .iter()
-            .filter_map(|path| path.rsplit('/').next()?.strip_suffix(".sst")?.parse().ok())
-            .max()
-            .expect("B's fence");
-        // A's leftover where B writes next, and B's replacement held back.
-        let next = Path::from(format!("db/wal/{:020}.sst", fence + 1));
-        let leftover = store.get(&Path::from(a_table), ByteRange::All).await.expect("get");
-        store
-            .put(&next, leftover.bytes, PutMode::Create)
-            .await
-            .expect("the leftover lands");
+        // B's replacement of A's leftover is held back.
+        let (next, fence) = plant_above_fence(&store, leftover).await;
         *held.lock().expect("lock") = Some(next);
         let quick = talusdb::WriteOptions {
             await_durable: false,

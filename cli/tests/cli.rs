@@ -35,6 +35,26 @@ fn ok(store: &Path, args: &[&str]) -> String {
     stdout(&output)
 }
 
+/// Runs `work` on a library writer (default options) of the database in
+/// `dir`, then closes it.
+fn with_library_writer<F, Fut>(dir: &Path, work: F)
+where
+    F: FnOnce(talusdb::Db) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let root = dir.to_path_buf();
+    support::on_smol(|runtime| async move {
+        let store = talusdb::store::ObjectStoreAdapter::local_dir(&root, runtime.clone()).expect("a store");
+        let db = talusdb::Db::builder("db", std::sync::Arc::new(store))
+            .runtime(runtime)
+            .open()
+            .await
+            .expect("open");
+        work(db.clone()).await;
+        db.close().await.expect("close");
+    });
+}
+
 fn json(text: &str) -> Value {
     serde_json::from_str(text.trim()).unwrap_or_else(|error| panic!("not JSON ({error}): {text}"))
 }
@@ -204,25 +224,13 @@ fn a_closed_pipe_ends_quietly_and_a_full_disk_gives_one_error_line() {
     use std::io::{BufRead, BufReader};
     let dir = TempDir::new("cli-pipes");
     // More rows than a pipe buffers, written through the library.
-    support::on_smol(|runtime| {
-        let root = dir.path().to_path_buf();
-        async move {
-            let store: std::sync::Arc<dyn talusdb::store::Store> = std::sync::Arc::new(
-                talusdb::store::ObjectStoreAdapter::local_dir(&root, runtime.clone()).expect("a store"),
-            );
-            let db = talusdb::Db::builder("db", store)
-                .runtime(runtime)
-                .open()
-                .await
-                .expect("open");
-            for chunk in 0..20u32 {
-                let mut batch = talusdb::WriteBatch::new();
-                for n in 0..500u32 {
-                    batch.put(format!("key{chunk:02}-{n:04}"), "v".repeat(100));
-                }
-                db.write(batch).await.expect("write");
+    with_library_writer(dir.path(), |db| async move {
+        for chunk in 0..20u32 {
+            let mut batch = talusdb::WriteBatch::new();
+            for n in 0..500u32 {
+                batch.put(format!("key{chunk:02}-{n:04}"), "v".repeat(100));
             }
-            db.close().await.expect("close");
+            db.write(batch).await.expect("write");
         }
     });
     let mut scan = Command::new(env!("CARGO_BIN_EXE_talus"))
@@ -749,19 +757,10 @@ fn scan_selects_a_prefix_counts_reverses_and_reads_at_a_checkpoint() {
 
     // A writer's checkpoint (it moves what the WAL holds to L0 first).
     let made = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
-    support::on_smol(|runtime| {
-        let (root, made) = (dir.path().to_path_buf(), made.clone());
+    with_library_writer(dir.path(), |db| {
+        let made = made.clone();
         async move {
-            let store: std::sync::Arc<dyn talusdb::store::Store> = std::sync::Arc::new(
-                talusdb::store::ObjectStoreAdapter::local_dir(&root, runtime.clone()).expect("a store"),
-            );
-            let db = talusdb::Db::builder("db", store)
-                .runtime(runtime)
-                .open()
-                .await
-                .expect("open");
             let checkpoint = db.create_checkpoint(Default::default()).await.expect("checkpoint");
-            db.close().await.expect("close");
             *made.lock().expect("lock") = checkpoint.id.to_string();
         }
     });
@@ -785,23 +784,11 @@ fn scan_selects_a_prefix_counts_reverses_and_reads_at_a_checkpoint() {
 fn a_missing_or_truncated_table_and_a_path_with_no_database_get_their_exit_codes() {
     let dir = TempDir::new("cli-exit-codes");
     // One L0 table, written through the library.
-    support::on_smol(|runtime| {
-        let root = dir.path().to_path_buf();
-        async move {
-            let store: std::sync::Arc<dyn talusdb::store::Store> = std::sync::Arc::new(
-                talusdb::store::ObjectStoreAdapter::local_dir(&root, runtime.clone()).expect("a store"),
-            );
-            let db = talusdb::Db::builder("db", store)
-                .runtime(runtime)
-                .open()
-                .await
-                .expect("open");
-            for n in 0..200u32 {
-                db.put(format!("key{n:03}"), "v".repeat(50)).await.expect("put");
-            }
-            db.flush_memtable().await.expect("to L0");
-            db.close().await.expect("close");
+    with_library_writer(dir.path(), |db| async move {
+        for n in 0..200u32 {
+            db.put(format!("key{n:03}"), "v".repeat(50)).await.expect("put");
         }
+        db.flush_memtable().await.expect("to L0");
     });
     let tables: Vec<std::path::PathBuf> = std::fs::read_dir(dir.path().join("db"))
         .expect("db dir")
