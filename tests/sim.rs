@@ -3,8 +3,10 @@
 //! an in-memory store with seeded latency, request errors and process
 //! crashes, driven by several concurrent clients, with the invariants of
 //! `docs/testing.md` checked as it runs. Clients put (some with a TTL
-//! longer than the run), merge (a list-append operator: a read names every
-//! operand folded since the last put or delete, and each is checked),
+//! that runs out in virtual time: a read after it finds the put deleted,
+//! a snapshot too, and it still hides what it overwrote), merge (a
+//! list-append operator: a read names every operand folded since the last
+//! put or delete, and each is checked),
 //! delete keys one by one and in ranges. A following reader in a process
 //! of its own checks every read it makes against the model and, at the
 //! end, reads exactly what the writer does; even seeds keep the WAL tables
@@ -110,6 +112,89 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 
 // ---------------------------------------------------------------- model
 
+/// When a put with a TTL expires: `ttl_ms` after the WAL writer applied
+/// it, which is after it was issued and before it was acknowledged (by
+/// the runtime's wall clock, in milliseconds).
+#[derive(Debug, Clone, Copy)]
+struct Expiry {
+    ttl_ms: u64,
+    /// Issued at + TTL: it is alive before.
+    earliest: u64,
+    /// Acknowledged at + TTL: it has expired from then on (`None` while
+    /// nobody knows when it was applied).
+    latest: Option<u64>,
+}
+
+impl Expiry {
+    fn issued(ttl: Duration, now_ms: u64) -> Expiry {
+        let ttl_ms = ttl.as_millis() as u64;
+        Expiry {
+            ttl_ms,
+            earliest: now_ms + ttl_ms,
+            latest: None,
+        }
+    }
+
+    /// The write was applied by `now_ms`.
+    fn applied_by(&mut self, now_ms: u64) {
+        let latest = now_ms + self.ttl_ms;
+        self.latest = Some(self.latest.map_or(latest, |known| known.min(latest)));
+    }
+
+    /// Whether a read whose clock reading lies in `window` finds it
+    /// expired (a row expires once the clock reaches its expiry).
+    fn during(&self, window: Window) -> Expired {
+        if window.end_ms < self.earliest {
+            Expired::No
+        } else if self.latest.is_some_and(|latest| latest <= window.start_ms) {
+            Expired::Yes
+        } else {
+            Expired::Maybe
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Expired {
+    No,
+    Yes,
+    Maybe,
+}
+
+/// When a read read the clock: between issuing it and its answer.
+#[derive(Debug, Clone, Copy)]
+struct Window {
+    start_ms: u64,
+    end_ms: u64,
+}
+
+impl Window {
+    fn open(runtime: &Runtime) -> Window {
+        let now = runtime.wall_ms();
+        Window {
+            start_ms: now,
+            end_ms: now,
+        }
+    }
+
+    /// The window closed now.
+    fn close(self, runtime: &Runtime) -> Window {
+        Window {
+            end_ms: runtime.wall_ms(),
+            ..self
+        }
+    }
+}
+
+/// The TTLs of the puts that run out during a run (besides one longer
+/// than any run, which a row carries through the WAL, L0, compaction and
+/// recovery without reaching it).
+const SHORT_TTLS: [Duration; 3] = [
+    Duration::from_millis(300),
+    Duration::from_secs(2),
+    Duration::from_secs(8),
+];
+
 /// The history of one key. Only its owner writes it, one operation at a
 /// time, so its writes are totally ordered by issue. Every value is unique:
 /// `key=index=padding`.
@@ -121,6 +206,8 @@ struct KeyHistory {
     ops: Vec<Option<Bytes>>,
     /// Which writes are merge operands (appended to what is below them).
     merges: Vec<bool>,
+    /// When each put with a TTL may expire.
+    expiries: Vec<Option<Expiry>>,
     /// Writes lost in a crash: they may never be read again.
     lost: Vec<bool>,
     /// The last write acknowledged in the current process.
@@ -133,16 +220,38 @@ struct KeyHistory {
 }
 
 impl KeyHistory {
+    /// The put a read of write `index` folds its operands over (the last
+    /// put or delete before it, skipping writes lost in a crash), if that
+    /// put carries a TTL.
+    fn ttl_base(&self, index: usize) -> Option<Expiry> {
+        let mut at = index;
+        loop {
+            if !self.lost[at] {
+                match &self.ops[at] {
+                    Some(_) if self.merges[at] => {}
+                    Some(_) => return self.expiries[at],
+                    None => return None,
+                }
+            }
+            if at == 0 {
+                return None;
+            }
+            at -= 1;
+        }
+    }
+
     /// What a read returns right after write `index`: its value, or the
     /// operands from the last put or delete before it (skipping writes lost
-    /// in a crash) up to it, appended.
-    fn folded(&self, index: usize) -> Option<Bytes> {
+    /// in a crash) up to it, appended; with `expired`, a put with a TTL
+    /// below them reads as a delete.
+    fn fold(&self, index: usize, expired: bool) -> Option<Bytes> {
         let mut operands: Vec<&[u8]> = Vec::new();
         let mut at = index;
         let base = loop {
             if !self.lost[at] {
                 match &self.ops[at] {
                     Some(value) if self.merges[at] => operands.push(value),
+                    Some(_) if expired && self.expiries[at].is_some() => break None,
                     Some(value) => break Some(value.as_ref()),
                     None => break None,
                 }
@@ -160,15 +269,32 @@ impl KeyHistory {
         Some(Bytes::from(items.join(&b","[..])))
     }
 
-    fn issue(&mut self, value: Option<Bytes>, merge: bool) -> usize {
+    /// Every answer a read during `window` may give for write `index`:
+    /// one, or two while the TTL of the put below it may or may not have
+    /// run out.
+    fn folds(&self, index: usize, window: Window) -> Vec<Option<Bytes>> {
+        match self.ttl_base(index).map(|expiry| expiry.during(window)) {
+            None | Some(Expired::No) => vec![self.fold(index, false)],
+            Some(Expired::Yes) => vec![self.fold(index, true)],
+            Some(Expired::Maybe) => vec![self.fold(index, false), self.fold(index, true)],
+        }
+    }
+
+    fn issue(&mut self, value: Option<Bytes>, merge: bool, expiry: Option<Expiry>) -> usize {
         self.ops.push(value);
         self.merges.push(merge);
+        self.expiries.push(expiry);
         self.lost.push(false);
         self.pending = true;
         self.ops.len() - 1
     }
 
-    fn ack(&mut self, index: usize, durable: bool) {
+    /// Write `index` was acknowledged at `now_ms` (by the runtime's wall
+    /// clock).
+    fn ack(&mut self, index: usize, durable: bool, now_ms: u64) {
+        if let Some(expiry) = &mut self.expiries[index] {
+            expiry.applied_by(now_ms);
+        }
         self.acked = self.acked.max(index);
         if durable {
             self.durable = self.durable.max(index);
@@ -203,6 +329,7 @@ impl Model {
                         owner: client,
                         ops: vec![None],
                         merges: vec![false],
+                        expiries: vec![None],
                         lost: vec![false],
                         acked: 0,
                         durable: 0,
@@ -232,17 +359,17 @@ impl Model {
     }
 
     /// Registers a write before it is issued: its value may be read from
-    /// now on.
-    fn issue_put(&mut self, key: &Bytes, padding: usize) -> (usize, Bytes) {
-        self.issue_value(key, padding, false)
+    /// now on (until `expiry`, if it has a TTL).
+    fn issue_put(&mut self, key: &Bytes, padding: usize, expiry: Option<Expiry>) -> (usize, Bytes) {
+        self.issue_value(key, padding, false, expiry)
     }
 
     /// Registers a merge of an operand made like a put's value.
     fn issue_merge(&mut self, key: &Bytes, padding: usize) -> (usize, Bytes) {
-        self.issue_value(key, padding, true)
+        self.issue_value(key, padding, true, None)
     }
 
-    fn issue_value(&mut self, key: &Bytes, padding: usize, merge: bool) -> (usize, Bytes) {
+    fn issue_value(&mut self, key: &Bytes, padding: usize, merge: bool, expiry: Option<Expiry>) -> (usize, Bytes) {
         let history = self.history(key);
         let index = history.ops.len();
         let value = Bytes::from(format!(
@@ -250,12 +377,22 @@ impl Model {
             String::from_utf8_lossy(key),
             "x".repeat(padding)
         ));
-        history.issue(Some(value.clone()), merge);
+        history.issue(Some(value.clone()), merge, expiry);
         (index, value)
     }
 
     fn issue_delete(&mut self, key: &Bytes) -> usize {
-        self.history(key).issue(None, false)
+        self.history(key).issue(None, false, None)
+    }
+
+    /// No process runs any more: whatever was applied was applied by
+    /// `now_ms`.
+    fn all_applied_by(&mut self, now_ms: u64) {
+        for history in self.keys.values_mut() {
+            for expiry in history.expiries.iter_mut().flatten() {
+                expiry.applied_by(now_ms);
+            }
+        }
     }
 
     /// Everything `client` had acknowledged is durable now (a flush, a
@@ -273,29 +410,23 @@ impl Model {
         self.seen[client].get(key).copied().unwrap_or(0).max(acked)
     }
 
-    /// The write index of `got` as a read of `key`, if it is a value that
-    /// was written and not lost, at or after `floor`.
-    fn place(&self, key: &Bytes, got: Option<&Bytes>, floor: usize) -> Result<usize, String> {
+    /// The write index of `got` as a read of `key` whose clock reading
+    /// lies in `window`, if it is a value that was written and not lost
+    /// (nor expired), at or after `floor`.
+    fn place(&self, key: &Bytes, got: Option<&Bytes>, floor: usize, window: Window) -> Result<usize, String> {
         let history = &self.keys[key];
         match got {
             Some(value) => {
-                let whole = String::from_utf8_lossy(value);
-                // The newest operand (or the put) names the write read.
-                let text = whole.rsplit(',').next().unwrap_or_default().to_owned();
-                let mut parts = text.splitn(3, '=');
-                let (owner_key, index) = (parts.next(), parts.next().and_then(|n| n.parse::<usize>().ok()));
-                let index = match (owner_key, index) {
-                    (Some(owner_key), Some(index)) if owner_key.as_bytes() == &key[..] => index,
-                    _ => return Err(format!("{key:?} read {text:?}, a value never written to it")),
-                };
-                if history.ops.get(index).and_then(Option::as_ref).map(|op| op.as_ref()) != Some(text.as_bytes()) {
-                    return Err(format!("{key:?} read {text:?}, a value never written to it"));
-                }
-                let folded = history.folded(index);
-                if folded.as_ref() != Some(value) {
+                let index = self.index_of(key, value)?;
+                let folds = history.folds(index, window);
+                if !folds.iter().any(|fold| fold.as_ref() == Some(value)) {
+                    let whole = String::from_utf8_lossy(value);
+                    let folds: Vec<Option<String>> = folds
+                        .iter()
+                        .map(|fold| fold.as_ref().map(|bytes| String::from_utf8_lossy(bytes).into_owned()))
+                        .collect();
                     return Err(format!(
-                        "{key:?} read {whole:?}, but the writes up to {index} fold to {:?}",
-                        folded.map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
+                        "{key:?} read {whole:?} in {window:?}, but the writes up to {index} fold to one of {folds:?}"
                     ));
                 }
                 if history.lost[index] {
@@ -308,20 +439,72 @@ impl Model {
                 }
                 Ok(index)
             }
-            None => (floor..history.ops.len())
-                .find(|&index| history.ops[index].is_none() && !history.lost[index])
-                .ok_or_else(|| {
-                    format!(
-                        "{key:?} read nothing, but write {floor} or later was expected and none of them is a delete"
-                    )
-                }),
+            None => self.nothing_read(key, floor, window, false),
         }
     }
 
+    /// The write a read of nothing from `key` is, at or after `floor`: a
+    /// delete or a put whose TTL may have run out, not lost; the first
+    /// such, or with `latest` the last.
+    fn nothing_read(&self, key: &Bytes, floor: usize, window: Window, latest: bool) -> Result<usize, String> {
+        let history = &self.keys[key];
+        let reads_nothing = |index: &usize| !history.lost[*index] && history.folds(*index, window).contains(&None);
+        let found = if latest {
+            (floor..history.ops.len()).rev().find(reads_nothing)
+        } else {
+            (floor..history.ops.len()).find(reads_nothing)
+        };
+        found.ok_or_else(|| {
+            format!(
+                "{key:?} read nothing in {window:?}, but write {floor} or later was expected and none of them \
+                 is a delete or a put that may have expired"
+            )
+        })
+    }
+
+    /// The write a value read from `key` names: the newest operand, or the
+    /// put.
+    fn index_of(&self, key: &Bytes, value: &Bytes) -> Result<usize, String> {
+        let history = &self.keys[key];
+        let whole = String::from_utf8_lossy(value);
+        let text = whole.rsplit(',').next().unwrap_or_default().to_owned();
+        let mut parts = text.splitn(3, '=');
+        let (owner_key, index) = (parts.next(), parts.next().and_then(|n| n.parse::<usize>().ok()));
+        match (owner_key, index) {
+            (Some(owner_key), Some(index))
+                if owner_key.as_bytes() == &key[..]
+                    && history.ops.get(index).and_then(Option::as_ref).map(|op| op.as_ref())
+                        == Some(text.as_bytes()) =>
+            {
+                Ok(index)
+            }
+            _ => Err(format!("{key:?} read {text:?}, a value never written to it")),
+        }
+    }
+
+    /// Whether a snapshot that first read `first` of `key` may read `now`
+    /// during `window`: the same, unless a TTL below it ran out meanwhile.
+    fn snapshot_rereads(&self, key: &Bytes, first: Option<&Bytes>, now: Option<&Bytes>, window: Window) -> bool {
+        if first == now {
+            return true;
+        }
+        let Some(index) = first.and_then(|first| self.index_of(key, first).ok()) else {
+            return false;
+        };
+        let history = &self.keys[key];
+        history
+            .ttl_base(index)
+            .is_some_and(|expiry| expiry.during(window) != Expired::No)
+            && history.fold(index, true).as_ref() == now
+    }
+
     /// Checks a read `client` started with `floor` and remembers it.
-    fn observe(&mut self, client: usize, key: &Bytes, got: Option<&Bytes>, floor: usize, what: &str) {
-        match self.place(key, got, floor) {
+    fn observe(&mut self, client: usize, key: &Bytes, got: Option<&Bytes>, floor: usize, window: Window, what: &str) {
+        match self.place(key, got, floor, window) {
             Ok(index) => {
+                if got.is_none() && self.keys[key].ops[index].is_some() {
+                    self.count("read expired");
+                }
                 let history = &self.keys[key];
                 if history.owner == client && !history.pending && index != history.acked {
                     let message = format!(
@@ -338,9 +521,16 @@ impl Model {
 
     /// After a recovery: `got` is what `key` holds now. It must be at or
     /// after the last durable write; every later write is lost for good.
-    fn recovered(&mut self, key: &Bytes, got: Option<&Bytes>) {
+    fn recovered(&mut self, key: &Bytes, got: Option<&Bytes>, window: Window) {
         let floor = self.keys[key].durable;
-        match self.place(key, got, floor) {
+        // Of several writes that read as nothing, the last: the writes
+        // between them read as nothing either way, and a reader that saw
+        // one of them before the crash may read nothing after it.
+        let placed = match got {
+            Some(_) => self.place(key, got, floor, window),
+            None => self.nothing_read(key, floor, window, true),
+        };
+        match placed {
             Ok(index) => {
                 let history = self.history(key);
                 for lost in &mut history.lost[index + 1..] {
@@ -485,6 +675,14 @@ impl Client {
         }
     }
 
+    /// One of the short TTLs, or one longer than any run.
+    fn ttl(&mut self) -> Duration {
+        match SHORT_TTLS.get(self.dice.next(SHORT_TTLS.len() as u64 + 1) as usize) {
+            Some(ttl) => *ttl,
+            None => Duration::from_secs(30 * 24 * 3600),
+        }
+    }
+
     async fn put(&mut self, durable: bool) -> Going {
         let key = self.own_key();
         let padding = self.dice.next(120) as usize;
@@ -496,15 +694,15 @@ impl Client {
                 (index, result, "merge")
             }
             1 => {
-                // Longer than any run: the row carries an expiry through the
-                // WAL, L0, compaction and recovery without reaching it.
-                let (index, value) = self.model().issue_put(&key, padding);
-                options.ttl = talusdb::Ttl::After(Duration::from_secs(30 * 24 * 3600));
+                let ttl = self.ttl();
+                let expiry = Expiry::issued(ttl, self.runtime.wall_ms());
+                let (index, value) = self.model().issue_put(&key, padding, Some(expiry));
+                options.ttl = talusdb::Ttl::After(ttl);
                 let result = self.db.put_with_options(key.clone(), value, options).await;
                 (index, result, "put with ttl")
             }
             _ => {
-                let (index, value) = self.model().issue_put(&key, padding);
+                let (index, value) = self.model().issue_put(&key, padding, None);
                 let result = self.db.put_with_options(key.clone(), value, options).await;
                 (index, result, "put")
             }
@@ -561,9 +759,16 @@ impl Client {
                 let (index, value) = self.model().issue_merge(&key, padding);
                 batch.merge(key.clone(), value);
                 index
+            } else if self.dice.next(5) == 0 {
+                let padding = self.dice.next(60) as usize;
+                let ttl = self.ttl();
+                let expiry = Expiry::issued(ttl, self.runtime.wall_ms());
+                let (index, value) = self.model().issue_put(&key, padding, Some(expiry));
+                batch.put_with_ttl(key.clone(), value, ttl);
+                index
             } else {
                 let padding = self.dice.next(60) as usize;
-                let (index, value) = self.model().issue_put(&key, padding);
+                let (index, value) = self.model().issue_put(&key, padding, None);
                 batch.put(key.clone(), value);
                 index
             };
@@ -576,12 +781,13 @@ impl Client {
     }
 
     fn acked(&self, written: &[(Bytes, usize)], durable: bool, result: &Result<(), Error>, what: &'static str) {
+        let now_ms = self.runtime.wall_ms();
         let mut model = self.model();
         match result {
             Ok(()) => {
                 model.count(what);
                 for (key, index) in written {
-                    model.history(key).ack(*index, durable);
+                    model.history(key).ack(*index, durable, now_ms);
                 }
             }
             Err(_) => model.count("failed"),
@@ -591,12 +797,14 @@ impl Client {
     async fn get(&mut self) -> Going {
         let key = self.any_key();
         let floor = self.model().floor(self.id, &key);
+        let window = Window::open(&self.runtime);
         let result = self.db.get(&key).await;
+        let window = window.close(&self.runtime);
         let mut model = self.model();
         match &result {
             Ok(got) => {
                 model.count("get");
-                model.observe(self.id, &key, got.as_ref(), floor, "get");
+                model.observe(self.id, &key, got.as_ref(), floor, window, "get");
             }
             Err(_) => model.count("failed"),
         }
@@ -615,7 +823,9 @@ impl Client {
                 .map(|(key, _)| (key.clone(), model.floor(self.id, key)))
                 .collect()
         };
+        let window = Window::open(&self.runtime);
         let rows: Vec<Result<(Bytes, Bytes), Error>> = self.db.scan(start.clone()..end.clone()).collect().await;
+        let window = window.close(&self.runtime);
         let mut model = self.model();
         let mut previous: Option<Bytes> = None;
         for row in &rows {
@@ -635,23 +845,26 @@ impl Client {
                 continue;
             }
             previous = Some(key.clone());
-            model.observe(self.id, key, Some(value), floors[key], "scan");
+            model.observe(self.id, key, Some(value), floors[key], window, "scan");
         }
         model.count("scan");
         true
     }
 
     /// Opens a snapshot and reads some keys, or re-reads an open one's keys
-    /// (they must not have changed) and perhaps drops it.
+    /// (they must not have changed, unless a TTL ran out) and perhaps drops
+    /// it.
     async fn snapshot(&mut self) -> Going {
         let Some((snapshot, first)) = self.snapshot.take() else {
             let snapshot = self.db.snapshot();
             let mut first = Vec::new();
             for _ in 0..4 {
                 let key = self.any_key();
+                let window = Window::open(&self.runtime);
                 match snapshot.get(&key).await {
                     Ok(got) => {
-                        let known = self.model().place(&key, got.as_ref(), 0);
+                        let window = window.close(&self.runtime);
+                        let known = self.model().place(&key, got.as_ref(), 0, window);
                         if let Err(message) = known {
                             self.model()
                                 .violation(format!("client {} snapshot: {message}", self.id));
@@ -665,38 +878,34 @@ impl Client {
             self.model().count("snapshot");
             return true;
         };
-        for (key, expected) in &first {
+        let window = Window::open(&self.runtime);
+        let mut reread = Vec::new();
+        for (key, _) in &first {
             match snapshot.get(key).await {
-                Ok(got) if got == *expected => {}
-                Ok(got) => {
-                    let message = format!(
-                        "client {} snapshot at seq {}: {key:?} read {expected:?}, later {got:?}",
-                        self.id,
-                        snapshot.seq()
-                    );
-                    self.model().violation(message);
-                }
+                Ok(got) => reread.push(got),
                 Err(error) => return !error.is_closed(),
             }
         }
         let rows: Vec<Result<(Bytes, Bytes), Error>> = snapshot.scan::<&[u8]>(..).collect().await;
-        let scanned: Result<BTreeMap<Bytes, Bytes>, Error> = rows.into_iter().collect();
-        match scanned {
-            Ok(scanned) => {
-                for (key, expected) in &first {
-                    if scanned.get(key) != expected.as_ref() {
-                        let message = format!(
-                            "client {} snapshot at seq {}: a scan shows {key:?} as {:?}, a get as {expected:?}",
-                            self.id,
-                            snapshot.seq(),
-                            scanned.get(key)
-                        );
-                        self.model().violation(message);
-                    }
+        let window = window.close(&self.runtime);
+        let scanned: BTreeMap<Bytes, Bytes> = match rows.into_iter().collect() {
+            Ok(scanned) => scanned,
+            Err(error) => return !Error::is_closed(&error),
+        };
+        let mut model = self.model();
+        for ((key, expected), got) in first.iter().zip(&reread) {
+            for (how, got) in [("a get", got.as_ref()), ("a scan", scanned.get(key))] {
+                if !model.snapshot_rereads(key, expected.as_ref(), got, window) {
+                    let message = format!(
+                        "client {} snapshot at seq {}: {key:?} read {expected:?}, later {how} {got:?}",
+                        self.id,
+                        snapshot.seq()
+                    );
+                    model.violation(message);
                 }
             }
-            Err(error) => return !error.is_closed(),
         }
+        drop(model);
         self.model().count("snapshot reread");
         if self.dice.next(2) == 0 {
             self.snapshot = Some((snapshot, first));
@@ -769,10 +978,12 @@ async fn follow(
         for _ in 0..4 {
             let key = &keys[dice.next(keys.len() as u64) as usize];
             let floor = seen.get(key).copied().unwrap_or(0);
+            let window = Window::open(&runtime);
             match reader.get(key).await {
                 Ok(got) => {
+                    let window = window.close(&runtime);
                     let mut model = lock(&model);
-                    match model.place(key, got.as_ref(), floor) {
+                    match model.place(key, got.as_ref(), floor, window) {
                         Ok(index) => {
                             model.count("reader read");
                             seen.insert(key.clone(), index);
@@ -845,6 +1056,7 @@ async fn check_recovery(db: &Db, model: &Shared, runtime: &Runtime) -> Result<()
     let keys: Vec<Bytes> = lock(model).keys.keys().cloned().collect();
     for key in keys {
         let mut attempts = 0;
+        let window = Window::open(runtime);
         let got = loop {
             match db.get(&key).await {
                 Ok(got) => break got,
@@ -855,7 +1067,7 @@ async fn check_recovery(db: &Db, model: &Shared, runtime: &Runtime) -> Result<()
                 }
             }
         };
-        lock(model).recovered(&key, got.as_ref());
+        lock(model).recovered(&key, got.as_ref(), window.close(runtime));
     }
     for seen in &mut lock(model).seen {
         seen.clear();
@@ -894,6 +1106,7 @@ async fn live(
         runtime,
         format_args!("opened, {} deliveries so far", recorder.deliveries()),
     );
+
     if check_recovery(&db, model, runtime).await.is_err() {
         lock(model).count("recovery check interrupted");
         return db;
@@ -1096,7 +1309,7 @@ async fn zombie_writes(db: Db, model: Shared, owner: usize, half: u64, mut dice:
     loop {
         let key = key_of(owner, half * per_half + dice.next(per_half));
         let padding = dice.next(40) as usize;
-        let (index, value) = lock(&model).issue_put(&key, padding);
+        let (index, value) = lock(&model).issue_put(&key, padding, None);
         let result = db
             .put_with_options(
                 key.clone(),
@@ -1112,7 +1325,7 @@ async fn zombie_writes(db: Db, model: Shared, owner: usize, half: u64, mut dice:
             match result {
                 Ok(_) => {
                     model.count("zombie put");
-                    model.history(&key).ack(index, true);
+                    model.history(&key).ack(index, true, runtime.wall_ms());
                     false
                 }
                 Err(error) => {
@@ -1142,13 +1355,15 @@ async fn finish(
     crashes: u64,
 ) -> Outcome {
     world.set_faults(Faults::default());
+    // Every process but this one is gone, and this one's clients are done.
+    lock(model).all_applied_by(runtime.wall_ms());
     db.flush().await.expect("flush after healing");
-    exact_check(&db, model, "before closing").await;
+    exact_check(&db, model, runtime, "before closing").await;
     let stats = db.stats();
     db.close().await.expect("close");
     drop(db);
     let db = open(&mut world, runtime, recorder, None).await;
-    exact_check(&db, model, "after reopening").await;
+    exact_check(&db, model, runtime, "after reopening").await;
     // The reader, caught up, reads what the writer does.
     let reader = match reader {
         Some(reader) => reader,
@@ -1160,6 +1375,10 @@ async fn finish(
                 .expect("open a reader on a healed store")
         }
     };
+    // No TTL runs out between the reader's read and the writer's.
+    runtime
+        .sleep(SHORT_TTLS[SHORT_TTLS.len() - 1] + Duration::from_secs(1))
+        .await;
     reader.refresh().await.expect("the reader catches up");
     let keys: Vec<Bytes> = lock(model).keys.keys().cloned().collect();
     for key in &keys {
@@ -1206,15 +1425,17 @@ async fn finish(
 
 /// Every key holds exactly its last acknowledged write (or, if a later
 /// write failed, that one or a later one).
-async fn exact_check(db: &Db, model: &Shared, when: &str) {
+async fn exact_check(db: &Db, model: &Shared, runtime: &Runtime, when: &str) {
     let keys: Vec<Bytes> = lock(model).keys.keys().cloned().collect();
     for key in keys {
+        let window = Window::open(runtime);
         let got = db.get(&key).await.expect("get with a healed store");
+        let window = window.close(runtime);
         let mut model = lock(model);
         let history = &model.keys[&key];
         let floor = history.acked;
         let exact = !history.pending;
-        match model.place(&key, got.as_ref(), floor) {
+        match model.place(&key, got.as_ref(), floor, window) {
             Ok(index) if exact && index != floor => {
                 model.violation(format!("{when}: {key:?} holds write {index}, its last was {floor}"))
             }
