@@ -21,8 +21,10 @@ use talusdb::{Db, DbBuilder, DbOptions, DbReader, Error, GcOptions};
 use crate::CliError;
 
 mod keys;
+mod transfer;
 
 pub use keys::{Formats, ScanArgs};
+pub use transfer::{ExportArgs, ImportArgs};
 
 #[derive(Debug, Subcommand)]
 pub enum ManifestCommand {

@@ -85,7 +85,6 @@ pub fn tsv_escape(bytes: &[u8]) -> String {
 
 /// The bytes a field written by [`tsv_escape`] stands for; `None` for a
 /// malformed escape.
-#[cfg(test)]
 pub fn tsv_unescape(field: &str) -> Option<Vec<u8>> {
     let mut out = Vec::with_capacity(field.len());
     let mut bytes = field.bytes();

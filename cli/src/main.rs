@@ -117,6 +117,12 @@ enum DbCommand {
     },
     /// Prints live keys in order, one row per line.
     Scan(commands::ScanArgs),
+    /// Writes every live row (of the newest state, or of a checkpoint) as
+    /// JSON Lines, TSV or CSV, consistently: one pinned version.
+    Export(commands::ExportArgs),
+    /// Writes the rows of a file (or stdin) in the format `export` wrote,
+    /// in batches, then makes them durable; prints the count.
+    Import(commands::ImportArgs),
     /// Creates the database at `--path` as a clone of the database at
     /// FROM in the same store: it lists FROM's tables without copying
     /// them, and holds a checkpoint in FROM (named `clone <path>`) until
@@ -175,7 +181,7 @@ impl DbCommand {
     fn may_create(&self) -> bool {
         matches!(
             self,
-            DbCommand::Put { .. } | DbCommand::Delete { .. } | DbCommand::Clone { .. }
+            DbCommand::Put { .. } | DbCommand::Delete { .. } | DbCommand::Clone { .. } | DbCommand::Import(_)
         )
     }
 }
@@ -308,6 +314,8 @@ fn main() -> ExitCode {
                     } => db.get(&key, formats, at_checkpoint).await,
                     DbCommand::Delete { key, formats } => db.delete(&key, formats).await,
                     DbCommand::Scan(args) => db.scan(args).await,
+                    DbCommand::Export(args) => db.export(args).await,
+                    DbCommand::Import(args) => db.import(args).await,
                     DbCommand::Clone { from, checkpoint } => db.clone_from(from, checkpoint).await,
                     DbCommand::Manifest { command } => db.manifest(command).await,
                     DbCommand::Checkpoint { command } => db.checkpoint(command).await,

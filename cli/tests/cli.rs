@@ -848,3 +848,131 @@ fn a_missing_or_truncated_table_and_a_path_with_no_database_get_their_exit_codes
     assert!(one_error_line(&output).contains("no database at db"));
     assert!(!absent.exists(), "a read command creates no directory");
 }
+
+/// Rows that every export format must carry exactly: keys with tabs,
+/// newlines, commas, quotes and bytes that are not UTF-8, binary values
+/// (one of 1 MiB), and a deleted key that must not come back.
+fn transfer_rows() -> Vec<(Vec<u8>, Vec<u8>)> {
+    let mut rows: Vec<(Vec<u8>, Vec<u8>)> = (0..1500)
+        .map(|n| (format!("key-{n:05}").into_bytes(), format!("value {n}").into_bytes()))
+        .collect();
+    rows.push((b"tab\there".to_vec(), b"line\nbreak, \"quoted\"".to_vec()));
+    rows.push((vec![0xff, 0x00, b'\\', b'\r'], binary_bytes(300)));
+    rows.push((b"large".to_vec(), binary_bytes(1 << 20)));
+    rows.push((b"empty value".to_vec(), Vec::new()));
+    rows
+}
+
+#[test]
+fn an_import_of_an_export_reproduces_the_database_in_every_format() {
+    let dir = TempDir::new("cli-transfer");
+    let rows = transfer_rows();
+    let written = rows.clone();
+    with_library_writer(dir.path(), |db| async move {
+        for (key, value) in written {
+            db.put(key, value).await.expect("put");
+        }
+        db.put("gone", "deleted before the export").await.expect("put");
+        db.delete("gone").await.expect("delete");
+    });
+    let mut expected = rows.clone();
+    expected.sort();
+    let cases = [
+        ("jsonl", "utf8", "utf8"),
+        ("tsv", "utf8", "utf8"),
+        ("csv", "hex", "base64"),
+        ("jsonl", "base64", "hex"),
+    ];
+    for (n, (format, keys, values)) in cases.into_iter().enumerate() {
+        let exported = dir.path().join(format!("export-{n}.{format}"));
+        let exported = exported.to_str().expect("a UTF-8 path");
+        let flags = ["--format", format, "--key-format", keys, "--value-format", values];
+        let summary = json(&ok(
+            dir.path(),
+            &[&["--json", "export", "--output", exported][..], &flags].concat(),
+        ));
+        assert_eq!(summary["exported"], expected.len(), "{format}");
+        let copy = format!("copy-{n}");
+        let imported = json(&ok(
+            dir.path(),
+            &[&["--json", "--path", &copy, "import", exported][..], &flags].concat(),
+        ));
+        assert_eq!(imported["imported"], expected.len(), "{format}");
+        let again = dir.path().join(format!("again-{n}.{format}"));
+        let again = again.to_str().expect("a UTF-8 path");
+        ok(
+            dir.path(),
+            &[&["--path", &copy, "export", "--output", again][..], &flags].concat(),
+        );
+        let (first, second) = (
+            std::fs::read(exported).expect("read"),
+            std::fs::read(again).expect("read"),
+        );
+        assert!(
+            first == second,
+            "{format} {keys} {values}: the copy exports differently"
+        );
+    }
+    // Each row of the copy, read back through the library, is the row
+    // written.
+    let root = dir.path().to_path_buf();
+    support::on_smol(|runtime| async move {
+        let store = talusdb::store::ObjectStoreAdapter::local_dir(&root, runtime.clone()).expect("a store");
+        let reader = talusdb::Db::builder("copy-2", std::sync::Arc::new(store))
+            .runtime(runtime)
+            .open_read_only()
+            .await
+            .expect("open the copy");
+        use futures::StreamExt;
+        let read: Vec<(Vec<u8>, Vec<u8>)> = reader
+            .scan::<&[u8]>(..)
+            .map(|row| {
+                let (key, value) = row.expect("a row");
+                (key.to_vec(), value.to_vec())
+            })
+            .collect()
+            .await;
+        assert!(read == expected, "the CSV copy holds other rows");
+        reader.close().await.expect("close");
+    });
+
+    // Through a pipe: stdout into stdin.
+    let piped = talus(dir.path(), &["export"]);
+    assert!(piped.status.success(), "{}", stderr(&piped));
+    assert!(stderr(&piped).contains(&format!("exported {} rows", rows.len())));
+    let imported = talus_with_stdin(dir.path(), &["--path", "piped", "import", "-"], &piped.stdout);
+    assert!(imported.status.success(), "{}", stderr(&imported));
+    let again = talus(dir.path(), &["--path", "piped", "export"]);
+    assert!(again.stdout == piped.stdout, "the piped copy exports differently");
+}
+
+#[test]
+fn an_import_stops_at_a_malformed_row_and_names_its_line() {
+    let dir = TempDir::new("cli-import-errors");
+    let input = b"{\"key\":\"a\",\"value\":\"1\"}\n{\"key\":\"b\",\"value\":\"2\"}\n\n{\"key\":\"c\"}\n";
+    let output = talus_with_stdin(dir.path(), &["import", "--batch-rows", "1"], input);
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    let lines: Vec<String> = stderr(&output).lines().map(str::to_owned).collect();
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert_eq!(lines[0], "imported 2 rows before the error");
+    assert!(lines[1].starts_with("error: input line 4:"), "{lines:?}");
+    assert_eq!(ok(dir.path(), &["get", "b"]).trim(), "2", "the rows before it stay");
+    let csv = talus_with_stdin(dir.path(), &["import", "--format", "csv"], b"name,value\nx,1\n");
+    assert_eq!(csv.status.code(), Some(2));
+    assert!(
+        one_error_line(&csv).contains("header must be key,value"),
+        "{}",
+        stderr(&csv)
+    );
+    let tsv = talus_with_stdin(
+        dir.path(),
+        &["--path", "new", "import", "--format", "tsv"],
+        b"k\tbad\\q\n",
+    );
+    assert_eq!(tsv.status.code(), Some(2));
+    assert!(one_error_line(&tsv).contains("input line 1"), "{}", stderr(&tsv));
+    assert!(
+        !dir.path().join("new").exists(),
+        "an input wrong from its start creates nothing"
+    );
+}

@@ -84,7 +84,7 @@ pub struct ScanArgs {
 }
 
 /// `bytes` as a TSV field in `encoding`.
-fn tsv_field(bytes: &[u8], encoding: Encoding) -> String {
+pub(super) fn tsv_field(bytes: &[u8], encoding: Encoding) -> String {
     match encoding {
         Encoding::Utf8 | Encoding::Raw => tsv_escape(bytes),
         encoding => encoding.encode_text(bytes).unwrap_or_default(),
@@ -93,7 +93,7 @@ fn tsv_field(bytes: &[u8], encoding: Encoding) -> String {
 
 /// Adds `bytes` to `row` as `name` in `encoding`, or as `<name>_base64`
 /// when UTF-8 form was asked for and the bytes are not UTF-8.
-fn json_field(row: &mut serde_json::Map<String, Value>, name: &str, bytes: &[u8], encoding: Encoding) {
+pub(super) fn json_field(row: &mut serde_json::Map<String, Value>, name: &str, bytes: &[u8], encoding: Encoding) {
     match encoding.encode_text(bytes) {
         Some(text) => row.insert(name.to_owned(), Value::String(text)),
         None => row.insert(format!("{name}_base64"), Value::String(base64_encode(bytes))),
@@ -155,7 +155,7 @@ impl Target {
 
     /// A reader of the newest state, or of checkpoint `at` and nothing
     /// else.
-    async fn reader_at(&self, at: Option<&str>) -> Result<DbReader, CliError> {
+    pub(super) async fn reader_at(&self, at: Option<&str>) -> Result<DbReader, CliError> {
         match at {
             None => self.reader().await,
             Some(id) => {
