@@ -69,7 +69,7 @@ pub mod internals;
 pub use compactor::{Compactor, CompactorOptions};
 pub use db::{
     CloseOptions, Db, DbBuilder, DbIterator, DbOptions, DbReader, DbStats, Durability, IsolationLevel, MemoryStats,
-    ReadOptions, ReaderOptions, ScanOptions, ScanOrder, Snapshot, Transaction, TreeShape, Ttl, WriteBatch,
+    ReadOptions, ReaderOptions, Restored, ScanOptions, ScanOrder, Snapshot, Transaction, TreeShape, Ttl, WriteBatch,
     WriteOptions, WriteReceipt,
 };
 pub use error::{Error, ErrorKind};

@@ -7,7 +7,6 @@
 
 mod support;
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,7 +20,7 @@ use talusdb::{Db, ErrorKind, GcMode};
 /// that hold no checkpoint (15 min).
 const PAST_INPUT_PROTECTION: Duration = Duration::from_secs(16 * 60);
 
-type Model = BTreeMap<String, String>;
+use support::{TextModel as Model, check_model, write_model};
 
 fn versions(store: &Arc<dyn Store>, runtime: &Runtime, root: &str) -> VersionedStore<Manifest> {
     VersionedStore::new(
@@ -54,34 +53,6 @@ async fn open(store: &Arc<dyn Store>, runtime: &Runtime, root: &str, clone_of: O
     builder.open().await.expect("open")
 }
 
-async fn check(db: &Db, model: &Model, what: &str) {
-    let rows: Model = support::text_rows(db.scan::<&str>(..))
-        .await
-        .unwrap_or_else(|error| panic!("{what}: a scan failed: {error}"));
-    assert_eq!(&rows, model, "{what}: a whole scan");
-    for (key, value) in model.iter().step_by(17) {
-        assert_eq!(
-            db.get(key).await.expect("get").as_deref(),
-            Some(value.as_bytes()),
-            "{what}: {key}"
-        );
-    }
-}
-
-async fn write(db: &Db, model: &mut Model, random: &mut support::Gen, label: &str, count: usize) {
-    for _ in 0..count {
-        let key = format!("k{:03}", random.next(400));
-        if random.next(8) == 0 {
-            db.delete(key.clone()).await.expect("delete");
-            model.remove(&key);
-        } else {
-            let value = format!("{label} {}", "x".repeat(random.next(120) as usize));
-            db.put(key.clone(), value.clone()).await.expect("put");
-            model.insert(key, value);
-        }
-    }
-}
-
 /// Sorted-table objects under `root`.
 async fn objects(store: &Arc<dyn Store>, root: &str) -> Vec<String> {
     let listed = store
@@ -107,9 +78,9 @@ fn a_clone_diverges_from_its_source_and_both_survive_compaction_and_collection_o
             let mut random = support::Gen(seed);
             let source = open(&store, &runtime, "src", None).await;
             let mut source_model = Model::new();
-            write(&source, &mut source_model, &mut random, "first", 400).await;
+            write_model(&source, &mut source_model, &mut random, "first", 400).await;
             source.compact().await.expect("a sorted run");
-            write(&source, &mut source_model, &mut random, "second", 100).await;
+            write_model(&source, &mut source_model, &mut random, "second", 100).await;
             let named = source
                 .create_checkpoint(CheckpointOptions {
                     name: Some("for the copy".into()),
@@ -121,13 +92,13 @@ fn a_clone_diverges_from_its_source_and_both_survive_compaction_and_collection_o
             // Durable writes after the checkpoint, still in the WAL: the
             // clone at the checkpoint has none of them, the clone of the
             // newest state has them all.
-            write(&source, &mut source_model, &mut random, "third", 50).await;
+            write_model(&source, &mut source_model, &mut random, "third", 50).await;
             let copy = open(&store, &runtime, "copy", Some(("src", Some(named.id)))).await;
             let now = open(&store, &runtime, "now", Some(("src", None))).await;
             let mut copy_model = at_checkpoint;
             let mut now_model = source_model.clone();
-            check(&copy, &copy_model, "the clone at the checkpoint").await;
-            check(&now, &now_model, "the clone of the newest state").await;
+            check_model(&copy, &copy_model, "the clone at the checkpoint").await;
+            check_model(&now, &now_model, "the clone of the newest state").await;
 
             let copy_manifest = latest(&store, &runtime, "copy").await;
             assert_eq!(copy_manifest.sources.len(), 1, "{:?}", copy_manifest.sources);
@@ -172,14 +143,14 @@ fn a_clone_diverges_from_its_source_and_both_survive_compaction_and_collection_o
 
             // Both diverge, compact and collect with no minimum age.
             for round in 0..3 {
-                write(&source, &mut source_model, &mut random, &format!("src {round}"), 150).await;
-                write(&copy, &mut copy_model, &mut random, &format!("copy {round}"), 150).await;
-                write(&now, &mut now_model, &mut random, &format!("now {round}"), 30).await;
+                write_model(&source, &mut source_model, &mut random, &format!("src {round}"), 150).await;
+                write_model(&copy, &mut copy_model, &mut random, &format!("copy {round}"), 150).await;
+                write_model(&now, &mut now_model, &mut random, &format!("now {round}"), 30).await;
                 let source_report = compact_and_collect(&source, &runtime).await;
                 assert!(source_report.released.is_empty());
-                check(&source, &source_model, &format!("round {round}: the source")).await;
-                check(&copy, &copy_model, &format!("round {round}: the clone")).await;
-                check(&now, &now_model, &format!("round {round}: the second clone")).await;
+                check_model(&source, &source_model, &format!("round {round}: the source")).await;
+                check_model(&copy, &copy_model, &format!("round {round}: the clone")).await;
+                check_model(&now, &now_model, &format!("round {round}: the second clone")).await;
             }
             // The source's collector kept what the clones list.
             let kept = objects(&store, "src").await;
@@ -221,16 +192,16 @@ fn a_clone_diverges_from_its_source_and_both_survive_compaction_and_collection_o
                 objects(&store, "src").await.len() < before,
                 "seed {seed}: the source collected the tables the clone let go"
             );
-            check(&source, &source_model, "the source at the end").await;
-            check(&copy, &copy_model, "the clone at the end").await;
-            check(&now, &now_model, "the second clone at the end").await;
+            check_model(&source, &source_model, "the source at the end").await;
+            check_model(&copy, &copy_model, "the clone at the end").await;
+            check_model(&now, &now_model, "the second clone at the end").await;
             for db in [&copy, &now, &source] {
                 db.close().await.expect("close");
             }
             // Reopened, the clone is the clone (`clone_from` again is a
             // no-op for a clone of that source).
             let copy = open(&store, &runtime, "copy", Some(("src", None))).await;
-            check(&copy, &copy_model, "the clone reopened").await;
+            check_model(&copy, &copy_model, "the clone reopened").await;
             copy.close().await.expect("close");
         });
     }
@@ -243,13 +214,13 @@ fn a_clone_of_a_clone_pins_every_database_it_lists_tables_from() {
         let mut random = support::Gen(11);
         let source = open(&store, &runtime, "a", None).await;
         let mut model = Model::new();
-        write(&source, &mut model, &mut random, "in a", 300).await;
+        write_model(&source, &mut model, &mut random, "in a", 300).await;
         source.compact().await.expect("compact");
         let middle = open(&store, &runtime, "b", Some(("a", None))).await;
-        write(&middle, &mut model, &mut random, "in b", 60).await;
+        write_model(&middle, &mut model, &mut random, "in b", 60).await;
         middle.flush_memtable().await.expect("b's own L0 table");
         let last = open(&store, &runtime, "c", Some(("b", None))).await;
-        check(&last, &model, "the clone of the clone").await;
+        check_model(&last, &model, "the clone of the clone").await;
         let sources = latest(&store, &runtime, "c").await.sources;
         let roots: Vec<&str> = sources.iter().map(|source| source.root.as_str()).collect();
         assert_eq!(roots, ["b", "a"], "{sources:?}");
@@ -266,9 +237,9 @@ fn a_clone_of_a_clone_pins_every_database_it_lists_tables_from() {
         // in a: the version of b that c pins lists them.
         let released = compact_and_collect(&middle, &runtime).await.released;
         assert_eq!(released, [], "c's version of b still lists a's tables");
-        write(&source, &mut Model::new(), &mut random, "later in a", 300).await;
+        write_model(&source, &mut Model::new(), &mut random, "later in a", 300).await;
         compact_and_collect(&source, &runtime).await;
-        check(&last, &model, "the clone of the clone after b and a collected").await;
+        check_model(&last, &model, "the clone of the clone after b and a collected").await;
         // c lets go of both; then b of a; then a collects what they
         // kept, and c still reads everything.
         let released = compact_and_collect(&last, &runtime).await.released;
@@ -281,7 +252,7 @@ fn a_clone_of_a_clone_pins_every_database_it_lists_tables_from() {
             objects(&store, "a").await.len() < before,
             "a collected what the clones let go"
         );
-        check(&last, &model, "the clone of the clone at the end").await;
+        check_model(&last, &model, "the clone of the clone at the end").await;
         for db in [&last, &middle, &source] {
             db.close().await.expect("close");
         }

@@ -16,9 +16,10 @@ use talusdb::manifest::{
     VersionedOptions, VersionedStore,
 };
 use talusdb::store::{Store, Ulid};
-use talusdb::{Db, DbBuilder, DbOptions, DbReader, Error, GcOptions};
+use talusdb::{Db, DbBuilder, DbOptions, DbReader, Error, GcOptions, Restored};
 
 use crate::CliError;
+use crate::human::{parse_duration, rfc3339};
 
 mod keys;
 mod transfer;
@@ -47,22 +48,38 @@ pub enum CompactionsCommand {
 pub enum CheckpointCommand {
     /// Pins the current manifest version (what is in L0 and sorted runs).
     Create {
-        /// Expires after this many seconds (default: never).
-        #[arg(long)]
-        lifetime_s: Option<u64>,
+        /// Expires after this long: `90s`, `15m`, `7d`, a number of
+        /// seconds (default: never).
+        #[arg(long, alias = "lifetime-s", value_parser = parse_duration)]
+        lifetime: Option<Duration>,
         #[arg(long)]
         name: Option<String>,
     },
     /// Lists live checkpoints.
-    List,
-    /// Moves a checkpoint's expiry to `--lifetime-s` from now.
+    List {
+        /// Only those with this name.
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// Moves a checkpoint's expiry to `--lifetime` from now.
     Refresh {
         id: String,
-        #[arg(long)]
-        lifetime_s: u64,
+        /// `90s`, `15m`, `7d`, a number of seconds.
+        #[arg(long, alias = "lifetime-s", value_parser = parse_duration)]
+        lifetime: Duration,
     },
     /// Removes a checkpoint.
     Delete { id: String },
+    /// Makes a live checkpoint's state the current one, as a new manifest
+    /// version: every write after the checkpoint is dropped, and the
+    /// running writer and compactor are fenced. The checkpoint stays.
+    Restore {
+        id: String,
+        /// Restores (without it, the command only says what it would do
+        /// and exits 2).
+        #[arg(long)]
+        yes: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -72,11 +89,11 @@ pub enum GcCommand {
         /// Reports what would be deleted, deleting nothing.
         #[arg(long)]
         dry_run: bool,
-        /// Deletes only objects at least this many seconds old (default:
-        /// each class's own minimum age, an hour for tables and metadata,
-        /// a minute for WAL tables).
-        #[arg(long)]
-        min_age_s: Option<u64>,
+        /// Deletes only objects at least this old: `90s`, `15m`, `7d`, a
+        /// number of seconds (default: each class's own minimum age, an
+        /// hour for tables and metadata, a minute for WAL tables).
+        #[arg(long, alias = "min-age-s", value_parser = parse_duration)]
+        min_age: Option<Duration>,
     },
 }
 
@@ -87,20 +104,21 @@ pub enum CompactorCommand {
     /// next compactor redoes it). Opening it fences every other compactor,
     /// and another one opened later fences it (exit code 3).
     Run {
-        /// Seconds between progress lines on stderr (0: none).
-        #[arg(long, default_value_t = 10)]
-        progress_s: u64,
-        /// Seconds between collections of each class (default: each
-        /// class's own interval, 5 minutes for tables and metadata, a
-        /// minute for WAL tables and checkpoints).
-        #[arg(long)]
-        gc_interval_s: Option<u64>,
-        /// Collects only objects at least this many seconds old (default:
-        /// each class's own minimum age, an hour for tables and metadata,
-        /// a minute for WAL tables). With a live writer, keep it well
-        /// above its longest upload or compaction.
-        #[arg(long)]
-        gc_min_age_s: Option<u64>,
+        /// Time between progress lines on stderr: `10s`, `1m`, a number of
+        /// seconds (0: none).
+        #[arg(long, alias = "progress-s", default_value = "10s", value_parser = parse_duration)]
+        progress: Duration,
+        /// Time between collections of each class: `30s`, `5m`, a number
+        /// of seconds (default: each class's own interval, 5 minutes for
+        /// tables and metadata, a minute for WAL tables and checkpoints).
+        #[arg(long, alias = "gc-interval-s", value_parser = parse_duration)]
+        gc_interval: Option<Duration>,
+        /// Collects only objects at least this old: `90s`, `2h`, a number
+        /// of seconds (default: each class's own minimum age, an hour for
+        /// tables and metadata, a minute for WAL tables). With a live
+        /// writer, keep it well above its longest upload or compaction.
+        #[arg(long, alias = "gc-min-age-s", value_parser = parse_duration)]
+        gc_min_age: Option<Duration>,
         /// Cut output tables at this many MiB (default 64).
         #[arg(long)]
         target_table_mib: Option<usize>,
@@ -109,23 +127,24 @@ pub enum CompactorCommand {
 
 /// Collector options: the defaults, with every class's interval and
 /// minimum age replaced where given.
-fn gc_options(interval_s: Option<u64>, min_age_s: Option<u64>) -> GcOptions {
+fn gc_options(interval: Option<Duration>, min_age: Option<Duration>) -> GcOptions {
     let mut options = GcOptions::default();
+    let interval = interval.map(|interval| interval.max(Duration::from_secs(1)));
     for class in [
         &mut options.wal,
         &mut options.tables,
         &mut options.manifests,
         &mut options.compactions,
     ] {
-        if let Some(seconds) = min_age_s {
-            class.min_age = Duration::from_secs(seconds);
+        if let Some(min_age) = min_age {
+            class.min_age = min_age;
         }
-        if let Some(seconds) = interval_s {
-            class.interval = Duration::from_secs(seconds.max(1));
+        if let Some(interval) = interval {
+            class.interval = interval;
         }
     }
-    if let Some(seconds) = interval_s {
-        options.checkpoints.interval = Duration::from_secs(seconds.max(1));
+    if let Some(interval) = interval {
+        options.checkpoints.interval = interval;
     }
     options
 }
@@ -206,14 +225,32 @@ fn checkpoint_json(checkpoint: &Checkpoint) -> Value {
 }
 
 fn checkpoint_line(checkpoint: &Checkpoint) -> String {
-    format!(
-        "{}  manifest {}  created {} ms  expires {}  {}",
+    let line = format!(
+        "{}  manifest {}  created {}  expires {}",
         checkpoint.id,
         checkpoint.manifest_id,
-        checkpoint.create_ms,
-        checkpoint.expire_ms.map_or("never".to_owned(), |ms| format!("{ms} ms")),
-        checkpoint.name.as_deref().unwrap_or("")
-    )
+        rfc3339(checkpoint.create_ms),
+        checkpoint.expire_ms.map_or("never".to_owned(), rfc3339),
+    );
+    match &checkpoint.name {
+        Some(name) => format!("{line}  {name}"),
+        None => line,
+    }
+}
+
+fn restored_json(restored: &Restored) -> Value {
+    json!({
+        "checkpoint": restored.checkpoint.to_string(),
+        "pinned_version": restored.pinned_version,
+        "version": restored.version,
+        "replaced_version": restored.replaced_version,
+        "l0_tables": restored.l0_tables,
+        "sorted_runs": restored.sorted_runs,
+        "held_wal_rows": restored.held_wal_rows,
+        "dropped_wal_rows": restored.dropped_wal_rows,
+        "dropped_wal_tables": restored.dropped_wal_tables,
+        "failed_compactions": restored.failed_compactions,
+    })
 }
 
 impl Target {
@@ -281,11 +318,29 @@ impl Target {
         Ok(Fenced::load(self.versions(), Role::Admin).await.map_err(Error::from)?)
     }
 
-    /// Runs `write` on a writer, then closes it (the write is durable in
-    /// the WAL; the next writer replays it).
+    /// Runs `write` on a writer, moves its memtable to L0 and closes it:
+    /// the write is in an L0 table, so a checkpoint taken from outside
+    /// (`checkpoint create`) holds it, and the WAL does not grow with every
+    /// command for the next writer to replay. When L0 is full (no
+    /// compactor has run) the write stays in the WAL instead: a flush
+    /// would wait for a compactor.
     async fn write(&self, write: impl AsyncFnOnce(&Db) -> Result<(), Error>) -> Result<(), CliError> {
         let db = self.writer().await?;
-        let written = write(&db).await;
+        let written = match write(&db).await {
+            Ok(()) => {
+                let max_l0_tables = DbOptions::default().max_l0_tables as u64;
+                if db.stats().shape.l0_tables < max_l0_tables {
+                    db.flush_memtable().await
+                } else {
+                    eprintln!(
+                        "note: L0 holds {max_l0_tables} tables, so the write stays in the WAL (not in a checkpoint \
+                         taken from outside) until a compactor runs (`talus compact`)"
+                    );
+                    Ok(())
+                }
+            }
+            Err(error) => Err(error),
+        };
         let closed = db.close().await;
         written?;
         closed?;
@@ -495,9 +550,9 @@ impl Target {
         use async_signal::{Signal, Signals};
 
         let CompactorCommand::Run {
-            progress_s,
-            gc_interval_s,
-            gc_min_age_s,
+            progress,
+            gc_interval,
+            gc_min_age,
             target_table_mib,
         } = command;
         let mut compactor_options = talusdb::CompactorOptions::default();
@@ -516,7 +571,7 @@ impl Target {
             .builder()
             .options(DbOptions {
                 compactor: Some(compactor_options),
-                gc: Some(gc_options(gc_interval_s, gc_min_age_s)),
+                gc: Some(gc_options(gc_interval, gc_min_age)),
                 ..DbOptions::default()
             })
             .open_compactor_and_collector()
@@ -528,17 +583,17 @@ impl Target {
                 stopped_by = Some(signal);
             }
         };
-        let progress = async {
-            if progress_s == 0 {
+        let progress_lines = async {
+            if progress.is_zero() {
                 return futures::future::pending().await;
             }
             loop {
-                self.runtime.sleep(Duration::from_secs(progress_s)).await;
+                self.runtime.sleep(progress).await;
                 eprintln!("{}", progress_line(&compactor.stats()));
             }
         };
         let stop = async {
-            futures::future::select(std::pin::pin!(signal), std::pin::pin!(progress)).await;
+            futures::future::select(std::pin::pin!(signal), std::pin::pin!(progress_lines)).await;
         };
         let served = compactor.run_until(stop).await;
         let stats = compactor.stats();
@@ -566,8 +621,8 @@ impl Target {
     }
 
     pub async fn gc(&self, command: GcCommand) -> Result<ExitCode, CliError> {
-        let GcCommand::Run { dry_run, min_age_s } = command;
-        let options = gc_options(None, min_age_s);
+        let GcCommand::Run { dry_run, min_age } = command;
+        let options = gc_options(None, min_age);
         let collector = self
             .builder()
             .options(DbOptions {
@@ -701,30 +756,65 @@ impl Target {
     pub async fn checkpoint(&self, command: CheckpointCommand) -> Result<ExitCode, CliError> {
         let mut manifest = self.admin().await?;
         match command {
-            CheckpointCommand::Create { lifetime_s, name } => {
+            CheckpointCommand::Create { lifetime, name } => {
                 let options = CheckpointOptions {
-                    lifetime: lifetime_s.map(Duration::from_secs),
+                    lifetime,
                     name,
                     pin: None,
                 };
                 let made = manifest.create_checkpoint(options).await.map_err(Error::from)?;
                 print(self.json, checkpoint_json(&made), || checkpoint_line(&made));
             }
-            CheckpointCommand::List => {
-                let live = manifest.list_checkpoints();
+            CheckpointCommand::List { name } => {
+                let mut live = manifest.list_checkpoints();
+                if let Some(name) = &name {
+                    live.retain(|checkpoint| checkpoint.name.as_ref() == Some(name));
+                }
                 print(
                     self.json,
                     json!({ "checkpoints": live.iter().map(checkpoint_json).collect::<Vec<_>>() }),
                     || live.iter().map(checkpoint_line).collect::<Vec<_>>().join("\n"),
                 );
             }
-            CheckpointCommand::Refresh { id, lifetime_s } => {
+            CheckpointCommand::Refresh { id, lifetime } => {
                 let id = parse_ulid(&id)?;
-                let refreshed = manifest
-                    .refresh_checkpoint(id, Duration::from_secs(lifetime_s))
-                    .await
-                    .map_err(Error::from)?;
+                let refreshed = manifest.refresh_checkpoint(id, lifetime).await.map_err(Error::from)?;
                 print(self.json, checkpoint_json(&refreshed), || checkpoint_line(&refreshed));
+            }
+            CheckpointCommand::Restore { id, yes } => {
+                let id = parse_ulid(&id)?;
+                let Some(checkpoint) = manifest.list_checkpoints().into_iter().find(|live| live.id == id) else {
+                    return Err(CliError::Usage(format!(
+                        "no live checkpoint {id} in the database at {}",
+                        self.path
+                    )));
+                };
+                if !yes {
+                    return Err(CliError::Usage(format!(
+                        "restoring checkpoint {id} (manifest {}, created {}) replaces the current state \
+                         (manifest {}): every write after the checkpoint is dropped, and the running \
+                         writer and compactor are fenced; pass --yes to restore",
+                        checkpoint.manifest_id,
+                        rfc3339(checkpoint.create_ms),
+                        manifest.id(),
+                    )));
+                }
+                let restored = self.builder().restore_checkpoint(id).await?;
+                print(self.json, restored_json(&restored), || {
+                    format!(
+                        "restored checkpoint {id}: manifest {} lists manifest {}'s {} L0 tables and {} sorted \
+                         runs (was manifest {}); dropped {} rows only in {} WAL tables; failed {} unfinished \
+                         compactions",
+                        restored.version,
+                        restored.pinned_version,
+                        restored.l0_tables,
+                        restored.sorted_runs,
+                        restored.replaced_version,
+                        restored.dropped_wal_rows,
+                        restored.dropped_wal_tables,
+                        restored.failed_compactions
+                    )
+                });
             }
             CheckpointCommand::Delete { id } => {
                 let id = parse_ulid(&id)?;

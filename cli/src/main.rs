@@ -13,6 +13,7 @@ macro_rules! outln {
 mod bench;
 mod commands;
 mod encoding;
+mod human;
 mod out;
 mod stores;
 

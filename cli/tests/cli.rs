@@ -35,17 +35,27 @@ fn ok(store: &Path, args: &[&str]) -> String {
     stdout(&output)
 }
 
-/// Runs `work` on a library writer (default options) of the database in
-/// `dir`, then closes it.
+/// Runs `work` on a library writer (default options) of the database
+/// `db` in `dir`, then closes it (its writes stay in the WAL, where the
+/// CLI's own writes move theirs to L0).
 fn with_library_writer<F, Fut>(dir: &Path, work: F)
 where
     F: FnOnce(talusdb::Db) -> Fut,
     Fut: std::future::Future<Output = ()>,
 {
-    let root = dir.to_path_buf();
+    with_library_writer_at(dir, "db", work);
+}
+
+/// [`with_library_writer`] on the database at `path`.
+fn with_library_writer_at<F, Fut>(dir: &Path, path: &str, work: F)
+where
+    F: FnOnce(talusdb::Db) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let (root, path) = (dir.to_path_buf(), path.to_owned());
     support::on_smol(|runtime| async move {
         let store = talusdb::store::ObjectStoreAdapter::local_dir(&root, runtime.clone()).expect("a store");
-        let db = talusdb::Db::builder("db", std::sync::Arc::new(store))
+        let db = talusdb::Db::builder(path.as_str(), std::sync::Arc::new(store))
             .runtime(runtime)
             .open()
             .await
@@ -94,15 +104,54 @@ fn checkpoints_are_created_listed_refreshed_and_deleted() {
     let id = made["id"].as_str().expect("an id").to_owned();
     assert_eq!(made["name"], "nightly");
     assert!(made["expire_ms"].is_null(), "no lifetime: never expires");
+    let weekly = json(&ok(
+        dir.path(),
+        &["checkpoint", "create", "--lifetime", "7d", "--name", "weekly", "--json"],
+    ));
+    let (created, expires) = (weekly["create_ms"].as_u64(), weekly["expire_ms"].as_u64());
+    assert_eq!(
+        expires.zip(created).map(|(expires, created)| expires - created),
+        Some(7 * 86_400_000),
+        "a lifetime of 7d: {weekly}"
+    );
+    let bad = talus(dir.path(), &["checkpoint", "create", "--lifetime", "7x"]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(stderr(&bad).contains("7x: unknown unit"), "{}", stderr(&bad));
 
     let listed = json(&ok(dir.path(), &["checkpoint", "list", "--json"]));
-    assert_eq!(listed["checkpoints"][0]["id"], id.as_str());
+    assert_eq!(listed["checkpoints"].as_array().map(Vec::len), Some(2));
+    let named = json(&ok(dir.path(), &["checkpoint", "list", "--name", "nightly", "--json"]));
+    assert_eq!(named["checkpoints"].as_array().map(Vec::len), Some(1), "{named}");
+    assert_eq!(named["checkpoints"][0]["id"], id.as_str());
+    // Text shows times as RFC 3339 (UTC, to the millisecond).
+    let line = ok(dir.path(), &["checkpoint", "list", "--name", "weekly"]);
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let rfc3339 = |word: &str| {
+        word.len() == 24 && word.ends_with('Z') && word.as_bytes()[10] == b'T' && word.as_bytes()[19] == b'.'
+    };
+    assert_eq!(words.iter().filter(|word| rfc3339(word)).count(), 2, "{line}");
+    assert_eq!(words.last(), Some(&"weekly"), "{line}");
+    ok(
+        dir.path(),
+        &["checkpoint", "delete", weekly["id"].as_str().expect("an id")],
+    );
 
     let refreshed = json(&ok(
         dir.path(),
         &["checkpoint", "refresh", &id, "--lifetime-s", "3600", "--json"],
     ));
     assert!(refreshed["expire_ms"].as_u64().is_some(), "now it expires");
+    let refreshed = json(&ok(
+        dir.path(),
+        &["checkpoint", "refresh", &id, "--lifetime", "15m", "--json"],
+    ));
+    let (created, expires) = (refreshed["create_ms"].as_u64(), refreshed["expire_ms"].as_u64());
+    assert!(
+        expires
+            .zip(created)
+            .is_some_and(|(expires, created)| expires - created >= 15 * 60_000),
+        "15 minutes from now: {refreshed}"
+    );
 
     let shown = json(&ok(dir.path(), &["manifest", "show", "--json"]));
     assert_eq!(shown["checkpoints"][0]["id"], id.as_str());
@@ -128,13 +177,78 @@ fn checkpoints_are_created_listed_refreshed_and_deleted() {
 }
 
 #[test]
+fn restore_asks_for_yes_then_brings_back_the_checkpoint_and_fences_the_writer() {
+    let dir = TempDir::new("cli-restore");
+    ok(dir.path(), &["put", "k", "v1"]);
+    ok(dir.path(), &["put", "kept", "yes"]);
+    let made = json(&ok(dir.path(), &["checkpoint", "create", "--json"]));
+    let id = made["id"].as_str().expect("an id").to_owned();
+    ok(dir.path(), &["put", "k", "v2"]);
+    ok(dir.path(), &["put", "later", "x"]);
+    ok(dir.path(), &["delete", "kept"]);
+
+    let asked = talus(dir.path(), &["checkpoint", "restore", &id]);
+    assert_eq!(asked.status.code(), Some(2), "without --yes: {}", stderr(&asked));
+    assert!(
+        stderr(&asked).contains("pass --yes") && stderr(&asked).contains(&id),
+        "{}",
+        stderr(&asked)
+    );
+    assert_eq!(ok(dir.path(), &["get", "k"]).trim(), "v2", "nothing changed");
+    let unknown = talus(
+        dir.path(),
+        &["checkpoint", "restore", "01HZZZZZZZZZZZZZZZZZZZZZZZ", "--yes"],
+    );
+    assert_eq!(unknown.status.code(), Some(2));
+    assert!(stderr(&unknown).contains("no live checkpoint"), "{}", stderr(&unknown));
+
+    // A writer of this database runs while the restore comes: it is
+    // fenced, and its write after the restore lands nowhere.
+    let (root, restoring) = (dir.path().to_path_buf(), id.clone());
+    support::on_smol(|runtime| async move {
+        let id = restoring;
+        let store = talusdb::store::ObjectStoreAdapter::local_dir(&root, runtime.clone()).expect("a store");
+        let db = talusdb::Db::builder("db", std::sync::Arc::new(store))
+            .runtime(runtime)
+            .open()
+            .await
+            .expect("open");
+        db.put("running", "before").await.expect("put");
+        let restored = json(&ok(&root, &["checkpoint", "restore", &id, "--yes", "--json"]));
+        assert_eq!(restored["checkpoint"], id.as_str());
+        assert_eq!(restored["pinned_version"], made["manifest_id"]);
+        assert!(restored["version"].as_u64() > restored["replaced_version"].as_u64());
+        assert!(restored["dropped_wal_rows"].as_u64() >= Some(1), "{restored}");
+        let late = db.put("running", "after").await.expect_err("the fenced writer's put");
+        assert!(late.is_fenced(), "{late}");
+        let closed = db.close().await;
+        assert!(
+            closed.is_err_and(|error| error.is_fenced()),
+            "a fenced writer's close says so"
+        );
+    });
+    assert_eq!(ok(dir.path(), &["get", "k"]).trim(), "v1");
+    assert_eq!(ok(dir.path(), &["get", "kept"]).trim(), "yes");
+    for gone in ["later", "running"] {
+        assert_eq!(talus(dir.path(), &["get", gone]).status.code(), Some(1), "{gone}");
+    }
+    // The restored database takes writes; the checkpoint stays.
+    ok(dir.path(), &["put", "k", "v3"]);
+    assert_eq!(ok(dir.path(), &["get", "k"]).trim(), "v3");
+    let listed = json(&ok(dir.path(), &["checkpoint", "list", "--json"]));
+    assert_eq!(listed["checkpoints"][0]["id"], id.as_str());
+}
+
+#[test]
 fn clone_makes_a_copy_that_diverges_from_its_source() {
     fn on<'a>(path: &'a str, args: &[&'a str]) -> Vec<&'a str> {
         [&["--path", path][..], args].concat()
     }
     let dir = TempDir::new("cli-clone");
-    ok(dir.path(), &on("src", &["put", "k", "v1"]));
-    ok(dir.path(), &on("src", &["put", "gone", "soon"]));
+    with_library_writer_at(dir.path(), "src", |db| async move {
+        db.put("k", "v1").await.expect("put");
+        db.put("gone", "soon").await.expect("put");
+    });
     // The newest state: with the writes still in the source's WAL (the
     // clone writes them into its own first table).
     let cloned = json(&ok(dir.path(), &on("copy", &["clone", "src", "--json"])));
@@ -488,9 +602,12 @@ fn compact_and_gc_run_reclaim_old_objects_and_keep_every_key() {
 #[test]
 fn repair_salvages_a_damaged_wal_table_and_reports_the_loss() {
     let dir = TempDir::new("cli-repair");
-    for n in 0..10 {
-        ok(dir.path(), &["put", &format!("key{n}"), &format!("value-{n}")]);
-    }
+    // One WAL table per durable put, left in the WAL.
+    with_library_writer(dir.path(), |db| async move {
+        for n in 0..10 {
+            db.put(format!("key{n}"), format!("value-{n}")).await.expect("put");
+        }
+    });
     // The WAL table holding key5's row: the only one with its value.
     let wal = dir.path().join("db").join("wal");
     let victim = std::fs::read_dir(&wal)

@@ -34,7 +34,7 @@ pub(super) struct Prepared {
     options: DbOptions,
     pub(super) tables: TableStore,
     pub(super) manifests: VersionedStore<Manifest>,
-    compactions: VersionedStore<Compactions>,
+    pub(super) compactions: VersionedStore<Compactions>,
     pub(super) merge_operator: Operator,
 }
 
@@ -421,6 +421,54 @@ impl DbBuilder {
         let prepared = self.prepare()?;
         let options = prepared.options.gc.clone().unwrap_or_default();
         Ok(prepared.collector(options))
+    }
+
+    /// Makes live checkpoint `checkpoint`'s state the database's current
+    /// state, in place, as a new manifest version: what was written after
+    /// the checkpoint is gone (rows only in the WAL too), and the
+    /// checkpoint stays. Fences the running writer and compactor of the
+    /// database first, as opening them would (a process running either
+    /// gets [`ErrorKind::Fenced`](crate::ErrorKind::Fenced) and must
+    /// reopen), and fails every unfinished compaction. Sequence numbers keep
+    /// rising across the restore, so a snapshot by sequence number or time
+    /// from before it reads the restored state, not the history. The
+    /// objects only newer versions listed are left for the collector.
+    /// `talus checkpoint restore ID --yes` does the same from the command
+    /// line.
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// # use talusdb::store::{ObjectStoreAdapter, Store};
+    /// # use talusdb::manifest::CheckpointOptions;
+    /// # let sim = talusdb::actors::runtime::Sim::new(1);
+    /// # let runtime = sim.runtime();
+    /// # sim.block_on(async {
+    /// # let store: Arc<dyn Store> = Arc::new(ObjectStoreAdapter::in_memory());
+    /// # let builder = || talusdb::Db::builder("db", store.clone()).runtime(runtime.clone());
+    /// let db = builder().open().await?;
+    /// db.put("plan", "before").await?;
+    /// let checkpoint = db.create_checkpoint(CheckpointOptions::default()).await?;
+    /// db.put("plan", "after").await?;
+    /// db.close().await?;
+    ///
+    /// let restored = builder().restore_checkpoint(checkpoint.id).await?;
+    /// assert_eq!(restored.pinned_version, checkpoint.manifest_id);
+    /// let db = builder().open().await?;
+    /// assert_eq!(db.get("plan").await?.as_deref(), Some(&b"before"[..]));
+    /// db.close().await?;
+    /// # Ok::<(), talusdb::Error>(())
+    /// # }).unwrap();
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// `InvalidArgument` if there is no database at the path or no live
+    /// checkpoint with this id; `Corruption` naming a damaged WAL table
+    /// (run a salvaging open first) or a damaged manifest; `Unavailable`
+    /// if the store cannot be reached.
+    pub async fn restore_checkpoint(self, checkpoint: crate::store::Ulid) -> Result<super::Restored, Error> {
+        let prepared = self.prepare()?;
+        super::restore::restore(&prepared, checkpoint).await
     }
 
     /// Opens (or creates) the database: fences older writers and replays

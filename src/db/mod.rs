@@ -9,6 +9,7 @@ mod follow;
 mod iterator;
 mod options;
 mod reader;
+mod restore;
 mod snapshot;
 mod stats;
 mod transaction;
@@ -30,6 +31,7 @@ pub use options::{
     CloseOptions, DbOptions, Durability, ReadOptions, ReaderOptions, ScanOptions, ScanOrder, Ttl, WriteOptions,
 };
 pub use reader::DbReader;
+pub use restore::Restored;
 pub use snapshot::Snapshot;
 pub use stats::{DbStats, MemoryStats, TreeShape};
 pub use transaction::{IsolationLevel, Transaction, WriteReceipt};

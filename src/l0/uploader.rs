@@ -41,6 +41,20 @@ impl Uploader {
     }
 }
 
+/// Builds `memtable` into an L0 table and uploads it (also used by a
+/// restore, for the WAL rows a checkpoint holds).
+pub(crate) async fn write_l0_table(tables: &TableStore, memtable: &Memtable) -> Result<TableHandle, Error> {
+    let mut builder = tables.builder(TableKind::Sorted);
+    for row in memtable.iter() {
+        builder.add(&row);
+    }
+    for tombstone in memtable.range_tombstones() {
+        builder.add_range_tombstone(tombstone);
+    }
+    let written = tables.write_sorted(builder).await?;
+    TableHandle::from_written(&written).ok_or_else(|| Error::internal("an L0 table got a WAL id"))
+}
+
 impl Actor for Uploader {
     type Msg = UploadMsg;
     type Error = Error;
@@ -51,15 +65,7 @@ impl Actor for Uploader {
             seqs: (first_seq, last_seq),
             last_wal_id,
         } = msg;
-        let mut builder = self.tables.builder(TableKind::Sorted);
-        for row in memtable.iter() {
-            builder.add(&row);
-        }
-        for tombstone in memtable.range_tombstones() {
-            builder.add_range_tombstone(tombstone);
-        }
-        let written = self.tables.write_sorted(builder).await?;
-        let table = TableHandle::from_written(&written).ok_or_else(|| Error::internal("an L0 table got a WAL id"))?;
+        let table = write_l0_table(&self.tables, &memtable).await?;
         tracing::debug!(first_seq, last_seq, table = %table.id, "uploaded L0 table");
         self.l0_writer
             .send(L0Msg::Uploaded {

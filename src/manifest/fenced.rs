@@ -273,9 +273,22 @@ impl<P: Fenceable> Fenced<P> {
     /// A [`ManifestError`]: `Store` if the store failed or a version is corrupt;
     /// `Fenced` if a newer handle of the same role took over; `Timeout` if
     /// the write kept failing for `update_timeout`; whatever `change` returns.
-    pub async fn update<F>(&mut self, mut change: F) -> Result<u64, ManifestError>
+    pub async fn update<F>(&mut self, change: F) -> Result<u64, ManifestError>
     where
         F: FnMut(&mut P, u64) -> Result<(), ManifestError>,
+    {
+        let role = self.role;
+        self.update_checked(change, |before, after| P::check_change(role, before, after))
+            .await
+    }
+
+    /// [`Fenced::update`], with the change judged by `check` instead of
+    /// the role's ownership rules (a restore replaces what several roles
+    /// own; see `rules::check_restore`).
+    pub(crate) async fn update_checked<F, C>(&mut self, mut change: F, check: C) -> Result<u64, ManifestError>
+    where
+        F: FnMut(&mut P, u64) -> Result<(), ManifestError>,
+        C: Fn(&P, &P) -> Result<(), String>,
     {
         let deadline = self.store.runtime().now() + self.store.options().update_timeout;
         loop {
@@ -290,7 +303,7 @@ impl<P: Fenceable> Fenced<P> {
             let next_id = self.id + 1;
             let mut next = self.current.clone();
             change(&mut next, next_id)?;
-            P::check_change(self.role, &self.current, &next).map_err(|detail| ManifestError::InvalidChange {
+            check(&self.current, &next).map_err(|detail| ManifestError::InvalidChange {
                 role: self.role,
                 detail,
             })?;

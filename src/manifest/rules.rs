@@ -106,6 +106,29 @@ impl Fenceable for Manifest {
     }
 }
 
+/// The rules for a restore (`DbBuilder::restore_checkpoint`), written by
+/// a handle holding the newest writer epoch while the newest compactor
+/// epoch is held too: the tables may be replaced by any set, the WAL ids
+/// and the last L0 sequence only move forward, and what no role changes
+/// (epochs, losses, where the WAL is, clone sources) stays.
+pub(crate) fn check_restore(before: &Manifest, after: &Manifest) -> Result<(), String> {
+    unchanged("the writer epoch", &before.writer_epoch, &after.writer_epoch)?;
+    unchanged("the compactor epoch", &before.compactor_epoch, &after.compactor_epoch)?;
+    if after.next_wal_id < before.next_wal_id
+        || after.replay_after_wal_id < before.replay_after_wal_id
+        || after.last_l0_seq < before.last_l0_seq
+    {
+        return Err("WAL ids and the last L0 sequence only move forward".into());
+    }
+    if after.replay_after_wal_id >= after.next_wal_id {
+        return Err("replay_after_wal_id must stay below next_wal_id".into());
+    }
+    unchanged("the recorded WAL losses", &before.losses, &after.losses)?;
+    unchanged("where the WAL tables are", &before.separate_wal, &after.separate_wal)?;
+    unchanged("a clone's sources", &before.sources, &after.sources)?;
+    Ok(())
+}
+
 impl Fenceable for Compactions {
     fn epoch(&self, role: Role) -> Option<u64> {
         (role == Role::Compactor).then_some(self.compactor_epoch)

@@ -435,6 +435,43 @@ pub fn text((key, value): (bytes::Bytes, bytes::Bytes)) -> (String, String) {
 }
 
 /// Every row `scan` yields, as text.
+/// What a database should hold, by key: the model [`write_model`] keeps
+/// and [`check_model`] compares with.
+pub type TextModel = std::collections::BTreeMap<String, String>;
+
+/// Writes `count` random puts (values start with `label`) and deletes
+/// (one in eight) to keys `k000` to `k399`, keeping `model` up to date.
+pub async fn write_model(db: &Db, model: &mut TextModel, random: &mut Gen, label: &str, count: usize) {
+    for _ in 0..count {
+        let key = format!("k{:03}", random.next(400));
+        if random.next(8) == 0 {
+            db.delete(key.clone()).await.expect("delete");
+            model.remove(&key);
+        } else {
+            let value = format!("{label} {}", "x".repeat(random.next(120) as usize));
+            db.put(key.clone(), value.clone()).await.expect("put");
+            model.insert(key, value);
+        }
+    }
+}
+
+/// Checks that a whole scan of `db` is `model`, and that gets of every
+/// 13th key of [`write_model`]'s range, present or not, agree.
+pub async fn check_model(db: &Db, model: &TextModel, what: &str) {
+    let rows = text_rows(db.scan::<&str>(..))
+        .await
+        .unwrap_or_else(|error| panic!("{what}: a scan failed: {error}"));
+    assert_eq!(rows.len(), model.len(), "{what}: rows");
+    assert!(&rows == model, "{what}: a whole scan differs from the model");
+    for key in (0..400).step_by(13).map(|i| format!("k{i:03}")) {
+        assert_eq!(
+            db.get(key.as_str()).await.expect("get").as_deref(),
+            model.get(&key).map(String::as_bytes),
+            "{what}: {key}"
+        );
+    }
+}
+
 pub async fn text_rows(
     scan: talusdb::DbIterator,
 ) -> Result<std::collections::BTreeMap<String, String>, talusdb::Error> {

@@ -436,7 +436,8 @@ impl Target {
                     break;
                 }
             }
-            db.flush().await?;
+            // In L0, as every command's writes (`Target::write`).
+            db.flush_memtable().await?;
             Ok(())
         }
         .await;
