@@ -196,6 +196,9 @@ pub enum CliError {
     Db(Error),
     /// The benchmark got a wrong answer (exit code 6).
     WrongAnswer(String),
+    /// SIGINT or SIGTERM stopped the command (exit code 130, as
+    /// `128 + SIGINT`); the message says what was cleaned up.
+    Interrupted(String),
 }
 
 impl From<Error> for CliError {
@@ -236,6 +239,7 @@ impl CliError {
         match self {
             CliError::Usage(_) => 2,
             CliError::WrongAnswer(_) => 6,
+            CliError::Interrupted(_) => 130,
             CliError::Db(error) if error.is_fenced() => 3,
             // An object the database lists is gone: as damaged as a
             // corrupt one, and no retry brings it back.
@@ -262,6 +266,7 @@ impl CliError {
         let message = match self {
             CliError::Usage(message) => message.clone(),
             CliError::WrongAnswer(message) => format!("wrong answer: {message}"),
+            CliError::Interrupted(message) => message.clone(),
             CliError::Db(error) => error.to_string(),
         };
         message.split_whitespace().collect::<Vec<_>>().join(" ")

@@ -430,6 +430,69 @@ fn bad_arguments_and_damaged_objects_fail_with_one_clear_line() {
     assert!(line.contains(name), "the error names the object: {line}");
 }
 
+/// Files under `dir`, recursively.
+fn files_under(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(next) = pending.pop() {
+        for entry in std::fs::read_dir(&next).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                pending.push(path);
+            } else {
+                found.push(path);
+            }
+        }
+    }
+    found
+}
+
+/// SIGINT during a workload: the bench stops, removes its `bench-<ulid>`
+/// database and exits 130.
+#[test]
+fn an_interrupted_bench_removes_its_database() {
+    let dir = TempDir::new("cli-bench-sigint");
+    let child = Command::new(env!("CARGO_BIN_EXE_talus"))
+        .arg("--store")
+        .arg(format!("file://{}", dir.path().display()))
+        .args(["bench", "--workload", "mixed", "--keys", "2000", "--duration-s", "600"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start the bench");
+    // The database is there once a manifest is (polled: the bench gives
+    // no other sign it has started).
+    let root = dir.path().to_path_buf();
+    support::on_smol(|runtime| async move {
+        let mut polls = 0;
+        while !files_under(&root)
+            .iter()
+            .any(|path| path.to_string_lossy().contains("/manifest/"))
+        {
+            polls += 1;
+            assert!(polls < 6000, "no database after a minute");
+            runtime.sleep(std::time::Duration::from_millis(10)).await;
+        }
+    });
+    let sent = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(sent.success());
+    let output = child.wait_with_output().expect("wait");
+    let said = stderr(&output);
+    assert_eq!(output.status.code(), Some(130), "{said}");
+    assert!(
+        said.contains("interrupted; removed the benchmark's database bench-"),
+        "{said}"
+    );
+    assert_eq!(
+        files_under(dir.path()),
+        Vec::<std::path::PathBuf>::new(),
+        "nothing is left"
+    );
+}
+
 #[test]
 fn every_bench_workload_runs_small_and_reports_json() {
     let dir = TempDir::new("cli-bench");
@@ -488,6 +551,13 @@ fn every_bench_workload_runs_small_and_reports_json() {
         assert!(run["ops"].as_u64().is_some_and(|ops| ops > 0), "{run}");
         assert!(run["ops_per_s"].as_f64().is_some_and(|rate| rate > 0.0), "{run}");
         assert!(run["requests"].is_object(), "{run}");
+        let total: u64 = run["requests"]
+            .as_object()
+            .map(|kinds| kinds.values().filter_map(Value::as_u64).sum())
+            .unwrap_or(0);
+        let per_op = run["requests_per_op"].as_f64().expect("requests_per_op");
+        let ops = run["ops"].as_u64().unwrap_or(1) as f64;
+        assert!((per_op - total as f64 / ops).abs() < 1e-9, "{run}");
         match workload {
             "fill" => assert!(run["durable_after_s"].as_f64().is_some(), "{run}"),
             "get" => {

@@ -291,6 +291,22 @@ impl Bench {
         bar
     }
 
+    /// A bar for a workload that runs for `duration`: its position is the
+    /// milliseconds elapsed, its message the workload and its count.
+    fn timed_progress(&self, label: &str, duration: Duration) -> ProgressBar {
+        if !self.show_progress {
+            return ProgressBar::hidden();
+        }
+        let total = u64::try_from(duration.as_millis()).unwrap_or(u64::MAX).max(1);
+        let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
+        if let Ok(style) = ProgressStyle::with_template("{msg:>24} [{bar:40}] {elapsed} of {prefix}") {
+            bar.set_style(style.progress_chars("=> "));
+        }
+        bar.set_prefix(format!("{:.0}s", duration.as_secs_f64()));
+        bar.set_message(label.to_owned());
+        bar
+    }
+
     /// Seconds from `started` (a time on the runtime's clock) until now.
     fn seconds_since(&self, started: Duration) -> f64 {
         (self.runtime.now() - started).as_secs_f64()
@@ -544,13 +560,45 @@ impl Bench {
 
     /// Removes every object the benchmark wrote under its path.
     async fn clean_up(&self) -> Result<(), Error> {
-        let prefix = self.path.as_str().into();
-        for store in std::iter::once(&self.store).chain(&self.wal_store) {
-            for object in store.list(&prefix).await.map_err(Error::from)? {
-                store.delete(&object.path).await.map_err(Error::from)?;
-            }
+        let stores: Vec<Arc<dyn Store>> = std::iter::once(&self.store).chain(&self.wal_store).cloned().collect();
+        remove_database(&self.path, &stores).await
+    }
+}
+
+/// Deletes every object under `path` in each of `stores`.
+async fn remove_database(path: &str, stores: &[Arc<dyn Store>]) -> Result<(), Error> {
+    let prefix = path.into();
+    for store in stores {
+        for object in store.list(&prefix).await.map_err(Error::from)? {
+            store.delete(&object.path).await.map_err(Error::from)?;
         }
-        Ok(())
+    }
+    Ok(())
+}
+
+/// The benchmark's stores, with a switch that fails every later request
+/// once the benchmark is interrupted: the workloads' tasks, detached when
+/// their futures are dropped, then write nothing more while the clean-up
+/// removes the database (which it does on the stores underneath).
+#[derive(Debug)]
+struct Halt {
+    inner: Arc<dyn Store>,
+    halted: Arc<AtomicBool>,
+}
+
+impl talusdb::store::Layer for Halt {
+    fn around<T: talusdb::store::Payload>(
+        &self,
+        op: talusdb::store::Op,
+        path: &object_store::path::Path,
+        _requests: talusdb::store::Requests,
+        request: impl FnOnce(&dyn Store) -> futures::future::BoxFuture<'static, talusdb::store::StoreResult<T>>,
+    ) -> futures::future::BoxFuture<'static, talusdb::store::StoreResult<T>> {
+        if self.halted.load(Ordering::Acquire) {
+            let error = talusdb::store::StoreError::unavailable(op, path, "the benchmark was interrupted");
+            return Box::pin(futures::future::ready(Err(error)));
+        }
+        request(&*self.inner)
     }
 }
 
@@ -606,14 +654,26 @@ pub async fn run(
     json: bool,
 ) -> Result<ExitCode, CliError> {
     check_args(&args)?;
-    let base = stores::open(store_url, s3, &runtime)?;
-    let latency = LatencyStore::new(base, runtime.clone(), Duration::from_secs_f64(args.latency_ms / 1000.0));
+    let halted = Arc::new(AtomicBool::new(false));
+    let halting = |inner: Arc<dyn Store>| -> Arc<dyn Store> {
+        Arc::new(Halt {
+            inner,
+            halted: halted.clone(),
+        })
+    };
+    let mut underneath = vec![stores::open(store_url, s3, &runtime)?];
+    let latency = LatencyStore::new(
+        halting(underneath[0].clone()),
+        runtime.clone(),
+        Duration::from_secs_f64(args.latency_ms / 1000.0),
+    );
     let counts = latency.counts();
     let wal_store = match wal_store_url {
         Some(url) => {
             let wal_latency = args.wal_latency_ms.unwrap_or(args.latency_ms);
+            underneath.push(stores::open(url, s3, &runtime)?);
             let wal = LatencyStore::with_counts(
-                stores::open(url, s3, &runtime)?,
+                halting(underneath[1].clone()),
                 runtime.clone(),
                 Duration::from_secs_f64(wal_latency / 1000.0),
                 counts.clone(),
@@ -645,7 +705,16 @@ pub async fn run(
     let measured = bench.args.workload;
     let mut reports = Vec::new();
     let mut load = None;
-    let outcome: Result<(), CliError> = async {
+    // SIGINT or SIGTERM ends the workloads where they are (the database's
+    // handles are dropped unclosed) and goes on to the clean-up.
+    let mut signals = async_signal::Signals::new([async_signal::Signal::Int, async_signal::Signal::Term]).ok();
+    let interrupted = async {
+        match signals.as_mut() {
+            Some(signals) => drop(signals.next().await),
+            None => futures::future::pending().await,
+        }
+    };
+    let workloads_run = async {
         if bench.args.settle && bench.args.existing.is_some() {
             bench.settle().await?;
         }
@@ -671,18 +740,41 @@ pub async fn run(
             }
         }
         Ok(())
-    }
-    .await;
+    };
+    let outcome: Result<(), CliError> =
+        match futures::future::select(std::pin::pin!(workloads_run), std::pin::pin!(interrupted)).await {
+            futures::future::Either::Left((outcome, _)) => outcome,
+            futures::future::Either::Right(((), _)) => {
+                halted.store(true, Ordering::Release);
+                Err(CliError::Interrupted(String::new()))
+            }
+        };
     let store_report = match &outcome {
         Ok(()) => Some(bench.store_report().await),
         Err(_) => None,
     };
-    let cleaned = if bench.args.keep || bench.args.existing.is_some() {
+    let kept = bench.args.keep || bench.args.existing.is_some();
+    let cleaned = if kept {
         eprintln!("kept the benchmark's database at {}", bench.path);
+        Ok(())
+    } else if matches!(outcome, Err(CliError::Interrupted(_))) {
         Ok(())
     } else {
         bench.clean_up().await
     };
+    if let Err(CliError::Interrupted(_)) = &outcome {
+        if !kept {
+            // Removed on the stores underneath, after an upload that was in
+            // flight at the halt has had time to land.
+            bench.runtime.sleep(Duration::from_millis(500)).await;
+            remove_database(&bench.path, &underneath).await?;
+        }
+        return Err(CliError::Interrupted(if kept {
+            "interrupted".to_owned()
+        } else {
+            format!("interrupted; removed the benchmark's database {}", bench.path)
+        }));
+    }
     outcome?;
     cleaned?;
     let store_report = store_report.transpose()?;
@@ -720,7 +812,7 @@ pub async fn run(
         if let Some(Value::Object(fields)) = &store_report {
             outln!("store after the run");
             for (name, value) in fields {
-                outln!("  {name:<24}{value}");
+                outln!("  {name:<24}{}", report::rounded(value));
             }
         }
         if let Some(bytes) = peak_rss {

@@ -110,7 +110,18 @@ impl Report {
         }
         object.extend(self.extra.clone());
         object.insert("requests".into(), self.requests.clone());
+        object.insert("requests_per_op".into(), json!(self.requests_per_op()));
         Value::Object(object)
+    }
+
+    /// Store requests of every kind, per operation.
+    fn requests_per_op(&self) -> f64 {
+        let total: u64 = self
+            .requests
+            .as_object()
+            .map(|kinds| kinds.values().filter_map(Value::as_u64).sum())
+            .unwrap_or(0);
+        total as f64 / self.ops.max(1) as f64
     }
 
     pub fn print(&self) {
@@ -126,7 +137,7 @@ impl Report {
             }
         }
         for (name, value) in &self.extra {
-            outln!("  {name:<24}{value}");
+            outln!("  {name:<24}{}", rounded(value));
         }
         let requests = self
             .requests
@@ -144,7 +155,35 @@ impl Report {
             "store requests",
             if requests.is_empty() { "none".into() } else { requests }
         );
+        outln!("  {:<24}{}", "requests/op", round_figure(self.requests_per_op()));
     }
+}
+
+/// A JSON value for text: numbers rounded (see [`round_figure`]), objects
+/// as `name value` pairs; `--json` keeps full precision.
+pub fn rounded(value: &Value) -> String {
+    match value {
+        Value::Number(number) if number.is_f64() => number.as_f64().map_or_else(|| number.to_string(), round_figure),
+        Value::Object(fields) => fields
+            .iter()
+            .map(|(name, value)| format!("{name} {}", rounded(value)))
+            .collect::<Vec<_>>()
+            .join(", "),
+        Value::Array(items) => format!("[{}]", items.iter().map(rounded).collect::<Vec<_>>().join(", ")),
+        Value::String(text) => text.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// A figure to about three significant digits: `1234.5` as `1235`, `12.345`
+/// as `12.3`, `0.012345` as `0.0123`.
+pub fn round_figure(figure: f64) -> String {
+    if !figure.is_finite() || figure == 0.0 {
+        return format!("{figure}");
+    }
+    let magnitude = figure.abs().log10().floor() as i32;
+    let decimals = (2 - magnitude).clamp(0, 6) as usize;
+    format!("{figure:.decimals$}")
 }
 
 pub fn rate(count: u64, seconds: f64) -> f64 {
