@@ -3,7 +3,8 @@
 //! intervals while the writer compacts and collects garbage with no
 //! minimum age; scans keep their tables; the reader's checkpoints go at
 //! close or expire; an idle reader costs one request per interval; a
-//! reader at a checkpoint stays there; a new writer's takeover is followed.
+//! reader at a checkpoint stays there; a reader at a sequence number reads
+//! exactly that state, or refuses; a new writer's takeover is followed.
 
 mod support;
 
@@ -29,7 +30,7 @@ fn follow_options(lifetime: Duration) -> ReaderOptions {
         refresh_interval: Some(INTERVAL),
         manifest_interval: Duration::from_secs(1),
         checkpoint_lifetime: lifetime,
-        at_checkpoint: None,
+        ..ReaderOptions::default()
     }
 }
 
@@ -342,5 +343,87 @@ fn a_reader_follows_a_new_writer_that_fenced_the_old_one() {
         assert!(bad.message().contains("checkpoint_lifetime"), "{bad}");
         reader.close().await.expect("close");
         second.close().await.expect("close");
+    });
+}
+
+#[test]
+fn a_reader_at_a_sequence_number_reads_that_state_or_refuses() {
+    support::on_sim(3, async |runtime, store| {
+        let retained = talusdb::DbOptions {
+            retention: Duration::from_secs(3600),
+            ..talusdb::DbOptions::default()
+        };
+        let db = Db::builder("db", store.clone())
+            .runtime(runtime.clone())
+            .options(retained)
+            .open()
+            .await
+            .expect("open");
+        let first = db.put("k", "v1").await.expect("put");
+        db.put("other", "o").await.expect("put");
+        let second = db.put("k", "v2").await.expect("put");
+        db.delete("other").await.expect("delete");
+        db.flush_memtable().await.expect("to L0");
+        db.compact().await.expect("compact");
+        let third = db.put("k", "v3").await.expect("put (only in the WAL)");
+        let at = |seq: u64| ReaderOptions {
+            at_seq: Some(seq),
+            refresh_interval: None,
+            ..ReaderOptions::default()
+        };
+        for (seq, k, other) in [
+            (first.seq, Some("v1"), None),
+            (second.seq, Some("v2"), Some("o")),
+            (second.seq + 1, Some("v2"), None),
+            (third.seq, Some("v3"), None),
+        ] {
+            let reader = open_reader(&store, &runtime, at(seq)).await;
+            assert_eq!(reader.seq(), seq);
+            assert_eq!(
+                reader.get("k").await.expect("get").as_deref(),
+                k.map(str::as_bytes),
+                "at {seq}"
+            );
+            let rows: Vec<_> = reader
+                .scan::<&str>(..)
+                .map_ok(|(key, _)| key)
+                .try_collect()
+                .await
+                .expect("scan");
+            assert_eq!(rows.len(), 1 + usize::from(other.is_some()), "at {seq}: {rows:?}");
+            reader.close().await.expect("close");
+        }
+        let ahead = Db::builder("db", store.clone())
+            .runtime(runtime.clone())
+            .open_reader(at(third.seq + 1))
+            .await
+            .map(drop)
+            .expect_err("nothing written there yet");
+        assert_eq!(*ahead.kind(), ErrorKind::InvalidArgument, "{ahead}");
+        db.close().await.expect("close");
+
+        // Without retention, what compaction may have merged is refused.
+        let db = Db::builder("db", store.clone())
+            .runtime(runtime.clone())
+            .open()
+            .await
+            .expect("reopen without retention");
+        db.put("k", "v4").await.expect("put");
+        db.flush_memtable().await.expect("to L0");
+        db.compact().await.expect("compact");
+        db.close().await.expect("close");
+        let floor = latest(&store, &runtime).await.retain_seq;
+        assert!(floor > first.seq, "retain_seq {floor} moved up");
+        let gone = Db::builder("db", store.clone())
+            .runtime(runtime.clone())
+            .open_reader(at(first.seq))
+            .await
+            .map(drop)
+            .expect_err("outside retention");
+        assert_eq!(*gone.kind(), ErrorKind::OutsideRetention, "{gone}");
+        assert!(
+            gone.to_string().contains(&format!("oldest readable is {floor}")),
+            "{gone}"
+        );
     });
 }

@@ -59,6 +59,7 @@ fn reader_process_entry() {
                 manifest_interval: Duration::from_secs(1),
                 checkpoint_lifetime: lifetime,
                 at_checkpoint: None,
+                at_seq: None,
             })
             .await
             .expect("open the reader");

@@ -946,6 +946,7 @@ async fn open_reader(store: &ProcessStore, wal: &Option<ProcessStore>, runtime: 
             manifest_interval: Duration::from_secs(1),
             checkpoint_lifetime: Duration::from_secs(20),
             at_checkpoint: None,
+            at_seq: None,
         })
         .await
 }

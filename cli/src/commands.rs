@@ -24,7 +24,7 @@ use crate::human::{parse_duration, rfc3339};
 mod keys;
 mod transfer;
 
-pub use keys::{Formats, ScanArgs};
+pub use keys::{Formats, ReadAt, ScanArgs};
 pub use transfer::{ExportArgs, ImportArgs};
 
 #[derive(Debug, Subcommand)]
@@ -455,12 +455,14 @@ impl Target {
                 });
                 print(self.json, value, || {
                     let mut text = format!(
-                        "manifest {id}\nwriter epoch {}, compactor epoch {}\nnext WAL id {}, replay after WAL id {}, last L0 seq {}\n",
+                        "manifest {id}\nwriter epoch {}, compactor epoch {}\nnext WAL id {}, replay after WAL id {}, last L0 seq {}, \
+                         retain seq {}\n",
                         manifest.writer_epoch,
                         manifest.compactor_epoch,
                         manifest.next_wal_id,
                         manifest.replay_after_wal_id,
-                        manifest.last_l0_seq
+                        manifest.last_l0_seq,
+                        manifest.retain_seq
                     );
                     if manifest.separate_wal {
                         text += "WAL tables in a store of their own (--wal-store)\n";

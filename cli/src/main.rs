@@ -106,9 +106,8 @@ enum DbCommand {
         key: OsString,
         #[command(flatten)]
         formats: commands::Formats,
-        /// Read at this live checkpoint instead of the newest state.
-        #[arg(long)]
-        at_checkpoint: Option<String>,
+        #[command(flatten)]
+        at: commands::ReadAt,
     },
     /// Deletes KEY (durably).
     Delete {
@@ -252,7 +251,9 @@ impl CliError {
                 4
             }
             CliError::Db(error) => match error.kind() {
-                ErrorKind::InvalidArgument => 2,
+                // A sequence number (`--at-seq`) older than what is kept
+                // is a bad argument too.
+                ErrorKind::InvalidArgument | ErrorKind::OutsideRetention => 2,
                 ErrorKind::Corruption | ErrorKind::Unsupported => 4,
                 ErrorKind::Unavailable => 5,
                 _ => 1,
@@ -313,11 +314,7 @@ fn main() -> ExitCode {
                 };
                 match command {
                     DbCommand::Put { key, value, formats } => db.put(&key, &value, formats).await,
-                    DbCommand::Get {
-                        key,
-                        formats,
-                        at_checkpoint,
-                    } => db.get(&key, formats, at_checkpoint).await,
+                    DbCommand::Get { key, formats, at } => db.get(&key, formats, at).await,
                     DbCommand::Delete { key, formats } => db.delete(&key, formats).await,
                     DbCommand::Scan(args) => db.scan(args).await,
                     DbCommand::Export(args) => db.export(args).await,

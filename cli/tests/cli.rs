@@ -240,6 +240,69 @@ fn restore_asks_for_yes_then_brings_back_the_checkpoint_and_fences_the_writer() 
 }
 
 #[test]
+fn reads_at_a_sequence_number_see_that_state() {
+    let dir = TempDir::new("cli-at-seq");
+    let root = dir.path().to_path_buf();
+    let seqs = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let written = seqs.clone();
+    support::on_smol(|runtime| async move {
+        let store = talusdb::store::ObjectStoreAdapter::local_dir(&root, runtime.clone()).expect("a store");
+        let options = talusdb::DbOptions {
+            retention: std::time::Duration::from_secs(3600),
+            ..talusdb::DbOptions::default()
+        };
+        let db = talusdb::Db::builder("db", std::sync::Arc::new(store))
+            .runtime(runtime)
+            .options(options)
+            .open()
+            .await
+            .expect("open");
+        let mut seqs = vec![
+            db.put("k", "v1").await.expect("put").seq,
+            db.put("j", "only later").await.expect("put").seq,
+        ];
+        db.flush_memtable().await.expect("to L0");
+        seqs.push(db.put("k", "v2").await.expect("put").seq);
+        db.close().await.expect("close");
+        *written.lock().expect("seqs") = seqs;
+    });
+    let seqs = seqs.lock().expect("seqs").clone();
+    let at = |seq: u64| seq.to_string();
+    let first = at(seqs[0]);
+    assert_eq!(ok(dir.path(), &["get", "k", "--at-seq", &first]).trim(), "v1");
+    assert_eq!(
+        talus(dir.path(), &["get", "j", "--at-seq", &first]).status.code(),
+        Some(1)
+    );
+    assert_eq!(ok(dir.path(), &["scan", "--at-seq", &first]), "k\tv1\n");
+    assert_eq!(
+        ok(dir.path(), &["scan", "--at-seq", &at(seqs[2]), "--count"]).trim(),
+        "2"
+    );
+    assert_eq!(ok(dir.path(), &["get", "k"]).trim(), "v2", "the newest state");
+    let exported = ok(dir.path(), &["export", "--at-seq", &at(seqs[1])]);
+    assert_eq!(exported.lines().count(), 2, "{exported}");
+    assert!(exported.contains("v1") && !exported.contains("v2"), "{exported}");
+    let ahead = talus(dir.path(), &["get", "k", "--at-seq", &at(seqs[2] + 1)]);
+    assert_eq!(ahead.status.code(), Some(2));
+    assert!(
+        stderr(&ahead).contains("nothing is written at sequence"),
+        "{}",
+        stderr(&ahead)
+    );
+    // With no retention, what is in L0 is only readable as the newest.
+    ok(dir.path(), &["--path", "plain", "put", "k", "a"]);
+    ok(dir.path(), &["--path", "plain", "put", "k", "b"]);
+    let gone = talus(dir.path(), &["--path", "plain", "get", "k", "--at-seq", "1"]);
+    assert_eq!(gone.status.code(), Some(2), "{}", stderr(&gone));
+    assert!(
+        stderr(&gone).contains("outside the retention window"),
+        "{}",
+        stderr(&gone)
+    );
+}
+
+#[test]
 fn clone_makes_a_copy_that_diverges_from_its_source() {
     fn on<'a>(path: &'a str, args: &[&'a str]) -> Vec<&'a str> {
         [&["--path", path][..], args].concat()

@@ -309,6 +309,13 @@ pub struct ReaderOptions {
     /// nothing (the named checkpoint protects what it reads; deleting it
     /// lets the collector remove those tables).
     pub at_checkpoint: Option<crate::store::Ulid>,
+    /// Open at this sequence number of the newest state (or, with
+    /// `at_checkpoint`, of the checkpoint's) and stay there: the reader
+    /// sees every write up to it and none after, and never refreshes. It
+    /// must be at or above the manifest's `retain_seq`, below which
+    /// compaction may have merged versions away (`DbOptions::retention`
+    /// keeps more), and at or below the newest written.
+    pub at_seq: Option<u64>,
 }
 
 impl Default for ReaderOptions {
@@ -318,6 +325,7 @@ impl Default for ReaderOptions {
             manifest_interval: Duration::from_secs(10),
             checkpoint_lifetime: Duration::from_secs(120),
             at_checkpoint: None,
+            at_seq: None,
         }
     }
 }

@@ -77,6 +77,28 @@ async fn latest_manifest(manifests: &VersionedStore<Manifest>, tables: &TableSto
     }
 }
 
+/// `seq` if a reader of `manifest` (and WAL rows up to `newest`) reads
+/// exactly what was there at `seq`: at or above `retain_seq`, below which
+/// compaction may have merged versions away, and at or below `newest`.
+fn readable_at(seq: u64, manifest: &Manifest, newest: u64) -> Result<u64, Error> {
+    if seq > newest {
+        return Err(Error::invalid(format!(
+            "at_seq {seq}: nothing is written at sequence {seq} yet (the newest is {newest})"
+        )));
+    }
+    if seq < manifest.retain_seq {
+        return Err(Error::new(
+            crate::error::ErrorKind::OutsideRetention,
+            format!(
+                "at_seq {seq}: sequence {seq} is outside the retention window; the oldest readable is {} \
+                 (DbOptions::retention keeps more)",
+                manifest.retain_seq
+            ),
+        ));
+    }
+    Ok(seq)
+}
+
 impl DbReader {
     fn fixed(
         view: ReadView,
@@ -118,7 +140,14 @@ impl DbReader {
         let (_, latest) = latest_manifest(&prepared.manifests, &prepared.tables).await?;
         super::builder::check_merge_operator(&latest, &prepared.merge_operator)?;
         if let Some(id) = options.at_checkpoint {
-            return DbReader::at_checkpoint(prepared, &latest, id).await;
+            return DbReader::at_checkpoint(prepared, &latest, id, options.at_seq).await;
+        }
+        if let Some(seq) = options.at_seq {
+            let (manifest_id, manifest) = latest_manifest(&prepared.manifests, &prepared.tables).await?;
+            let replayed = replay_through(&prepared.tables, &manifest, None).await?;
+            let seq = readable_at(seq, &manifest, replayed.last_seq)?;
+            let view = ReadView::new(Arc::new(replayed.memtable), &manifest);
+            return Ok(DbReader::fixed(view, seq, manifest_id, None, prepared));
         }
         let manifest = Fenced::load(prepared.manifests.clone(), Role::Admin).await?;
         let (follower, published) = Follower::open(prepared.tables.clone(), manifest, options).await?;
@@ -138,7 +167,12 @@ impl DbReader {
 
     /// A reader of what checkpoint `id` describes: its manifest version's
     /// tables and the WAL tables below that version's `next_wal_id`.
-    async fn at_checkpoint(prepared: super::builder::Prepared, latest: &Manifest, id: Ulid) -> Result<DbReader, Error> {
+    async fn at_checkpoint(
+        prepared: super::builder::Prepared,
+        latest: &Manifest,
+        id: Ulid,
+        at_seq: Option<u64>,
+    ) -> Result<DbReader, Error> {
         let now_ms = prepared.tables.runtime().wall_ms();
         let Some(checkpoint) = latest.live_checkpoints(now_ms).find(|checkpoint| checkpoint.id == id) else {
             return Err(Error::invalid(format!(
@@ -151,14 +185,12 @@ impl DbReader {
         super::clone::adopt_sources(&prepared.tables, &manifest);
         let end = manifest.next_wal_id.saturating_sub(1);
         let replayed = replay_through(&prepared.tables, &manifest, Some(end)).await?;
+        let seq = match at_seq {
+            Some(seq) => readable_at(seq, &manifest, replayed.last_seq)?,
+            None => replayed.last_seq,
+        };
         let view = ReadView::new(Arc::new(replayed.memtable), &manifest);
-        Ok(DbReader::fixed(
-            view,
-            replayed.last_seq,
-            manifest_id,
-            Some(id),
-            prepared,
-        ))
+        Ok(DbReader::fixed(view, seq, manifest_id, Some(id), prepared))
     }
 
     fn load(&self) -> Result<Arc<Published>, Error> {

@@ -76,11 +76,24 @@ pub struct ScanArgs {
     /// The line format (`--json` prints one object with every row instead).
     #[arg(long, value_enum, default_value_t = RowFormat::Tsv)]
     format: RowFormat,
-    /// Read at this live checkpoint instead of the newest state.
-    #[arg(long)]
-    at_checkpoint: Option<String>,
+    #[command(flatten)]
+    at: ReadAt,
     #[command(flatten)]
     formats: Formats,
+}
+
+/// Which state a read command reads: the newest (default), a live
+/// checkpoint's, and either at a past sequence number.
+#[derive(Debug, Default, clap::Args)]
+pub struct ReadAt {
+    /// Read at this live checkpoint instead of the newest state.
+    #[arg(long)]
+    pub at_checkpoint: Option<String>,
+    /// Read as of this sequence number: every write up to it and none
+    /// after (at or above the manifest's `retain_seq`; the writer's
+    /// `DbOptions::retention` keeps older ones readable).
+    #[arg(long)]
+    pub at_seq: Option<u64>,
 }
 
 /// `bytes` as a TSV field in `encoding`.
@@ -153,26 +166,25 @@ impl Target {
         Ok(ExitCode::SUCCESS)
     }
 
-    /// A reader of the newest state, or of checkpoint `at` and nothing
+    /// A reader of the newest state, or of what `at` names and nothing
     /// else.
-    pub(super) async fn reader_at(&self, at: Option<&str>) -> Result<DbReader, CliError> {
-        match at {
-            None => self.reader().await,
-            Some(id) => {
-                let options = talusdb::ReaderOptions {
-                    at_checkpoint: Some(parse_ulid(id)?),
-                    refresh_interval: None,
-                    ..talusdb::ReaderOptions::default()
-                };
-                Ok(self.builder().open_reader(options).await?)
-            }
+    pub(super) async fn reader_at(&self, at: &ReadAt) -> Result<DbReader, CliError> {
+        if at.at_checkpoint.is_none() && at.at_seq.is_none() {
+            return self.reader().await;
         }
+        let options = talusdb::ReaderOptions {
+            at_checkpoint: at.at_checkpoint.as_deref().map(parse_ulid).transpose()?,
+            at_seq: at.at_seq,
+            refresh_interval: None,
+            ..talusdb::ReaderOptions::default()
+        };
+        Ok(self.builder().open_reader(options).await?)
     }
 
-    pub async fn get(&self, key: &OsStr, formats: Formats, at: Option<String>) -> Result<ExitCode, CliError> {
+    pub async fn get(&self, key: &OsStr, formats: Formats, at: ReadAt) -> Result<ExitCode, CliError> {
         let key_arg = key.to_string_lossy().into_owned();
         let key = formats.key_format.decode("key", key)?;
-        let reader = self.reader_at(at.as_deref()).await?;
+        let reader = self.reader_at(&at).await?;
         let value = reader.get(&key).await;
         reader.close().await?;
         let value = value?;
@@ -221,7 +233,7 @@ impl Target {
                 end = Some(prefix_end);
             }
         }
-        let reader = self.reader_at(args.at_checkpoint.as_deref()).await?;
+        let reader = self.reader_at(&args.at).await?;
         let range = (
             start.map_or(Bound::Unbounded, Bound::Included),
             end.map_or(Bound::Unbounded, Bound::Excluded),

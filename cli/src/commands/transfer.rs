@@ -39,9 +39,8 @@ pub struct ExportArgs {
     output: Option<PathBuf>,
     #[arg(long, value_enum, default_value_t = FileFormat::Jsonl)]
     format: FileFormat,
-    /// Export this live checkpoint instead of the newest state.
-    #[arg(long)]
-    at_checkpoint: Option<String>,
+    #[command(flatten)]
+    at: super::keys::ReadAt,
     #[command(flatten)]
     formats: Formats,
 }
@@ -306,7 +305,7 @@ impl Target {
             }
             None => Box::new(BufWriter::with_capacity(1 << 20, std::io::stdout().lock())),
         };
-        let reader = self.reader_at(args.at_checkpoint.as_deref()).await?;
+        let reader = self.reader_at(&args.at).await?;
         let mut rows = Box::pin(reader.scan::<&[u8]>(..));
         let mut progress = Progress::new("exported", self.runtime.clone());
         let (mut count, mut bytes) = (0u64, 0u64);
