@@ -493,6 +493,31 @@ fn bad_arguments_and_damaged_objects_fail_with_one_clear_line() {
     assert!(line.contains(name), "the error names the object: {line}");
 }
 
+/// A bench on a database kept by an earlier run with other settings finds
+/// values it did not expect: a wrong answer, exit 6, naming the row.
+#[test]
+fn a_bench_that_reads_wrong_answers_exits_6() {
+    let dir = TempDir::new("cli-bench-wrong");
+    let small = ["bench", "--workload", "get", "--keys", "2000", "--ops", "100"];
+    let kept = talus(dir.path(), &[&small[..], &["--keep"]].concat());
+    assert!(kept.status.success(), "{}", stderr(&kept));
+    let said = stderr(&kept);
+    let path = said
+        .split_whitespace()
+        .find(|word| word.starts_with("bench-"))
+        .unwrap_or_else(|| panic!("the kept path: {said}"));
+    let wrong = talus(
+        dir.path(),
+        &[&small[..], &["--existing", path, "--value-size", "50"]].concat(),
+    );
+    assert_eq!(wrong.status.code(), Some(6), "{}", stderr(&wrong));
+    assert!(
+        stderr(&wrong).contains("wrong answer: row") && stderr(&wrong).contains("expected 50"),
+        "{}",
+        stderr(&wrong)
+    );
+}
+
 /// Files under `dir`, recursively.
 fn files_under(dir: &Path) -> Vec<std::path::PathBuf> {
     let mut found = Vec::new();

@@ -2,7 +2,8 @@
 //! lost manifest is refused (never papered over by a new database), and
 //! errors no retry can fix (a read-only file system, a plain-HTTP endpoint
 //! without `--allow-http`, no credentials, nothing listening) fail in
-//! seconds with one line that says what to do.
+//! seconds with one line that says what to do; a store that stays
+//! unavailable is retried within its budget, then exits 5.
 
 #[path = "../../tests/support/mod.rs"]
 mod support;
@@ -193,4 +194,58 @@ fn errors_no_retry_can_fix_fail_within_two_seconds_with_what_to_do() {
         "with credentials it works: {}",
         stderr(&output)
     );
+}
+
+/// An S3 endpoint on 127.0.0.1 that answers every request with
+/// `503 Service Unavailable`, until the test process ends.
+fn unavailable_endpoint() -> String {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let address = listener.local_addr().expect("address");
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            std::thread::spawn(move || {
+                let mut stream = stream;
+                let mut request = Vec::new();
+                let mut buffer = [0u8; 4096];
+                while !request.windows(4).any(|end| end == b"\r\n\r\n") {
+                    match stream.read(&mut buffer) {
+                        Ok(0) | Err(_) => return,
+                        Ok(read) => request.extend_from_slice(&buffer[..read]),
+                    }
+                }
+                let answer = "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+                let _ = stream.write_all(answer.as_bytes());
+            });
+        }
+    });
+    format!("http://{address}")
+}
+
+/// A store that keeps failing in a way a retry could fix (503 on every
+/// request) is retried within its budget (about a minute), then the
+/// command fails with exit code 5, naming the request.
+#[test]
+fn a_store_that_stays_unavailable_exits_5_after_its_retries() {
+    let endpoint = unavailable_endpoint();
+    let credentials = [
+        ("AWS_ACCESS_KEY_ID", "testing"),
+        ("AWS_SECRET_ACCESS_KEY", "testing"),
+        ("AWS_REGION", "us-east-1"),
+    ];
+    let args = [
+        "--store",
+        "s3://bucket/prefix",
+        "--s3-endpoint",
+        &endpoint,
+        "--allow-http",
+        "get",
+        "k",
+    ];
+    let (output, took) = talus(&credentials, &args);
+    let line = stderr(&output);
+    assert_eq!(output.status.code(), Some(5), "{line}");
+    assert_eq!(line.lines().count(), 1, "one line: {line}");
+    assert!(line.contains("db/manifest") && line.contains("503"), "{line}");
+    assert!(took >= Duration::from_secs(1), "it was retried: {took:?}");
 }
