@@ -349,16 +349,12 @@ fn a_reader_follows_a_new_writer_that_fenced_the_old_one() {
 #[test]
 fn a_reader_at_a_sequence_number_reads_that_state_or_refuses() {
     support::on_sim(3, async |runtime, store| {
+        let builder = || Db::builder("db", store.clone()).runtime(runtime.clone());
         let retained = talusdb::DbOptions {
             retention: Duration::from_secs(3600),
             ..talusdb::DbOptions::default()
         };
-        let db = Db::builder("db", store.clone())
-            .runtime(runtime.clone())
-            .options(retained)
-            .open()
-            .await
-            .expect("open");
+        let db = builder().options(retained).open().await.expect("open");
         let first = db.put("k", "v1").await.expect("put");
         db.put("other", "o").await.expect("put");
         let second = db.put("k", "v2").await.expect("put");
@@ -393,8 +389,7 @@ fn a_reader_at_a_sequence_number_reads_that_state_or_refuses() {
             assert_eq!(rows.len(), 1 + usize::from(other.is_some()), "at {seq}: {rows:?}");
             reader.close().await.expect("close");
         }
-        let ahead = Db::builder("db", store.clone())
-            .runtime(runtime.clone())
+        let ahead = builder()
             .open_reader(at(third.seq + 1))
             .await
             .map(drop)
@@ -403,19 +398,14 @@ fn a_reader_at_a_sequence_number_reads_that_state_or_refuses() {
         db.close().await.expect("close");
 
         // Without retention, what compaction may have merged is refused.
-        let db = Db::builder("db", store.clone())
-            .runtime(runtime.clone())
-            .open()
-            .await
-            .expect("reopen without retention");
+        let db = builder().open().await.expect("reopen without retention");
         db.put("k", "v4").await.expect("put");
         db.flush_memtable().await.expect("to L0");
         db.compact().await.expect("compact");
         db.close().await.expect("close");
         let floor = latest(&store, &runtime).await.retain_seq;
         assert!(floor > first.seq, "retain_seq {floor} moved up");
-        let gone = Db::builder("db", store.clone())
-            .runtime(runtime.clone())
+        let gone = builder()
             .open_reader(at(first.seq))
             .await
             .map(drop)

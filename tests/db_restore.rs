@@ -14,8 +14,8 @@ use object_store::path::Path;
 use talusdb::actors::Runtime;
 use talusdb::compactor::SubmitSpec;
 use talusdb::manifest::{
-    CheckpointOptions, CompactionSpec, CompactionStatus, Compactions, Fenced, Manifest, Role, Source, VersionedOptions,
-    VersionedStore,
+    CheckpointOptions, CompactionSpec, CompactionStatus, Compactions, Fenced, Manifest, Role, Source, Versioned,
+    VersionedOptions, VersionedStore,
 };
 use talusdb::store::{Store, Ulid};
 use talusdb::{Db, DbBuilder, ErrorKind, GcMode};
@@ -33,17 +33,32 @@ fn builder(store: &Arc<dyn Store>, runtime: &Runtime) -> DbBuilder {
         .options(support::compacting_db_options(8, Duration::from_secs(30 * 24 * 3600)))
 }
 
-async fn latest(store: &Arc<dyn Store>, runtime: &Runtime) -> (u64, Manifest) {
-    VersionedStore::<Manifest>::new(
+/// The stored versions of the manifest or the compactions file of `db`.
+fn versions<P: Versioned>(store: &Arc<dyn Store>, runtime: &Runtime) -> VersionedStore<P> {
+    VersionedStore::new(
         store.clone(),
         Path::from("db"),
         runtime.clone(),
         VersionedOptions::default(),
     )
-    .read_latest()
-    .await
-    .expect("read")
-    .expect("a manifest")
+}
+
+/// Reopens the database and checks that it reads `model`, before and
+/// after a compaction of everything.
+async fn reopened_reads(store: &Arc<dyn Store>, runtime: &Runtime, model: &Model, what: &str) {
+    let db = builder(store, runtime).open().await.expect("reopen");
+    check_model(&db, model, what).await;
+    db.compact().await.expect("compact");
+    check_model(&db, model, &format!("{what}, compacted")).await;
+    db.close().await.expect("close");
+}
+
+async fn latest(store: &Arc<dyn Store>, runtime: &Runtime) -> (u64, Manifest) {
+    versions::<Manifest>(store, runtime)
+        .read_latest()
+        .await
+        .expect("read")
+        .expect("a manifest")
 }
 
 #[test]
@@ -117,13 +132,9 @@ fn an_admin_checkpoint_restores_what_a_reader_at_it_sees() {
         write_model(&db, &mut model, &mut random, "first", 250).await;
         // Taken from outside while the writer runs (as `talus checkpoint
         // create` does): the writer's latest rows are only in WAL tables.
-        let manifests = VersionedStore::<Manifest>::new(
-            store.clone(),
-            Path::from("db"),
-            runtime.clone(),
-            VersionedOptions::default(),
-        );
-        let mut admin = Fenced::load(manifests, Role::Admin).await.expect("manifest");
+        let mut admin = Fenced::load(versions::<Manifest>(&store, &runtime), Role::Admin)
+            .await
+            .expect("manifest");
         let checkpoint = admin
             .create_checkpoint(CheckpointOptions::default())
             .await
@@ -148,11 +159,7 @@ fn an_admin_checkpoint_restores_what_a_reader_at_it_sees() {
             .expect("restore");
         assert_eq!(restored.pinned_version, checkpoint.manifest_id);
         let _ = db.close().await;
-        let db = builder(&store, &runtime).open().await.expect("reopen");
-        check_model(&db, &held, "after restoring an admin checkpoint").await;
-        db.compact().await.expect("compact");
-        check_model(&db, &held, "compacted").await;
-        db.close().await.expect("close");
+        reopened_reads(&store, &runtime, &held, "after restoring an admin checkpoint").await;
     });
 }
 
@@ -183,12 +190,7 @@ fn a_restore_fails_the_unfinished_compactions_and_fences_the_compactor() {
         compactor.await_idle().await.expect("it compacts L0");
         let (_, compacted) = latest(&store, &runtime).await;
         assert!(!compacted.sorted_runs.is_empty(), "the compactor made a sorted run");
-        let compactions = VersionedStore::<Compactions>::new(
-            store.clone(),
-            Path::from("db"),
-            runtime.clone(),
-            VersionedOptions::default(),
-        );
+        let compactions = versions::<Compactions>(&store, &runtime);
         let mut admin = Fenced::load(compactions.clone(), Role::Admin)
             .await
             .expect("compactions");
@@ -232,11 +234,7 @@ fn a_restore_fails_the_unfinished_compactions_and_fences_the_compactor() {
         let (_, manifest) = latest(&store, &runtime).await;
         assert_eq!(manifest.l0.len(), restored.l0_tables);
         assert_eq!(manifest.sorted_runs.len(), restored.sorted_runs);
-        let db = builder(&store, &runtime).open().await.expect("reopen");
-        check_model(&db, &at_checkpoint, "after the restore").await;
-        db.compact().await.expect("compaction of the restored tables");
-        check_model(&db, &at_checkpoint, "compacted after the restore").await;
-        db.close().await.expect("close");
+        reopened_reads(&store, &runtime, &at_checkpoint, "after the restore").await;
     });
 }
 

@@ -54,15 +54,16 @@ where
 {
     let (root, path) = (dir.to_path_buf(), path.to_owned());
     support::on_smol(|runtime| async move {
-        let store = talusdb::store::ObjectStoreAdapter::local_dir(&root, runtime.clone()).expect("a store");
-        let db = talusdb::Db::builder(path.as_str(), std::sync::Arc::new(store))
-            .runtime(runtime)
-            .open()
-            .await
-            .expect("open");
+        let db = library_builder(&root, &path, runtime).open().await.expect("open");
         work(db.clone()).await;
         db.close().await.expect("close");
     });
+}
+
+/// A library builder for the database at `path` in the local store `root`.
+fn library_builder(root: &Path, path: &str, runtime: talusdb::actors::Runtime) -> talusdb::DbBuilder {
+    let store = talusdb::store::ObjectStoreAdapter::local_dir(root, runtime.clone()).expect("a store");
+    talusdb::Db::builder(path, std::sync::Arc::new(store)).runtime(runtime)
 }
 
 fn json(text: &str) -> Value {
@@ -207,12 +208,7 @@ fn restore_asks_for_yes_then_brings_back_the_checkpoint_and_fences_the_writer() 
     let (root, restoring) = (dir.path().to_path_buf(), id.clone());
     support::on_smol(|runtime| async move {
         let id = restoring;
-        let store = talusdb::store::ObjectStoreAdapter::local_dir(&root, runtime.clone()).expect("a store");
-        let db = talusdb::Db::builder("db", std::sync::Arc::new(store))
-            .runtime(runtime)
-            .open()
-            .await
-            .expect("open");
+        let db = library_builder(&root, "db", runtime).open().await.expect("open");
         db.put("running", "before").await.expect("put");
         let restored = json(&ok(&root, &["checkpoint", "restore", &id, "--yes", "--json"]));
         assert_eq!(restored["checkpoint"], id.as_str());
@@ -246,13 +242,11 @@ fn reads_at_a_sequence_number_see_that_state() {
     let seqs = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let written = seqs.clone();
     support::on_smol(|runtime| async move {
-        let store = talusdb::store::ObjectStoreAdapter::local_dir(&root, runtime.clone()).expect("a store");
         let options = talusdb::DbOptions {
             retention: std::time::Duration::from_secs(3600),
             ..talusdb::DbOptions::default()
         };
-        let db = talusdb::Db::builder("db", std::sync::Arc::new(store))
-            .runtime(runtime)
+        let db = library_builder(&root, "db", runtime)
             .options(options)
             .open()
             .await

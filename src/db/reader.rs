@@ -77,10 +77,10 @@ async fn latest_manifest(manifests: &VersionedStore<Manifest>, tables: &TableSto
     }
 }
 
-/// `seq` if a reader of `manifest` (and WAL rows up to `newest`) reads
+/// Whether a reader of `manifest` (and WAL rows up to `newest`) reads
 /// exactly what was there at `seq`: at or above `retain_seq`, below which
 /// compaction may have merged versions away, and at or below `newest`.
-fn readable_at(seq: u64, manifest: &Manifest, newest: u64) -> Result<u64, Error> {
+fn check_readable_at(seq: u64, manifest: &Manifest, newest: u64) -> Result<(), Error> {
     if seq > newest {
         return Err(Error::invalid(format!(
             "at_seq {seq}: nothing is written at sequence {seq} yet (the newest is {newest})"
@@ -96,7 +96,7 @@ fn readable_at(seq: u64, manifest: &Manifest, newest: u64) -> Result<u64, Error>
             ),
         ));
     }
-    Ok(seq)
+    Ok(())
 }
 
 impl DbReader {
@@ -137,17 +137,16 @@ impl DbReader {
     pub(super) async fn open_with(builder: DbBuilder, options: ReaderOptions) -> Result<DbReader, Error> {
         options.validate().map_err(Error::invalid)?;
         let prepared = builder.prepare()?;
-        let (_, latest) = latest_manifest(&prepared.manifests, &prepared.tables).await?;
+        let (latest_id, latest) = latest_manifest(&prepared.manifests, &prepared.tables).await?;
         super::builder::check_merge_operator(&latest, &prepared.merge_operator)?;
         if let Some(id) = options.at_checkpoint {
             return DbReader::at_checkpoint(prepared, &latest, id, options.at_seq).await;
         }
         if let Some(seq) = options.at_seq {
-            let (manifest_id, manifest) = latest_manifest(&prepared.manifests, &prepared.tables).await?;
-            let replayed = replay_through(&prepared.tables, &manifest, None).await?;
-            let seq = readable_at(seq, &manifest, replayed.last_seq)?;
-            let view = ReadView::new(Arc::new(replayed.memtable), &manifest);
-            return Ok(DbReader::fixed(view, seq, manifest_id, None, prepared));
+            let replayed = replay_through(&prepared.tables, &latest, None).await?;
+            check_readable_at(seq, &latest, replayed.last_seq)?;
+            let view = ReadView::new(Arc::new(replayed.memtable), &latest);
+            return Ok(DbReader::fixed(view, seq, latest_id, None, prepared));
         }
         let manifest = Fenced::load(prepared.manifests.clone(), Role::Admin).await?;
         let (follower, published) = Follower::open(prepared.tables.clone(), manifest, options).await?;
@@ -185,10 +184,10 @@ impl DbReader {
         super::clone::adopt_sources(&prepared.tables, &manifest);
         let end = manifest.next_wal_id.saturating_sub(1);
         let replayed = replay_through(&prepared.tables, &manifest, Some(end)).await?;
-        let seq = match at_seq {
-            Some(seq) => readable_at(seq, &manifest, replayed.last_seq)?,
-            None => replayed.last_seq,
-        };
+        if let Some(seq) = at_seq {
+            check_readable_at(seq, &manifest, replayed.last_seq)?;
+        }
+        let seq = at_seq.unwrap_or(replayed.last_seq);
         let view = ReadView::new(Arc::new(replayed.memtable), &manifest);
         Ok(DbReader::fixed(view, seq, manifest_id, Some(id), prepared))
     }

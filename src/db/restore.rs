@@ -18,9 +18,10 @@
 //!   lists, or reuse a sorted run id for a run that is no longer there;
 //! - the restored version lists exactly the checkpoint version's L0 tables
 //!   and sorted runs, plus one L0 table of the rows the checkpoint holds in
-//!   WAL tables its version had not moved to L0; WAL ids and the last L0 sequence only move forward
-//!   (every WAL table up to our fence counts as applied), so sequence
-//!   numbers written after the restore are above every one written before;
+//!   WAL tables its version had not moved to L0; WAL ids and the last L0
+//!   sequence only move forward (every WAL table up to our fence counts as
+//!   applied), so sequence numbers written after the restore are above
+//!   every one written before;
 //! - checkpoints, losses, clone sources and where the WAL is stay as they
 //!   are.
 
@@ -62,13 +63,6 @@ pub struct Restored {
     pub failed_compactions: usize,
 }
 
-fn no_checkpoint(prepared: &Prepared, id: Ulid) -> Error {
-    Error::invalid(format!(
-        "no live checkpoint {id} in the database at {}",
-        prepared.manifests.root()
-    ))
-}
-
 /// Restores live checkpoint `id` of the database `prepared` opens.
 pub(super) async fn restore(prepared: &Prepared, id: Ulid) -> Result<Restored, Error> {
     let (manifests, tables) = (&prepared.manifests, &prepared.tables);
@@ -79,7 +73,10 @@ pub(super) async fn restore(prepared: &Prepared, id: Ulid) -> Result<Restored, E
     crate::manifest::check_wal_store(&latest, tables)?;
     let now_ms = prepared.runtime.wall_ms();
     let Some(checkpoint) = latest.live_checkpoints(now_ms).find(|live| live.id == id) else {
-        return Err(no_checkpoint(prepared, id));
+        return Err(Error::invalid(format!(
+            "no live checkpoint {id} in the database at {}",
+            manifests.root()
+        )));
     };
     let pinned_version = checkpoint.manifest_id;
     // The checkpoint keeps this version, and every table it lists, from
@@ -99,14 +96,9 @@ pub(super) async fn restore(prepared: &Prepared, id: Ulid) -> Result<Restored, E
     // (an admin checkpoint taken while a writer ran): their rows go into
     // one new L0 table, above the pinned version's L0 tables.
     let held = replay_through(tables, &pinned, Some(pinned.next_wal_id.saturating_sub(1))).await?;
-    let held_table = if held.memtable.is_empty() {
-        None
-    } else {
-        Some(write_l0_table(tables, &held.memtable).await?)
-    };
     let mut restored_l0 = pinned.l0.clone();
-    if let Some(table) = &held_table {
-        restored_l0.insert(0, table.clone());
+    if !held.memtable.is_empty() {
+        restored_l0.insert(0, write_l0_table(tables, &held.memtable).await?);
     }
     let mut writer = Fenced::open(manifests.clone(), Role::Writer, IfMissing::Fail).await?;
     let recovered = recover(tables, &mut writer, OnDamage::Fail).await?;

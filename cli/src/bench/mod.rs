@@ -26,6 +26,7 @@ use talusdb::{Db, Error, ErrorKind, ScanOptions, ScanOrder};
 use crate::{CliError, stores};
 
 mod follow;
+mod halt;
 mod ranges;
 mod report;
 mod rows;
@@ -33,6 +34,7 @@ mod store_after;
 mod timed;
 mod writes;
 
+use halt::{Halt, remove_database};
 use report::{Latencies, Report, memory_json, peak_rss_bytes, rate, shape_json};
 use rows::{KEY_BYTES, Rng, absent_key, check_value, key, value};
 
@@ -280,29 +282,28 @@ impl Bench {
     }
 
     fn progress(&self, label: &str, total: u64) -> ProgressBar {
-        if !self.show_progress {
-            return ProgressBar::hidden();
-        }
-        let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
-        if let Ok(style) = ProgressStyle::with_template("{msg:>12} [{bar:40}] {pos}/{len} {per_sec} eta {eta}") {
-            bar.set_style(style.progress_chars("=> "));
-        }
-        bar.set_message(label.to_owned());
-        bar
+        self.drawn_bar(label, total, "{msg:>12} [{bar:40}] {pos}/{len} {per_sec} eta {eta}")
     }
 
     /// A bar for a workload that runs for `duration`: its position is the
     /// milliseconds elapsed, its message the workload and its count.
     fn timed_progress(&self, label: &str, duration: Duration) -> ProgressBar {
+        let total = u64::try_from(duration.as_millis()).unwrap_or(u64::MAX).max(1);
+        let bar = self.drawn_bar(label, total, "{msg:>24} [{bar:40}] {elapsed} of {prefix}");
+        bar.set_prefix(format!("{:.0}s", duration.as_secs_f64()));
+        bar
+    }
+
+    /// A bar of `total` steps drawn on stderr with `template` (hidden
+    /// unless progress is shown).
+    fn drawn_bar(&self, label: &str, total: u64, template: &str) -> ProgressBar {
         if !self.show_progress {
             return ProgressBar::hidden();
         }
-        let total = u64::try_from(duration.as_millis()).unwrap_or(u64::MAX).max(1);
         let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
-        if let Ok(style) = ProgressStyle::with_template("{msg:>24} [{bar:40}] {elapsed} of {prefix}") {
+        if let Ok(style) = ProgressStyle::with_template(template) {
             bar.set_style(style.progress_chars("=> "));
         }
-        bar.set_prefix(format!("{:.0}s", duration.as_secs_f64()));
         bar.set_message(label.to_owned());
         bar
     }
@@ -557,49 +558,6 @@ impl Bench {
             ],
         ))
     }
-
-    /// Removes every object the benchmark wrote under its path.
-    async fn clean_up(&self) -> Result<(), Error> {
-        let stores: Vec<Arc<dyn Store>> = std::iter::once(&self.store).chain(&self.wal_store).cloned().collect();
-        remove_database(&self.path, &stores).await
-    }
-}
-
-/// Deletes every object under `path` in each of `stores`.
-async fn remove_database(path: &str, stores: &[Arc<dyn Store>]) -> Result<(), Error> {
-    let prefix = path.into();
-    for store in stores {
-        for object in store.list(&prefix).await.map_err(Error::from)? {
-            store.delete(&object.path).await.map_err(Error::from)?;
-        }
-    }
-    Ok(())
-}
-
-/// The benchmark's stores, with a switch that fails every later request
-/// once the benchmark is interrupted: the workloads' tasks, detached when
-/// their futures are dropped, then write nothing more while the clean-up
-/// removes the database (which it does on the stores underneath).
-#[derive(Debug)]
-struct Halt {
-    inner: Arc<dyn Store>,
-    halted: Arc<AtomicBool>,
-}
-
-impl talusdb::store::Layer for Halt {
-    fn around<T: talusdb::store::Payload>(
-        &self,
-        op: talusdb::store::Op,
-        path: &object_store::path::Path,
-        _requests: talusdb::store::Requests,
-        request: impl FnOnce(&dyn Store) -> futures::future::BoxFuture<'static, talusdb::store::StoreResult<T>>,
-    ) -> futures::future::BoxFuture<'static, talusdb::store::StoreResult<T>> {
-        if self.halted.load(Ordering::Acquire) {
-            let error = talusdb::store::StoreError::unavailable(op, path, "the benchmark was interrupted");
-            return Box::pin(futures::future::ready(Err(error)));
-        }
-        request(&*self.inner)
-    }
 }
 
 fn check_args(args: &BenchArgs) -> Result<(), CliError> {
@@ -741,34 +699,32 @@ pub async fn run(
         }
         Ok(())
     };
-    let outcome: Result<(), CliError> =
+    let (outcome, interrupted): (Result<(), CliError>, bool) =
         match futures::future::select(std::pin::pin!(workloads_run), std::pin::pin!(interrupted)).await {
-            futures::future::Either::Left((outcome, _)) => outcome,
+            futures::future::Either::Left((outcome, _)) => (outcome, false),
             futures::future::Either::Right(((), _)) => {
                 halted.store(true, Ordering::Release);
-                Err(CliError::Interrupted(String::new()))
+                (Ok(()), true)
             }
         };
-    let store_report = match &outcome {
-        Ok(()) => Some(bench.store_report().await),
-        Err(_) => None,
+    let store_report = match (&outcome, interrupted) {
+        (Ok(()), false) => Some(bench.store_report().await),
+        _ => None,
     };
     let kept = bench.args.keep || bench.args.existing.is_some();
     let cleaned = if kept {
         eprintln!("kept the benchmark's database at {}", bench.path);
         Ok(())
-    } else if matches!(outcome, Err(CliError::Interrupted(_))) {
-        Ok(())
     } else {
-        bench.clean_up().await
-    };
-    if let Err(CliError::Interrupted(_)) = &outcome {
-        if !kept {
-            // Removed on the stores underneath, after an upload that was in
-            // flight at the halt has had time to land.
+        if interrupted {
+            // An upload that was in flight at the halt lands first.
             bench.runtime.sleep(Duration::from_millis(500)).await;
-            remove_database(&bench.path, &underneath).await?;
         }
+        // On the stores underneath: no latency added, nothing halted.
+        remove_database(&bench.path, &underneath).await
+    };
+    if interrupted {
+        cleaned?;
         return Err(CliError::Interrupted(if kept {
             "interrupted".to_owned()
         } else {
